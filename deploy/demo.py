@@ -1,0 +1,119 @@
+"""`make demo`: a local broker, the ingest stage and the ClickHouse sink on synthetic
+multi-channel traffic, then a summary of what arrived. Stops everything it started, also on
+Ctrl-C or failure."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from deploy.kafka_admin import ensure_topics, group_lag
+from deploy.local.broker import LocalBroker
+from producers.files import publish_items
+from producers.synthetic import generate
+from schemas.settings import Settings
+from schemas.topics import Topics
+from sinks.clickhouse import connect
+from sinks.report import dead_letter_reasons, render, touchpoint_summary
+
+DEMO_PORT = 19292
+
+
+def run_demo(base: Settings, count: int) -> int:
+    """Run the walking skeleton end to end; return a process exit code."""
+    local = base.local_broker.model_copy(
+        update={"instance": "demo", "port": DEMO_PORT, "controller_port": DEMO_PORT + 1}
+    )
+    broker = LocalBroker(local, base.data_dir)
+    ch_dir = base.data_dir / "demo" / "clickhouse"
+    shutil.rmtree(ch_dir, ignore_errors=True)
+    run_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    env = {
+        **os.environ,
+        "JOURNEYS_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap,
+        "JOURNEYS_TOPICS__PREFIX": f"demo-{run_id}.",
+        "JOURNEYS_CLICKHOUSE__DSN": f"chdb://{ch_dir}",
+        "JOURNEYS_PROCESSOR__METRICS_PORT": "0",
+        "JOURNEYS_LOG_FORMAT": "text",
+        "JOURNEYS_LOG_LEVEL": "WARNING",
+    }
+    settings = Settings(
+        kafka=base.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap}),
+        topics=base.topics.model_copy(update={"prefix": env["JOURNEYS_TOPICS__PREFIX"]}),
+        data_dir=base.data_dir,
+    )
+    children: list[subprocess.Popen[bytes]] = []
+    print(f"[demo] starting Kafka ({broker.bootstrap}) ...", flush=True)
+    started = broker.start()
+    try:
+        ensure_topics(settings)
+        cli = [sys.executable, "-m", "deploy.cli"]
+        children.append(subprocess.Popen([*cli, "process", "ingest"], env=env))
+        sink = subprocess.Popen([*cli, "sink", "--idle-exit", "8"], env=env)
+        children.append(sink)
+        t0 = time.monotonic()
+        print(f"[demo] publishing {count:,} synthetic touchpoints (1% invalid, 1% repeated ids)")
+        items = generate(
+            count, invalid_ratio=0.01, duplicate_ratio=0.01, persons=max(100, count // 20),
+            start=datetime.now(UTC) - timedelta(days=1),
+        )  # fmt: skip
+        publish_items(settings, items, total=count)
+        print("[demo] waiting for the ingest stage and the sink to catch up ...", flush=True)
+        _wait_for_lag(
+            settings, "journeys-ingest", Topics.from_settings(settings.topics).raw, children
+        )
+        if sink.wait(timeout=300) != 0:
+            raise RuntimeError(f"the sink exited with {sink.returncode}")
+        elapsed = time.monotonic() - t0
+        summary = touchpoint_summary(connect(f"chdb://{ch_dir}"))
+        summary.dead_letters = dead_letter_reasons(
+            settings.kafka, Topics.from_settings(settings.topics).dlq_ingest
+        )
+        print()
+        print(render(summary))
+        print(f"\n[demo] {count:,} published -> ClickHouse in {elapsed:.1f}s")
+        return 0
+    finally:
+        for child in children:
+            _stop(child)
+        if started:
+            broker.stop()
+            print("[demo] Kafka stopped")
+
+
+def _wait_for_lag(
+    settings: Settings,
+    group: str,
+    topic: str,
+    children: list[subprocess.Popen[bytes]],
+    timeout: float = 600.0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.returncode is None and child.poll() not in (None, 0):
+                raise RuntimeError(f"{' '.join(map(str, child.args))} exited with {child.returncode}")
+        lag = group_lag(settings, group, topic)
+        if lag == 0:
+            return
+        if lag != last:
+            print(f"[demo] ingest lag: {lag:,} messages", flush=True)
+            last = lag
+        time.sleep(1.0)
+    raise TimeoutError(f"{group} did not catch up on {topic} within {timeout:.0f}s")
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

@@ -1,0 +1,99 @@
+"""Creating Journeys' topics and telling people, in one line, when Kafka is unreachable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from schemas.settings import Settings
+from schemas.topics import Topics
+
+STATEFUL_STAGES = {"ingest": ("seen",)}
+
+
+class KafkaUnreachable(RuntimeError):
+    """Kafka did not answer; the message names the setting to change."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the pipeline uses, with its partition count and configuration."""
+    topics = Topics.from_settings(settings.topics)
+    n = settings.topics.partitions
+    compact = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.2"}
+    specs = [
+        TopicSpec(topics.raw, n, {"compression.type": "producer"}),
+        TopicSpec(topics.touchpoints, n, {"compression.type": "producer"}),
+        TopicSpec(topics.dlq_ingest, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+    ]
+    for stage, tables in STATEFUL_STAGES.items():
+        specs += [TopicSpec(topics.changelog(stage, t), n, compact) for t in tables]
+    return specs
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient({**settings.kafka.as_librdkafka_dict(), "log_level": "3"})
+
+
+def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
+    """Raise `KafkaUnreachable` with a one-line message if no broker answers."""
+    try:
+        admin_client(settings).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnreachable(
+            f"Kafka is not reachable at {settings.kafka.bootstrap_servers} ({exc.args[0]}); "
+            "start it with `make broker-start` or set JOURNEYS_KAFKA__BOOTSTRAP_SERVERS"
+        ) from None
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the topics that are missing; return the names created. Idempotent."""
+    check_kafka(settings)
+    admin = admin_client(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    rf = settings.topics.replication_factor
+    missing = [s for s in topic_specs(settings) if s.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, rf, config=s.config) for s in missing],
+        operation_timeout=timeout,
+    )
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> int:
+    """Messages of `topic` that consumer group `group` has not committed yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {**settings.kafka.as_librdkafka_dict(), "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10.0).topics[topic]
+        tps = [TopicPartition(topic, p) for p in meta.partitions]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10.0)}
+        lag = 0
+        for tp in tps:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
+            done = committed.get(tp.partition, -1)
+            lag += high - max(done, 0)
+        return lag
+    finally:
+        consumer.close()

@@ -1,0 +1,54 @@
+"""Dead-letter records: a rejected payload, byte for byte, with the reason it was rejected."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+Reason = Literal[
+    "malformed_json",
+    "not_an_object",
+    "unsupported_envelope",
+    "invalid_field",
+    "oversized",
+    "future_timestamp",
+]
+
+
+class FieldError(BaseModel):
+    """One validation problem: where (a dotted path) and what."""
+
+    field: str
+    message: str
+
+
+class DeadLetter(BaseModel):
+    """What a stage could not accept, and why. `raw` is the payload as it arrived."""
+
+    stage: str
+    reason: Reason
+    errors: list[FieldError] = []
+    detail: str = ""
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    event_id: str | None = None
+    rejected_at: datetime
+
+    @staticmethod
+    def wrap_raw(payload: bytes) -> tuple[str, Literal["utf-8", "base64"]]:
+        """Keep text readable and anything else intact."""
+        try:
+            return payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return base64.b64encode(payload).decode("ascii"), "base64"
+
+    def raw_bytes(self) -> bytes:
+        if self.raw_encoding == "base64":
+            return base64.b64decode(self.raw)
+        return self.raw.encode("utf-8")

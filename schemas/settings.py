@@ -1,0 +1,178 @@
+"""The one settings object of Journeys, read once at each entry point.
+
+Sources, strongest first: keyword arguments, environment variables (`JOURNEYS_` prefix,
+nested with `__`, for example `JOURNEYS_KAFKA__BOOTSTRAP_SERVERS`), then a TOML file named by
+`JOURNEYS_SETTINGS_FILE` (default `journeys.toml` in the working directory, if present).
+Connection pieces are plain models handed down to the adapters; secrets are `SecretStr`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SETTINGS_FILE = "journeys.toml"
+
+
+class KafkaSettings(BaseModel):
+    """How every Kafka client (confluent-kafka and faust's aiokafka) reaches the cluster."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def as_librdkafka_dict(self) -> dict[str, str]:
+        """The connection part of a confluent-kafka configuration."""
+        conf = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        for key, path in (
+            ("ssl.ca.location", self.ssl_cafile),
+            ("ssl.certificate.location", self.ssl_certfile),
+            ("ssl.key.location", self.ssl_keyfile),
+        ):
+            if path is not None:
+                conf[key] = str(path)
+        return conf
+
+
+class TopicSettings(BaseModel):
+    """Topic naming and sizing. The partition count is fixed at creation: keyed state depends
+    on it, so changing it is a migration (see ARCHITECTURE.md), not a setting flip."""
+
+    prefix: str = "journeys."
+    partitions: int = Field(default=12, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def name(self, base: str) -> str:
+        return f"{self.prefix}{base}"
+
+
+class BatchSettings(BaseModel):
+    """Bounds of the per-partition micro-batches written between stages (domain.md §8)."""
+
+    max_events: int = Field(default=500, ge=1, le=100_000)
+    max_bytes: int = Field(default=512 * 1024, ge=1024, le=8 * 1024 * 1024)
+    linger_seconds: float = Field(default=0.05, ge=0.0, le=10.0)
+
+
+class ClickHouseSettings(BaseModel):
+    """One DSN: `chdb:///path` (embedded engine, the default) or `http(s)://user:pw@host:port/db`."""
+
+    dsn: SecretStr | None = None
+
+    def resolved_dsn(self, data_dir: Path) -> str:
+        if self.dsn is not None:
+            return self.dsn.get_secret_value()
+        return f"chdb://{(data_dir / 'clickhouse').resolve()}"
+
+
+class LocalBrokerSettings(BaseModel):
+    """The project-local single-node KRaft broker used by `make demo`, `make test` and dev."""
+
+    instance: str = "dev"
+    port: int = 19092
+    controller_port: int = 19093
+    kafka_version: str = "4.1.1"
+    heap: str = "768m"
+    start_timeout_seconds: float = 90.0
+
+
+class ProcessorSettings(BaseModel):
+    """Knobs shared by the faust stages."""
+
+    worker_id: str = Field(default_factory=socket.gethostname)
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    session_timeout_seconds: float = Field(default=10.0, ge=6)
+    dedup_horizon: timedelta = timedelta(days=7)
+    future_tolerance: timedelta = timedelta(minutes=5)
+    allowed_lateness: timedelta = timedelta(minutes=2)
+    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+
+
+class SinkSettings(BaseModel):
+    """Batching of the ClickHouse sink."""
+
+    max_rows: int = Field(default=50_000, ge=1)
+    max_seconds: float = Field(default=1.0, gt=0)
+    group_id: str = "journeys-sink"
+
+
+class FaultSettings(BaseModel):
+    """Fault injection for crash tests. Never set in production."""
+
+    sink_exit_after_inserts: int | None = None
+
+
+class Settings(BaseSettings):
+    """Everything a Journeys process needs to know, in one place."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOURNEYS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path(".local")
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    batch: BatchSettings = BatchSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    local_broker: LocalBrokerSettings = LocalBrokerSettings()
+    processor: ProcessorSettings = ProcessorSettings()
+    sink: SinkSettings = SinkSettings()
+    faults: FaultSettings = FaultSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse.resolved_dsn(self.data_dir)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("JOURNEYS_SETTINGS_FILE", DEFAULT_SETTINGS_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings at an entry point; a bad value fails with pydantic's field message."""
+    return Settings(**overrides)

@@ -1,0 +1,60 @@
+"""Opening ClickHouse through one DSN, applying the schema, and inserting batches.
+
+`chdb:///path` opens the embedded engine in this process; `http(s)://...` a server. The same
+client API serves both, so nothing here branches on which one it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from sinks.tables import ddl
+
+log = logging.getLogger(__name__)
+
+# JSON fields arrive as the stages wrote them; ClickHouse parses them (no per-row Python).
+JSON_INSERT_SETTINGS: dict[str, Any] = {
+    "async_insert": 0,  # chDB defaults to 1, which skips token deduplication
+    "insert_deduplicate": 1,
+    "input_format_json_read_numbers_as_strings": 1,
+    "input_format_json_read_bools_as_strings": 1,
+    "input_format_skip_unknown_fields": 1,
+    "date_time_input_format": "best_effort",
+}
+
+
+class ClickHouseUnreachable(RuntimeError):
+    """ClickHouse did not answer; the message names the setting to change."""
+
+
+def connect(dsn: str) -> Client:
+    """A client for `dsn`, or a one-line error naming JOURNEYS_CLICKHOUSE__DSN."""
+    try:
+        client = clickhouse_connect.get_client(dsn=dsn)
+        client.command("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure to open means the same to the user
+        shown = dsn.split("@")[-1]
+        raise ClickHouseUnreachable(
+            f"ClickHouse is not reachable at {shown} ({str(exc).splitlines()[0][:200]}); "
+            "set JOURNEYS_CLICKHOUSE__DSN"
+        ) from None
+    return client
+
+
+def migrate(client: Client) -> int:
+    """Create every table that is missing. Idempotent; returns the statements applied."""
+    statements = ddl()
+    for statement in statements:
+        client.command(statement)
+    return len(statements)
+
+
+def insert_json_rows(client: Client, table: str, rows_json: bytes, token: str) -> int:
+    """Insert a JSON array of rows as one block, deduplicated by `token`; rows written."""
+    settings = {**JSON_INSERT_SETTINGS, "insert_deduplication_token": token}
+    summary = client.raw_insert(table, insert_block=rows_json, fmt="JSONEachRow", settings=settings)
+    return int(summary.written_rows)

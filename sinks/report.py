@@ -1,0 +1,97 @@
+"""What reached ClickHouse and the dead-letter topic, for people: counts and text bar charts."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from schemas.settings import KafkaSettings
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    distinct_events: int = 0
+    per_channel: dict[str, int] = field(default_factory=dict)
+    per_event_type: list[tuple[str, str, int]] = field(default_factory=list)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+def touchpoint_summary(client: Client) -> Summary:
+    """Counts from the touchpoints table (plain count(): duplicates would show here)."""
+    s = Summary()
+    s.rows, s.distinct_events = client.query(
+        "SELECT count(), uniqExact(event_id) FROM touchpoints"
+    ).result_rows[0]
+    s.per_channel = dict(
+        client.query("SELECT channel, count() FROM touchpoints GROUP BY channel ORDER BY channel").result_rows
+    )
+    s.per_event_type = [
+        tuple(r)  # type: ignore[misc]
+        for r in client.query(
+            "SELECT channel, event_type, count() AS n FROM touchpoints "
+            "GROUP BY channel, event_type ORDER BY channel, n DESC"
+        ).result_rows
+    ]
+    return s
+
+
+def dead_letter_reasons(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> Counter[str]:
+    """Read a dead-letter topic from the beginning and count its records by reason."""
+    consumer = Consumer(
+        {
+            **kafka.as_librdkafka_dict(),
+            "group.id": f"journeys-report-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    reasons: Counter[str] = Counter()
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        parts = list(meta.partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        pending = set(parts)
+        while pending:
+            for msg in consumer.consume(10_000, 1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(msg.partition())
+                        continue
+                    raise RuntimeError(str(err))
+                reasons[orjson.loads(msg.value())["reason"]] += 1
+    finally:
+        consumer.close()
+    return reasons
+
+
+def bar_chart(counts: dict[str, int], width: int = 40) -> str:
+    """A horizontal bar chart in plain text."""
+    if not counts:
+        return "  (nothing)"
+    top = max(counts.values()) or 1
+    pad = max(len(k) for k in counts)
+    return "\n".join(
+        f"  {k:<{pad}} {'█' * max(1, round(v / top * width)) if v else ''} {v:,}"
+        for k, v in counts.items()
+    )
+
+
+def render(summary: Summary) -> str:
+    lines = [
+        f"ClickHouse touchpoints: {summary.rows:,} rows, {summary.distinct_events:,} distinct events",
+        "",
+        "Events per channel:",
+        bar_chart(summary.per_channel),
+        "",
+        f"Dead-lettered: {sum(summary.dead_letters.values()):,}",
+        bar_chart(dict(summary.dead_letters.most_common())),
+    ]
+    return "\n".join(lines)

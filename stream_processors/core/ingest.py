@@ -1,0 +1,132 @@
+"""The first stage's logic: validate raw events, reject bad ones with a reason, and drop
+repeated `event_id`s seen within the retention horizon (domain.md §7).
+
+Pure: the state (`seen`) is any mutable mapping handed in, and `now` is an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.deadletter import FieldError, Reason
+from schemas.touchpoint import MAX_EVENT_BYTES, Touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One event the stage refused, with the payload exactly as it was seen."""
+
+    reason: Reason
+    raw: bytes
+    errors: tuple[FieldError, ...] = ()
+    detail: str = ""
+    event_id: str | None = None
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one message's events became: forwarded fragments, rejections, duplicates."""
+
+    accepted: list[Touchpoint] = field(default_factory=list)
+    fragments: list[bytes] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+    max_occurred_ms: int | None = None
+
+
+class Ingest:
+    """Validates and deduplicates events. `seen` maps event id -> first-seen epoch seconds."""
+
+    def __init__(
+        self,
+        seen: MutableMapping[str, int],
+        horizon: timedelta,
+        future_tolerance: timedelta,
+    ) -> None:
+        self.seen = seen
+        self.horizon_s = int(horizon.total_seconds())
+        self.future_tolerance = future_tolerance
+
+    def process(self, events: list[Any], now: datetime) -> IngestResult:
+        """Handle the events of one message, in order; the first copy of an id wins."""
+        result = IngestResult()
+        now_s = int(now.timestamp())
+        latest_allowed = now + self.future_tolerance
+        for raw in events:
+            self._one(raw, now, now_s, latest_allowed, result)
+        return result
+
+    def _one(
+        self, raw: Any, now: datetime, now_s: int, latest: datetime, out: IngestResult
+    ) -> None:
+        try:
+            event = Touchpoint.model_validate(raw)
+        except ValidationError as exc:
+            out.rejected.append(_invalid(raw, exc))
+            return
+        if event.occurred_at > latest:
+            out.rejected.append(
+                Rejection(
+                    "future_timestamp", orjson.dumps(raw), event_id=str(event.event_id),
+                    detail=f"occurred_at {event.occurred_at.isoformat()} is more than "
+                    f"{self.future_tolerance} ahead of {now.isoformat()}",
+                )
+            )  # fmt: skip
+            return
+        key = str(event.event_id)
+        if key in self.seen:
+            out.duplicates += 1
+            return
+        if event.received_at is None:
+            event.received_at = now
+        fragment = event.normalize_utc().model_dump_json().encode()
+        if len(fragment) > MAX_EVENT_BYTES:
+            out.rejected.append(
+                Rejection("oversized", orjson.dumps(raw), event_id=key,
+                          detail=f"{len(fragment)} bytes > {MAX_EVENT_BYTES}")
+            )  # fmt: skip
+            return
+        self.seen[key] = now_s
+        out.accepted.append(event)
+        out.fragments.append(fragment)
+        occurred_ms = int(event.occurred_at.timestamp() * 1000)
+        if out.max_occurred_ms is None or occurred_ms > out.max_occurred_ms:
+            out.max_occurred_ms = occurred_ms
+
+    def expire(self, now: datetime, limit: int = 10_000) -> int:
+        """Forget ids first seen longer ago than the horizon; at most `limit` per call.
+
+        The mapping keeps insertion order, which is first-seen order, so the scan stops at the
+        first id still inside the horizon.
+        """
+        cutoff = int(now.timestamp()) - self.horizon_s
+        stale = []
+        for key, seen_at in self.seen.items():
+            if seen_at >= cutoff or len(stale) >= limit:
+                break
+            stale.append(key)
+        for key in stale:
+            del self.seen[key]
+        return len(stale)
+
+
+def _invalid(raw: Any, exc: ValidationError) -> Rejection:
+    errors = tuple(
+        FieldError(field=".".join(str(p) for p in err["loc"]) or "(event)", message=err["msg"])
+        for err in exc.errors(include_url=False, include_input=False)
+    )
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    reason: Reason = "invalid_field" if isinstance(raw, dict) else "not_an_object"
+    return Rejection(
+        reason,
+        orjson.dumps(raw),
+        errors=errors,
+        detail="; ".join(f"{e.field}: {e.message}" for e in errors[:5]),
+        event_id=event_id if isinstance(event_id, str) else None,
+    )

@@ -1,0 +1,137 @@
+"""The ingest stage: `raw` -> validate, deduplicate -> `touchpoints`, bad input -> `dlq.ingest`.
+
+Each input message (a micro-batch or a bare event) becomes at most one output message on the
+same partition number of `touchpoints`, so a person's events keep their order and one Kafka
+message still carries many events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import envelope
+from schemas.deadletter import DeadLetter
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors import metrics
+from stream_processors.core.ingest import Ingest, Rejection
+from stream_processors.runtime import StageRuntime, build_app
+from stream_processors.sender import TransactionalSender
+from stream_processors.state import ChangelogTable
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+
+
+@dataclass
+class IngestStage:
+    """Turns one raw Kafka message into outputs, dead letters and a state change."""
+
+    settings: Settings
+    topics: Topics
+    sender: TransactionalSender
+    seen: ChangelogTable
+    _cores: dict[int, Ingest] = field(default_factory=dict)
+
+    def core(self, partition: int) -> Ingest:
+        core = self._cores.get(partition)
+        if core is None or core.seen is not self.seen[partition]:
+            proc = self.settings.processor
+            core = Ingest(self.seen[partition], proc.dedup_horizon, proc.future_tolerance)
+            self._cores[partition] = core
+        return core
+
+    def handle(self, payload: bytes | None, partition: int, offset: int, now: datetime) -> None:
+        """Process one message unless its effect is already in the state."""
+        if offset <= self.seen.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        try:
+            decoded = envelope.decode(payload or b"")
+        except envelope.EnvelopeError as exc:
+            rejection = Rejection(exc.reason, payload or b"", detail=exc.detail)  # type: ignore[arg-type]
+            self._dead_letter(rejection, partition, offset, now)
+            self.seen.mark_applied(partition, offset, None)
+            return
+        metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
+        result = self.core(partition).process(decoded.events, now)
+        watermark = self._watermark(partition, result.max_occurred_ms)
+        if result.fragments:
+            out = envelope.encode(result.fragments, watermark)
+            self.sender.produce(self.topics.touchpoints, out, None, partition)
+            metrics.EVENTS_OUT.labels(STAGE).inc(len(result.fragments))
+        for rejection in result.rejected:
+            self._dead_letter(rejection, partition, offset, now)
+        if result.duplicates:
+            metrics.DUPLICATES.labels(STAGE).inc(result.duplicates)
+        self.seen.mark_applied(partition, offset, watermark)
+
+    def expire(self, now: datetime) -> int:
+        """Forget ids older than the dedup horizon, partition by partition."""
+        removed = 0
+        for partition in list(self.seen.partitions):
+            removed += self.core(partition).expire(now)
+        metrics.STATE_KEYS.labels(STAGE).set(sum(len(s) for s in self.seen.partitions.values()))
+        return removed
+
+    def _watermark(self, partition: int, newest_ms: int | None) -> int | None:
+        previous = self.seen.applied[partition].watermark_ms
+        if newest_ms is None:
+            return previous
+        lateness = int(self.settings.processor.allowed_lateness.total_seconds() * 1000)
+        candidate = newest_ms - lateness
+        return candidate if previous is None else max(previous, candidate)
+
+    def _dead_letter(self, rej: Rejection, partition: int, offset: int, now: datetime) -> None:
+        raw, encoding = DeadLetter.wrap_raw(rej.raw)
+        record = DeadLetter(
+            stage=STAGE,
+            reason=rej.reason,
+            errors=list(rej.errors),
+            detail=rej.detail,
+            raw=raw,
+            raw_encoding=encoding,
+            source_topic=self.topics.raw,
+            source_partition=partition,
+            source_offset=offset,
+            event_id=rej.event_id,
+            rejected_at=now,
+        )
+        self.sender.produce(
+            self.topics.dlq_ingest, record.model_dump_json().encode(), None, partition
+        )
+        metrics.REJECTED.labels(STAGE, rej.reason).inc()
+
+
+def build(settings: Settings) -> tuple[Any, StageRuntime]:
+    """The faust app of the ingest stage, ready for a worker."""
+    topics = Topics.from_settings(settings.topics)
+    app = build_app(settings, STAGE)
+    sender = TransactionalSender(
+        settings.kafka, f"journeys-{STAGE}-{settings.processor.worker_id}"
+    )
+    seen = ChangelogTable("seen", topics.changelog(STAGE, "seen"), sender, settings.kafka)
+    runtime = StageRuntime(app, sender, [seen])
+    runtime.install(topics.raw)
+    stage = IngestStage(settings, topics, sender, seen)
+    source = app.topic(topics.raw, value_type=bytes, key_type=bytes)
+
+    @app.agent(source, name=f"journeys-{STAGE}")  # type: ignore[untyped-decorator]
+    async def ingest(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            await seen.ready(msg.partition)
+            if msg.partition not in seen.partitions:
+                continue
+            stage.handle(msg.value, msg.partition, msg.offset, datetime.now(UTC))
+            sender.poll()
+
+    @app.timer(interval=60.0)  # type: ignore[untyped-decorator]
+    async def expire_seen() -> None:
+        stage.expire(datetime.now(UTC))
+
+    return app, runtime

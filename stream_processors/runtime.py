@@ -1,0 +1,119 @@
+"""The faust wiring shared by every stage: the app, the commit hook and state ownership.
+
+faust gives us the consumer group, rebalancing and offset commits. Everything a stage writes
+goes through its `TransactionalSender`; `CommitSensor` commits that transaction right before
+faust commits source offsets, and the state tables follow the partition assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.sensors import Sensor
+
+from schemas.settings import KafkaSettings, Settings
+from stream_processors.sender import SenderError, TransactionalSender
+from stream_processors.state import ChangelogTable
+
+log = logging.getLogger(__name__)
+
+EXIT_STATE_UNSAFE = 70
+
+
+class CommitSensor(Sensor):  # type: ignore[misc]
+    """Commits the stage's Kafka transaction before faust commits the offsets it covers."""
+
+    def __init__(self, sender: TransactionalSender) -> None:
+        super().__init__()
+        self.sender = sender
+
+    def on_commit_initiated(self, consumer: Any) -> Any:
+        try:
+            self.sender.commit()
+        except SenderError:
+            # The in-memory state is now ahead of what Kafka holds; the only safe move is
+            # to stop and let the restarted worker restore from the changelog.
+            log.critical("transaction commit failed; exiting to restore", exc_info=True)
+            os._exit(EXIT_STATE_UNSAFE)
+        return None
+
+
+def faust_broker_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """The same connection settings, in faust's terms."""
+    hosts = [f"kafka://{h.strip()}" for h in kafka.bootstrap_servers.split(",")]
+    kwargs: dict[str, Any] = {"broker": hosts}
+    context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+        if kafka.ssl_certfile:
+            context.load_cert_chain(
+                str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+            )
+    if kafka.security_protocol.startswith("SASL"):
+        kwargs["broker_credentials"] = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    elif context is not None:
+        kwargs["broker_credentials"] = faust.SSLCredentials(context)
+    return kwargs
+
+
+def build_app(settings: Settings, stage: str) -> faust.App:
+    """A faust app for one stage, configured from the settings."""
+    proc = settings.processor
+    datadir = settings.data_dir / "faust" / stage
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"journeys-{stage}",
+        **faust_broker_kwargs(settings.kafka),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        broker_commit_interval=proc.commit_interval_seconds,
+        # A dead worker's partitions move after this long; faust's default waits ~60 s.
+        broker_session_timeout=proc.session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, proc.session_timeout_seconds / 5),
+        broker_request_timeout=max(40.0, proc.session_timeout_seconds * 4),
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        stream_buffer_maxsize=256,
+        web_enabled=False,
+        datadir=str(datadir),
+        logging_config=None,
+    )
+
+
+@dataclass
+class StageRuntime:
+    """The pieces a stage shares with its agents: sender and state tables."""
+
+    app: faust.App
+    sender: TransactionalSender
+    tables: list[ChangelogTable] = field(default_factory=list)
+
+    def install(self, source_topic: str) -> None:
+        """Hook the commit sensor and the assignment signals into the app."""
+        self.app.sensors.add(CommitSensor(self.sender))
+
+        @self.app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+        async def _revoked(sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+            # Make everything processed so far durable before the partitions may move.
+            self.sender.commit()
+
+        @self.app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
+        async def _assigned(sender: Any, assigned: Iterable[Any], **_: Any) -> None:
+            mine = {tp.partition for tp in assigned if tp.topic == source_topic}
+            for table in self.tables:
+                await table.assign(mine)
