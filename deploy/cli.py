@@ -23,7 +23,9 @@ from schemas.settings import Settings
 if TYPE_CHECKING:
     from deploy.local.broker import LocalBroker
 
-EPILOG = "Settings: JOURNEYS_* environment variables or a TOML file named by JOURNEYS_SETTINGS_FILE."
+EPILOG = (
+    "Settings: JOURNEYS_* environment variables or a TOML file named by JOURNEYS_SETTINGS_FILE."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,11 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from pydantic import ValidationError
 
-    from deploy.kafka_admin import KafkaUnreachable
+    from deploy.kafka_admin import KafkaUnreachableError
     from deploy.local.broker import BrokerError
     from producers.publisher import PublishError
     from schemas.settings import load_settings
-    from sinks.clickhouse import ClickHouseUnreachable
+    from sinks.clickhouse import ClickHouseUnreachableError
 
     try:
         settings = load_settings()
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     try:
         return int(args.func(settings, args) or 0)
-    except (KafkaUnreachable, ClickHouseUnreachable, BrokerError, PublishError) as exc:
+    except (KafkaUnreachableError, ClickHouseUnreachableError, BrokerError, PublishError) as exc:
         print(f"journeys: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -91,11 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     dsub.add_parser("ddl", help="print the CREATE TABLE statements").set_defaults(func=_ddl)
 
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
-    proc.add_argument("stage", choices=["ingest"], help="ingest: raw -> touchpoints (+ dead letters)")
+    proc.add_argument(
+        "stage", choices=["ingest"], help="ingest: raw -> touchpoints (+ dead letters)"
+    )
     proc.set_defaults(func=_process)
 
     sink = sub.add_parser("sink", help="write the touchpoints topic into ClickHouse")
-    sink.add_argument("--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data")
+    sink.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
+    )
     sink.set_defaults(func=_sink)
 
     pub = sub.add_parser("publish", help="publish touchpoints from a JSON Lines file to raw")
@@ -109,10 +115,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--duplicate-ratio", type=float, default=0.0)
     gen.set_defaults(func=_generate)
 
-    rep = sub.add_parser("report", help="summarize what reached ClickHouse and the dead-letter topic")
+    rep = sub.add_parser(
+        "report", help="summarize what reached ClickHouse and the dead-letter topic"
+    )
     rep.set_defaults(func=_report)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on synthetic traffic and show the result")
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on synthetic traffic and show the result"
+    )
     demo.add_argument("--count", type=int, default=50_000)
     demo.set_defaults(func=_demo)
     return p
@@ -160,7 +170,10 @@ def _broker_status(settings: Settings, args: argparse.Namespace) -> int:
     broker = _broker(settings, args)
     pid = broker.running_pid()
     where = broker.bootstrap
-    print(f"kafka {broker.settings.instance}: " + (f"running (pid {pid}) on {where}" if pid else "not running"))
+    print(
+        f"kafka {broker.settings.instance}: "
+        + (f"running (pid {pid}) on {where}" if pid else "not running")
+    )
     return 0 if pid else 1
 
 
@@ -243,7 +256,9 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     topic = Topics.from_settings(settings.topics).touchpoints
     sink = TopicSink(settings, client, topic, "touchpoints")
     stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
-    print(f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages")
+    print(
+        f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"
+    )
     return 0
 
 

@@ -98,7 +98,7 @@ def _wait_for_lag(
     while time.monotonic() < deadline:
         for child in children:
             if child.returncode is None and child.poll() not in (None, 0):
-                raise RuntimeError(f"{' '.join(map(str, child.args))} exited with {child.returncode}")
+                raise RuntimeError(f"{child.args!r} exited with {child.returncode}")
         lag = group_lag(settings, group, topic)
         if lag == 0:
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.settings import Settings
 from schemas.topics import Topics
@@ -13,7 +13,7 @@ from schemas.topics import Topics
 STATEFUL_STAGES = {"ingest": ("seen",)}
 
 
-class KafkaUnreachable(RuntimeError):
+class KafkaUnreachableError(RuntimeError):
     """Kafka did not answer; the message names the setting to change."""
 
 
@@ -28,7 +28,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the pipeline uses, with its partition count and configuration."""
     topics = Topics.from_settings(settings.topics)
     n = settings.topics.partitions
-    compact = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.2"}
+    compact = {
+        "cleanup.policy": "compact",
+        "segment.ms": "600000",
+        "min.cleanable.dirty.ratio": "0.2",
+    }
     specs = [
         TopicSpec(topics.raw, n, {"compression.type": "producer"}),
         TopicSpec(topics.touchpoints, n, {"compression.type": "producer"}),
@@ -44,11 +48,11 @@ def admin_client(settings: Settings) -> AdminClient:
 
 
 def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
-    """Raise `KafkaUnreachable` with a one-line message if no broker answers."""
+    """Raise `KafkaUnreachableError` with a one-line message if no broker answers."""
     try:
         admin_client(settings).list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise KafkaUnreachable(
+        raise KafkaUnreachableError(
             f"Kafka is not reachable at {settings.kafka.bootstrap_servers} ({exc.args[0]}); "
             "start it with `make broker-start` or set JOURNEYS_KAFKA__BOOTSTRAP_SERVERS"
         ) from None

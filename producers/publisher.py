@@ -85,10 +85,14 @@ class Publisher:
         try:
             meta = self._producer.list_topics(self.topic, timeout=10.0)
         except KafkaException as exc:
-            raise PublishError(0, [f"Kafka unreachable at {kafka.bootstrap_servers}: {exc}"]) from None
+            raise PublishError(
+                0, [f"Kafka unreachable at {kafka.bootstrap_servers}: {exc}"]
+            ) from None
         topic = meta.topics.get(self.topic)
         if topic is None or topic.error is not None or not topic.partitions:
-            raise PublishError(0, [f"topic {self.topic} does not exist; run `journeys topics create`"])
+            raise PublishError(
+                0, [f"topic {self.topic} does not exist; run `journeys topics create`"]
+            )
         return len(topic.partitions)
 
     def publish(self, event: Touchpoint) -> None:
@@ -125,7 +129,9 @@ class Publisher:
         self.drain()
         remaining = self._producer.flush(timeout)
         if remaining:
-            raise PublishError(remaining, [f"{remaining} batches still unacknowledged after {timeout}s"])
+            raise PublishError(
+                remaining, [f"{remaining} batches still unacknowledged after {timeout}s"]
+            )
         if self.stats.failed:
             raise PublishError(self.stats.failed, self.stats.reasons)
         return self.stats

@@ -98,7 +98,6 @@ class Touchpoint(BaseModel):
     properties: Annotated[dict[Name, PropertyValue], Field(max_length=MAX_PROPERTIES)] = {}
     backfill: bool = False
 
-
     def normalize_utc(self) -> Touchpoint:
         """Store times in UTC (domain.md §2); cheap when they already are."""
         if self.occurred_at.utcoffset():

@@ -27,7 +27,7 @@ JSON_INSERT_SETTINGS: dict[str, Any] = {
 }
 
 
-class ClickHouseUnreachable(RuntimeError):
+class ClickHouseUnreachableError(RuntimeError):
     """ClickHouse did not answer; the message names the setting to change."""
 
 
@@ -36,9 +36,9 @@ def connect(dsn: str) -> Client:
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
         client.command("SELECT 1")
-    except Exception as exc:  # noqa: BLE001 - any failure to open means the same to the user
-        shown = dsn.split("@")[-1]
-        raise ClickHouseUnreachable(
+    except Exception as exc:
+        shown = dsn.rsplit("@", maxsplit=1)[-1]
+        raise ClickHouseUnreachableError(
             f"ClickHouse is not reachable at {shown} ({str(exc).splitlines()[0][:200]}); "
             "set JOURNEYS_CLICKHOUSE__DSN"
         ) from None

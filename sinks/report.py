@@ -28,12 +28,15 @@ def touchpoint_summary(client: Client) -> Summary:
     s.rows, s.distinct_events = client.query(
         "SELECT count(), uniqExact(event_id) FROM touchpoints"
     ).result_rows[0]
-    s.per_channel = dict(
-        client.query("SELECT channel, count() FROM touchpoints GROUP BY channel ORDER BY channel").result_rows
-    )
+    s.per_channel = {
+        str(channel): int(n)
+        for channel, n in client.query(
+            "SELECT channel, count() FROM touchpoints GROUP BY channel ORDER BY channel"
+        ).result_rows
+    }
     s.per_event_type = [
-        tuple(r)  # type: ignore[misc]
-        for r in client.query(
+        (str(channel), str(event_type), int(n))
+        for channel, event_type, n in client.query(
             "SELECT channel, event_type, count() AS n FROM touchpoints "
             "GROUP BY channel, event_type ORDER BY channel, n DESC"
         ).result_rows
@@ -66,7 +69,7 @@ def dead_letter_reasons(kafka: KafkaSettings, topic: str, timeout: float = 30.0)
                         pending.discard(msg.partition())
                         continue
                     raise RuntimeError(str(err))
-                reasons[orjson.loads(msg.value())["reason"]] += 1
+                reasons[orjson.loads(msg.value() or b"{}").get("reason", "?")] += 1
     finally:
         consumer.close()
     return reasons
@@ -86,7 +89,8 @@ def bar_chart(counts: dict[str, int], width: int = 40) -> str:
 
 def render(summary: Summary) -> str:
     lines = [
-        f"ClickHouse touchpoints: {summary.rows:,} rows, {summary.distinct_events:,} distinct events",
+        f"ClickHouse touchpoints: {summary.rows:,} rows, "
+        f"{summary.distinct_events:,} distinct events",
         "",
         "Events per channel:",
         bar_chart(summary.per_channel),

@@ -81,7 +81,9 @@ class TopicSink:
         for tp in partitions:
             self._batchers.pop(tp.partition, None)
 
-    def run(self, should_stop: Callable[[], bool], idle_exit_seconds: float | None = None) -> SinkStats:
+    def run(
+        self, should_stop: Callable[[], bool], idle_exit_seconds: float | None = None
+    ) -> SinkStats:
         """Consume until `should_stop()` (or idle this long); write what is pending first."""
         consumer = self._consumer = self._open()
         last_data = time.monotonic()
@@ -148,7 +150,7 @@ class TopicSink:
             started = time.perf_counter()
             try:
                 rows = insert_json_rows(self.client, self.table, body, batch.token(self.topic))
-            except Exception:  # noqa: BLE001 - retried, then raised: never dropped
+            except Exception:
                 RETRIES.labels(self.table).inc()
                 if attempt == 7:
                     raise

@@ -10,12 +10,20 @@ batch; ReplacingMergeTree on the event id is the last line for anything that sli
 
 from __future__ import annotations
 
-from sqlalchemy import Column, MetaData, Table
-from sqlalchemy.schema import CreateTable
+from typing import Any, cast
 
-from clickhouse_connect.cc_sqlalchemy.datatypes.base import sqla_type_from_name as ch
+from clickhouse_connect.cc_sqlalchemy.datatypes.base import sqla_type_from_name
 from clickhouse_connect.cc_sqlalchemy.ddl.tableengine import ReplacingMergeTree
 from clickhouse_connect.cc_sqlalchemy.dialect import ClickHouseDialect
+from sqlalchemy import Column, MetaData, Table
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.types import TypeEngine
+
+
+def ch(type_name: str) -> TypeEngine[Any]:
+    """A column type written as ClickHouse spells it."""
+    return cast(TypeEngine[Any], sqla_type_from_name(type_name))
+
 
 # Inserts whose token is remembered; a batch re-sent after a crash is far more recent.
 DEDUP_WINDOW = 10_000

@@ -12,7 +12,7 @@ import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.sensors import Sensor
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 EXIT_STATE_UNSAFE = 70
 
 
-class CommitSensor(Sensor):  # type: ignore[misc]
+class CommitSensor(Sensor):
     """Commits the stage's Kafka transaction before faust commits the offsets it covers."""
 
     def __init__(self, sender: TransactionalSender) -> None:
@@ -107,13 +107,15 @@ class StageRuntime:
         """Hook the commit sensor and the assignment signals into the app."""
         self.app.sensors.add(CommitSensor(self.sender))
 
-        @self.app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
-        async def _revoked(sender: Any, revoked: Iterable[Any], **_: Any) -> None:
+        async def revoked(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
             # Make everything processed so far durable before the partitions may move.
             self.sender.commit()
 
-        @self.app.on_partitions_assigned.connect  # type: ignore[untyped-decorator]
-        async def _assigned(sender: Any, assigned: Iterable[Any], **_: Any) -> None:
-            mine = {tp.partition for tp in assigned if tp.topic == source_topic}
+        async def assigned(_sender: Any, tps: Iterable[Any], **_kwargs: Any) -> None:
+            mine = {tp.partition for tp in tps if tp.topic == source_topic}
             for table in self.tables:
                 await table.assign(mine)
+
+        # faust's signal types do not admit coroutine functions, which it does accept.
+        self.app.on_partitions_revoked.connect(cast(Any, revoked))
+        self.app.on_partitions_assigned.connect(cast(Any, assigned))

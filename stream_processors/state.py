@@ -201,7 +201,7 @@ def restore(kafka: KafkaSettings, topic: str, partitions: Iterable[int]) -> dict
                         pending.discard(msg.partition())
                         continue
                     raise StateError(f"restoring {topic}: {err}")
-                _apply(out[msg.partition()], msg.key(), msg.value())
+                _apply(out[msg.partition() or 0], msg.key(), msg.value())
     finally:
         consumer.close()
     total = sum(r.records for r in out.values())

@@ -9,6 +9,7 @@ its own process id, read from the instance's pid file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -195,7 +196,7 @@ class LocalBroker:
             try:
                 admin.list_topics(timeout=1.0)
                 return
-            except Exception:  # noqa: BLE001 - any failure means "not yet"
+            except Exception:
                 time.sleep(0.3)
         self.stop()
         raise BrokerError(
@@ -217,10 +218,8 @@ def _is_alive(pid: int) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _cmdline(pid: int) -> str:

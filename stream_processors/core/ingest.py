@@ -106,7 +106,7 @@ class Ingest:
         first id still inside the horizon.
         """
         cutoff = int(now.timestamp()) - self.horizon_s
-        stale = []
+        stale: list[str] = []
         for key, seen_at in self.seen.items():
             if seen_at >= cutoff or len(stale) >= limit:
                 break
