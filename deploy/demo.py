@@ -65,7 +65,10 @@ def run_demo(base: Settings, count: int) -> int:
         publish_items(settings, items, total=count)
         print("[demo] waiting for the ingest stage and the sink to catch up ...", flush=True)
         _wait_for_lag(
-            settings, "journeys-ingest", Topics.from_settings(settings.topics).raw, children
+            settings,
+            settings.topics.group("ingest"),
+            Topics.from_settings(settings.topics).raw,
+            children,
         )
         if sink.wait(timeout=300) != 0:
             raise RuntimeError(f"the sink exited with {sink.returncode}")

@@ -70,6 +70,10 @@ class TopicSettings(BaseModel):
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
 
+    def group(self, stage: str) -> str:
+        """The consumer group (and faust app id) of a stage: one deployment, one prefix."""
+        return f"{self.prefix}{stage}"
+
 
 class BatchSettings(BaseModel):
     """Bounds of the per-partition micro-batches written between stages (domain.md §8)."""
@@ -118,7 +122,7 @@ class SinkSettings(BaseModel):
 
     max_rows: int = Field(default=50_000, ge=1)
     max_seconds: float = Field(default=1.0, gt=0)
-    group_id: str = "journeys-sink"
+    group_id: str | None = None  # default: `<topic prefix>sink`
 
 
 class FaultSettings(BaseModel):

@@ -7,6 +7,8 @@ client API serves both, so nothing here branches on which one it is.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import clickhouse_connect
@@ -43,6 +45,17 @@ def connect(dsn: str) -> Client:
             "set JOURNEYS_CLICKHOUSE__DSN"
         ) from None
     return client
+
+
+@contextmanager
+def session(dsn: str) -> Iterator[Client]:
+    """A client that is closed afterwards. chDB allows one data folder per process at a time,
+    so code that opens several (tests, tools) must close each before the next."""
+    client = connect(dsn)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def migrate(client: Client) -> int:

@@ -56,7 +56,7 @@ class TopicSink:
         consumer = Consumer(
             {
                 **self.settings.kafka.as_librdkafka_dict(),
-                "group.id": self.settings.sink.group_id,
+                "group.id": self.settings.sink.group_id or self.settings.topics.group("sink"),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
@@ -99,7 +99,9 @@ class TopicSink:
                     batch = batcher.due(now)
                     if batch is not None:
                         self._write(batch)
-                if idle_exit_seconds is not None and now - last_data > idle_exit_seconds:
+                if not self._batchers:
+                    last_data = now  # idle time counts only while partitions are assigned
+                elif idle_exit_seconds is not None and now - last_data > idle_exit_seconds:
                     break
             self._write_all_pending()
         finally:

@@ -111,14 +111,16 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     """The faust app of the ingest stage, ready for a worker."""
     topics = Topics.from_settings(settings.topics)
     app = build_app(settings, STAGE)
-    sender = TransactionalSender(settings.kafka, f"journeys-{STAGE}-{settings.processor.worker_id}")
+    sender = TransactionalSender(
+        settings.kafka, f"{settings.topics.group(STAGE)}-{settings.processor.worker_id}"
+    )
     seen = ChangelogTable("seen", topics.changelog(STAGE, "seen"), sender, settings.kafka)
     runtime = StageRuntime(app, sender, [seen])
     runtime.install(topics.raw)
     stage = IngestStage(settings, topics, sender, seen)
     source = app.topic(topics.raw, value_type=bytes, key_type=bytes)
 
-    @app.agent(source, name=f"journeys-{STAGE}")
+    @app.agent(source, name=STAGE)
     async def ingest(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message

@@ -75,7 +75,7 @@ def build_app(settings: Settings, stage: str) -> faust.App:
     datadir = settings.data_dir / "faust" / stage
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
-        f"journeys-{stage}",
+        settings.topics.group(stage),
         **faust_broker_kwargs(settings.kafka),
         value_serializer="raw",
         key_serializer="raw",

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -32,12 +32,14 @@ class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or stopped; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalBroker:
     """One named broker instance and the files that belong to it."""
 
     settings: LocalBrokerSettings
     data_dir: Path
+    # The broker process when this object started it (so it is reaped, not left a zombie).
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -105,6 +107,7 @@ class LocalBroker:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
+        self._process = proc
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc)
         return True
@@ -119,6 +122,9 @@ class LocalBroker:
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, 10.0)
         self.pid_file.unlink(missing_ok=True)
+        if self._process is not None:
+            self._process.wait()
+            self._process = None
         return True
 
     def wipe(self) -> None:

@@ -1,0 +1,86 @@
+"""The walking skeleton end to end on the real broker and chDB: producer -> raw -> ingest
+(faust) -> touchpoints -> sink -> ClickHouse, with bad input, repeated ids and a sink that
+dies between an insert and its offset commit."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from deploy.kafka_admin import group_lag
+from producers.files import publish_items
+from producers.synthetic import generate
+from schemas.settings import Settings
+from schemas.topics import Topics
+from sinks.clickhouse import session
+from sinks.runner import EXIT_FAULT_INJECTED
+
+from .helpers import dead_letters, journeys, wait_for
+
+EXPECTED_REASON = {
+    "malformed_json": "malformed_json",
+    "not_object": "not_an_object",
+    "invalid_field": "invalid_field",
+    "no_identity": "invalid_field",
+    "future": "future_timestamp",
+}
+
+
+def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
+    settings: Settings, processes: list, tmp_path: Path
+) -> None:
+    topics = Topics.from_settings(settings.topics)
+    items = list(
+        generate(
+            12_000, seed=11, invalid_ratio=0.02, duplicate_ratio=0.02, persons=800,
+            start=datetime.now(UTC) - timedelta(days=1),
+        )
+    )  # fmt: skip
+    kinds = Counter(i.kind for i in items)
+    assert kinds["duplicate"] >= 120 and sum(kinds[k] for k in EXPECTED_REASON) >= 120
+    assert all(kinds[k] > 0 for k in EXPECTED_REASON)
+    valid_ids = {i.event_id for i in items if i.kind == "valid"}
+
+    assert publish_items(settings, items) == len(items)
+
+    log = tmp_path / "pipeline.log"
+    ingest = journeys(settings, "process", "ingest", log=log)
+    processes.append(ingest)
+    wait_for(
+        lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
+        120, "the ingest stage to consume raw", [ingest], log,
+    )  # fmt: skip
+
+    crashing = journeys(
+        settings, "sink", "--idle-exit", "20", log=log,
+        JOURNEYS_FAULTS__SINK_EXIT_AFTER_INSERTS="2",
+    )  # fmt: skip
+    processes.append(crashing)
+    assert crashing.wait(timeout=120) == EXIT_FAULT_INJECTED
+
+    sink = journeys(settings, "sink", "--idle-exit", "4", log=log)
+    processes.append(sink)
+    assert sink.wait(timeout=180) == 0, log.read_text()[-3000:]
+    ingest.terminate()
+    assert ingest.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+    with session(settings.clickhouse_dsn) as ch:
+        plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]
+        final = ch.query("SELECT count() FROM touchpoints FINAL").result_rows[0][0]
+        stored = {str(r[0]) for r in ch.query("SELECT event_id FROM touchpoints").result_rows}
+        channels = dict(ch.query("SELECT channel, count() FROM touchpoints GROUP BY channel").result_rows)
+    assert plain == final == len(valid_ids)
+    assert stored == valid_ids
+    assert set(channels) == {"web", "app", "call_center", "store"}
+
+    dlq = dead_letters(settings, topics.dlq_ingest)
+    got = Counter(d["reason"] for d in dlq)
+    want = Counter(EXPECTED_REASON[i.kind] for i in items if i.kind in EXPECTED_REASON)
+    assert got == want
+    assert all(d["raw"] and d["stage"] == "ingest" for d in dlq)
+    invalid_field = [d for d in dlq if d["reason"] == "invalid_field"]
+    assert all(d["errors"] and d["errors"][0]["field"] for d in invalid_field)
+
+    duplicates_dropped = kinds["duplicate"]
+    assert len(valid_ids) + duplicates_dropped + len(dlq) == len(items)
