@@ -94,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
 
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
     proc.add_argument(
-        "stage", choices=["ingest"], help="ingest: raw -> touchpoints (+ dead letters)"
+        "stage",
+        choices=["ingest", "counts"],
+        help="ingest: raw -> touchpoints (+ dead letters); "
+        "counts: events per key on raw (the reference stateful stage)",
     )
     proc.set_defaults(func=_process)
 

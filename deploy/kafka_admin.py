@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from schemas.settings import Settings
 from schemas.topics import Topics
 
-STATEFUL_STAGES = {"ingest": ("seen",)}
+STATEFUL_STAGES = {"ingest": ("seen",), "counts": ("per_key",)}
 
 
 class KafkaUnreachableError(RuntimeError):

@@ -129,6 +129,9 @@ class FaultSettings(BaseModel):
     """Fault injection for crash tests. Never set in production."""
 
     sink_exit_after_inserts: int | None = None
+    # Exit right after the stage's Kafka transaction commits and before faust commits the
+    # source offsets: the window in which inputs are re-delivered but already applied.
+    stage_exit_after_transactions: int | None = None
 
 
 class Settings(BaseSettings):

@@ -115,7 +115,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         settings.kafka, f"{settings.topics.group(STAGE)}-{settings.processor.worker_id}"
     )
     seen = ChangelogTable("seen", topics.changelog(STAGE, "seen"), sender, settings.kafka)
-    runtime = StageRuntime(app, sender, [seen])
+    runtime = StageRuntime(app, sender, [seen], settings.faults.stage_exit_after_transactions)
     runtime.install(topics.raw)
     stage = IngestStage(settings, topics, sender, seen)
     source = app.topic(topics.raw, value_type=bytes, key_type=bytes)

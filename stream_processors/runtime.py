@@ -24,14 +24,16 @@ from stream_processors.state import ChangelogTable
 log = logging.getLogger(__name__)
 
 EXIT_STATE_UNSAFE = 70
+EXIT_FAULT_INJECTED = 86
 
 
 class CommitSensor(Sensor):
     """Commits the stage's Kafka transaction before faust commits the offsets it covers."""
 
-    def __init__(self, sender: TransactionalSender) -> None:
+    def __init__(self, sender: TransactionalSender, exit_after: int | None = None) -> None:
         super().__init__()
         self.sender = sender
+        self.exit_after = exit_after
 
     def on_commit_initiated(self, consumer: Any) -> Any:
         try:
@@ -41,6 +43,9 @@ class CommitSensor(Sensor):
             # to stop and let the restarted worker restore from the changelog.
             log.critical("transaction commit failed; exiting to restore", exc_info=True)
             os._exit(EXIT_STATE_UNSAFE)
+        if self.exit_after is not None and self.sender.transactions >= self.exit_after:
+            log.warning("fault injection: exiting between transaction and offset commit")
+            os._exit(EXIT_FAULT_INJECTED)
         return None
 
 
@@ -102,10 +107,11 @@ class StageRuntime:
     app: faust.App
     sender: TransactionalSender
     tables: list[ChangelogTable] = field(default_factory=list)
+    exit_after_transactions: int | None = None
 
     def install(self, source_topic: str) -> None:
         """Hook the commit sensor and the assignment signals into the app."""
-        self.app.sensors.add(CommitSensor(self.sender))
+        self.app.sensors.add(CommitSensor(self.sender, self.exit_after_transactions))
 
         async def revoked(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
             # Make everything processed so far durable before the partitions may move.

@@ -8,11 +8,11 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import Settings
-from stream_processors import ingest_stage
+from stream_processors import counts_stage, ingest_stage
 
 log = logging.getLogger(__name__)
 
-STAGES = {"ingest": ingest_stage.build}
+STAGES = {"ingest": ingest_stage.build, "counts": counts_stage.build}
 
 
 def run(settings: Settings, stage: str) -> None:

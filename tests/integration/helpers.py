@@ -34,7 +34,9 @@ def wait_for(
             return
         for proc in watch or []:
             if proc.poll() is not None:
-                raise AssertionError(f"{proc.args!r} exited {proc.returncode} while waiting for {what}\n{tail(log)}")
+                raise AssertionError(
+                    f"{proc.args!r} exited {proc.returncode} while waiting for {what}\n{tail(log)}"
+                )
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail(log)}")
 

@@ -69,7 +69,9 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
         plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]
         final = ch.query("SELECT count() FROM touchpoints FINAL").result_rows[0][0]
         stored = {str(r[0]) for r in ch.query("SELECT event_id FROM touchpoints").result_rows}
-        channels = dict(ch.query("SELECT channel, count() FROM touchpoints GROUP BY channel").result_rows)
+        channels = dict(
+            ch.query("SELECT channel, count() FROM touchpoints GROUP BY channel").result_rows
+        )
     assert plain == final == len(valid_ids)
     assert stored == valid_ids
     assert set(channels) == {"web", "app", "call_center", "store"}

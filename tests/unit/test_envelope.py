@@ -106,7 +106,7 @@ def test_encode_writes_the_canonical_wire_format() -> None:
 @pytest.mark.parametrize("watermark", [None, 0, 1_700_000_000_000, WIDEST_WATERMARK])
 @pytest.mark.parametrize(
     "events",
-    [[], [{"a": 1}], [{"x": "é\n\"q\""}, {"nested": {"l": [1, None, 2.5]}}, {"x": "é\n\"q\""}]],
+    [[], [{"a": 1}], [{"x": 'é\n"q"'}, {"nested": {"l": [1, None, 2.5]}}, {"x": 'é\n"q"'}]],
     ids=["none", "one", "several"],
 )
 def test_encode_round_trips_through_decode(

@@ -188,7 +188,9 @@ def test_future_timestamps_beyond_tolerance_are_rejected(occurred_at: str, accep
     assert result.accepted == [] and seen == {}
 
 
-@pytest.mark.parametrize(("size", "accepted"), [(MAX_EVENT_BYTES, True), (MAX_EVENT_BYTES + 1, False)])
+@pytest.mark.parametrize(
+    ("size", "accepted"), [(MAX_EVENT_BYTES, True), (MAX_EVENT_BYTES + 1, False)]
+)
 def test_events_over_32kb_serialized_are_rejected_as_oversized(size: int, accepted: bool) -> None:
     seen: dict[str, int] = {}
     raw = event_of_size(1, size)

@@ -68,4 +68,3 @@ def test_partition_for_is_in_range_and_stable(partitions: int) -> None:
     assert chosen == [partition_for(k, partitions) for k in keys]
     if partitions <= 12:
         assert set(chosen) == set(range(partitions))  # 540 keys reach every partition
-

@@ -184,7 +184,11 @@ class RecordingSender:
         self.hook = hook
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None = None, partition: int | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int | None = None,
     ) -> None:
         self.records.append((topic, value, key, partition))
 

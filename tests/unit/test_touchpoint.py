@@ -120,6 +120,7 @@ def test_identity_is_frozen() -> None:
     [
         ({f: f"v-{f}" for f in IDENTIFIER_FIELDS}, "customer_id:v-customer_id"),
         ({"anonymous_id": "a", "loyalty_id": "L1", "device_id": "d"}, "loyalty_id:L1"),
+        ({"phone_hash": "p", "email_hash": "e", "loyalty_id": "L1"}, "loyalty_id:L1"),
         ({"anonymous_id": "a", "phone_hash": "p", "email_hash": "e"}, "email_hash:e"),
         ({"anonymous_id": "a", "device_id": "d", "phone_hash": "p"}, "phone_hash:p"),
         ({"anonymous_id": "a", "device_id": "d"}, "device_id:d"),
