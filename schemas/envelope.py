@@ -53,13 +53,13 @@ def decode(payload: bytes) -> Decoded:
     if doc.get("envelope") != ENVELOPE_NAME:
         return Decoded([doc], None, is_batch=False)
     version = doc.get("v")
-    if version != ENVELOPE_VERSION:
+    if type(version) is not int or version != ENVELOPE_VERSION:  # JSON true is not 1
         raise EnvelopeError("unsupported_envelope", f"envelope version {version!r}")
     events = doc.get("events")
     if not isinstance(events, list):
         raise EnvelopeError("unsupported_envelope", "envelope without an events list")
     watermark = doc.get("watermark")
-    if watermark is not None and not isinstance(watermark, int):
+    if watermark is not None and type(watermark) is not int:
         raise EnvelopeError("unsupported_envelope", "watermark must be integer milliseconds")
     return Decoded(events, watermark, is_batch=True)
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,7 +25,13 @@ from pydantic_settings import (
 DEFAULT_SETTINGS_FILE = "journeys.toml"
 
 
-class KafkaSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: a misspelt key is an error, not a silently kept default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(Section):
     """How every Kafka client (confluent-kafka and faust's aiokafka) reaches the cluster."""
 
     bootstrap_servers: str = "127.0.0.1:19092"
@@ -59,7 +65,7 @@ class KafkaSettings(BaseModel):
         return conf
 
 
-class TopicSettings(BaseModel):
+class TopicSettings(Section):
     """Topic naming and sizing. The partition count is fixed at creation: keyed state depends
     on it, so changing it is a migration (see ARCHITECTURE.md), not a setting flip."""
 
@@ -75,7 +81,7 @@ class TopicSettings(BaseModel):
         return f"{self.prefix}{stage}"
 
 
-class BatchSettings(BaseModel):
+class BatchSettings(Section):
     """Bounds of the per-partition micro-batches written between stages (domain.md §8)."""
 
     max_events: int = Field(default=500, ge=1, le=100_000)
@@ -83,7 +89,7 @@ class BatchSettings(BaseModel):
     linger_seconds: float = Field(default=0.05, ge=0.0, le=10.0)
 
 
-class ClickHouseSettings(BaseModel):
+class ClickHouseSettings(Section):
     """One DSN: `chdb:///path` (embedded engine, the default) or `http(s)://user:pw@host:port/db`."""
 
     dsn: SecretStr | None = None
@@ -94,7 +100,7 @@ class ClickHouseSettings(BaseModel):
         return f"chdb://{(data_dir / 'clickhouse').resolve()}"
 
 
-class LocalBrokerSettings(BaseModel):
+class LocalBrokerSettings(Section):
     """The project-local single-node KRaft broker used by `make demo`, `make test` and dev."""
 
     instance: str = "dev"
@@ -105,7 +111,7 @@ class LocalBrokerSettings(BaseModel):
     start_timeout_seconds: float = 90.0
 
 
-class ProcessorSettings(BaseModel):
+class ProcessorSettings(Section):
     """Knobs shared by the faust stages."""
 
     worker_id: str = Field(default_factory=socket.gethostname)
@@ -117,7 +123,7 @@ class ProcessorSettings(BaseModel):
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
 
 
-class SinkSettings(BaseModel):
+class SinkSettings(Section):
     """Batching of the ClickHouse sink."""
 
     max_rows: int = Field(default=50_000, ge=1)
@@ -125,7 +131,7 @@ class SinkSettings(BaseModel):
     group_id: str | None = None  # default: `<topic prefix>sink`
 
 
-class FaultSettings(BaseModel):
+class FaultSettings(Section):
     """Fault injection for crash tests. Never set in production."""
 
     sink_exit_after_inserts: int | None = None

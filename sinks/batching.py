@@ -55,7 +55,11 @@ def parse_intent(metadata: str | None) -> int | None:
 
 def rows_of(payload: bytes) -> bytes:
     """The comma-separated event objects of one message, without decoding them when the
-    message is a canonical envelope written by a Journeys stage."""
+    message is a canonical envelope written by a Journeys stage.
+
+    The shortcut trusts the envelope's layout (events last), which holds for every topic a
+    sink reads: only Journeys stages write them. Anything else is decoded.
+    """
     if payload.startswith(b'{"envelope":"journeys.batch","v":1,'):
         start = payload.find(_EVENTS)
         if start != -1 and payload.endswith(b"]}"):
@@ -77,10 +81,12 @@ class PartitionBatcher:
     def add(self, offset: int, rows: bytes, now: float) -> list[Batch]:
         """Add one message; return the batches that are complete."""
         done: list[Batch] = []
-        if self.planned_end is not None and offset > self.planned_end and self._open:
+        if self.planned_end is not None and offset > self.planned_end:
             # The planned end is gone (retention); the recorded batch cannot be rebuilt.
             log.warning("planned batch end %s not seen; cutting early", self.planned_end)
-            done.append(self._close())
+            if self._open:
+                done.append(self._close())
+            self.planned_end = None
         batch = self._open
         if batch is None:
             batch = self._open = Batch(self.partition, offset, offset, opened_at=now)

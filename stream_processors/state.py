@@ -217,8 +217,7 @@ def _apply(target: Restored, key: bytes | None, value: bytes | None) -> None:
     target.records += 1
     if key == APPLIED_KEY:
         if value is not None:
-            version, offset, watermark = orjson.loads(value)
-            _check_version(version)
+            _version, offset, watermark = _versioned(value, fields=3)
             target.applied = Applied(offset, watermark)
         return
     if key is None:
@@ -228,13 +227,18 @@ def _apply(target: Restored, key: bytes | None, value: bytes | None) -> None:
     if value is None:
         data.pop(name, None)
         return
-    version, decoded = orjson.loads(value)
-    _check_version(version)
+    _version, decoded = _versioned(value, fields=2)
     # Re-insert so iteration order follows the changelog, i.e. the order of last writes.
     data.pop(name, None)
     data[name] = decoded
 
 
-def _check_version(version: int) -> None:
-    if version != STATE_VERSION:
-        raise StateError(f"state written by a newer release (version {version})")
+def _versioned(value: bytes, fields: int) -> list[Any]:
+    """Decode `[version, ...]`, checking the version before trusting the shape."""
+    record = orjson.loads(value)
+    if not isinstance(record, list) or not record or record[0] != STATE_VERSION:
+        version = record[0] if isinstance(record, list) and record else record
+        raise StateError(f"state record of an unknown version: {version!r}")
+    if len(record) != fields:
+        raise StateError(f"state record with {len(record)} fields, expected {fields}")
+    return record

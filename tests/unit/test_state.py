@@ -146,7 +146,7 @@ def test_apply_ignores_a_tombstoned_marker_and_keyless_records() -> None:
 )
 def test_apply_refuses_records_of_another_version(key: bytes, payload: bytes) -> None:
     target = fresh()
-    with pytest.raises(StateError, match="newer release"):
+    with pytest.raises(StateError, match="unknown version"):
         _apply(target, key, payload)
     assert target.state.data == {}
     assert target.applied == Applied()
