@@ -47,7 +47,7 @@ def admin_client(settings: Settings) -> AdminClient:
     return AdminClient({**settings.kafka.as_librdkafka_dict(), "log_level": "3"})
 
 
-def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
+def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
     """Raise `KafkaUnreachableError` with a one-line message if no broker answers."""
     try:
         admin_client(settings).list_topics(timeout=timeout)
