@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -82,8 +83,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     return created
 
 
-def group_lag(settings: Settings, group: str, topic: str) -> int:
-    """Messages of `topic` that consumer group `group` has not committed yet."""
+def committed_offsets(
+    settings: Settings, group: str, topic: str, attempts: int = 20
+) -> dict[int, int]:
+    """Committed offsets of `group` on every partition of `topic` (-1001 where none).
+
+    Retries while the group coordinator is still loading or moving, which a fresh broker
+    answers with retriable errors such as NOT_COORDINATOR.
+    """
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
@@ -92,11 +99,30 @@ def group_lag(settings: Settings, group: str, topic: str) -> int:
     try:
         meta = consumer.list_topics(topic, timeout=10.0).topics[topic]
         tps = [TopicPartition(topic, p) for p in meta.partitions]
-        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10.0)}
+        for attempt in range(attempts):
+            try:
+                return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10.0)}
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+    finally:
+        consumer.close()
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> int:
+    """Messages of `topic` that consumer group `group` has not committed yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    committed = committed_offsets(settings, group, topic)
+    consumer = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group})
+    try:
         lag = 0
-        for tp in tps:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10.0)
-            done = committed.get(tp.partition, -1)
+        for partition, done in committed.items():
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10.0
+            )
             lag += high - max(done, 0)
         return lag
     finally:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from deploy.kafka_admin import committed_offsets
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,13 +49,8 @@ def tail(log: Path | None, lines: int = 40) -> str:
 
 
 def committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    """Committed offsets of a group per partition (-1 where none)."""
-    consumer = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group})
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
-        return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10.0)}
-    finally:
-        consumer.close()
+    """Committed offsets of a group per partition (negative where none)."""
+    return committed_offsets(settings, group, topic)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

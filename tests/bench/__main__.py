@@ -1,0 +1,73 @@
+"""`make bench`: the foundation's benchmarks on this machine, against a local broker.
+
+Figures are targets for a 2-core machine, reported beside a baseline from the same run and
+never asserted. Results are also written to .local/bench/results.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from schemas.topics import Topics
+
+from . import core, pipeline
+from .report import Result, render, save
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> int:
+    results: list[Result] = []
+    print("core: ingest validation and dedup, no broker ...", flush=True)
+    results += core.bench_ingest_core()
+
+    with tempfile.TemporaryDirectory(prefix="journeys-bench-") as tmp:
+        work = Path(tmp)
+        print("broker: publishing 500,000 events to raw ...", flush=True)
+        settings = pipeline.bench_settings(work)
+        topics = Topics.from_settings(settings.topics)
+        fragments = pipeline.valid_fragments(500_000, keys=50_000)
+        messages = pipeline.publish(settings, topics.raw, fragments)
+        raw = pipeline.raw_consume(settings, topics.raw, messages)
+        results.append(raw)
+
+        print("faust: ingest stage (decode, validate, dedup, forward) ...", flush=True)
+        ingest = pipeline.stage_rate(
+            settings, "ingest", topics.raw, work / "ingest.log",
+            "faust ingest stage: validate + dedup + forward",
+        )  # fmt: skip
+        ingest.baseline, ingest.target = raw.value, ">= 80,000 events/s"
+        results.append(ingest)
+
+        print("faust: counts stage (one state write per event), 1,000,000 keys ...", flush=True)
+        state = pipeline.bench_settings(work)
+        state_topics = Topics.from_settings(state.topics)
+        big = pipeline.valid_fragments(1_000_000, keys=1_000_000)
+        pipeline.publish(state, state_topics.raw, big)
+        counts = pipeline.stage_rate(
+            state, "counts", state_topics.raw, work / "counts.log",
+            "faust counts stage: 1 state write per event",
+        )  # fmt: skip
+        counts.baseline, counts.target = raw.value, ">= 100,000 events/s"
+        results.append(counts)
+
+        print("faust: restart of the counts stage on 1,000,000 keys ...", flush=True)
+        restart = pipeline.restart_with_state(state, state_topics.raw, work / "restart.log")
+        restart.target = "<= 30 s"
+        results.append(restart)
+
+        print("sink: 500,000 rows into chDB ...", flush=True)
+        sink = pipeline.sink_rate(pipeline.bench_settings(work), fragments)
+        sink[1].target = ">= 150,000 rows/s"
+        results += sink
+
+    print()
+    print(render(results))
+    save(results, ROOT / ".local" / "bench" / "results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
