@@ -131,6 +131,24 @@ class SinkSettings(Section):
     group_id: str | None = None  # default: `<topic prefix>sink`
 
 
+class PiiSettings(Section):
+    """Keys for hashing e-mail addresses and phone numbers (HMAC-SHA-256) in producers.
+
+    The built-in `dev` key exists so demos and tests run out of the box; set your own key
+    (JOURNEYS_PII__KEYS='{"2026a": "..."}' and JOURNEYS_PII__ACTIVE_KEY_ID=2026a) in production.
+    """
+
+    keys: dict[str, SecretStr] = {"dev": SecretStr("journeys-development-key-not-secret")}
+    active_key_id: str = "dev"
+    default_country_code: str = Field(default="1", pattern=r"^\d{1,3}$")
+
+    @model_validator(mode="after")
+    def _active_key_exists(self) -> PiiSettings:
+        if self.active_key_id not in self.keys:
+            raise ValueError(f"active_key_id {self.active_key_id!r} is not among the keys")
+        return self
+
+
 class FaultSettings(Section):
     """Fault injection for crash tests. Never set in production."""
 
@@ -157,6 +175,7 @@ class Settings(BaseSettings):
     local_broker: LocalBrokerSettings = LocalBrokerSettings()
     processor: ProcessorSettings = ProcessorSettings()
     sink: SinkSettings = SinkSettings()
+    pii: PiiSettings = PiiSettings()
     faults: FaultSettings = FaultSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -1,0 +1,53 @@
+"""Keyed hashing of e-mail addresses and phone numbers before they leave a producer.
+
+Raw contact details never reach Kafka (domain.md §2): producers normalize them and send
+`<key id>:<hex HMAC-SHA-256>`. The key id travels with the hash so keys can be rotated: a new
+key gets a new id, and joins across the rotation go through the old id's hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from schemas.settings import PiiSettings
+
+_NON_DIGITS = re.compile(r"[^\d+]")
+
+
+class PiiHasher:
+    """Hashes contact details with the active key from the settings."""
+
+    def __init__(self, settings: PiiSettings) -> None:
+        self.key_id = settings.active_key_id
+        self._key = settings.keys[self.key_id].get_secret_value().encode()
+        self.default_country_code = settings.default_country_code
+
+    def email(self, address: str) -> str:
+        """Hash of a trimmed, lower-cased e-mail address."""
+        return self._hash(normalize_email(address))
+
+    def phone(self, number: str) -> str:
+        """Hash of a phone number in E.164-like form (digits with the country code)."""
+        return self._hash(normalize_phone(number, self.default_country_code))
+
+    def _hash(self, value: str) -> str:
+        digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return f"{self.key_id}:{digest}"
+
+
+def normalize_email(address: str) -> str:
+    return address.strip().lower()
+
+
+def normalize_phone(number: str, default_country_code: str) -> str:
+    """`+44 20 7946 0958`, `0044 20 7946 0958` and (with code 44) `020 7946 0958` agree."""
+    digits = _NON_DIGITS.sub("", number.strip())
+    if digits.startswith("+"):
+        return "+" + digits[1:].replace("+", "")
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    if digits.startswith("0"):
+        return f"+{default_country_code}{digits[1:]}"
+    return f"+{default_country_code}{digits}" if len(digits) <= 10 else f"+{digits}"
