@@ -183,7 +183,7 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
-            jars, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            jars, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
             "-c", str(self._properties_path()), "--ignore-formatted",
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
