@@ -310,6 +310,8 @@ def _report(settings: Settings, _args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.demo import run_demo
 
+    # SIGTERM (a CI timeout, `kill`) must unwind like Ctrl-C so the demo stops what it started.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     return run_demo(settings, args.count)
 
 
