@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on synthetic traffic and show the result"
     )
-    demo.add_argument("--count", type=int, default=50_000)
+    demo.add_argument("--count", type=int, default=50_000, help="events to publish")
+    demo.add_argument("--port", type=int, default=19292, help="port of the demo's own broker")
     demo.set_defaults(func=_demo)
     return p
 
@@ -312,7 +313,7 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
     # SIGTERM (a CI timeout, `kill`) must unwind like Ctrl-C so the demo stops what it started.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    return run_demo(settings, args.count)
+    return run_demo(settings, args.count, args.port)
 
 
 if __name__ == "__main__":

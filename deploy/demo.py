@@ -24,10 +24,10 @@ from sinks.report import dead_letter_reasons, render, touchpoint_summary
 DEMO_PORT = 19292
 
 
-def run_demo(base: Settings, count: int) -> int:
+def run_demo(base: Settings, count: int, port: int = DEMO_PORT) -> int:
     """Run the walking skeleton end to end; return a process exit code."""
     local = base.local_broker.model_copy(
-        update={"instance": "demo", "port": DEMO_PORT, "controller_port": DEMO_PORT + 1}
+        update={"instance": "demo", "port": port, "controller_port": port + 1}
     )
     broker = LocalBroker(local, base.data_dir)
     ch_dir = base.data_dir / "demo" / "clickhouse"
@@ -41,6 +41,7 @@ def run_demo(base: Settings, count: int) -> int:
         "JOURNEYS_PROCESSOR__METRICS_PORT": "0",
         "JOURNEYS_LOG_FORMAT": "text",
         "JOURNEYS_LOG_LEVEL": "WARNING",
+        "JOURNEYS_DATA_DIR": str(base.data_dir),
     }
     settings = Settings(
         kafka=base.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap}),

@@ -107,6 +107,7 @@ class LocalBrokerSettings(Section):
     port: int = 19092
     controller_port: int = 19093
     kafka_version: str = "4.1.1"
+    jars_dir: Path | None = None  # default: <data_dir>/kafka-jars/<version>
     heap: str = "768m"
     start_timeout_seconds: float = 90.0
 

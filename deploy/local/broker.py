@@ -47,6 +47,8 @@ class LocalBroker:
 
     @property
     def jar_dir(self) -> Path:
+        if self.settings.jars_dir is not None:
+            return self.settings.jars_dir / self.settings.kafka_version
         return self.data_dir / "kafka-jars" / self.settings.kafka_version
 
     @property
