@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,18 +82,20 @@ class Publisher:
         self.stats = DeliveryStats()
 
     def _partition_count(self, kafka: KafkaSettings) -> int:
-        try:
-            meta = self._producer.list_topics(self.topic, timeout=10.0)
-        except KafkaException as exc:
-            raise PublishError(
-                0, [f"Kafka unreachable at {kafka.bootstrap_servers}: {exc}"]
-            ) from None
-        topic = meta.topics.get(self.topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise PublishError(
-                0, [f"topic {self.topic} does not exist; run `journeys topics create`"]
-            )
-        return len(topic.partitions)
+        # A topic created a moment ago may not be in the metadata yet: look a few times.
+        for attempt in range(20):
+            try:
+                meta = self._producer.list_topics(self.topic, timeout=10.0)
+            except KafkaException as exc:
+                raise PublishError(
+                    0, [f"Kafka unreachable at {kafka.bootstrap_servers}: {exc}"]
+                ) from None
+            topic = meta.topics.get(self.topic)
+            if topic is not None and topic.error is None and topic.partitions:
+                return len(topic.partitions)
+            if attempt < 19:
+                time.sleep(0.25)
+        raise PublishError(0, [f"topic {self.topic} does not exist; run `journeys topics`"])
 
     def publish(self, event: Touchpoint) -> None:
         """Queue one validated event; it is sent with its partition's next batch."""
@@ -135,6 +137,37 @@ class Publisher:
         if self.stats.failed:
             raise PublishError(self.stats.failed, self.stats.reasons)
         return self.stats
+
+    def send_tracked(
+        self,
+        messages: Iterable[tuple[str, int, bytes, Callable[[str | None], None]]],
+        poll_seconds: float = 0.0,
+    ) -> None:
+        """Produce each `(topic, partition, value, on_done)` now, then serve delivery reports
+        for up to `poll_seconds` (a poll thread calls this with no messages).
+
+        For callers that answer someone only once Kafka has *their* messages, such as the
+        HTTP collector, where a global `flush` per request would stall every other request.
+        `on_done` gets None when Kafka acknowledged the message, else the error text; it runs
+        in whichever thread serves reports, so it must be quick and thread-safe. These
+        messages bypass the batch builder and `stats`: their outcome is the caller's.
+        """
+        for topic, partition, value, on_done in messages:
+
+            def report(
+                err: KafkaError | None, _msg: Message, done: Callable[[str | None], None] = on_done
+            ) -> None:
+                done(None if err is None else str(err))
+
+            while True:
+                try:
+                    self._producer.produce(topic, value, partition=partition, on_delivery=report)
+                    break
+                except BufferError:
+                    # The local queue is full: wait for Kafka to catch up, never drop.
+                    BACKPRESSURE.inc()
+                    self._producer.poll(0.05)
+        self._producer.poll(poll_seconds)
 
     def _send(self, partition: int, fragments: list[bytes]) -> None:
         self._produce(envelope.encode(fragments, None), len(fragments), partition=partition)

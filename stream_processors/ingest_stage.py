@@ -59,8 +59,10 @@ class IngestStage:
             return
         metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
         result = self.core(partition).process(decoded.events, now)
-        watermark = self._watermark(partition, result.max_occurred_ms)
-        if result.fragments:
+        previous = self.seen.applied[partition].watermark_ms
+        watermark = self._watermark(partition, result.max_occurred_ms, decoded.watermark_ms, now)
+        # An envelope with no events is a watermark heartbeat: pass time on downstream.
+        if result.fragments or watermark != previous:
             out = envelope.encode(result.fragments, watermark)
             self.sender.produce(self.topics.touchpoints, out, None, partition)
             metrics.EVENTS_OUT.labels(STAGE).inc(len(result.fragments))
@@ -78,13 +80,21 @@ class IngestStage:
         metrics.STATE_KEYS.labels(STAGE).set(sum(len(s) for s in self.seen.partitions.values()))
         return removed
 
-    def _watermark(self, partition: int, newest_ms: int | None) -> int | None:
-        previous = self.seen.applied[partition].watermark_ms
-        if newest_ms is None:
-            return previous
-        lateness = int(self.settings.processor.allowed_lateness.total_seconds() * 1000)
-        candidate = newest_ms - lateness
-        return candidate if previous is None else max(previous, candidate)
+    def _watermark(
+        self, partition: int, newest_ms: int | None, declared_ms: int | None, now: datetime
+    ) -> int | None:
+        """This partition's event-time watermark: the newest event time seen minus the allowed
+        lateness, or a producer's declared watermark (a heartbeat) if later; never backwards,
+        and never beyond the clock-skew tolerance."""
+        proc = self.settings.processor
+        candidates = [self.seen.applied[partition].watermark_ms]
+        if newest_ms is not None:
+            candidates.append(newest_ms - int(proc.allowed_lateness.total_seconds() * 1000))
+        if declared_ms is not None:
+            ceiling = int((now + proc.future_tolerance).timestamp() * 1000)
+            candidates.append(min(declared_ms, ceiling))
+        known = [c for c in candidates if c is not None]
+        return max(known) if known else None
 
     def _dead_letter(self, rej: Rejection, partition: int, offset: int, now: datetime) -> None:
         raw, encoding = DeadLetter.wrap_raw(rej.raw)

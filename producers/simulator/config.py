@@ -1,0 +1,84 @@
+"""Simulation settings and scheduled incidents, validated with clear errors."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IncidentKind = Literal["errors", "waits", "down"]
+
+_SPEC = re.compile(
+    r"^(?P<channel>web|app|call_center|store):(?P<touchpoint>[^ ]+)\s+(?P<kind>errors|waits|down)"
+    r"(?:\s*[x\u00d7](?P<factor>\d+(?:\.\d+)?))?\s+@(?P<start>\d+)m\s+for\s+(?P<minutes>\d+)m$"
+)
+
+
+class Incident(BaseModel):
+    """Something breaks at one touchpoint for a while: friction and drop-off rise there.
+
+    `errors` multiplies friction and drop-off by `factor`; `waits` multiplies call-center
+    waits and abandonment; `down` makes the touchpoint unreachable.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: Literal["web", "app", "call_center", "store"]
+    touchpoint: str
+    kind: IncidentKind
+    factor: float = Field(default=8.0, ge=1.0)
+    start_minute: int = Field(ge=0)
+    duration_minutes: int = Field(gt=0)
+
+    @classmethod
+    def parse(cls, spec: str) -> Incident:
+        """`web:/checkout errors x8 @30m for 15m`, `call_center:queue:support waits x5 @60m
+        for 20m`, `app:payment down @90m for 10m`."""
+        match = _SPEC.match(spec.strip())
+        if match is None:
+            raise ValueError(
+                f"incident {spec!r}: expected 'CHANNEL:TOUCHPOINT KIND [xFACTOR] @STARTm for Nm'"
+            )
+        g = match.groupdict()
+        return cls(
+            channel=g["channel"],
+            touchpoint=g["touchpoint"],
+            kind=g["kind"],
+            factor=float(g["factor"] or 8),
+            start_minute=int(g["start"]),
+            duration_minutes=int(g["minutes"]),
+        )
+
+    def window(self, start: datetime) -> tuple[datetime, datetime]:
+        begin = start + timedelta(minutes=self.start_minute)
+        return begin, begin + timedelta(minutes=self.duration_minutes)
+
+
+class SimConfig(BaseModel):
+    """How many customers, for how long, and how they behave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: int = Field(default=1_000, ge=1)
+    days: float = Field(default=2.0, gt=0)
+    start: datetime = Field(
+        default_factory=lambda: (datetime.now(UTC) - timedelta(days=3)).replace(
+            minute=0, second=0, microsecond=0
+        )
+    )
+    seed: int = 7
+    purchase_journeys_per_day: float = Field(default=0.6, ge=0)
+    support_journeys_per_day: float = Field(default=0.1, ge=0)
+    account_share: float = Field(default=0.6, ge=0, le=1)  # customers with a customer_id
+    app_share: float = Field(default=0.35, ge=0, le=1)
+    store_purchase_share: float = Field(default=0.25, ge=0, le=1)
+    login_probability: float = Field(default=0.7, ge=0, le=1)
+    conversion_scale: float = Field(default=1.0, gt=0)
+    friction_rate: float = Field(default=0.03, ge=0, le=1)
+    incidents: tuple[Incident, ...] = ()
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=self.days)
