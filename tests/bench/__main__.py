@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import core, pipeline
+from . import core, pipeline, producer
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +57,9 @@ def main() -> int:
         restart = pipeline.restart_with_state(state, state_topics.raw, work / "restart.log")
         restart.target = "<= 30 s"
         results.append(restart)
+
+        print("producers: publisher vs raw produce() ...", flush=True)
+        results += producer.bench_producers(pipeline.bench_settings(work), fragments)
 
         print("sink: 500,000 rows into chDB ...", flush=True)
         sink = pipeline.sink_rate(pipeline.bench_settings(work), fragments)
