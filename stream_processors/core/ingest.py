@@ -60,6 +60,9 @@ class Ingest:
         latest_allowed = now + self.future_tolerance
         for raw in events:
             self._one(raw, now, now_s, latest_allowed, result)
+        if result.accepted:
+            newest = max(event.occurred_at for event in result.accepted)
+            result.max_occurred_ms = int(newest.timestamp() * 1000)
         return result
 
     def _one(
@@ -95,9 +98,6 @@ class Ingest:
         self.seen[key] = now_s
         out.accepted.append(event)
         out.fragments.append(fragment)
-        occurred_ms = int(event.occurred_at.timestamp() * 1000)
-        if out.max_occurred_ms is None or occurred_ms > out.max_occurred_ms:
-            out.max_occurred_ms = occurred_ms
 
     def expire(self, now: datetime, limit: int = 10_000) -> int:
         """Forget ids first seen longer ago than the horizon; at most `limit` per call.
