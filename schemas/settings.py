@@ -150,6 +150,38 @@ class PiiSettings(Section):
         return self
 
 
+class CollectorSource(Section):
+    """One sending system behind a write key, as a Segment source: its name (the touchpoint's
+    `source`) and the channel its events belong to unless their context says otherwise."""
+
+    name: str = Field(min_length=1, max_length=128)
+    channel: Literal["web", "app", "call_center", "store"]
+
+
+class CollectorSettings(Section):
+    """The HTTP collector (`journeys collector`): Segment's tracking API in front of `raw`.
+
+    Sources map write keys to sources, for example
+    JOURNEYS_COLLECTOR__SOURCES='{"wk_web_1": {"name": "web-shop", "channel": "web"}}'.
+    The rate limit counts events per write key and second; a key may burst
+    `rate_limit_burst_seconds` worth of them.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=0, le=65535)
+    sources: dict[SecretStr, CollectorSource] = {}
+    max_batch_bytes: int = Field(default=500_000, ge=1024, le=16 * 1024 * 1024)
+    max_event_bytes: int = Field(default=32_768, ge=256, le=1024 * 1024)
+    rate_limit_per_key_per_second: float = Field(default=5_000.0, gt=0)
+    rate_limit_burst_seconds: float = Field(default=2.0, gt=0)
+    cors_origins: list[str] = ["*"]
+    # How long a request's events wait for other requests' events to share Kafka messages.
+    linger_seconds: float = Field(default=0.005, ge=0.0, le=1.0)
+    # Kafka must acknowledge a request's events within this time, or the request gets 503
+    # (and the SDK retries; the deterministic event ids make the retry a duplicate to drop).
+    ack_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+
+
 class FaultSettings(Section):
     """Fault injection for crash tests. Never set in production."""
 
@@ -177,6 +209,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = ProcessorSettings()
     sink: SinkSettings = SinkSettings()
     pii: PiiSettings = PiiSettings()
+    collector: CollectorSettings = CollectorSettings()
     faults: FaultSettings = FaultSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"

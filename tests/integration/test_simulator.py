@@ -144,13 +144,13 @@ def test_simulator_truth_matches_an_independent_recomputation(
         for p in truth.persons
         if any(i.startswith("anonymous_id") for i in p.identifiers)
         and any(i.startswith("customer_id") for i in p.identifiers)
-    ]  # noqa: E501
+    ]
     phone_matched = [
         p
         for p in truth.persons
         if any(i.startswith("phone_hash") for i in p.identifiers)
         and any(i.startswith("customer_id") for i in p.identifiers)
-    ]  # noqa: E501
+    ]
     assert anonymous_then_login and phone_matched
 
     by_person = {p.person: frozenset(p.identifiers) for p in truth.persons}

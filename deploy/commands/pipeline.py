@@ -1,0 +1,130 @@
+"""`journeys topics | db | process | sink | report | demo`: running the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from types import FrameType
+
+from deploy.commands import SubParsers
+from schemas.settings import Settings
+
+
+def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    t = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
+    t.set_defaults(func=_topics)
+    db = sub.add_parser("db", help="ClickHouse schema")
+    dsub = db.add_subparsers(title="actions", metavar="ACTION")
+    m = dsub.add_parser("migrate", help="create missing tables (idempotent)")
+    m.set_defaults(func=_migrate)
+    dsub.add_parser("ddl", help="print the CREATE TABLE statements").set_defaults(func=_ddl)
+
+    proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
+    proc.add_argument(
+        "stage",
+        choices=["ingest", "counts"],
+        help="ingest: raw -> touchpoints (+ dead letters); "
+        "counts: events per key on raw (the reference stateful stage)",
+    )
+    proc.set_defaults(func=_process)
+
+    sink = sub.add_parser("sink", help="write the touchpoints topic into ClickHouse")
+    sink.add_argument(
+        "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
+    )
+    sink.set_defaults(func=_sink)
+
+    rep = sub.add_parser(
+        "report", help="summarize what reached ClickHouse and the dead-letter topic"
+    )
+    rep.set_defaults(func=_report)
+
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on synthetic traffic and show the result"
+    )
+    demo.add_argument("--count", type=int, default=50_000, help="events to publish")
+    demo.add_argument("--port", type=int, default=19292, help="port of the demo's own broker")
+    demo.set_defaults(func=_demo)
+
+
+def _topics(settings: Settings, _args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
+
+    created = ensure_topics(settings)
+    print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
+    return 0
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from sinks.clickhouse import connect, migrate
+
+    client = connect(settings.clickhouse_dsn)
+    print(f"applied {migrate(client)} statements")
+    return 0
+
+
+def _ddl(_settings: Settings, _args: argparse.Namespace) -> int:
+    from sinks.tables import ddl
+
+    print(";\n\n".join(ddl()) + ";")
+    return 0
+
+
+def _process(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
+    from stream_processors.worker import run
+
+    ensure_topics(settings)
+    run(settings, args.stage)
+    return 0
+
+
+def _sink(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
+    from schemas.topics import Topics
+    from sinks.clickhouse import connect, migrate
+    from sinks.runner import TopicSink
+
+    ensure_topics(settings)
+    client = connect(settings.clickhouse_dsn)
+    migrate(client)
+    stop = _stop_flag()
+    topic = Topics.from_settings(settings.topics).touchpoints
+    sink = TopicSink(settings, client, topic, "touchpoints")
+    stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
+    print(
+        f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"
+    )
+    return 0
+
+
+def _stop_flag() -> list[bool]:
+    stop = [False]
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _report(settings: Settings, _args: argparse.Namespace) -> int:
+    from schemas.topics import Topics
+    from sinks.clickhouse import connect
+    from sinks.report import dead_letter_reasons, render, touchpoint_summary
+
+    summary = touchpoint_summary(connect(settings.clickhouse_dsn))
+    topic = Topics.from_settings(settings.topics).dlq_ingest
+    summary.dead_letters = dead_letter_reasons(settings.kafka, topic)
+    print(render(summary))
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.demo import run_demo
+
+    # SIGTERM (a CI timeout, `kill`) must unwind like Ctrl-C so the demo stops what it started.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    return run_demo(settings, args.count, args.port)

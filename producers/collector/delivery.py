@@ -1,0 +1,160 @@
+"""Getting one request's events into Kafka and telling that request, and only it, when Kafka
+has them: the adapter between the asyncio server and confluent-kafka.
+
+Events are coalesced across concurrent requests (`coalesce`), produced from the event loop
+through `Publisher.send_tracked`, and a poll thread serves the delivery reports. A report
+settles the requests whose events its batch carried, back on the loop through
+`call_soon_threadsafe`. So a request waits for its own batches, never for a global flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections import Counter
+
+from confluent_kafka import KafkaException
+
+from producers.collector.coalesce import Batch, Coalescer
+from producers.publisher import Publisher, PublishError
+from schemas.partitioning import partition_for
+from schemas.settings import BatchSettings
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge some of a request's events in time (or refused them)."""
+
+
+class Ticket:
+    """One request's wait: how many of its events and dead letters are not yet acknowledged."""
+
+    __slots__ = ("future", "pending")
+
+    def __init__(self, future: asyncio.Future[None], pending: int) -> None:
+        self.future = future
+        self.pending = pending
+        # A request that timed out no longer awaits its future: mark a late error as seen.
+        future.add_done_callback(_retrieve)
+
+    def settle(self, count: int, error: str | None) -> None:
+        if self.future.done():
+            return
+        if error is not None:
+            self.future.set_exception(DeliveryError(error))
+            return
+        self.pending -= count
+        if self.pending <= 0:
+            self.future.set_result(None)
+
+
+class KafkaDelivery:
+    def __init__(
+        self, publisher: Publisher, dlq_topic: str, batch: BatchSettings, linger_seconds: float
+    ) -> None:
+        self.publisher = publisher
+        self.dlq_topic = dlq_topic
+        self.linger = linger_seconds
+        self._coalescer: Coalescer[Ticket] = Coalescer(batch.max_events, batch.max_bytes)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="collector-kafka-poll", daemon=True)
+
+    def start(self) -> None:
+        """Start serving delivery reports; call from the event loop that will deliver."""
+        self._loop = asyncio.get_running_loop()
+        self._poller.start()
+
+    def healthy(self) -> bool:
+        return self._poller.is_alive() and not self._stop.is_set()
+
+    async def deliver(
+        self, events: list[tuple[str, bytes]], dead_letters: list[bytes], dead_key: str,
+        timeout: float,
+    ) -> None:  # fmt: skip
+        """Queue the events and dead letters of one request; return once Kafka has them all.
+        Raise `DeliveryError` if it refused any or did not answer within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        ticket = Ticket(loop.create_future(), len(events) + len(dead_letters))
+        if not ticket.pending:
+            return
+        try:
+            self._queue(ticket, events, dead_letters, dead_key)
+        except KafkaException as exc:  # refused locally (e.g. a closed producer): retryable
+            raise DeliveryError(str(exc)) from None
+        if len(self._coalescer) and self._flush_at is None:
+            self._flush_at = loop.call_later(self.linger, self._flush)
+        try:
+            await asyncio.wait_for(asyncio.shield(ticket.future), timeout)
+        except TimeoutError:
+            raise DeliveryError(f"Kafka did not acknowledge within {timeout:g} s") from None
+
+    def _queue(
+        self, ticket: Ticket, events: list[tuple[str, bytes]], dead_letters: list[bytes],
+        dead_key: str,
+    ) -> None:  # fmt: skip
+        partitions = self.publisher.partitions
+        full = []
+        for key, fragment in events:
+            batch = self._coalescer.add(partition_for(key.encode(), partitions), fragment, ticket)
+            if batch is not None:
+                full.append(batch)
+        if dead_letters:
+            dlq = partition_for(dead_key.encode() or b"-", partitions)
+            owners: Counter[Ticket] = Counter({ticket: 1})
+            self.publisher.send_tracked(
+                (self.dlq_topic, dlq, record, functools.partial(self._reported, owners))
+                for record in dead_letters
+            )
+        self._send(full)
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued, wait for Kafka's answers, stop the poll thread."""
+        self._flush()
+        self._stop.set()
+        if self._poller.is_alive():
+            await asyncio.to_thread(self._poller.join)
+        try:
+            await asyncio.to_thread(self.publisher.flush, timeout)
+        except PublishError as exc:
+            log.error("collector: events left unacknowledged at shutdown: %s", exc)
+
+    def _flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush_at = None
+        self._send(self._coalescer.drain())
+
+    def _send(self, batches: list[Batch[Ticket]]) -> None:
+        if batches:
+            topic = self.publisher.topic
+            self.publisher.send_tracked(
+                (topic, b.partition, b.encode(), functools.partial(self._reported, b.owners))
+                for b in batches
+            )
+
+    def _reported(self, owners: Counter[Ticket], error: str | None) -> None:
+        """A delivery report, in whichever thread served it: settle its owners on the loop."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(_settle, owners, error)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.publisher.send_tracked((), poll_seconds=0.1)
+
+
+def _settle(owners: Counter[Ticket], error: str | None) -> None:
+    for ticket, count in owners.items():
+        ticket.settle(count, error)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,307 @@
+"""One Segment call (track, page, screen, identify, alias, group) to one touchpoint.
+
+Pure: no I/O, the time of receipt is an argument. The mapping, field by field:
+
+- `messageId` -> `event_id`; a messageId that is not a UUID becomes a UUIDv5 of the write key
+  and the messageId, so an SDK's retry of the same call dedupes downstream. A call without a
+  messageId gets a UUIDv5 of its whole content, for the same reason.
+- `timestamp` -> `occurred_at`; without it, `originalTimestamp` corrected for the client's
+  clock skew as Segment does (`receivedAt - (sentAt - originalTimestamp)`); without both, the
+  time of receipt. Naive times are read as UTC; times beyond the future tolerance are refused.
+- `userId` -> `identity.customer_id`, `anonymousId` (alias: `previousId`) -> `anonymous_id`,
+  `context.device.id` -> `device_id`; `email` and `phone` in the traits, `context.traits` or
+  properties -> `email_hash` / `phone_hash`, removed from the properties.
+- `event_type`: the track call's `event`; `page_view`, `screen_view`, `identify`, `alias`,
+  `group` for the others. `touchpoint`: a page's `properties.path` or `context.page.path`, a
+  screen's `name`; other calls take `context.page.path` when the SDK sent one.
+- `channel`: the source's, refined within the digital channels by the context (a mobile
+  library, device or OS means `app`, a browser library means `web`). Call-center and store
+  sources keep theirs: their staff's devices say nothing about the customer's channel.
+- `session_id`: `context.sessionId` (RudderStack's SDKs send one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+from pydantic import ValidationError
+
+from producers.collector import properties
+from producers.collector.auth import Source
+from producers.collector.scrub import Scrubber, contact_kind
+from schemas.deadletter import Reason
+from schemas.touchpoint import Channel, Touchpoint
+
+# Fixed forever: changing it changes every derived event id, and retries would stop deduping.
+NAMESPACE = UUID("6f0a4e1c-57a4-5b8e-9a51-3c1f3c8a0d42")
+MAX_NAME = 128
+_SENDING_FIELDS = frozenset({"sentAt", "_metadata", "writeKey", "messageId"})
+EVENT_TYPES = {"page": "page_view", "screen": "screen_view", "identify": "identify",
+               "alias": "alias", "group": "group"}  # fmt: skip
+_APP_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin", "unity")
+_WEB_HINTS = ("analytics.js", "analytics-next", "javascript", "browser")
+_APP_OS = frozenset({"ios", "ipados", "android", "watchos", "tvos"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why one call was refused: the field (in the client's terms) and what is wrong."""
+
+    field: str
+    message: str
+    reason: Reason = "invalid_field"
+
+
+class Rejected(Exception):  # noqa: N818 (a result, not a failure of the collector)
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(f"{problem.field}: {problem.message}")
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What every call of one request shares."""
+
+    source: Source
+    at: datetime
+    future_tolerance: timedelta
+    sent_at: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    event: Touchpoint
+    notes: tuple[str, ...]
+
+
+def to_touchpoint(msg: dict[str, Any], call: str, rx: Received, scrubber: Scrubber) -> Mapped:
+    """Map one call; raise `Rejected` with the field and reason if it cannot be used."""
+    context = _dict(msg.get("context"))
+    contacts = _Contacts(scrubber)
+    bounded = properties.bound(_property_pairs(msg, call, context, contacts), scrubber)
+    notes = contacts.notes
+    touchpoint = _touchpoint(msg, call, context, scrubber)
+    if touchpoint is not None and len(touchpoint) > MAX_NAME:
+        notes.append(f"touchpoint: truncated to {MAX_NAME} characters")
+        touchpoint = touchpoint[:MAX_NAME]
+    doc = {
+        "event_id": event_id_for(rx.source.write_key, msg),
+        "channel": channel_for(rx.source.channel, msg, context),
+        "source": rx.source.name,
+        "event_type": _event_type(msg, call, scrubber),
+        "occurred_at": occurred_at(msg, rx),
+        "received_at": rx.at,
+        "identity": _identity(msg, call, context, scrubber, contacts.found),
+        "session_id": _text(context.get("sessionId"), scrubber),
+        "touchpoint": touchpoint,
+        "properties": bounded.values,
+    }
+    try:
+        event = Touchpoint.model_validate(doc)
+    except ValidationError as exc:
+        raise Rejected(_problem(exc, call)) from None
+    return Mapped(event, (*notes, *bounded.notes))
+
+
+def event_id_for(write_key: str, msg: dict[str, Any]) -> UUID:
+    message_id = msg.get("messageId")
+    if isinstance(message_id, str):
+        try:
+            return UUID(message_id)
+        except ValueError:
+            pass
+    if message_id is None or message_id == "":
+        # What stays the same when an SDK retries: everything but the sending metadata.
+        stable = {k: v for k, v in msg.items() if k not in _SENDING_FIELDS}
+        message_id = orjson.dumps(stable, option=orjson.OPT_SORT_KEYS).decode()
+    return uuid5(NAMESPACE, f"{write_key}:{message_id}")
+
+
+def occurred_at(msg: dict[str, Any], rx: Received) -> datetime:
+    field = "timestamp"
+    if msg.get("timestamp") is not None:
+        when = _parse_time(msg["timestamp"], field)
+    elif msg.get("originalTimestamp") is not None:
+        field, when = "originalTimestamp", _skew_corrected(msg, rx)
+    else:
+        return rx.at
+    if when > rx.at + rx.future_tolerance:
+        raise Rejected(
+            Problem(field, f"{when.isoformat()} is more than {rx.future_tolerance} "
+                    "ahead of the collector's clock", "future_timestamp")
+        )  # fmt: skip
+    return when
+
+
+def _skew_corrected(msg: dict[str, Any], rx: Received) -> datetime:
+    original = _parse_time(msg["originalTimestamp"], "originalTimestamp")
+    sent_raw = msg.get("sentAt", rx.sent_at)
+    try:
+        sent = _parse_time(sent_raw, "sentAt") if sent_raw is not None else None
+        return original if sent is None else rx.at - (sent - original)
+    except (Rejected, OverflowError):
+        return original  # a broken sentAt only loses the skew correction
+
+
+def _parse_time(value: Any, field: str) -> datetime:
+    if not isinstance(value, str):
+        raise Rejected(Problem(field, "expected an ISO-8601 date-time string"))
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise Rejected(Problem(field, f"{value[:40]!r} is not an ISO-8601 date-time")) from None
+
+
+def channel_for(default: Channel, msg: dict[str, Any], context: dict[str, Any]) -> Channel:
+    """The source's channel, refined by the context between web and app only."""
+    if default not in (Channel.WEB, Channel.APP):
+        return default
+    library = str(_dict(context.get("library")).get("name") or "").lower()
+    device = str(_dict(context.get("device")).get("type") or "").lower()
+    os_name = str(_dict(context.get("os")).get("name") or "").lower()
+    if any(h in library for h in _APP_HINTS) or device in _APP_OS or os_name in _APP_OS:
+        return Channel.APP
+    if msg.get("channel") == "mobile" or device in ("mobile", "tablet"):
+        return Channel.APP
+    if any(h in library for h in _WEB_HINTS) or msg.get("channel") == "browser":
+        return Channel.WEB
+    return default
+
+
+def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
+    if call != "track":
+        return EVENT_TYPES[call]
+    name = msg.get("event")
+    if not isinstance(name, str) or not name.strip():
+        raise Rejected(Problem("event", "required: the name of the tracked event"))
+    return scrubber.text(name)
+
+
+def _touchpoint(
+    msg: dict[str, Any], call: str, context: dict[str, Any], scrubber: Scrubber
+) -> str | None:
+    props = _dict(msg.get("properties"))
+    page_path = _dict(context.get("page")).get("path")
+    if call == "screen":
+        found = msg.get("name") or props.get("name")
+    elif call == "page":
+        found = props.get("path") or page_path or msg.get("name")
+    else:
+        found = page_path
+    if not isinstance(found, str) or not found.strip():
+        return None
+    return scrubber.text(found.strip())
+
+
+def _identity(
+    msg: dict[str, Any],
+    call: str,
+    context: dict[str, Any],
+    scrubber: Scrubber,
+    contacts: dict[str, str],
+) -> dict[str, str | None]:
+    anonymous = msg.get("previousId") if call == "alias" else None
+    identity = {
+        "customer_id": _text(msg.get("userId"), scrubber),
+        "anonymous_id": _text(anonymous or msg.get("anonymousId"), scrubber),
+        "device_id": _text(_dict(context.get("device")).get("id"), scrubber),
+        "email_hash": contacts.get("email"),
+        "phone_hash": contacts.get("phone"),
+    }
+    if not any(identity.values()):
+        ids = "userId, anonymousId" + (", previousId" if call == "alias" else "")
+        raise Rejected(Problem("userId", f"at least one of {ids} is required"))
+    return identity
+
+
+class _Contacts:
+    """Contact details taken out of a call's traits and properties: the first of each kind
+    becomes an identifier (hashed), later ones are dropped with a note."""
+
+    def __init__(self, scrubber: Scrubber) -> None:
+        self.scrubber = scrubber
+        self.found: dict[str, str] = {}
+        self.notes: list[str] = []
+
+    def take(self, where: str, key: str, value: Any) -> bool:
+        """True when `key` names a contact detail (it never becomes a property then)."""
+        kind = contact_kind(key)
+        if kind is None:
+            return False
+        hashed = self.scrubber.contact(kind, value)
+        if hashed is None:
+            if value not in (None, ""):
+                self.notes.append(f"{where}.{key}: not a string; dropped")
+        elif self.found.setdefault(kind, hashed) != hashed:
+            self.notes.append(f"{where}.{key}: a second {kind} in one call; dropped")
+        return True
+
+
+def _property_pairs(
+    msg: dict[str, Any], call: str, context: dict[str, Any], contacts: _Contacts
+) -> list[tuple[str, Any]]:
+    """The call's own properties (traits for identify and group), contact details taken out."""
+    context_traits = _dict(context.get("traits"))
+    if call in ("identify", "group"):
+        named = [("traits", _dict(msg.get("traits")))]
+        if call == "identify":
+            named.append(("context.traits", context_traits))
+    elif call == "alias":
+        named = []
+    else:
+        named = [("properties", _dict(msg.get("properties")))]
+    pairs: list[tuple[str, Any]] = []
+    for where, values in named:
+        pairs += [(k, v) for k, v in values.items() if not contacts.take(where, k, v)]
+    for key, value in context_traits.items():  # identifiers only, for the other calls
+        contacts.take("context.traits", key, value)
+    return pairs + _call_fields(msg, call)
+
+
+def _call_fields(msg: dict[str, Any], call: str) -> list[tuple[str, Any]]:
+    """Top-level fields of page, screen and group calls worth keeping as properties."""
+    if call in ("page", "screen"):
+        return [(k, msg[k]) for k in ("name", "category") if msg.get(k) is not None]
+    if call == "group" and msg.get("groupId") is not None:
+        return [("group_id", msg["groupId"])]
+    return []
+
+
+def _text(value: Any, scrubber: Scrubber) -> str | None:
+    """An identifier as text (SDKs may send numbers); empty means absent."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value).strip()
+    return scrubber.text(text) if text else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+_FIELD_NAMES = {
+    "identity.customer_id": "userId",
+    "identity.anonymous_id": "anonymousId",
+    "identity.device_id": "context.device.id",
+    "session_id": "context.sessionId",
+    "event_type": "event",
+}
+
+
+def _problem(exc: ValidationError, call: str) -> Problem:
+    """The first validation error, named as the client knows the field."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if where == "touchpoint":
+        field = "name" if call == "screen" else "properties.path"
+    elif call == "alias" and where == "identity.anonymous_id":
+        field = "previousId"
+    else:
+        field = _FIELD_NAMES.get(where, where)
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return Problem(field, f"{first['msg']}{more}")

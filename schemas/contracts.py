@@ -1,0 +1,64 @@
+"""JSON Schema of the contracts that cross topics, generated from the pydantic models.
+
+The generated files are checked in under `schemas/json/` so teams that do not use Python can
+validate their events; a unit test regenerates them in memory and fails when the models and
+the files disagree. `schemas/COMPATIBILITY.md` says which model changes need a new
+`schema_version`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.deadletter import DeadLetter
+from schemas.touchpoint import IDENTIFIER_FIELDS, Touchpoint
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_DIR = Path(__file__).resolve().parent / "json"
+# File stem -> model. The touchpoint is what producers write to `raw`; the dead letter is
+# what `dlq.*` topics carry.
+CONTRACTS: dict[str, type[BaseModel]] = {
+    "touchpoint": Touchpoint,
+    "deadletter": DeadLetter,
+}
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one contract, as producers must write it."""
+    schema = CONTRACTS[name].model_json_schema(mode="validation")
+    identity = schema.get("$defs", {}).get("Identity")
+    if identity is not None:
+        identity["anyOf"] = _at_least_one_identifier()
+    return {"$schema": JSON_SCHEMA_DIALECT, "$id": f"urn:journeys:schema:{name}", **schema}
+
+
+def _at_least_one_identifier() -> list[dict[str, Any]]:
+    """`Identity` requires one identifier in a model validator, which pydantic cannot show in
+    JSON Schema; spelled out here so other languages' validators refuse `"identity": {}` too."""
+    return [
+        {"required": [name], "properties": {name: {"type": "string"}}} for name in IDENTIFIER_FIELDS
+    ]
+
+
+def file_name(name: str) -> str:
+    return f"{name}.schema.json"
+
+
+def render(name: str) -> str:
+    """The exact text of one checked-in schema file (stable, so diffs stay readable)."""
+    return json.dumps(json_schema(name), indent=2, ensure_ascii=False) + "\n"
+
+
+def export(out_dir: Path = SCHEMA_DIR) -> list[Path]:
+    """Write every contract's schema file into `out_dir`; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in CONTRACTS:
+        path = out_dir / file_name(name)
+        path.write_text(render(name), encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,185 @@
+"""Collector benchmark: events/s through `POST /v1/batch` (100 calls per request, several
+concurrent keep-alive clients), each request answered only after Kafka acknowledged its
+events; beside the collector's pure core (request -> touchpoints, no I/O) on the same bodies.
+
+Clients, collector and broker share this machine's two cores, so the HTTP figure is a floor.
+Run alone: `journeys broker run --instance bench -- python -m tests.bench.collector`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from producers.collector.intake import Request
+from producers.collector.server import build_intake
+from schemas.settings import CollectorSettings, Settings
+
+from . import pipeline
+from .report import Result, render
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITE_KEY = "wk_bench"
+SOURCES = {WRITE_KEY: {"name": "bench-web", "channel": "web"}}
+
+
+def batch_bodies(events: int, per_request: int) -> list[bytes]:
+    """Segment batches as analytics-python sends them: track and page calls, UUID messageIds."""
+    base = datetime.now(UTC) - timedelta(hours=1)
+    bodies = []
+    for start in range(0, events, per_request):
+        calls = []
+        for i in range(start, min(start + per_request, events)):
+            call = {
+                "type": "track" if i % 4 else "page", "event": "Product Viewed",
+                "messageId": str(uuid.UUID(int=i + 1, version=4)),
+                "userId": f"user-{i % 5000}", "anonymousId": f"anon-{i % 9000}",
+                "timestamp": (base + timedelta(milliseconds=i)).isoformat(),
+                "properties": {"sku": f"sku-{i % 300}", "price": 19.99, "currency": "EUR",
+                               "path": f"/p/{i % 50}", "product": {"brand": "acme", "size": "M"}},
+                "context": {"library": {"name": "analytics-python", "version": "2.4.0"}},
+            }  # fmt: skip
+            calls.append(call)
+        bodies.append(orjson.dumps({"batch": calls, "sentAt": datetime.now(UTC).isoformat()}))
+    return bodies
+
+
+def core_rate(settings: Settings, bodies: list[bytes], per_request: int) -> float:
+    """The pure intake alone: decode, authenticate, map, validate, encode."""
+    collector = CollectorSettings.model_validate(
+        {"sources": SOURCES, "rate_limit_per_key_per_second": 1e9}
+    )
+    intake = build_intake(settings.model_copy(update={"collector": collector}))
+    auth = _basic()
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    for body in bodies:
+        outcome = intake.handle(Request("batch", "/v1/batch", body, auth), now, 0.0)
+        assert outcome.status == 200, outcome.body
+    return len(bodies) * per_request / (time.perf_counter() - started)
+
+
+def http_rate(port: int, bodies: list[bytes], clients: int, per_request: int) -> float:
+    """Concurrent keep-alive clients posting the bodies; every answer must be 200."""
+    shares = [bodies[i::clients] for i in range(clients)]
+    failures: list[str] = []
+    threads = [threading.Thread(target=_client, args=(port, share, failures)) for share in shares]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    assert not failures, failures[:3]
+    return len(bodies) * per_request / elapsed
+
+
+def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": _basic(), "Content-Type": "application/json"}
+    try:
+        for body in bodies:
+            conn.request("POST", "/v1/batch", body, headers)
+            response = conn.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                failures.append(f"{response.status} {answer[:200]!r}")
+    finally:
+        conn.close()
+
+
+def bench_collector(
+    settings: Settings, log: Path, events: int = 100_000, clients: int = 8, per_request: int = 100
+) -> list[Result]:
+    bodies = batch_bodies(events, per_request)
+    core = core_rate(settings, bodies, per_request)
+    port = _free_port()
+    proc = _start(settings, port, log)
+    try:
+        _wait_healthy(port, proc, log)
+        http_rate(port, bodies[: len(bodies) // 10], clients, per_request)  # warm-up
+        rate = http_rate(port, bodies, clients, per_request)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    return [
+        Result("collector core: batch -> touchpoints, no I/O", core, "events/s", None),
+        Result(
+            f"collector HTTP /v1/batch: {per_request}/request, {clients} clients, acked",
+            rate,
+            "events/s",
+            core,
+            ">= 10,000 events/s",
+        ),
+    ]
+
+
+def _basic() -> str:
+    return "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYS_")}
+    env.update(
+        JOURNEYS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
+        JOURNEYS_TOPICS__PREFIX=settings.topics.prefix,
+        JOURNEYS_TOPICS__PARTITIONS=str(settings.topics.partitions),
+        JOURNEYS_DATA_DIR=str(settings.data_dir),
+        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
+        JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9",
+        JOURNEYS_LOG_LEVEL="WARNING",
+        JOURNEYS_LOG_FORMAT="text",
+    )
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "collector", "--port", str(port)],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"collector not healthy after 60 s: {log.read_text()[-2000:]}")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="journeys-bench-") as tmp:
+        settings = pipeline.bench_settings(Path(tmp))
+        results = bench_collector(settings, Path(tmp) / "collector.log")
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
