@@ -5,11 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.settings import Settings
 from schemas.topics import Topics
+
+# Answers of a coordinator that is loading or moving; the same request succeeds shortly.
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
 
 STATEFUL_STAGES = {"ingest": ("seen",), "counts": ("per_key",)}
 
@@ -103,7 +110,9 @@ def committed_offsets(
             try:
                 return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10.0)}
             except KafkaException as exc:
-                if not exc.args[0].retriable() or attempt == attempts - 1:
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _COORDINATOR_MOVING
+                if not transient or attempt == attempts - 1:
                     raise
                 time.sleep(0.5)
         raise AssertionError("unreachable")

@@ -4,7 +4,8 @@ client puts them in: they are replaced by their keyed hashes (`producers.pii`).
 Pure. Two kinds of evidence are used: a key that names a contact detail (`email`, `phone`,
 `mobile`, ...), and a value that looks like one. E-mail addresses are found anywhere in a
 text (also URL-encoded, as in `?email=a%40b.com`); a phone number is recognized as a whole
-value (`+44 20 7946 0958`, `(555) 123-4567`) or, inside longer text, when it starts with `+`.
+value (`+44 20 7946 0958`, `(555) 123-4567`) or, inside longer text, when it starts with `+`
+or is written with a phone's separators (`(555) 010-4477`, `020 7946 0123`).
 Bare digit strings are left alone unless their key names a phone: they are far more often
 order numbers than phone numbers. When in doubt the value is hashed: a lost order number is a
 smaller harm than a leaked phone number.
@@ -32,6 +33,12 @@ _EMAIL = re.compile(
 )
 _PHONE_VALUE = re.compile(r"\+?\(?\d[\d ().\-/]*\d\)?")
 _PHONE_IN_TEXT = re.compile(r"\+\d[\d ().\-]{6,20}\d")
+# Inside text, numbers written the way people write phones: `(555) 010-4477`,
+# `555-010-4477`, `020 7946 0123`. Dates (2026-11-20) and amounts do not have these shapes.
+_PHONE_FORMATTED = re.compile(
+    r"(?<![\w\-])(?:\(\d{2,4}\) ?\d{3,4}[ .\-]\d{3,4}|\d{3}[.\-]\d{3}[.\-]\d{4}"
+    r"|0\d{2,4} \d{3,4} \d{3,4})(?![\w\-])"
+)
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _PHONE_START = frozenset("+(0123456789")
 _MAX_DEPTH = 32
@@ -87,7 +94,7 @@ class Scrubber:
             return self.hasher.phone(value)
         if "+" in value:
             value = _PHONE_IN_TEXT.sub(self._phone_match, value)
-        return value
+        return _PHONE_FORMATTED.sub(self._phone_match, value)
 
     def value(self, key: str, value: Any) -> Any:
         """One property value, judged by its key as well as by its look."""

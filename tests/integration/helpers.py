@@ -77,7 +77,7 @@ def read_all(settings: Settings, topic: str) -> list[tuple[Any, bytes | None]]:
     )
     out: list[tuple[Any, bytes | None]] = []
     try:
-        parts = range(settings.topics.partitions)
+        parts = list(consumer.list_topics(topic, timeout=10.0).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         pending = set(parts)
         while pending:
