@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import core, pipeline, producer
+from . import collector, core, pipeline, producer
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +60,9 @@ def main() -> int:
 
         print("producers: publisher vs raw produce() ...", flush=True)
         results += producer.bench_producers(pipeline.bench_settings(work), fragments)
+
+        print("collector: /v1/batch through HTTP, acked by Kafka ...", flush=True)
+        results += collector.bench_collector(pipeline.bench_settings(work), work / "collector.log")
 
         print("sink: 500,000 rows into chDB ...", flush=True)
         sink = pipeline.sink_rate(pipeline.bench_settings(work), fragments)

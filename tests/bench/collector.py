@@ -122,7 +122,7 @@ def bench_collector(
             rate,
             "events/s",
             core,
-            ">= 10,000 events/s",
+            ">= 30,000 events/s",
         ),
     ]
 
