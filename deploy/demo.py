@@ -5,16 +5,23 @@ Ctrl-C or failure."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from datetime import UTC, datetime
 
 from deploy.kafka_admin import ensure_topics, group_lag
 from deploy.local.broker import LocalBroker
 from producers.files import publish_items
+from producers.pii import PiiHasher
+from producers.simulator.config import Incident, SimConfig
+from producers.simulator.engine import Simulation
+from producers.simulator.runner import publish_events, send_heartbeats
+from producers.simulator.truth import GroundTruth
 from producers.synthetic import generate
 from schemas.settings import Settings
 from schemas.topics import Topics
@@ -22,9 +29,11 @@ from sinks.clickhouse import connect
 from sinks.report import dead_letter_reasons, render, touchpoint_summary
 
 DEMO_PORT = 19292
+INCIDENT_SPEC = "web:/checkout errors x8 @600m for 120m"
+INCIDENT = Incident.parse(INCIDENT_SPEC)
 
 
-def run_demo(base: Settings, count: int, port: int = DEMO_PORT) -> int:
+def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
     """Run the walking skeleton end to end; return a process exit code."""
     local = base.local_broker.model_copy(
         update={"instance": "demo", "port": port, "controller_port": port + 1}
@@ -58,12 +67,7 @@ def run_demo(base: Settings, count: int, port: int = DEMO_PORT) -> int:
         sink = subprocess.Popen([*cli, "sink", "--idle-exit", "8"], env=env)
         children.append(sink)
         t0 = time.monotonic()
-        print(f"[demo] publishing {count:,} synthetic touchpoints (1% invalid, 1% repeated ids)")
-        items = generate(
-            count, invalid_ratio=0.01, duplicate_ratio=0.01, persons=max(100, count // 20),
-            start=datetime.now(UTC) - timedelta(days=1),
-        )  # fmt: skip
-        publish_items(settings, items, total=count)
+        truth = _publish_traffic(settings, customers)
         print("[demo] waiting for the ingest stage and the sink to catch up ...", flush=True)
         _wait_for_lag(
             settings,
@@ -80,7 +84,12 @@ def run_demo(base: Settings, count: int, port: int = DEMO_PORT) -> int:
         )
         print()
         print(render(summary))
-        print(f"\n[demo] {count:,} published -> ClickHouse in {elapsed:.1f}s")
+        outcomes = Counter(j.outcome for j in truth.journeys)
+        print(
+            f"\n[demo] simulated {truth.events:,} touchpoints of {len(truth.persons):,} persons "
+            f"in {len(truth.journeys):,} journeys ({outcomes['converted']:,} converted, "
+            f"{outcomes['dropped_off']:,} dropped off); in ClickHouse after {elapsed:.1f}s"
+        )
         return 0
     finally:
         for child in children:
@@ -88,6 +97,24 @@ def run_demo(base: Settings, count: int, port: int = DEMO_PORT) -> int:
         if started:
             broker.stop()
             print("[demo] Kafka stopped")
+
+
+def _publish_traffic(settings: Settings, customers: int) -> GroundTruth:
+    """Two simulated days of journeys, plus what real traffic also has: about 1% of events
+    sent twice (client retries) and a share of invalid payloads."""
+    config = SimConfig(customers=customers, days=2.0, incidents=(INCIDENT,))
+    events, truth = Simulation(config, PiiHasher(settings.pii)).run()
+    rng = random.Random(1)
+    retries = rng.sample(events, k=len(events) // 100)
+    bad = [i for i in generate(len(events) // 50, seed=2, invalid_ratio=1.0, start=config.start)]
+    print(
+        f"[demo] publishing {len(events):,} simulated touchpoints of {customers:,} customers "
+        f"(2 days, incident: {INCIDENT_SPEC}), {len(retries):,} repeats, {len(bad):,} invalid"
+    )
+    publish_events(settings, events + retries, rate=None)
+    publish_items(settings, bad, total=len(bad))
+    send_heartbeats(settings, int(truth.closes_at.timestamp() * 1000))
+    return truth
 
 
 def _wait_for_lag(

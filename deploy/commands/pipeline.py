@@ -43,7 +43,9 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on synthetic traffic and show the result"
     )
-    demo.add_argument("--count", type=int, default=50_000, help="events to publish")
+    demo.add_argument(
+        "--customers", type=int, default=10_000, help="simulated customers (2 days of them)"
+    )
     demo.add_argument("--port", type=int, default=19292, help="port of the demo's own broker")
     demo.set_defaults(func=_demo)
 
@@ -127,4 +129,4 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
     # SIGTERM (a CI timeout, `kill`) must unwind like Ctrl-C so the demo stops what it started.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    return run_demo(settings, args.count, args.port)
+    return run_demo(settings, args.customers, args.port)

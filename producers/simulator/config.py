@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 IncidentKind = Literal["errors", "waits", "down"]
+# The longest a journey can run past its start: every stage at its limit (purchase: 97 h).
+JOURNEY_SPAN_DAYS = 5
 
 _SPEC = re.compile(
     r"^(?P<channel>web|app|call_center|store):(?P<touchpoint>[^ ]+)\s+(?P<kind>errors|waits|down)"
@@ -56,6 +58,11 @@ class Incident(BaseModel):
         return begin, begin + timedelta(minutes=self.duration_minutes)
 
 
+def _default_start(days: float) -> datetime:
+    start = datetime.now(UTC) - timedelta(days=days + JOURNEY_SPAN_DAYS)
+    return start.replace(minute=0, second=0, microsecond=0)
+
+
 class SimConfig(BaseModel):
     """How many customers, for how long, and how they behave."""
 
@@ -63,11 +70,8 @@ class SimConfig(BaseModel):
 
     customers: int = Field(default=1_000, ge=1)
     days: float = Field(default=2.0, gt=0)
-    start: datetime = Field(
-        default_factory=lambda: (datetime.now(UTC) - timedelta(days=3)).replace(
-            minute=0, second=0, microsecond=0
-        )
-    )
+    # Default: far enough back that every journey, and its last deadline, lies in the past.
+    start: datetime = Field(default_factory=lambda data: _default_start(data["days"]))
     seed: int = 7
     purchase_journeys_per_day: float = Field(default=0.6, ge=0)
     support_journeys_per_day: float = Field(default=0.1, ge=0)
