@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import collector, core, pipeline, producer
+from . import collector, core, identity, pipeline, producer
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +22,8 @@ def main() -> int:
     results: list[Result] = []
     print("core: ingest validation and dedup, no broker ...", flush=True)
     results += core.bench_ingest_core()
+    print("core: identity stitching, no broker ...", flush=True)
+    results += identity.bench_identity_core()
 
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as tmp:
         work = Path(tmp)
