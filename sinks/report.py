@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
 import orjson
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from schemas.settings import KafkaSettings
+from stream_processors.topic_reader import read_to_end
 
 
 @dataclass
@@ -44,34 +43,11 @@ def touchpoint_summary(client: Client) -> Summary:
     return s
 
 
-def dead_letter_reasons(kafka: KafkaSettings, topic: str, timeout: float = 30.0) -> Counter[str]:
+def dead_letter_reasons(kafka: KafkaSettings, topic: str) -> Counter[str]:
     """Read a dead-letter topic from the beginning and count its records by reason."""
-    consumer = Consumer(
-        {
-            **kafka.as_librdkafka_dict(),
-            "group.id": f"journeys-report-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
     reasons: Counter[str] = Counter()
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        parts = list(meta.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending = set(parts)
-        while pending:
-            for msg in consumer.consume(10_000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise RuntimeError(str(err))
-                reasons[orjson.loads(msg.value() or b"{}").get("reason", "?")] += 1
-    finally:
-        consumer.close()
+    for msg in read_to_end(kafka, topic):
+        reasons[orjson.loads(msg.value() or b"{}").get("reason", "?")] += 1
     return reasons
 
 

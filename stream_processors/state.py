@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import ItemsView, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaException
 
 from schemas.settings import KafkaSettings
 from stream_processors.sender import TransactionalSender
+from stream_processors.topic_reader import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -179,31 +179,11 @@ def restore(kafka: KafkaSettings, topic: str, partitions: Iterable[int]) -> dict
     if not wanted:
         return out
     started = time.perf_counter()
-    consumer = Consumer(
-        {
-            **kafka.as_librdkafka_dict(),
-            "group.id": f"journeys-restore-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        }
-    )
     try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
-        pending = set(wanted)
-        while pending:
-            for msg in consumer.consume(50_000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise StateError(f"restoring {topic}: {err}")
-                _apply(out[msg.partition() or 0], msg.key(), msg.value())
-    finally:
-        consumer.close()
+        for msg in read_to_end(kafka, topic, wanted):
+            _apply(out[msg.partition()], msg.key(), msg.value())
+    except KafkaException as exc:
+        raise StateError(f"restoring {topic}: {exc}") from exc
     total = sum(r.records for r in out.values())
     elapsed = time.perf_counter() - started
     log.info(

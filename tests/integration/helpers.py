@@ -6,16 +6,16 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from deploy.kafka_admin import committed_offsets
 from schemas.settings import Settings
+from stream_processors.topic_reader import read_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,31 +66,7 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
 
 def read_all(settings: Settings, topic: str) -> list[tuple[Any, bytes | None]]:
     """Every committed record of a topic, from the beginning: (key, value)."""
-    consumer = Consumer(
-        {
-            **settings.kafka.as_librdkafka_dict(),
-            "group.id": f"test-read-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
-    out: list[tuple[Any, bytes | None]] = []
-    try:
-        parts = list(consumer.list_topics(topic, timeout=10.0).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending = set(parts)
-        while pending:
-            for msg in consumer.consume(10_000, 1.0):
-                err = msg.error()
-                if err is not None:
-                    assert err.code() == KafkaError._PARTITION_EOF, err
-                    pending.discard(msg.partition())
-                    continue
-                out.append((msg.key(), msg.value()))
-    finally:
-        consumer.close()
-    return out
+    return [(m.key(), m.value()) for m in read_to_end(settings.kafka, topic)]
 
 
 def dead_letters(settings: Settings, topic: str) -> list[dict[str, Any]]:
