@@ -14,9 +14,8 @@ from schemas import envelope
 from schemas.settings import Settings
 from schemas.topics import Topics
 from schemas.touchpoint import IDENTIFIER_FIELDS
-from stream_processors.runtime import StageRuntime, build_app
-from stream_processors.sender import TransactionalSender
-from stream_processors.state import ChangelogTable, PartitionState
+from stream_processors.runtime import StageRuntime, stage_runtime
+from stream_processors.state import PartitionState
 
 STAGE = "counts"
 
@@ -46,13 +45,8 @@ def count_message(state: PartitionState, payload: bytes | None) -> int:
 
 def build(settings: Settings) -> tuple[Any, StageRuntime]:
     topics = Topics.from_settings(settings.topics)
-    app = build_app(settings, STAGE)
-    sender = TransactionalSender(
-        settings.kafka, f"{settings.topics.group(STAGE)}-{settings.processor.worker_id}"
-    )
-    counts = ChangelogTable("per_key", topics.changelog(STAGE, "per_key"), sender, settings.kafka)
-    runtime = StageRuntime(app, sender, [counts], settings.faults.stage_exit_after_transactions)
-    runtime.install(topics.raw)
+    runtime, counts = stage_runtime(settings, STAGE, topics.raw, "per_key")
+    app, sender = runtime.app, runtime.sender
 
     @app.agent(app.topic(topics.raw, value_type=bytes, key_type=bytes), name=STAGE)
     async def count(stream: Any) -> None:

@@ -18,7 +18,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors import metrics
 from stream_processors.core.ingest import Ingest, Rejection
-from stream_processors.runtime import StageRuntime, build_app
+from stream_processors.runtime import StageRuntime, stage_runtime
 from stream_processors.sender import TransactionalSender
 from stream_processors.state import ChangelogTable
 
@@ -120,13 +120,8 @@ class IngestStage:
 def build(settings: Settings) -> tuple[Any, StageRuntime]:
     """The faust app of the ingest stage, ready for a worker."""
     topics = Topics.from_settings(settings.topics)
-    app = build_app(settings, STAGE)
-    sender = TransactionalSender(
-        settings.kafka, f"{settings.topics.group(STAGE)}-{settings.processor.worker_id}"
-    )
-    seen = ChangelogTable("seen", topics.changelog(STAGE, "seen"), sender, settings.kafka)
-    runtime = StageRuntime(app, sender, [seen], settings.faults.stage_exit_after_transactions)
-    runtime.install(topics.raw)
+    runtime, seen = stage_runtime(settings, STAGE, topics.raw, "seen")
+    app, sender = runtime.app, runtime.sender
     stage = IngestStage(settings, topics, sender, seen)
     source = app.topic(topics.raw, value_type=bytes, key_type=bytes)
 

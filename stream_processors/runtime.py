@@ -18,6 +18,7 @@ import faust
 from faust.sensors import Sensor
 
 from schemas.settings import KafkaSettings, Settings
+from schemas.topics import Topics
 from stream_processors.sender import SenderError, TransactionalSender
 from stream_processors.state import ChangelogTable
 
@@ -125,3 +126,18 @@ class StageRuntime:
         # faust's signal types do not admit coroutine functions, which it does accept.
         self.app.on_partitions_revoked.connect(cast(Any, revoked))
         self.app.on_partitions_assigned.connect(cast(Any, assigned))
+
+
+def stage_runtime(
+    settings: Settings, stage: str, source_topic: str, table: str
+) -> tuple[StageRuntime, ChangelogTable]:
+    """A stage's app, transactional sender and changelog-backed state, hooked together."""
+    topics = Topics.from_settings(settings.topics)
+    app = build_app(settings, stage)
+    sender = TransactionalSender(
+        settings.kafka, f"{settings.topics.group(stage)}-{settings.processor.worker_id}"
+    )
+    state = ChangelogTable(table, topics.changelog(stage, table), sender, settings.kafka)
+    runtime = StageRuntime(app, sender, [state], settings.faults.stage_exit_after_transactions)
+    runtime.install(source_topic)
+    return runtime, state
