@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import os
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ import orjson
 from producers.collector.intake import Request
 from producers.collector.server import build_intake
 from schemas.settings import CollectorSettings, Settings
+from tests.integration.helpers import journeys
 
 from . import pipeline
 from .report import Result, render
@@ -139,22 +139,11 @@ def _free_port() -> int:
 
 
 def _start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYS_")}
-    env.update(
-        JOURNEYS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
-        JOURNEYS_TOPICS__PREFIX=settings.topics.prefix,
-        JOURNEYS_TOPICS__PARTITIONS=str(settings.topics.partitions),
-        JOURNEYS_DATA_DIR=str(settings.data_dir),
+    return journeys(
+        settings, "collector", "--port", str(port), log=log,
         JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
         JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9",
-        JOURNEYS_LOG_LEVEL="WARNING",
-        JOURNEYS_LOG_FORMAT="text",
-    )
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "collector", "--port", str(port)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    )  # fmt: skip
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

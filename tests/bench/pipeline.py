@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import JSON_INSERT_SETTINGS, migrate, session
 from sinks.runner import TopicSink
+from tests.integration.helpers import journeys
 
 from .report import Result
 
@@ -118,22 +118,7 @@ def raw_consume(settings: Settings, topic: str, messages: int) -> Result:
 
 
 def start_stage(settings: Settings, stage: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOURNEYS_")}
-    env.update(
-        JOURNEYS_KAFKA__BOOTSTRAP_SERVERS=settings.kafka.bootstrap_servers,
-        JOURNEYS_TOPICS__PREFIX=settings.topics.prefix,
-        JOURNEYS_TOPICS__PARTITIONS=str(settings.topics.partitions),
-        JOURNEYS_DATA_DIR=str(settings.data_dir),
-        JOURNEYS_PROCESSOR__WORKER_ID=settings.processor.worker_id,
-        JOURNEYS_PROCESSOR__METRICS_PORT="0",
-        JOURNEYS_LOG_LEVEL="WARNING",
-        JOURNEYS_LOG_FORMAT="text",
-    )
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "process", stage],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    return journeys(settings, "process", stage, log=log)
 
 
 def committed_total(settings: Settings, group: str, topic: str, consumer: Consumer) -> int:
