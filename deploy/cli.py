@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from deploy import logs
-from deploy.commands import EPILOG, broker, feed, pipeline
+from deploy.commands import EPILOG, broker, feed, identity, pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.register(sub)
     pipeline.register(sub)
     feed.register(sub)
+    identity.register(sub)
     return p
 
 

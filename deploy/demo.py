@@ -1,6 +1,6 @@
-"""`make demo`: a local broker, the ingest stage and the ClickHouse sink on synthetic
-multi-channel traffic, then a summary of what arrived. Stops everything it started, also on
-Ctrl-C or failure."""
+"""`make demo`: a local broker, the ingest and identity stages and the ClickHouse sink on
+simulated multi-channel traffic, then a summary of what arrived. Stops everything it started,
+also on Ctrl-C or failure."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from deploy.kafka_admin import ensure_topics, group_lag
+from deploy.kafka_admin import ensure_topics, group_drained, group_lag
 from deploy.local.broker import LocalBroker
 from producers.files import publish_items
 from producers.pii import PiiHasher
@@ -64,17 +65,21 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         ensure_topics(settings)
         cli = [sys.executable, "-m", "deploy.cli"]
         children.append(subprocess.Popen([*cli, "process", "ingest"], env=env))
+        children.append(subprocess.Popen([*cli, "process", "identity"], env=env))
         sink = subprocess.Popen([*cli, "sink", "--idle-exit", "8"], env=env)
         children.append(sink)
         t0 = time.monotonic()
         truth = _publish_traffic(settings, customers)
-        print("[demo] waiting for the ingest stage and the sink to catch up ...", flush=True)
-        _wait_for_lag(
-            settings,
-            settings.topics.group("ingest"),
-            Topics.from_settings(settings.topics).raw,
-            children,
-        )
+        print("[demo] waiting for the stages and the sink to catch up ...", flush=True)
+        topics = Topics.from_settings(settings.topics)
+        _wait_for_lag(settings, settings.topics.group("ingest"), topics.raw, children)
+        _wait_until(
+            lambda: group_drained(
+                settings, settings.topics.group("identity"),
+                [topics.touchpoints, topics.identity_links],
+            ),
+            children, "the identity stage",
+        )  # fmt: skip
         if sink.wait(timeout=300) != 0:
             raise RuntimeError(f"the sink exited with {sink.returncode}")
         elapsed = time.monotonic() - t0
@@ -87,6 +92,7 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         outcomes = Counter(j.outcome for j in truth.journeys)
         print(
             f"\n[demo] simulated {truth.events:,} touchpoints of {len(truth.persons):,} persons "
+            f"(stitched in ClickHouse: {summary.persons:,}) "
             f"in {len(truth.journeys):,} journeys ({outcomes['converted']:,} converted, "
             f"{outcomes['dropped_off']:,} dropped off); in ClickHouse after {elapsed:.1f}s"
         )
@@ -138,6 +144,23 @@ def _wait_for_lag(
             last = lag
         time.sleep(1.0)
     raise TimeoutError(f"{group} did not catch up on {topic} within {timeout:.0f}s")
+
+
+def _wait_until(
+    done: Callable[[], bool],
+    children: list[subprocess.Popen[bytes]],
+    what: str,
+    timeout: float = 600.0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.returncode is None and child.poll() not in (None, 0):
+                raise RuntimeError(f"{child.args!r} exited with {child.returncode}")
+        if done():
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"{what} did not catch up within {timeout:.0f}s")
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

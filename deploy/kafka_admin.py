@@ -18,7 +18,10 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
 
-STATEFUL_STAGES = {"ingest": ("seen",), "counts": ("per_key",)}
+# stage -> its state tables; every changelog is partitioned like `raw` unless listed in
+# SINGLE_PARTITION (the identity authority's table follows the one-partition links topic).
+STATEFUL_STAGES = {"ingest": ("seen",), "counts": ("per_key",), "identity": ("routed", "links")}
+SINGLE_PARTITION = {("identity", "links")}
 
 
 class KafkaUnreachableError(RuntimeError):
@@ -45,9 +48,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.raw, n, {"compression.type": "producer"}),
         TopicSpec(topics.touchpoints, n, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_ingest, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(topics.stitched, n, {"compression.type": "producer"}),
+        # One partition each: the identity authority is one ordered log (ARCHITECTURE.md).
+        TopicSpec(topics.identity_links, 1, {"compression.type": "producer"}),
+        TopicSpec(topics.identity_map, 1, compact),
+        TopicSpec(topics.identity_audit, 1, {"compression.type": "producer"}),
+        TopicSpec(topics.identity_merges, n, {"compression.type": "producer"}),
     ]
     for stage, tables in STATEFUL_STAGES.items():
-        specs += [TopicSpec(topics.changelog(stage, t), n, compact) for t in tables]
+        for t in tables:
+            count = 1 if (stage, t) in SINGLE_PARTITION else n
+            specs.append(TopicSpec(topics.changelog(stage, t), count, compact))
     return specs
 
 
@@ -136,3 +147,44 @@ def group_lag(settings: Settings, group: str, topic: str) -> int:
         return lag
     finally:
         consumer.close()
+
+
+def group_drained(settings: Settings, group: str, topics: list[str], timeout: float = 30.0) -> bool:
+    """Has consumer group `group` committed past every committed record of `topics`?
+
+    Exact also on topics written in transactions, where commit markers sit after the last
+    record and no consumer commits past them (so offset lag never reaches 0): it reads, with
+    `read_committed`, from each committed offset and answers False at the first record found.
+    """
+    import uuid
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    reader = Consumer(
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "group.id": f"journeys-drained-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        assignment = []
+        for topic in topics:
+            for partition, done in committed_offsets(settings, group, topic).items():
+                start = done if done >= 0 else OFFSET_BEGINNING
+                assignment.append(TopicPartition(topic, partition, start))
+        pending = {(tp.topic, tp.partition) for tp in assignment}
+        reader.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for msg in reader.consume(100, 0.5):
+                err = msg.error()
+                if err is None:
+                    return False
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((msg.topic(), msg.partition()))
+        return not pending
+    finally:
+        reader.close()

@@ -5,6 +5,9 @@ A Kafka message on a Journeys topic is either
 * a batch: ``{"envelope": "journeys.batch", "v": 1, "watermark": <ms or null>, "events": [...]}``,
   an ordered list of events that all belong to the message's partition, plus the sending
   stage's event-time watermark (epoch milliseconds), or
+  ``{..., "watermark": <ms>, "source": <partition>, "events": [...]}`` when a stage re-keys
+  events: the watermark is that of the sender's input partition `source`, so a reader takes
+  the minimum over the sources it has heard from (domain.md §4), or
 * a bare event: any other JSON object, so any Kafka client can write to `raw`.
 
 One Kafka message per batch is what lets a faust agent keep up: its cost is per message, not
@@ -40,6 +43,7 @@ class Decoded:
     events: list[Any]
     watermark_ms: int | None
     is_batch: bool
+    source: int | None = None
 
 
 def decode(payload: bytes) -> Decoded:
@@ -61,12 +65,18 @@ def decode(payload: bytes) -> Decoded:
     watermark = doc.get("watermark")
     if watermark is not None and type(watermark) is not int:
         raise EnvelopeError("unsupported_envelope", "watermark must be integer milliseconds")
-    return Decoded(events, watermark, is_batch=True)
+    source = doc.get("source")
+    if source is not None and (type(source) is not int or source < 0):
+        raise EnvelopeError("unsupported_envelope", "source must be a partition number")
+    return Decoded(events, watermark, is_batch=True, source=source)
 
 
-def encode(fragments: list[bytes], watermark_ms: int | None) -> bytes:
-    """Wrap already-encoded events into one batch envelope."""
+def encode(fragments: list[bytes], watermark_ms: int | None, source: int | None = None) -> bytes:
+    """Wrap already-encoded events into one batch envelope; `source` names the sender's input
+    partition whose watermark this is (re-keying stages only)."""
     mark = b"null" if watermark_ms is None else str(int(watermark_ms)).encode()
+    if source is not None:
+        mark += b',"source":%d' % source
     return b"".join((_HEAD, mark, b',"events":[', b",".join(fragments), b"]}"))
 
 

@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stream_processors.core.identity_rules import IdentityRules
+
 DEFAULT_SETTINGS_FILE = "journeys.toml"
 
 
@@ -211,6 +213,8 @@ class Settings(BaseSettings):
     pii: PiiSettings = PiiSettings()
     collector: CollectorSettings = CollectorSettings()
     faults: FaultSettings = FaultSettings()
+    # The guards of identity stitching (denylist, caps, priorities); see its docstring.
+    identity: IdentityRules = IdentityRules()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -9,6 +9,11 @@ from schemas.settings import TopicSettings
 RAW = "raw"
 TOUCHPOINTS = "touchpoints"
 DLQ_INGEST = "dlq.ingest"
+STITCHED = "stitched"
+IDENTITY_LINKS = "identity-links"
+IDENTITY_MAP = "identity-map"
+IDENTITY_AUDIT = "identity-audit"
+IDENTITY_MERGES = "identity-merges"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,11 @@ class Topics:
     raw: str
     touchpoints: str
     dlq_ingest: str
+    stitched: str
+    identity_links: str
+    identity_map: str
+    identity_audit: str
+    identity_merges: str
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -25,6 +35,11 @@ class Topics:
             raw=topics.name(RAW),
             touchpoints=topics.name(TOUCHPOINTS),
             dlq_ingest=topics.name(DLQ_INGEST),
+            stitched=topics.name(STITCHED),
+            identity_links=topics.name(IDENTITY_LINKS),
+            identity_map=topics.name(IDENTITY_MAP),
+            identity_audit=topics.name(IDENTITY_AUDIT),
+            identity_merges=topics.name(IDENTITY_MERGES),
         )
 
     def changelog(self, stage: str, table: str) -> str:

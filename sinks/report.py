@@ -19,6 +19,9 @@ class Summary:
     per_channel: dict[str, int] = field(default_factory=dict)
     per_event_type: list[tuple[str, str, int]] = field(default_factory=list)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    persons: int = 0
+    persons_per_channel_count: dict[str, int] = field(default_factory=dict)
+    identity_records: dict[str, int] = field(default_factory=dict)
 
 
 def touchpoint_summary(client: Client) -> Summary:
@@ -40,6 +43,26 @@ def touchpoint_summary(client: Client) -> Summary:
             "GROUP BY channel, event_type ORDER BY channel, n DESC"
         ).result_rows
     ]
+    s.persons = int(
+        client.query(
+            "SELECT uniqExact(latest_person_id) FROM touchpoints_latest WHERE person_id != ''"
+        ).result_rows[0][0]
+    )
+    s.persons_per_channel_count = {
+        f"{n} channel{'s' if n > 1 else ''}": int(count)
+        for n, count in client.query(
+            "SELECT channels, count() FROM (SELECT latest_person_id, uniqExact(channel) AS "
+            "channels FROM touchpoints_latest WHERE person_id != '' GROUP BY latest_person_id) "
+            "GROUP BY channels ORDER BY channels"
+        ).result_rows
+    }
+    s.identity_records = {
+        f"{kind}: {rule}": int(n)
+        for kind, rule, n in client.query(
+            "SELECT kind, rule, count() FROM identity_audit FINAL WHERE NOT retracted "
+            "GROUP BY kind, rule ORDER BY kind, rule"
+        ).result_rows
+    }
     return s
 
 
@@ -73,5 +96,11 @@ def render(summary: Summary) -> str:
         "",
         f"Dead-lettered: {sum(summary.dead_letters.values()):,}",
         bar_chart(dict(summary.dead_letters.most_common())),
+        "",
+        f"Persons (identities stitched across channels): {summary.persons:,}",
+        bar_chart(summary.persons_per_channel_count),
+        "",
+        "Identity merges and refusals:",
+        bar_chart(summary.identity_records),
     ]
     return "\n".join(lines)

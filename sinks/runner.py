@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from schemas.settings import Settings
+from schemas.topics import Topics
 from sinks.batching import Batch, PartitionBatcher, parse_intent, rows_of
 from sinks.clickhouse import insert_json_rows
 
@@ -32,6 +33,16 @@ RETRIES = Counter("journeys_sink_insert_retries_total", "Insert attempts that fa
 EXIT_FAULT_INJECTED = 86
 
 
+def pipeline_routes(topics: Topics) -> dict[str, str]:
+    """Which topic the sink writes into which table."""
+    return {
+        topics.stitched: "touchpoints",
+        topics.identity_links: "identity_links",
+        topics.identity_map: "identity_overrides",
+        topics.identity_audit: "identity_audit",
+    }
+
+
 @dataclass
 class SinkStats:
     batches: int = 0
@@ -41,15 +52,14 @@ class SinkStats:
 
 @dataclass
 class TopicSink:
-    """Writes one topic into one ClickHouse table."""
+    """Writes topics into ClickHouse tables (`routes`: topic -> table) with one consumer."""
 
     settings: Settings
     client: Client
-    topic: str
-    table: str
+    routes: dict[str, str]
     stats: SinkStats = field(default_factory=SinkStats)
     max_bytes: int = 32 * 1024 * 1024
-    _batchers: dict[int, PartitionBatcher] = field(default_factory=dict)
+    _batchers: dict[tuple[str, int], PartitionBatcher] = field(default_factory=dict)
     _consumer: Consumer | None = None
 
     def _open(self) -> Consumer:
@@ -65,7 +75,9 @@ class TopicSink:
                 "max.partition.fetch.bytes": 8 * 1024 * 1024,
             }
         )
-        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        consumer.subscribe(
+            sorted(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
         return consumer
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -73,13 +85,14 @@ class TopicSink:
         for tp in committed:
             batcher = PartitionBatcher(tp.partition, self.max_bytes, self.settings.sink.max_seconds)
             batcher.planned_end = parse_intent(tp.metadata)
-            self._batchers[tp.partition] = batcher
-        log.info("sink assigned", extra={"partitions": [tp.partition for tp in partitions]})
+            self._batchers[(tp.topic, tp.partition)] = batcher
+        assigned = [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+        log.info("sink assigned", extra={"partitions": assigned})
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Uncommitted rows are simply re-read by the next owner.
         for tp in partitions:
-            self._batchers.pop(tp.partition, None)
+            self._batchers.pop((tp.topic, tp.partition), None)
 
     def run(
         self, should_stop: Callable[[], bool], idle_exit_seconds: float | None = None
@@ -95,10 +108,10 @@ class TopicSink:
                     last_data = now
                 for msg in msgs:
                     self._take(msg, now)
-                for batcher in list(self._batchers.values()):
+                for (topic, _), batcher in list(self._batchers.items()):
                     batch = batcher.due(now)
                     if batch is not None:
-                        self._write(batch)
+                        self._write(topic, batch)
                 if not self._batchers:
                     last_data = now  # idle time counts only while partitions are assigned
                 elif idle_exit_seconds is not None and now - last_data > idle_exit_seconds:
@@ -115,35 +128,39 @@ class TopicSink:
             if err.code() == KafkaError._PARTITION_EOF:
                 return
             raise KafkaException(err)
-        batcher = self._batchers.get(msg.partition())
+        topic = msg.topic()
+        batcher = self._batchers.get((topic, msg.partition()))
         if batcher is None:
             return
         self.stats.messages += 1
-        for batch in batcher.add(msg.offset(), rows_of(msg.value()), now):
-            self._write(batch)
+        value = msg.value()
+        rows = b"" if value is None else rows_of(value)  # a compaction tombstone has no row
+        for batch in batcher.add(msg.offset(), rows, now):
+            self._write(topic, batch)
 
     def _write_all_pending(self) -> None:
-        for batcher in list(self._batchers.values()):
+        for (topic, _), batcher in list(self._batchers.items()):
             batch = batcher.due(float("inf"))
             if batch is not None:
-                self._write(batch)
+                self._write(topic, batch)
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, topic: str, batch: Batch) -> None:
         consumer = self._consumer
         assert consumer is not None
-        tp = TopicPartition(self.topic, batch.partition, batch.first, metadata=batch.intent())
+        tp = TopicPartition(topic, batch.partition, batch.first, metadata=batch.intent())
         consumer.commit(offsets=[tp], asynchronous=False)
-        rows = self._insert(batch)
+        rows = self._insert(topic, batch)
         self.stats.batches += 1
         self.stats.rows += rows
         limit = self.settings.faults.sink_exit_after_inserts
         if limit is not None and self.stats.batches >= limit:
             log.warning("fault injection: exiting between insert and offset commit")
             os._exit(EXIT_FAULT_INJECTED)
-        done = TopicPartition(self.topic, batch.partition, batch.last + 1)
+        done = TopicPartition(topic, batch.partition, batch.last + 1)
         consumer.commit(offsets=[done], asynchronous=False)
 
-    def _insert(self, batch: Batch) -> int:
+    def _insert(self, topic: str, batch: Batch) -> int:
+        table = self.routes[topic]
         body = batch.body()
         if body == b"[]":
             return 0
@@ -151,19 +168,19 @@ class TopicSink:
         for attempt in range(1, 8):
             started = time.perf_counter()
             try:
-                rows = insert_json_rows(self.client, self.table, body, batch.token(self.topic))
+                rows = insert_json_rows(self.client, table, body, batch.token(topic))
             except Exception:
-                RETRIES.labels(self.table).inc()
+                RETRIES.labels(table).inc()
                 if attempt == 7:
                     raise
                 log.warning("insert failed; retrying", exc_info=True, extra={"attempt": attempt})
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
                 continue
-            INSERT_SECONDS.labels(self.table).observe(time.perf_counter() - started)
+            INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
             break
         else:  # pragma: no cover - the loop either breaks or raises
             return 0
-        ROWS.labels(self.table).inc(rows)
-        BATCHES.labels(self.table).inc()
+        ROWS.labels(table).inc(rows)
+        BATCHES.labels(table).inc()
         return rows

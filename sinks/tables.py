@@ -51,19 +51,98 @@ touchpoints = Table(
     Column("touchpoint", ch("Nullable(String)")),
     Column("properties", ch("Map(String, Nullable(String))")),
     Column("backfill", ch("Bool")),
+    # The person known when the identity stage routed the event ('' without a usable
+    # identifier), and the identifier that chose it: `touchpoints_latest` re-resolves it.
+    Column("person_id", ch("String")),
+    Column("person_key", ch("String")),
     ReplacingMergeTree(
-        order_by=("channel", "toStartOfHour(occurred_at)", "event_id"),
+        order_by=("person_id", "occurred_at", "event_id"),
         partition_by="toYYYYMM(occurred_at)",
         settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
     ),
-    comment="One row per accepted touchpoint (deduplicated by event_id).",
+    comment="One row per accepted touchpoint (deduplicated by event_id), ordered per person.",
 )
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("event_id", ch("UUID")),
+    Column("occurred_at", ch("DateTime64(6, 'UTC')")),
+    Column("channel", ch("LowCardinality(String)")),
+    Column("source", ch("LowCardinality(String)")),
+    Column("identity", ch(IDENTITY)),
+    Column("person_id", ch("String")),
+    ReplacingMergeTree(
+        order_by=("person_id", "event_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Events that carried several identifiers (or a junk one), as the authority saw them; "
+    "person_id is the routing stage's person at the time.",
+)
+
+identity_overrides = Table(
+    "identity_overrides",
+    metadata,
+    Column("identifier", ch("String")),
+    Column("person_id", ch("String")),
+    Column("remapped", ch("Bool")),
+    Column("version", ch("UInt64")),
+    Column("published_at", ch("UInt64")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("identifier",),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Identifiers whose person changed (merges and moves); the latest version wins. "
+    "remapped=false: the identifier is back to the person it names itself.",
+)
+
+identity_audit = Table(
+    "identity_audit",
+    metadata,
+    Column("record_id", ch("UUID")),
+    Column("kind", ch("LowCardinality(String)")),
+    Column("rule", ch("LowCardinality(String)")),
+    Column("person_id", ch("String")),
+    Column("old_person_ids", ch("Array(String)")),
+    Column("identifiers", ch("Array(String)")),
+    Column("event_id", ch("String")),
+    Column("event_time", ch("DateTime64(6, 'UTC')")),
+    Column("detail", ch("String")),
+    Column("retracted", ch("Bool")),
+    Column("version", ch("UInt64")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("person_id", "record_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Every merge, move and refusal of identity stitching, with its rule and the "
+    "triggering event; a retracted refusal is a newer version of the same record.",
+)
+
+VIEWS = {
+    "touchpoints_latest": """
+CREATE VIEW IF NOT EXISTS touchpoints_latest AS
+SELECT t.*,
+       if(o.identifier = '', t.person_id, o.person_id) AS latest_person_id
+FROM touchpoints AS t FINAL
+LEFT JOIN (
+    SELECT identifier, argMax(person_id, version) AS person_id
+    FROM identity_overrides
+    GROUP BY identifier
+) AS o ON o.identifier = t.person_key
+""",
+}
+"""Views over the tables. `touchpoints_latest` resolves every touchpoint to its person's latest
+id: the override of the identifier that routed it, if it ever changed person, else the person
+stamped at processing time (which then is still right: see ARCHITECTURE.md "Identity")."""
 
 
 def ddl() -> list[str]:
     """The statements that create every table, idempotently."""
     dialect = ClickHouseDialect()
-    return [
+    tables = [
         str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
         for table in metadata.sorted_tables
     ]
+    return tables + [view.strip() for view in VIEWS.values()]

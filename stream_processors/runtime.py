@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -103,14 +103,29 @@ def build_app(settings: Settings, stage: str) -> faust.App:
 
 @dataclass
 class StageRuntime:
-    """The pieces a stage shares with its agents: sender and state tables."""
+    """The pieces a stage shares with its agents: sender and state tables, each table with the
+    input topic whose partitions it follows."""
 
     app: faust.App
     sender: TransactionalSender
-    tables: list[ChangelogTable] = field(default_factory=list)
+    tables: list[tuple[ChangelogTable, str]] = field(default_factory=list)
     exit_after_transactions: int | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
-    def install(self, source_topic: str) -> None:
+    def close(self) -> None:
+        """Release what the stage holds (called once the worker stopped)."""
+        for close in self.closers:
+            close()
+        self.sender.close()
+
+    def add_table(self, settings: Settings, stage: str, name: str, source: str) -> ChangelogTable:
+        """Another state table, following the partitions of input topic `source`."""
+        topics = Topics.from_settings(settings.topics)
+        table = ChangelogTable(name, topics.changelog(stage, name), self.sender, settings.kafka)
+        self.tables.append((table, source))
+        return table
+
+    def install(self) -> None:
         """Hook the commit sensor and the assignment signals into the app."""
         self.app.sensors.add(CommitSensor(self.sender, self.exit_after_transactions))
 
@@ -119,9 +134,9 @@ class StageRuntime:
             self.sender.commit()
 
         async def assigned(_sender: Any, tps: Iterable[Any], **_kwargs: Any) -> None:
-            mine = {tp.partition for tp in tps if tp.topic == source_topic}
-            for table in self.tables:
-                await table.assign(mine)
+            assignment = list(tps)
+            for table, source in self.tables:
+                await table.assign({tp.partition for tp in assignment if tp.topic == source})
 
         # faust's signal types do not admit coroutine functions, which it does accept.
         self.app.on_partitions_revoked.connect(cast(Any, revoked))
@@ -131,13 +146,13 @@ class StageRuntime:
 def stage_runtime(
     settings: Settings, stage: str, source_topic: str, table: str
 ) -> tuple[StageRuntime, ChangelogTable]:
-    """A stage's app, transactional sender and changelog-backed state, hooked together."""
-    topics = Topics.from_settings(settings.topics)
+    """A stage's app, transactional sender and changelog-backed state, hooked together; add
+    more tables with `add_table` before the app starts."""
     app = build_app(settings, stage)
     sender = TransactionalSender(
         settings.kafka, f"{settings.topics.group(stage)}-{settings.processor.worker_id}"
     )
-    state = ChangelogTable(table, topics.changelog(stage, table), sender, settings.kafka)
-    runtime = StageRuntime(app, sender, [state], settings.faults.stage_exit_after_transactions)
-    runtime.install(source_topic)
+    runtime = StageRuntime(app, sender, [], settings.faults.stage_exit_after_transactions)
+    state = runtime.add_table(settings, stage, table, source_topic)
+    runtime.install()
     return runtime, state

@@ -8,11 +8,15 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import Settings
-from stream_processors import counts_stage, ingest_stage
+from stream_processors import counts_stage, identity_stage, ingest_stage
 
 log = logging.getLogger(__name__)
 
-STAGES = {"ingest": ingest_stage.build, "counts": counts_stage.build}
+STAGES = {
+    "ingest": ingest_stage.build,
+    "identity": identity_stage.build,
+    "counts": counts_stage.build,
+}
 
 
 def run(settings: Settings, stage: str) -> None:
@@ -29,5 +33,5 @@ def run(settings: Settings, stage: str) -> None:
     except SystemExit:
         pass
     finally:
-        runtime.sender.close()
+        runtime.close()
         log.info("stage stopped", extra={"stage": stage})

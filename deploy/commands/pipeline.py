@@ -23,13 +23,16 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
     proc.add_argument(
         "stage",
-        choices=["ingest", "counts"],
+        choices=["ingest", "identity", "counts"],
         help="ingest: raw -> touchpoints (+ dead letters); "
+        "identity: touchpoints -> stitched (keyed by person) + identity records; "
         "counts: events per key on raw (the reference stateful stage)",
     )
     proc.set_defaults(func=_process)
 
-    sink = sub.add_parser("sink", help="write the touchpoints topic into ClickHouse")
+    sink = sub.add_parser(
+        "sink", help="write stitched touchpoints and identity records into ClickHouse"
+    )
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
     )
@@ -86,14 +89,14 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from schemas.topics import Topics
     from sinks.clickhouse import connect, migrate
-    from sinks.runner import TopicSink
+    from sinks.runner import TopicSink, pipeline_routes
 
     ensure_topics(settings)
     client = connect(settings.clickhouse_dsn)
     migrate(client)
     stop = _stop_flag()
-    topic = Topics.from_settings(settings.topics).touchpoints
-    sink = TopicSink(settings, client, topic, "touchpoints")
+    routes = pipeline_routes(Topics.from_settings(settings.topics))
+    sink = TopicSink(settings, client, routes)
     stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
     print(
         f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"

@@ -45,6 +45,14 @@ class IdentityGraph:
     def __init__(self, rules: IdentityRules | None = None) -> None:
         rules = rules if rules is not None else IdentityRules()
         self._use(GraphState(Partition(Guards(rules))))
+        # Links that became the earliest of their pair since the last `take_recorded()`:
+        # what a caller must persist to rebuild the graph (it is a function of these links).
+        self.recorded: list[Link] = []
+
+    def take_recorded(self) -> list[Link]:
+        """The links recorded since the last call, and forget them."""
+        out, self.recorded = self.recorded, []
+        return out
 
     def _use(self, state: GraphState) -> None:
         self._state = state
@@ -74,6 +82,18 @@ class IdentityGraph:
     def person_of(self, key: str) -> str | None:
         """The person id of identifier `"<type>:<value>"`, or None if never seen."""
         return self._ids.get(key)
+
+    def size(self) -> int:
+        """How many identifiers the graph holds."""
+        return len(self._ids)
+
+    def members(self, pid: str) -> list[str]:
+        """The identifier keys of person `pid` (empty if there is no such person now); a person
+        of one identifier is found only by its own id, which that identifier names."""
+        found = self._state.partition.persons.get(pid)
+        if found is not None:
+            return list(found.members)
+        return []
 
     def persons(self) -> dict[str, list[str]]:
         """Every person id with its identifiers (sorted); for tests, reports and debugging."""
@@ -167,6 +187,7 @@ class IdentityGraph:
                 new.append(link)
         if not new:
             return [], [], []
+        self.recorded.extend(new)
         cluster, late = self._join(new)
         if late:
             return self._recompute(cluster, time, event_id)

@@ -29,15 +29,23 @@ RefusalRule = Literal["denylist", "customer_id_conflict", "cap"]
 def person_id(key: str) -> str:
     """The person id named by identifier `key`: `str(uuid.uuid5(PERSON_NAMESPACE, key))`,
     spelled out because this runs once per new identifier and `uuid.UUID` costs twice as much."""
-    digest = bytearray(hashlib.sha1(_PERSON_NS + key.encode()).digest()[:16])
+    return _uuid5(_PERSON_NS, key)
+
+
+def _uuid5(namespace: bytes, name: str) -> str:
+    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_RECORD_NS = RECORD_NAMESPACE.bytes
+
+
 def _record_id(*parts: object) -> str:
-    return str(uuid.uuid5(RECORD_NAMESPACE, "\x1f".join(map(str, parts))))
+    """`str(uuid.uuid5(RECORD_NAMESPACE, parts joined))`, spelled out for speed."""
+    return _uuid5(_RECORD_NS, "\x1f".join(map(str, parts)))
 
 
 class Link(NamedTuple):

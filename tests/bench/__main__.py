@@ -43,6 +43,11 @@ def main() -> int:
         ingest.baseline, ingest.target = raw.value, ">= 80,000 events/s"
         results.append(ingest)
 
+        print("faust: identity stage on 500,000 touchpoints ...", flush=True)
+        results += identity.bench_identity_stage(
+            pipeline.bench_settings(work), work / "identity.log"
+        )
+
         print("faust: counts stage (one state write per event), 1,000,000 keys ...", flush=True)
         state = pipeline.bench_settings(work)
         state_topics = Topics.from_settings(state.topics)

@@ -125,3 +125,50 @@ def bench_identity_core(count: int = 200_000) -> list[Result]:
         Result("identity core: late link, device shared by 1,000 customers",
                late_link_into_shared_device(), "ms/link", None),
     ]  # fmt: skip
+
+
+def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[Result]:
+    """The identity stage in faust on `touchpoints` (the events above, in 500-event envelopes),
+    its links persisted in a changelog table, beside raw consume + decode of the same topic.
+    Routing is timed between its first and last offset commit. With a backlog faust hands the
+    authority its links only after routing drained `touchpoints`, so the whole stage's figure
+    is all events over the time from routing's first commit to the authority's last: the rate
+    one worker process sustains doing both."""
+    from deploy.kafka_admin import group_drained
+    from schemas.topics import Topics
+
+    from . import pipeline
+
+    topics = Topics.from_settings(settings.topics)
+    generated = events(count, seed=23)
+    fragments = []
+    for event in generated:
+        ident = event["identity"]
+        key = next(f"{n}:{ident[n]}" for n in IDENTIFIER_FIELDS if ident[n] is not None)
+        fragments.append((key, orjson.dumps(event)))
+    messages = pipeline.publish(settings, topics.touchpoints, fragments)
+    raw = pipeline.raw_consume(settings, topics.touchpoints, messages)
+    whole: list[float] = []
+
+    def authority_done(proc: Any, first_commit: float) -> None:
+        routed = time.perf_counter()
+        group = settings.topics.group("identity")
+        while not group_drained(settings, group, [topics.identity_links]):
+            if proc.poll() is not None:
+                raise RuntimeError(f"identity exited {proc.returncode}")
+            time.sleep(0.1)
+        whole.extend([time.perf_counter() - first_commit, time.perf_counter() - routed])
+
+    routing = pipeline.stage_rate(
+        settings, "identity", topics.touchpoints, log,
+        "faust identity stage: route + stitched + links", then=authority_done,
+    )  # fmt: skip
+    routing.baseline, routing.target = raw.value, ">= 50,000 events/s"
+    return [
+        raw,
+        routing,
+        Result("identity stage incl. authority: first commit to all links decided",
+               count / whole[0], "events/s", raw.value, ">= 50,000 events/s"),
+        Result("identity authority: still deciding after routing ended", whole[1], "seconds",
+               None),
+    ]  # fmt: skip

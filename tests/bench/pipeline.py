@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -133,8 +134,17 @@ def end_total(settings: Settings, topic: str, consumer: Consumer) -> int:
     )
 
 
-def stage_rate(settings: Settings, stage: str, topic: str, log: Path, name: str) -> Result:
-    """Run a stage over what `topic` holds; events/s between its first and last commit."""
+def stage_rate(
+    settings: Settings,
+    stage: str,
+    topic: str,
+    log: Path,
+    name: str,
+    *,
+    then: Callable[[subprocess.Popen[bytes], float], None] | None = None,
+) -> Result:
+    """Run a stage over what `topic` holds; events/s between its first and last commit.
+    `then(process, time of the first commit)` runs before the stage is stopped."""
     group = settings.topics.group(stage)
     probe = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group})
     end = end_total(settings, topic, probe)
@@ -151,6 +161,8 @@ def stage_rate(settings: Settings, stage: str, topic: str, log: Path, name: str)
             if done >= end:
                 break
             time.sleep(0.05)
+        if then is not None and first is not None:
+            then(proc, first[0])
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -183,9 +195,9 @@ def restart_with_state(settings: Settings, topic: str, log: Path) -> Result:
 
 
 def sink_rate(settings: Settings, fragments: list[tuple[str, bytes]]) -> list[Result]:
-    """The sink on a touchpoints topic, beside one plain chDB insert of the same rows."""
+    """The sink on the stitched topic, beside one plain chDB insert of the same rows."""
     topics = Topics.from_settings(settings.topics)
-    publish(settings, topics.touchpoints, fragments)
+    publish(settings, topics.stitched, fragments)
     body = b"[" + b",".join(f for _k, f in fragments) + b"]"
     with session(settings.clickhouse_dsn) as client:
         migrate(client)
@@ -194,7 +206,7 @@ def sink_rate(settings: Settings, fragments: list[tuple[str, bytes]]) -> list[Re
         client.raw_insert("baseline", insert_block=body, fmt="JSONEachRow",
                           settings=JSON_INSERT_SETTINGS)  # fmt: skip
         baseline = len(fragments) / (time.perf_counter() - started)
-        sink = TopicSink(settings, client, topics.touchpoints, "touchpoints")
+        sink = TopicSink(settings, client, {topics.stitched: "touchpoints"})
         started = time.perf_counter()
         # Stop as soon as every row is in: the figure includes the batching delay.
         stats = sink.run(lambda: sink.stats.rows >= len(fragments), idle_exit_seconds=60.0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka_admin import group_lag
+from deploy.kafka_admin import group_drained, group_lag
 from producers.adapters.runner import run_ingest
 from schemas.settings import Settings
 from schemas.topics import Topics
@@ -94,14 +94,23 @@ def test_every_topic_is_free_of_contact_details(
         lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
         120, "the ingest stage", [ingest], log,
     )  # fmt: skip
-    ingest.terminate()
-    assert ingest.wait(60) == 0
+    identity = journeys(settings, "process", "identity", log=log)
+    processes.append(identity)
+    wait_for(
+        lambda: group_drained(settings, settings.topics.group("identity"),
+                              [topics.touchpoints, topics.identity_links]),
+        120, "the identity stage", [ingest, identity], log,
+    )  # fmt: skip
+    for stage in (ingest, identity):
+        stage.terminate()
+        assert stage.wait(60) == 0
 
     admin = AdminClient(settings.kafka.as_librdkafka_dict())
     mine = sorted(
         t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topics.prefix)
     )
-    assert {topics.raw, topics.touchpoints, topics.dlq_ingest} <= set(mine)
+    assert {topics.raw, topics.touchpoints, topics.dlq_ingest, topics.stitched,
+            topics.identity_links, topics.identity_audit} <= set(mine)  # fmt: skip
     known = _contact_values()
     scanned = 0
     for topic in mine:

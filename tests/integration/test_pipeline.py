@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.kafka_admin import group_lag
+from deploy.kafka_admin import group_drained, group_lag
 from producers.files import publish_items
 from producers.synthetic import generate
 from schemas.settings import Settings
@@ -51,6 +51,12 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
         lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
         120, "the ingest stage to consume raw", [ingest], log,
     )  # fmt: skip
+    identity = journeys(settings, "process", "identity", log=log)
+    processes.append(identity)
+    wait_for(
+        lambda: group_drained(settings, settings.topics.group("identity"), [topics.touchpoints]),
+        120, "the identity stage to route touchpoints", [identity], log,
+    )  # fmt: skip
 
     crashing = journeys(
         settings, "sink", "--idle-exit", "20", log=log,
@@ -62,8 +68,9 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     sink = journeys(settings, "sink", "--idle-exit", "4", log=log)
     processes.append(sink)
     assert sink.wait(timeout=180) == 0, log.read_text()[-3000:]
-    ingest.terminate()
-    assert ingest.wait(timeout=60) == 0, log.read_text()[-3000:]
+    for stage in (ingest, identity):
+        stage.terminate()
+        assert stage.wait(timeout=60) == 0, log.read_text()[-3000:]
 
     with session(settings.clickhouse_dsn) as ch:
         plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]

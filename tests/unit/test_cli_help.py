@@ -9,7 +9,8 @@ from deploy.cli import _parser, main
 COMMANDS = [
     [], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
     ["broker", "run"], ["broker", "fetch"], ["topics"], ["db"], ["db", "migrate"], ["db", "ddl"],
-    ["process"], ["sink"], ["publish"], ["generate"], ["report"], ["demo"],
+    ["process"], ["sink"], ["publish"], ["generate"], ["report"], ["demo"], ["identity"],
+    ["identity", "show"],
 ]  # fmt: skip
 
 

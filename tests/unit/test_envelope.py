@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from schemas.envelope import BatchBuilder, Decoded, EnvelopeError, decode, encode
+from sinks.batching import rows_of
 
 WIDEST_WATERMARK = -(2**63)  # the longest watermark text an envelope can carry
 
@@ -187,3 +188,17 @@ def test_drain_skips_partitions_whose_batch_was_just_emitted() -> None:
     builder = BatchBuilder(max_events=1, max_bytes=1 << 20)
     assert builder.add(0, fragment(1)) == [fragment(1)]
     assert builder.drain() == {}
+
+
+def test_source_partition_round_trips_and_keeps_the_sink_shortcut() -> None:
+    payload = encode([b'{"a":1}'], 42, source=3)
+    assert decode(payload) == Decoded([{"a": 1}], 42, is_batch=True, source=3)
+    assert rows_of(payload) == b'{"a":1}'
+
+
+@pytest.mark.parametrize("source", [-1, "2", True, 1.5])
+def test_a_source_that_is_not_a_partition_number_is_refused(source: object) -> None:
+    doc = {"envelope": "journeys.batch", "v": 1, "watermark": 1, "source": source, "events": []}
+    with pytest.raises(EnvelopeError) as err:
+        decode(orjson.dumps(doc))
+    assert err.value.reason == "unsupported_envelope"

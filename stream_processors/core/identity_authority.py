@@ -1,0 +1,148 @@
+"""The identity authority: the one place that decides links (ARCHITECTURE.md "Identity").
+
+It wraps `IdentityGraph` with what the streaming stage needs around it:
+- the map it publishes, only the identifiers whose person is not the one they name (the
+  "remapped" ones), as updates whenever a merge or move changes an identifier's person;
+- the links to persist: the graph is a function of the earliest link of every identifier
+  pair, so that set, replayed in any order (`Authority.rebuild`), restores the same graph.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .identity import IdentityGraph
+from .identity_persons import type_of
+from .identity_records import Link, MergeRecord, MoveRecord, RefusalRecord, Resolution, person_id
+from .identity_rules import IdentityRules
+
+
+@dataclass(frozen=True, slots=True)
+class MapUpdate:
+    """Identifier `key` now belongs to `person_id`; `remapped` is False when that is the
+    person the identifier names itself (it left a merged person: a split)."""
+
+    key: str
+    person_id: str
+    remapped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one event with several (or junk) identifiers changed."""
+
+    resolution: Resolution
+    updates: tuple[MapUpdate, ...]
+    links: tuple[Link, ...]  # the links to persist (earliest of their pair so far)
+
+
+class Authority:
+    """The identity graph with its published map of remapped identifiers."""
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+        self.graph = IdentityGraph(rules)
+        self.remapped: dict[str, str] = {}
+        self._own: dict[str, str] = {}  # identifier key -> the person id it names (a cache)
+
+    def own_id(self, key: str) -> str:
+        found = self._own.get(key)
+        if found is None:
+            found = self._own[key] = person_id(key)
+        return found
+
+    def decide(
+        self, identifiers: Mapping[str, str | None], event_time: datetime, event_id: str
+    ) -> Decision:
+        graph = self.graph
+        resolution = graph.observe(identifiers, event_time, event_id)
+        links = tuple(graph.take_recorded())
+        if not resolution.merges and not resolution.moves:
+            return Decision(resolution, (), links)
+        return Decision(resolution, self._updates(resolution), links)
+
+    def _updates(self, resolution: Resolution) -> tuple[MapUpdate, ...]:
+        graph, remapped = self.graph, self.remapped
+        keys: set[str] = set()
+        for merge in resolution.merges:
+            keys.update(merge.identifiers)
+            for involved in (merge.person_id, *merge.old_person_ids):
+                keys.update(graph.members(involved))
+        for move in resolution.moves:
+            keys.update(move.identifiers)
+            keys.update(graph.members(move.from_person_id))
+            keys.update(graph.members(move.to_person_id))
+        out: list[MapUpdate] = []
+        own_id = self.own_id
+        for key in sorted(keys):
+            pid = graph.person_of(key)
+            if pid is None:
+                continue
+            if pid == own_id(key):
+                if remapped.pop(key, None) is not None:
+                    out.append(MapUpdate(key, pid, remapped=False))
+            elif remapped.get(key) != pid:
+                remapped[key] = pid
+                out.append(MapUpdate(key, pid, remapped=True))
+        return tuple(out)
+
+    @classmethod
+    def rebuild(cls, rules: IdentityRules, links: Iterable[Link]) -> Authority:
+        """The authority whose graph holds exactly `links` (as persisted by `decide`). Links
+        are replayed in their own order, so each is decided as it comes (no corrections)."""
+        authority = cls(rules)
+        graph = authority.graph
+        for link in sorted(links):
+            u_type, v_type = type_of(link.u), type_of(link.v)
+            ids = {u_type: link.u[len(u_type) + 1 :], v_type: link.v[len(v_type) + 1 :]}
+            graph.observe(ids, link.event_time, link.event_id)
+        graph.take_recorded()
+        for pid, keys in graph.persons().items():
+            for key in keys:
+                if person_id(key) != pid:
+                    authority.remapped[key] = pid
+        return authority
+
+
+def link_record(link: Link) -> list[Any]:
+    """A link as persisted: `[event time, event id]` under the key `link_key(link)`. The time
+    keeps its microseconds: links are ordered by it, and a coarser time could reorder them."""
+    return [link.event_time.isoformat(), link.event_id]
+
+
+def link_key(link: Link) -> str:
+    return f"{link.u}\x1f{link.v}"
+
+
+def link_from(key: str, record: list[Any], rules: IdentityRules) -> Link:
+    """The link `link_record` and `link_key` wrote."""
+    u, _, v = key.partition("\x1f")
+    return Link(datetime.fromisoformat(record[0]), record[1], rules.rank()[type_of(v)], v, u)
+
+
+def record_row(
+    record: MergeRecord | MoveRecord | RefusalRecord, version: int, person: str | None
+) -> dict[str, Any]:
+    """An audit row for ClickHouse's `identity_audit` (and `journeys identity show`)."""
+    row: dict[str, Any] = {
+        "record_id": record.record_id,
+        "event_id": record.event_id,
+        "event_time": record.event_time.isoformat(),
+        "identifiers": list(record.identifiers),
+        "version": version,
+    }
+    if isinstance(record, MergeRecord):
+        kind, pid, old, detail = "merge", record.person_id, list(record.old_person_ids), ""
+    elif isinstance(record, MoveRecord):
+        kind, pid, old, detail = "move", record.to_person_id, [record.from_person_id], ""
+    else:
+        kind, pid, old, detail = "refusal", person or "", [], record.detail
+    retracted = isinstance(record, RefusalRecord) and record.retracted
+    row.update(kind=kind, rule=record.rule, person_id=pid, old_person_ids=old, detail=detail,
+               retracted=retracted)  # fmt: skip
+    return row

@@ -1,0 +1,248 @@
+"""The identity stage: `touchpoints` -> person ids -> `stitched` (keyed by person), with the one
+identity authority behind it (ARCHITECTURE.md "Identity").
+
+Two agents in one faust app, so one worker process runs both and any number of workers share
+the work:
+- `route` (partitioned like `touchpoints`): stamps each event with the person of its anchor
+  identifier from the replicated map, forwards it to that person's partition of `stitched`,
+  and sends the events with several (or junk) identifiers to `identity-links`;
+- `resolve` (the one partition of `identity-links`, so one worker of the group at a time):
+  decides the links with the identity graph, persists them, and publishes map updates to
+  `identity-map`, every merge, move and refusal to `identity-audit`, and merges and moves to
+  `identity-merges` on the partitions of the persons they take identifiers from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.partitioning import partition_for
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors import metrics
+from stream_processors.core.identity_authority import (
+    Authority,
+    Decision,
+    link_from,
+    link_key,
+    link_record,
+    record_row,
+)
+from stream_processors.core.routing import Router
+from stream_processors.identity_map import MapReplica, map_row
+from stream_processors.runtime import StageRuntime, stage_runtime
+from stream_processors.sender import TransactionalSender
+from stream_processors.state import ChangelogTable, PartitionState
+
+log = logging.getLogger(__name__)
+
+STAGE = "identity"
+AUTHORITY = 0  # the one partition of `identity-links`
+_LINK_FIELDS = ("event_id", "occurred_at", "channel", "source", "identity", "person_id")
+_VERSION_STRIDE = 1_000_000  # records per input message, at most, in a version number
+_MERGES = {rule: metrics.IDENTITY_MERGES.labels(rule) for rule in ("link", "correction")}
+_REFUSALS = {
+    rule: metrics.IDENTITY_REFUSALS.labels(rule)
+    for rule in ("denylist", "customer_id_conflict", "cap")
+}
+
+
+@dataclass
+class Routing:
+    """The partitioned half: one input message of `touchpoints` -> `stitched` + links."""
+
+    topics: Topics
+    partitions: int
+    sender: TransactionalSender
+    routed: ChangelogTable
+    router: Router
+
+    def handle(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.routed.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        try:
+            decoded = envelope.decode(payload or b"")
+        except envelope.EnvelopeError:
+            # Only the ingest stage writes `touchpoints`; anything else is a bug upstream.
+            log.error("undecodable touchpoints message", extra={"offset": offset})
+            self.routed.mark_applied(partition, offset, None)
+            return
+        route, is_news = self.router.route, self.router.is_news
+        out: dict[int, list[bytes]] = {}
+        links: list[bytes] = []
+        for event in decoded.events:
+            identity = event.get("identity")
+            r = route(identity)
+            event["person_id"] = r.person_id
+            event["person_key"] = r.key
+            target = partition if r.partition is None else r.partition
+            bucket = out.get(target)
+            if bucket is None:
+                bucket = out[target] = []
+            bucket.append(orjson.dumps(event))
+            if r.link and (r.junk or is_news(identity, event["occurred_at"], event["event_id"])):
+                links.append(orjson.dumps({k: event.get(k) for k in _LINK_FIELDS}))
+        metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
+        previous = self.routed.applied[partition].watermark_ms
+        watermark = decoded.watermark_ms
+        if watermark is None or (previous is not None and watermark < previous):
+            watermark = previous
+        produce, stitched = self.sender.produce, self.topics.stitched
+        # Every partition of `stitched` hears this partition's watermark when it moves, so a
+        # reader's minimum over its sources keeps advancing (domain.md §4).
+        moved = watermark != previous
+        for target in range(self.partitions) if moved else sorted(out):
+            batch = envelope.encode(out.get(target, []), watermark, partition)
+            produce(stitched, batch, None, target)
+        if links:
+            produce(self.topics.identity_links, envelope.encode(links, None, partition), None, 0)
+            metrics.PROVISIONAL.inc(len(links))
+        metrics.EVENTS_OUT.labels(STAGE).inc(len(decoded.events))
+        self.routed.mark_applied(partition, offset, watermark)
+
+
+@dataclass
+class Resolving:
+    """The authority: one input message of `identity-links` -> map, audit and merges."""
+
+    settings: Settings
+    topics: Topics
+    sender: TransactionalSender
+    links: ChangelogTable
+    _authority: Authority | None = None
+    _state: PartitionState | None = None
+    _partition_of: dict[str, int] = field(default_factory=dict)
+
+    def authority(self) -> Authority:
+        """The authority for the current state; rebuilt from the persisted links after a
+        restore (the graph is a function of its links)."""
+        state = self.links[AUTHORITY]
+        if self._authority is None or self._state is not state:
+            started = time.perf_counter()
+            rules = self.settings.identity
+            links = [link_from(key, value, rules) for key, value in state.items()]
+            self._authority = Authority.rebuild(rules, links)
+            self._state = state
+            log.info(
+                "identity graph rebuilt",
+                extra={"links": len(links), "seconds": round(time.perf_counter() - started, 3)},
+            )
+        return self._authority
+
+    def handle(self, payload: bytes | None, offset: int, now_ms: int) -> None:
+        if offset <= self.links.applied_offset(AUTHORITY):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        authority = self.authority()
+        state = self.links[AUTHORITY]
+        try:
+            events = envelope.decode(payload or b"").events
+        except envelope.EnvelopeError:
+            log.error("undecodable identity-links message", extra={"offset": offset})
+            self.links.mark_applied(AUTHORITY, offset, None)
+            return
+        audit: list[bytes] = []
+        merges: dict[int, list[bytes]] = {}
+        seq = offset * _VERSION_STRIDE
+        produce = self.sender.produce
+        for event in events:
+            decision = authority.decide(
+                event["identity"], datetime.fromisoformat(event["occurred_at"]), event["event_id"]
+            )
+            for link in decision.links:
+                state[link_key(link)] = link_record(link)
+            if decision.updates:
+                for update in decision.updates:
+                    seq += 1
+                    row = map_row(update.key, update.person_id, update.remapped, seq, now_ms)
+                    produce(self.topics.identity_map, row, update.key.encode(), 0)
+            seq = self._records(decision, seq, audit, merges)
+        if audit:
+            produce(self.topics.identity_audit, envelope.encode(audit, None), None, 0)
+        for target, rows in sorted(merges.items()):
+            produce(self.topics.identity_merges, envelope.encode(rows, None), None, target)
+        self.links.mark_applied(AUTHORITY, offset, None)
+        graph = authority.graph
+        metrics.IDENTITY_IDENTIFIERS.set(graph.size())
+        metrics.IDENTITY_LINKS.set(len(state))
+        metrics.IDENTITY_REMAPPED.set(len(authority.remapped))
+
+    def _records(
+        self, decision: Decision, seq: int, audit: list[bytes], merges: dict[int, list[bytes]]
+    ) -> int:
+        resolution = decision.resolution
+        for merge in resolution.merges:
+            seq += 1
+            row = orjson.dumps(record_row(merge, seq, None))
+            audit.append(row)
+            for old in merge.old_person_ids:
+                if old != merge.person_id:
+                    merges.setdefault(self._partition(old), []).append(row)
+            _MERGES[merge.rule].inc()
+        for move in resolution.moves:
+            seq += 1
+            row = orjson.dumps(record_row(move, seq, None))
+            audit.append(row)
+            merges.setdefault(self._partition(move.from_person_id), []).append(row)
+            metrics.IDENTITY_MOVES.inc()
+        for refusal in resolution.refusals:
+            seq += 1
+            audit.append(orjson.dumps(record_row(refusal, seq, resolution.person_id)))
+            _REFUSALS[refusal.rule].inc()
+        return seq
+
+    def _partition(self, pid: str) -> int:
+        found = self._partition_of.get(pid)
+        if found is None:
+            found = self._partition_of[pid] = partition_for(
+                pid.encode(), self.settings.topics.partitions
+            )
+        return found
+
+
+def build(settings: Settings) -> tuple[Any, StageRuntime]:
+    """The faust app of the identity stage, ready for a worker."""
+    topics = Topics.from_settings(settings.topics)
+    runtime, routed = stage_runtime(settings, STAGE, topics.touchpoints, "routed")
+    links = runtime.add_table(settings, STAGE, "links", topics.identity_links)
+    app, sender = runtime.app, runtime.sender
+    replica = MapReplica(settings.kafka, topics.identity_map).start()
+    runtime.closers.append(replica.stop)
+    router = Router(settings.identity, replica.data, settings.topics.partitions)
+    routing = Routing(topics, settings.topics.partitions, sender, routed, router)
+    resolving = Resolving(settings, topics, sender, links)
+
+    @app.agent(app.topic(topics.touchpoints, value_type=bytes, key_type=bytes), name="route")
+    async def route(stream: Any) -> None:
+        # Route with the whole map known so far: fewer provisional ids to correct later.
+        await asyncio.to_thread(replica.wait_caught_up)
+        async for event in stream.events():
+            if replica.error is not None:
+                raise RuntimeError("identity map replica failed") from replica.error
+            msg = event.message
+            await routed.ready(msg.partition)
+            if msg.partition not in routed.partitions:
+                continue
+            routing.handle(msg.value, msg.partition, msg.offset)
+            sender.poll()
+
+    @app.agent(app.topic(topics.identity_links, value_type=bytes, key_type=bytes), name="resolve")
+    async def resolve(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            await links.ready(msg.partition)
+            if msg.partition not in links.partitions:
+                continue
+            resolving.handle(msg.value, msg.offset, int(time.time() * 1000))
+            sender.poll()
+
+    return app, runtime
