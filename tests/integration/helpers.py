@@ -54,7 +54,11 @@ def committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": "x"})
+    """Log end offsets (not the last stable offset: an open transaction does not hide them)."""
+    consumer = Consumer(
+        {**settings.kafka.as_librdkafka_dict(), "group.id": "x",
+         "isolation.level": "read_uncommitted"}
+    )  # fmt: skip
     try:
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10.0)[1]

@@ -1,0 +1,171 @@
+"""Tumbling event-time windows of named counters per series key, closed by the watermark.
+
+Every key shares the same aligned boundaries (`start = t - t % size`), so windows are held
+per start, then per key. A window closes when the watermark (domain.md §4: the newest event
+time seen minus the pipeline's lateness) passes its end, and is emitted as version 1. A
+closed window stays for `allowed_lateness` more: a late event updates it and the next
+`advance()` emits it again as version n+1, with the counts of the version before, so a
+reader can replace what it took from the old one. After that the window is dropped, and
+events for it are counted in `late_dropped` and refused. Memory is bounded by the keys times
+the windows between the oldest kept start and the newest event.
+
+Pure: time is whatever the caller says it is; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+WindowKey = tuple[str, str]  # (series kind, scope), e.g. ("friction", "web:/checkout")
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """One emitted version of one window."""
+
+    key: WindowKey
+    start_ms: int
+    end_ms: int
+    version: int
+    counts: Mapping[str, int]
+    # The counts of the version this one replaces; None on the on-time first close, {} when
+    # the first events of an already closed window arrived late.
+    previous: Mapping[str, int] | None
+    backfill: bool  # every event in it was published as backfill: learn from it, never alert
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """What one watermark advance produced."""
+
+    windows: tuple[WindowCounts, ...]  # ordered by (start, key)
+    closed: range  # window starts closed on time by this advance, the empty ones included
+    watermark_ms: int
+
+
+class _Window:
+    __slots__ = ("counts", "emitted", "live", "version")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.emitted: dict[str, int] | None = None  # the counts of the last emitted version
+        self.live = False  # holds at least one event that was not backfill
+        self.version = 0
+
+
+class TumblingWindows:
+    """Counters per (key, window); see the module docstring for the life of a window."""
+
+    def __init__(self, size: timedelta, allowed_lateness: timedelta) -> None:
+        self.size_ms = int(size.total_seconds() * 1000)
+        self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
+        if self.size_ms <= 0 or self.lateness_ms < 0:
+            raise ValueError("window size must be positive and allowed lateness not negative")
+        self._by_start: dict[int, dict[WindowKey, _Window]] = {}
+        self._dirty: set[tuple[int, WindowKey]] = set()
+        self._frontier: int | None = None  # every window starting before it has closed
+        self._drop_below: int | None = None  # windows starting before it are gone
+        self._watermark: int | None = None
+        self.late_dropped = 0
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self._watermark
+
+    def add(
+        self,
+        key: WindowKey,
+        at_ms: int,
+        names: Iterable[str],
+        *,
+        backfill: bool = False,
+        amount: int = 1,
+    ) -> bool:
+        """Count one event under each of `names` (`amount=-1` takes one back, for a
+        retracted drop-off); False, and counted in `late_dropped`, when it is too late."""
+        start = at_ms - at_ms % self.size_ms
+        frontier = self._frontier
+        if frontier is not None and start < frontier:
+            if self._drop_below is not None and start < self._drop_below:
+                self.late_dropped += 1
+                return False
+            self._dirty.add((start, key))
+        by_key = self._by_start.get(start)
+        if by_key is None:
+            by_key = self._by_start[start] = {}
+        window = by_key.get(key)
+        if window is None:
+            window = by_key[key] = _Window()
+        counts = window.counts
+        for name in names:
+            counts[name] = counts.get(name, 0) + amount
+        if not backfill:
+            window.live = True
+        return True
+
+    def advance(self, watermark_ms: int) -> Advance:
+        """Close the windows the watermark has passed, re-emit the ones changed since they
+        were emitted, and drop the ones past their allowed lateness. A watermark that goes
+        back is ignored (it only re-emits changes)."""
+        if self._watermark is None or watermark_ms > self._watermark:
+            self._watermark = watermark_ms
+        watermark = self._watermark
+        # Windows starting before the last boundary at or below the watermark have ended.
+        new_frontier = watermark - watermark % self.size_ms
+        old_frontier = self._frontier
+        if old_frontier is None:
+            old_frontier = min(self._by_start, default=new_frontier)
+            old_frontier = min(old_frontier, new_frontier)
+        new_frontier = max(new_frontier, old_frontier)
+        out = self._close(old_frontier, new_frontier)
+        out += self._reemit()
+        self._frontier = new_frontier
+        self._evict(watermark)
+        out.sort(key=lambda w: (w.start_ms, w.key))
+        return Advance(tuple(out), range(old_frontier, new_frontier, self.size_ms), watermark)
+
+    def _close(self, old: int, new: int) -> list[WindowCounts]:
+        out = []
+        for start in sorted(s for s in self._by_start if old <= s < new):
+            for key, window in self._by_start[start].items():
+                out.append(self._emit(start, key, window))
+        return out
+
+    def _reemit(self) -> list[WindowCounts]:
+        out = []
+        for start, key in self._dirty:
+            window = self._by_start[start][key]
+            if window.emitted != window.counts:
+                out.append(self._emit(start, key, window))
+        self._dirty.clear()
+        return out
+
+    def _emit(self, start: int, key: WindowKey, window: _Window) -> WindowCounts:
+        window.version += 1
+        previous = window.emitted
+        if previous is None and window.version > 1:
+            previous = {}
+        if previous is None and self._frontier is not None and start < self._frontier:
+            previous = {}  # first events of a window that had closed empty
+        window.emitted = dict(window.counts)
+        return WindowCounts(
+            key=key,
+            start_ms=start,
+            end_ms=start + self.size_ms,
+            version=window.version,
+            counts=window.emitted,
+            previous=previous,
+            backfill=not window.live,
+        )
+
+    def _evict(self, watermark: int) -> None:
+        # A window is kept while end + allowed lateness is after the watermark.
+        self._drop_below = watermark - self.size_ms - self.lateness_ms + 1
+        for start in [s for s in self._by_start if s < self._drop_below]:
+            del self._by_start[start]
+
+    def open_windows(self) -> int:
+        """How many (key, window) pairs are held: for metrics and memory tests."""
+        return sum(len(by_key) for by_key in self._by_start.values())
