@@ -134,7 +134,6 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
     authority its links only after routing drained `touchpoints`, so the whole stage's figure
     is all events over the time from routing's first commit to the authority's last: the rate
     one worker process sustains doing both."""
-    from deploy.kafka_admin import group_drained
     from schemas.topics import Topics
 
     from . import pipeline
@@ -149,19 +148,34 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
     messages = pipeline.publish(settings, topics.touchpoints, fragments)
     raw = pipeline.raw_consume(settings, topics.touchpoints, messages)
     whole: list[float] = []
+    port = _free_port()
+    lag: list[float] = []
 
     def authority_done(proc: Any, first_commit: float) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
         routed = time.perf_counter()
         group = settings.topics.group("identity")
-        while not group_drained(settings, group, [topics.identity_links]):
-            if proc.poll() is not None:
-                raise RuntimeError(f"identity exited {proc.returncode}")
-            time.sleep(0.1)
+        probe = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group,
+                          "isolation.level": "read_uncommitted"})  # fmt: skip
+        links = TopicPartition(topics.identity_links, 0)
+        try:
+            # Routing is done, so the links log is complete: it ends with the commit marker
+            # of its last transaction, which no consumer commits past.
+            end = probe.get_watermark_offsets(links, timeout=10.0)[1] - 1
+            while probe.committed([links], timeout=10.0)[0].offset < end:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"identity exited {proc.returncode}")
+                time.sleep(0.05)
+        finally:
+            probe.close()
         whole.extend([time.perf_counter() - first_commit, time.perf_counter() - routed])
+        lag.append(_mean_replica_lag(port))
 
     routing = pipeline.stage_rate(
         settings, "identity", topics.touchpoints, log,
         "faust identity stage: route + stitched + links", then=authority_done,
+        env={"JOURNEYS_PROCESSOR__METRICS_PORT": str(port)},
     )  # fmt: skip
     routing.baseline, routing.target = raw.value, ">= 50,000 events/s"
     return [
@@ -171,4 +185,29 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
                count / whole[0], "events/s", raw.value, ">= 50,000 events/s"),
         Result("identity authority: still deciding after routing ended", whole[1], "seconds",
                None),
+        Result("identity map replica: mean lag, publish to applied", lag[0] * 1000, "ms",
+               None),
     ]  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _mean_replica_lag(port: int) -> float:
+    """Seconds, from the worker's Prometheus histogram of map updates applied by its replica."""
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("journeys_identity_replica_lag_seconds_")
+    }
+    count = values.get("journeys_identity_replica_lag_seconds_count", 0.0)
+    return values.get("journeys_identity_replica_lag_seconds_sum", 0.0) / count if count else 0.0

@@ -118,8 +118,8 @@ def raw_consume(settings: Settings, topic: str, messages: int) -> Result:
     return Result("raw confluent-kafka consume + decode", events / elapsed, "events/s", None)
 
 
-def start_stage(settings: Settings, stage: str, log: Path) -> subprocess.Popen[bytes]:
-    return journeys(settings, "process", stage, log=log)
+def start_stage(settings: Settings, stage: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    return journeys(settings, "process", stage, log=log, **env)
 
 
 def committed_total(settings: Settings, group: str, topic: str, consumer: Consumer) -> int:
@@ -142,13 +142,14 @@ def stage_rate(
     name: str,
     *,
     then: Callable[[subprocess.Popen[bytes], float], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Result:
     """Run a stage over what `topic` holds; events/s between its first and last commit.
     `then(process, time of the first commit)` runs before the stage is stopped."""
     group = settings.topics.group(stage)
     probe = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group})
     end = end_total(settings, topic, probe)
-    proc = start_stage(settings, stage, log)
+    proc = start_stage(settings, stage, log, **(env or {}))
     first: tuple[float, int] | None = None
     try:
         while True:
