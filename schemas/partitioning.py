@@ -7,7 +7,10 @@ this function, so a single event written by any client lands where our batches d
 
 from __future__ import annotations
 
+import struct
+
 _M = 0x5BD1E995
+_WORDS = struct.Struct("<I").iter_unpack
 _MASK = 0xFFFFFFFF
 
 
@@ -16,12 +19,11 @@ def murmur2(data: bytes) -> int:
     length = len(data)
     h = (0x9747B28C ^ length) & _MASK
     tail = length & ~3
-    for i in range(0, tail, 4):
-        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * _M) & _MASK
+    # Little-endian words, unpacked in C; masking once per step is enough for XOR.
+    for (word,) in _WORDS(data[:tail]):
+        k = (word * _M) & _MASK
         k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+        h = ((h * _M) ^ (k * _M)) & _MASK
     rest = length & 3
     if rest == 3:
         h ^= data[tail + 2] << 16
