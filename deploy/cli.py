@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from deploy import logs
-from deploy.commands import EPILOG, broker, feed, identity, pipeline
+from deploy.commands import EPILOG, broker, definitions, feed, identity, pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.register(sub)
     feed.register(sub)
     identity.register(sub)
+    definitions.register(sub)
     return p
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import collector, core, friction, identity, pipeline, producer
+from . import collector, core, friction, identity, journeys, pipeline, producer
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,6 +24,8 @@ def main() -> int:
     results += core.bench_ingest_core()
     print("core: identity stitching, no broker ...", flush=True)
     results += identity.bench_identity_core()
+    print("core: journeys with 1,000,000 open, no broker ...", flush=True)
+    results += journeys.bench_journey_core()
     print("core: friction signals, windows and detector, no broker ...", flush=True)
     results += friction.bench_friction_core()
     results += friction.bench_false_alerts()

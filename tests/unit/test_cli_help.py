@@ -10,7 +10,7 @@ COMMANDS = [
     [], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
     ["broker", "run"], ["broker", "fetch"], ["topics"], ["db"], ["db", "migrate"], ["db", "ddl"],
     ["process"], ["sink"], ["publish"], ["generate"], ["report"], ["demo"], ["identity"],
-    ["identity", "show"],
+    ["identity", "show"], ["definitions"], ["definitions", "check"],
 ]  # fmt: skip
 
 

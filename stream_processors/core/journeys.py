@@ -1,0 +1,433 @@
+"""The journey core of one partition (domain.md §4): per person and definition, journeys
+that start, advance, convert, drop off, expire and start again; UX sessions per channel; all
+decided in event time by the watermark the caller hands in.
+
+How time works here:
+
+- An event later than the watermark waits in its person's buffer; when the watermark passes
+  it, the person's buffered events are applied in (event time, event id) order. So events
+  that arrive out of order within the allowed lateness (which the watermark already
+  subtracts) give exactly what in-order arrival gives.
+- Deadlines (time limits, lifetimes) fire when the watermark passes them: the watermark of
+  the timely channels (web, app), which the caller computes. A drop-off is reported once.
+- An event at or behind the watermark (a late-arriving channel: store and call-center
+  batches; or any straggler) is applied at once, if it is less than `late_tolerance_ms`
+  behind; older ones are `Rejected`. If it lands out of order in its track, the track is
+  folded again (`journey_refold`): a drop-off it contradicts is retracted, and every record
+  converges to what in-order arrival would have given.
+- A customer who comes back with progress within the definition's reopen window after a
+  drop-off reopens the journey: the drop-off is retracted, the journey goes on.
+
+Every journey instance has exactly one outcome that is not retracted (or is `merged` into
+another instance, which then carries it). Pure: no I/O, no clock; state per person is plain
+data (`snapshot_person` / `restore_person`), and `take_dirty()` names the persons changed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
+from typing import Any
+
+from schemas.definitions import DefinitionSpec
+
+from .journey_deadlines import NEVER, DeadlineWheel
+from .journey_fold import fire_due, fold_hit, seal_time, track_due
+from .journey_live import LiveEffects
+from .journey_match import Definition, Hit, Matcher, compile_definition
+from .journey_merge import Aliases, absorb
+from .journey_outputs import JourneyUpdate, Output, Rejected, journey_update
+from .journey_refold import reconcile, refold
+from .journey_sessions import Sessions
+from .journey_settings import JourneySettings, event_ms, friction_by_properties
+from .journey_state import OPEN, Person, Track, dump_person, load_person
+
+_TIME_ID = itemgetter(0, 1)
+_EMPTY: Mapping[str, Any] = {}
+_NAMES_LIMIT = 100_000  # distinct channel and touchpoint names shared
+
+
+class JourneyCore:
+    """Open journeys, sessions and buffered events of one partition."""
+
+    def __init__(
+        self,
+        definitions: Sequence[DefinitionSpec],
+        settings: JourneySettings | None = None,
+        is_friction: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> None:
+        self.settings = s = settings or JourneySettings()
+        ids = [spec.id for spec in definitions]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"definition ids must be distinct: {ids}")
+        self.definitions = tuple(compile_definition(d, i) for i, d in enumerate(definitions))
+        self._by_key = {d.key: d for d in self.definitions}
+        self._matcher = Matcher(self.definitions, definitions)
+        self._is_friction = is_friction or friction_by_properties(s.friction_properties)
+        self._task_types = s.task_event_types
+        self._tolerance = s.late_tolerance_ms
+        self.watermark_ms = -NEVER
+        self._people: dict[str, Person] = {}
+        self._tracks: DeadlineWheel[Track] = DeadlineWheel(s.wheel_resolution_ms)
+        self._release: DeadlineWheel[Person] = DeadlineWheel(s.release_resolution_ms)
+        self._sessions = Sessions(s.session_gap_ms, s.late_channels, s.wheel_resolution_ms)
+        self._live = LiveEffects()
+        self._names: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        ttl = s.alias_ttl_ms if s.alias_ttl_ms is not None else s.late_tolerance_ms
+        self._aliases = Aliases(ttl)
+        self.counters = {"rejected": 0, "refolds": 0, "ignored_hits": 0, "orphaned": 0}
+
+    # -- events and time ------------------------------------------------------------------
+
+    def observe(self, event: Mapping[str, Any], person_id: str) -> list[Output]:
+        """Take one touchpoint (as decoded JSON) of person `person_id`. Events ahead of the
+        watermark wait for it (and return nothing yet); late ones apply at once."""
+        return self.observe_batch(((event, person_id),))
+
+    def observe_batch(self, events: Iterable[tuple[Mapping[str, Any], str]]) -> list[Output]:
+        """`observe` for (event, person id) pairs in arrival order, as one envelope brings
+        them; the records of the late ones."""
+        out: list[Output] = []
+        people, dirty, release = self._people, self._dirty, self._release
+        aliases, watermark = self._aliases, self.watermark_ms
+        for event, given in events:
+            t = event_ms(event["occurred_at"])
+            pid = aliases.resolve(given) if aliases else given
+            person = people.get(pid)
+            if person is None:
+                person = people[pid] = Person(pid)
+            dirty.add(pid)
+            if t > watermark:
+                pending = person.pending
+                if pending is None:
+                    person.pending = [(t, event["event_id"], event)]
+                else:
+                    pending.append((t, event["event_id"], event))
+                if t < person.wake_ms:
+                    release.schedule(person, t)
+            else:
+                self._late(person, t, event, out)
+        return out
+
+    def _late(self, person: Person, t: int, event: Mapping[str, Any], out: list[Output]) -> None:
+        """An event at or behind the watermark: applied at once, unless too old."""
+        if t <= self.watermark_ms - self._tolerance:
+            self.counters["rejected"] += 1
+            self._forget_if_empty(person)
+            out.append(Rejected(event["event_id"], person.id, t, self.watermark_ms, "too_late"))
+            return
+        self._apply(person, t, event["event_id"], event, out)
+        self._fire_passed(person, out)
+
+    def _fire_passed(self, person: Person, out: list[Output]) -> None:
+        """After a late event: a deadline it set may already lie behind the watermark."""
+        live, watermark = self._live, self.watermark_ms
+        live.out = out
+        for track in person.tracks:
+            if track.instances and track.instances[-1].deadline_ms <= watermark:
+                fire_due(track, track.instances[-1], watermark, live)
+        if live.changed:
+            live.flush()
+
+    def advance_watermark(self, timely_ms: int, late_ms: int | None = None) -> list[Output]:
+        """Move event time to `timely_ms` (the timely channels' watermark; it never moves
+        back): release buffered events up to it, fire the deadlines it passed, close idle
+        sessions. Sessions of late-arriving channels close on `late_ms` (default: the
+        watermark minus the late tolerance)."""
+        out: list[Output] = []
+        if timely_ms > self.watermark_ms:
+            self.watermark_ms = watermark = timely_ms
+            people, apply, dirty = self._people, self._apply, self._dirty
+            for person in self._release.pop_due(watermark):
+                pending = person.pending
+                if not pending or people.get(person.id) is not person:
+                    continue
+                if len(pending) == 1 and pending[0][0] <= watermark:  # the common case
+                    person.pending = None
+                    t, event_id, event = pending[0]
+                    apply(person, t, event_id, event, out)
+                    dirty.add(person.id)
+                else:
+                    self._release_person(person, watermark, out)
+            for track in self._tracks.pop_due(watermark):
+                self._wake(track, watermark, out)
+            self._dirty.update(self._aliases.expire(watermark))
+        late = late_ms if late_ms is not None else self.watermark_ms - self._tolerance
+        for person in self._sessions.sweep(self._people, self.watermark_ms, late, out):
+            self._dirty.add(person.id)
+            self._forget_if_empty(person)
+        return out
+
+    def _release_person(self, person: Person, watermark: int, out: list[Output]) -> None:
+        pending = person.pending
+        if not pending:
+            return
+        if len(pending) > 1:
+            pending.sort(key=_TIME_ID)
+        if pending[-1][0] <= watermark:
+            ready, person.pending = pending, None
+        else:
+            cut = bisect_right(pending, watermark, key=itemgetter(0))
+            ready, person.pending = pending[:cut], pending[cut:]
+            self._release.schedule(person, pending[cut][0])
+        for t, event_id, event in ready:
+            self._apply(person, t, event_id, event, out)
+        self._dirty.add(person.id)
+
+    def _apply(
+        self, person: Person, t: int, event_id: str, event: Mapping[str, Any], out: list[Output]
+    ) -> None:
+        """One event in event-time order (or a late one): sessions, counts, stage hits."""
+        names = self._names
+        channel = names.get(event["channel"]) or self._name(event["channel"])
+        touchpoint = event.get("touchpoint")
+        if touchpoint is not None:
+            touchpoint = names.get(touchpoint) or self._name(touchpoint)
+        properties = event.get("properties") or _EMPTY
+        friction = 1 if self._is_friction(event) else 0
+        event_type = event["event_type"]
+        matches = self._matcher.match(event_type, channel, touchpoint, properties)
+        task = False
+        if self._task_types is not None:
+            task = event_type in self._task_types
+        else:
+            for match in matches:
+                task = task or match[3]
+        probe: Hit = (t, event_id, -1, channel, touchpoint)
+        sessions = self._sessions
+        sessions.out = out
+        sessions.observe(person, probe, friction, task)
+        live = self._live
+        live.out, live.friction = out, friction
+        for track in person.tracks:
+            if track.instances:
+                _count(track, probe, friction, live)
+        definitions = self.definitions
+        for index, stage, hold, _ in matches:
+            track = person.track(definitions[index], hold)
+            if self._hit(track, (t, event_id, stage, channel, touchpoint), out):
+                due = track_due(track, self._tolerance)
+                if due < track.wake_ms:  # later deadlines: the entry filed already wakes it
+                    self._tracks.schedule(track, due)
+        if live.changed:
+            live.flush()
+
+    def _name(self, name: str) -> str:
+        """One string object per channel and touchpoint name, which hits and journeys then
+        share (JSON decoding makes a new one per event: ~100 bytes per kept hit)."""
+        if len(self._names) < _NAMES_LIMIT:
+            self._names[name] = name
+        return name
+
+    def _hit(self, track: Track, hit: Hit, out: list[Output]) -> bool:
+        """Fold one hit into its track; return whether the track's state changed."""
+        hits = track.hits
+        t = hit[0]
+        if t <= track.floor_ms:
+            self.counters["ignored_hits"] += 1
+            return False
+        if hits and (t <= hits[-1][0] or _behind(track, hit)):
+            if any(h[1] == hit[1] for h in hits):
+                return False  # the same event again: nothing new
+            self._live.flush()
+            ordered = list(hits)
+            insort(ordered, hit, key=_TIME_ID)
+            track.hits = tuple(ordered)
+            self.counters["refolds"] += 1
+            fresh = refold(track, self.watermark_ms)
+            reconcile(track, fresh, hit, reason="late_event", out=out)
+            return True
+        track.hits = (*hits, hit)
+        return fold_hit(track, hit, self._live)
+
+    def _wake(self, track: Track, watermark: int, out: list[Output]) -> None:
+        """A track's deadline or sealing time passed (or an early, stale entry woke it)."""
+        person = self._people.get(track.person)
+        if person is None or not any(t is track for t in person.tracks):
+            return  # merged or restored over since it was filed
+        instances = track.instances
+        live = self._live
+        if instances and instances[-1].status == OPEN:
+            live.out = out
+            fire_due(track, instances[-1], watermark, live)
+            live.flush()
+        self._seal(track, watermark)
+        if not track.instances and not track.hits:
+            person.drop_track(track)
+            self._forget_if_empty(person)
+        else:
+            self._tracks.schedule(track, track_due(track, self._tolerance))
+        self._dirty.add(person.id)
+
+    def _seal(self, track: Track, watermark: int) -> None:
+        """Forget ended instances no late event can change any more, and the hits before
+        the oldest instance kept that are beyond the late tolerance (the track's own fold
+        never needs them again, and an identity merge with another track takes only what is
+        within the tolerance into account, like late events)."""
+        instances, tolerance = track.instances, self._tolerance
+        sealed = 0
+        while sealed < len(instances):
+            if seal_time(track, instances[sealed], tolerance) > watermark:
+                break
+            sealed += 1
+        if sealed:
+            track.instances = instances = instances[sealed:]
+        floor = watermark - tolerance
+        if instances:
+            floor = min(floor, instances[0].start_ms - 1)
+        if floor > track.floor_ms:
+            track.floor_ms = floor
+            hits = track.hits
+            if hits and hits[0][0] <= floor:
+                track.hits = hits[bisect_right(hits, floor, key=itemgetter(0)) :]
+            if track.ghosts:
+                track.ghosts = {k: g for k, g in track.ghosts.items() if g.start_ms > floor} or None
+
+    def _forget_if_empty(self, person: Person) -> None:
+        if person.is_empty() and self._people.get(person.id) is person:
+            del self._people[person.id]
+
+    # -- identity merges ------------------------------------------------------------------
+
+    def move_person(self, old: str, new: str) -> list[Output]:
+        """Identity merge: person `old` is now `new`. Its journeys, sessions and buffered
+        events join `new`'s; journeys of one definition are folded together (the instance
+        whose start came first keeps its id, the other is reported `merged` into it). Events
+        still arriving for `old` go to `new` for `alias_ttl_ms` of event time."""
+        if old == new:
+            return []
+        self._aliases.add(old, new, self.watermark_ms)
+        source = self._people.pop(old, None)
+        self._dirty.update((old, new))
+        if source is None:
+            return []
+        return self._absorb_into(new, source)
+
+    def export_person(self, pid: str) -> dict[str, Any] | None:
+        """A person's state to carry to another partition (`import_person` there), or None."""
+        person = self._people.get(pid)
+        return dump_person(person) if person is not None else None
+
+    def import_person(self, pid: str, data: Mapping[str, Any]) -> list[Output]:
+        """Merge exported state (another partition's person) into person `pid`."""
+        source, skipped = load_person(pid, data, self._by_key)
+        self.counters["orphaned"] += skipped
+        self._dirty.add(pid)
+        return self._absorb_into(pid, source)
+
+    def drop_person(self, pid: str, moved_to: str | None = None) -> None:
+        """Forget a person (exported elsewhere); `moved_to` aliases its later events."""
+        self._people.pop(pid, None)
+        self._dirty.add(pid)
+        if moved_to is not None and moved_to != pid:
+            self._aliases.add(pid, moved_to, self.watermark_ms)
+
+    def _absorb_into(self, pid: str, source: Person) -> list[Output]:
+        target = self._people.get(pid)
+        if target is None:
+            target = self._people[pid] = Person(pid)
+        out: list[Output] = []
+        changed = absorb(target, source, self.watermark_ms, self._sessions, out)
+        for track in changed:
+            self._tracks.schedule(track, track_due(track, self._tolerance))
+        if target.pending:
+            self._release.schedule(target, min(p[0] for p in target.pending))
+        return out
+
+    # -- state ----------------------------------------------------------------------------
+
+    def take_dirty(self) -> set[str]:
+        """The persons whose state changed since the last call (to persist their snapshot)."""
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def snapshot_person(self, pid: str) -> dict[str, Any] | None:
+        """One person's state as JSON-ready data; None if the core holds nothing for them."""
+        person = self._people.get(pid)
+        if person is not None:
+            return dump_person(person)
+        return self._aliases.snapshot(pid)
+
+    def restore_person(self, pid: str, data: Mapping[str, Any]) -> None:
+        """Put back a person from `snapshot_person` output (after a restart)."""
+        if "moved_to" in data:
+            self._aliases.restore(pid, data)
+            return
+        person, skipped = load_person(pid, data, self._by_key)
+        self.counters["orphaned"] += skipped
+        self._people[pid] = person
+        for track in person.tracks:
+            self._tracks.schedule(track, track_due(track, self._tolerance))
+        for session in person.sessions or ():
+            self._sessions.schedule(session)
+        if person.pending:
+            self._release.schedule(person, min(p[0] for p in person.pending))
+
+    def restore_watermark(self, watermark_ms: int) -> None:
+        """Set the watermark a restored partition had reached (no deadlines fire now)."""
+        self.watermark_ms = max(self.watermark_ms, watermark_ms)
+
+    def persons(self) -> list[str]:
+        """The persons the core holds state for."""
+        return sorted(self._people)
+
+    def open_journeys(self) -> int:
+        """How many journey instances are open (a full scan: for metrics and tests)."""
+        return sum(
+            1
+            for person in self._people.values()
+            for track in person.tracks
+            for inst in track.instances
+            if inst.status == OPEN
+        )
+
+    def journeys_of(self, pid: str) -> list[JourneyUpdate]:
+        """The current state of a person's kept journeys (for tests and debugging)."""
+        person = self._people.get(pid)
+        if person is None:
+            return []
+        return [journey_update(t, i) for t in person.tracks for i in t.instances]
+
+
+def _behind(track: Track, hit: Hit) -> bool:
+    """Whether `hit` belongs before what the track has folded: an earlier hit, or a time at
+    or before a deadline that already fired (progress then was in time, so the drop-off or
+    expiry it contradicts must be folded again, not reopened)."""
+    last = track.hits[-1]
+    t = hit[0]
+    if t < last[0] or (t == last[0] and hit[1] <= last[1]):
+        return True
+    instances = track.instances
+    if instances:
+        ended = instances[-1].ended_ms
+        return ended is not None and t <= ended
+    return False
+
+
+def _count(track: Track, probe: Hit, friction: int, live: LiveEffects) -> None:
+    """Tally one event on the instance of `track` that was current at its time (firing a
+    deadline that passed before it first, as in-order arrival would have)."""
+    instances = track.instances
+    if not instances:
+        return
+    t, _, _, channel, touchpoint = probe
+    last = instances[-1]
+    if last.status == OPEN and last.deadline_ms < t:
+        fire_due(track, last, t - 1, live)
+    inst = last
+    if last.start_ms > t:  # a late event: find the instance of its time
+        inst = next((i for i in reversed(instances) if i.start_ms <= t), last)
+        if inst.start_ms > t:
+            return
+    if inst.status == OPEN or (inst.ended_ms is not None and t <= inst.ended_ms):
+        inst.touches += 1
+        inst.friction += friction
+        if channel not in inst.channels:
+            inst.channels = (*inst.channels, channel)
+        if t >= inst.last_ms:
+            inst.last_channel, inst.last_touchpoint, inst.last_ms = channel, touchpoint, t
+
+
+__all__ = ["Definition", "JourneyCore", "JourneySettings", "event_ms", "friction_by_properties"]

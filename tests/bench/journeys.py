@@ -1,0 +1,197 @@
+"""Benchmark of the journey core: no broker, one core, decode rate from the same run.
+
+Warm-up: about 1,020,000 customers each start a purchase journey (half of them go on to
+consider, a fifth to the cart) between 24.5 and 2 hours before the timed hour, so about a
+million journeys are open when it starts, and about 4% reach their time limit during it.
+
+Timed: 200,000 events of one hour as ingest and identity would forward them, in sessions:
+web and app sessions of 2-8 events (page views, product views, cart, checkout, orders, help
+pages; 3% carry friction), calls (queued, answered, ended; half resolved) and store
+purchases, 30% of which arrive 1-6 hours late. The watermark moves once per 500-event
+envelope (newest timely event time minus 5 s).
+
+Only time spent in the core counts (generating the warm-up's events does not). Memory per
+open journey is measured apart, with tracemalloc, on 100,000 customers built the same way
+(everything the core holds: persons, tracks, journeys, hits, the deadline wheels).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.definitions import load_definitions
+from stream_processors.core.journeys import JourneyCore, event_ms
+
+from .report import Result
+
+DEFINITIONS = Path(__file__).resolve().parents[2] / "deploy" / "definitions"
+START_MS = 1_740_787_200_000  # 2025-03-01T00:00:00Z: the timed hour starts here
+HOUR_MS = 3_600_000
+LATENESS_MS = 5_000
+_WEB = (
+    ("page_view", 40), ("product_view", 25), ("home_view", 5), ("search", 5),
+    ("add_to_cart", 10), ("checkout_step", 7), ("order_completed", 3), ("help_view", 5),
+)  # fmt: skip
+_WEB_TYPES = [name for name, weight in _WEB for _ in range(weight)]
+
+
+def _iso(ms: int) -> str:
+    seconds, millis = divmod(ms, 1000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{millis:03d}000Z"
+
+
+def _event(
+    rng: random.Random, person: int, ms: int, channel: str, event_type: str,
+    *, properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "channel": channel,
+        "source": channel,
+        "event_type": event_type,
+        "schema_version": 1,
+        "occurred_at": _iso(ms),
+        "received_at": _iso(ms),
+        "identity": {"customer_id": f"c-{person}"},
+        "session_id": None,
+        "touchpoint": f"/{event_type}",
+        "properties": properties or {},
+        "backfill": False,
+        "person_id": f"p-{person}",
+    }
+
+
+def warmup(persons: int, seed: int = 3) -> Iterator[list[dict[str, Any]]]:
+    """Journey-opening events of `persons` customers, in time order, in 500-event batches."""
+    rng = random.Random(seed)
+    events: list[tuple[int, int, str]] = []
+    for person in range(persons):
+        t = START_MS - rng.randrange(2 * HOUR_MS, int(24.5 * HOUR_MS))
+        events.append((t, person, "home_view"))
+        if rng.random() < 0.5:
+            t += rng.randrange(60_000, HOUR_MS // 2)
+            events.append((t, person, "product_view"))
+            if rng.random() < 0.4:
+                events.append((t + rng.randrange(60_000, HOUR_MS // 2), person, "add_to_cart"))
+    events.sort()
+    for i in range(0, len(events), 500):
+        yield [_event(rng, p, t, "web", et) for t, p, et in events[i : i + 500]]
+
+
+def timed(count: int, persons: int, seed: int = 5) -> list[dict[str, Any]]:
+    """`count` events of the timed hour, in arrival order."""
+    rng = random.Random(seed)
+    out: list[tuple[int, dict[str, Any]]] = []
+    while len(out) < count:
+        person = rng.randrange(persons)
+        t = START_MS + rng.randrange(HOUR_MS)
+        kind = rng.random()
+        if kind < 0.05:
+            events = _call(rng, person, t)
+        elif kind < 0.08:
+            events = [_event(rng, person, t, "store", "pos_purchase")]
+        else:
+            events = _session(rng, person, t)
+        late = events[0]["channel"] in ("store", "call_center") and rng.random() < 0.3
+        delay = rng.randrange(HOUR_MS, 6 * HOUR_MS) if late else rng.randrange(LATENESS_MS)
+        out += [(event_ms(e["occurred_at"]) + delay, e) for e in events]
+    out.sort(key=lambda pair: pair[0])
+    return [e for _, e in out[:count]]
+
+
+def _session(rng: random.Random, person: int, t: int) -> list[dict[str, Any]]:
+    channel = "web" if rng.random() < 0.7 else "app"
+    events = []
+    for _ in range(rng.randint(2, 8)):
+        t += rng.randrange(5_000, 60_000)
+        friction = {"error": "http_500"} if rng.random() < 0.03 else None
+        events.append(_event(rng, person, t, channel, rng.choice(_WEB_TYPES), properties=friction))
+    return events
+
+
+def _call(rng: random.Random, person: int, t: int) -> list[dict[str, Any]]:
+    ended = {"disposition": "resolved" if rng.random() < 0.5 else "unresolved"}
+    return [
+        _event(rng, person, t, "call_center", "contact_queued"),
+        _event(rng, person, t + 60_000, "call_center", "contact_answered"),
+        _event(rng, person, t + 360_000, "call_center", "contact_ended", properties=ended),
+    ]
+
+
+def _feed(core: JourneyCore, batches: Iterable[list[dict[str, Any]]]) -> tuple[int, int, float]:
+    """Feed batches as a stage would (events, the envelope's watermark, the dirty persons it
+    persists per transaction); return records, events and the seconds spent in the core."""
+    outputs = events = 0
+    seconds = 0.0
+    high = core.watermark_ms + LATENESS_MS
+    observe, advance, dirty = core.observe_batch, core.advance_watermark, core.take_dirty
+    for batch in batches:
+        for event in batch:  # the sender's watermark, which the envelope carries
+            if event["channel"] in ("web", "app"):
+                high = max(high, event_ms(event["occurred_at"]))
+        started = time.perf_counter()
+        outputs += len(observe([(event, event["person_id"]) for event in batch]))
+        outputs += len(advance(high - LATENESS_MS))
+        dirty()
+        seconds += time.perf_counter() - started
+        events += len(batch)
+    return outputs, events, seconds
+
+
+def _core() -> JourneyCore:
+    return JourneyCore(load_definitions(sorted(DEFINITIONS.glob("*.toml"))))
+
+
+def memory_per_open_journey(persons: int = 100_000) -> float:
+    """Bytes the core holds per open journey (tracemalloc, after sessions have closed)."""
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    core = _core()
+    _feed(core, warmup(persons))
+    core.advance_watermark(START_MS)  # close the warm-up's sessions
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return held / core.open_journeys()
+
+
+def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[Result]:
+    """Events/s through the journey core with a million open journeys, beside decoding."""
+    core = _core()
+    _, warm_events, warm_s = _feed(core, warmup(persons))
+    opened = core.open_journeys()
+    # As the journeys stage should after restoring its state: the long-lived state leaves
+    # the collector's view. Otherwise each full collection walks millions of objects, which
+    # here cut the decode-only rate below 40,000 events/s.
+    gc.collect()
+    gc.freeze()
+
+    events = timed(count, persons)
+    frags = [orjson.dumps(e) for e in events]
+    messages = [envelope.encode(frags[i : i + 500], None) for i in range(0, count, 500)]
+    started = time.perf_counter()
+    decoded = [envelope.decode(m).events for m in messages]
+    decode_rate = count / (time.perf_counter() - started)
+
+    outputs, _, core_s = _feed(core, decoded)
+    gc.unfreeze()
+    return [
+        Result("decode only (orjson, 500-event envelopes)", decode_rate, "events/s", None),
+        Result(f"journey core: warm-up, {warm_events:,} events opening {opened:,} journeys",
+               warm_events / warm_s, "events/s", None),
+        Result(f"journey core: {count:,} events, {opened:,} open journeys "
+               f"({outputs / count:.2f} records/event)", count / core_s, "events/s",
+               decode_rate, ">= 150,000 events/s"),
+        Result("journey core: memory per open journey", memory_per_open_journey(), "bytes",
+               None),
+    ]  # fmt: skip
