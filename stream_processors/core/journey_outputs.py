@@ -138,9 +138,14 @@ KIND: dict[type, str] = {
 
 
 def outcome_id(track: Track, inst: Instance) -> str:
-    """The id of an instance's current outcome (a drop-off's id for drop-offs)."""
+    """The id of an instance's current outcome (a drop-off's id for drop-offs). A drop-off by
+    a failure stage names it: a late failure event exactly at a passed time limit turns that
+    drop-off into another one at the same stage and time, and the retraction of the first
+    must not cancel the second."""
+    stages = track.definition.stages
     status = STATUS[inst.status]
-    return f"{inst.id}/{status}/{track.definition.stages[inst.stage]}/{inst.ended_ms}"
+    oid = f"{inst.id}/{status}/{stages[inst.stage]}/{inst.ended_ms}"
+    return oid if inst.failure < 0 else f"{oid}/{stages[inst.failure]}"
 
 
 def journey_update(track: Track, inst: Instance) -> JourneyUpdate:

@@ -147,6 +147,17 @@ def feed(sent: list[Sent], in_order: bool) -> Fed:
     return fed
 
 
+def in_force(records: list[Any]) -> set[str]:
+    """Drop-off ids whose last record is the drop-off itself, not a retraction of it."""
+    last: dict[str, bool] = {}
+    for record in records:
+        if isinstance(record, DropOff):
+            last[record.dropoff_id] = True
+        elif isinstance(record, Retraction):
+            last[record.retracted_id] = False
+    return {oid for oid, standing in last.items() if standing}
+
+
 def final(fed: Fed) -> dict[str, JourneyUpdate]:
     latest: dict[str, JourneyUpdate] = {}
     for _, record in fed.outputs:
@@ -207,10 +218,8 @@ def test_a_contradicted_drop_off_is_always_retracted(sent: list[Sent], in_order:
         started = final(fed)[drop.journey_id].started_ms
         if drop.reason == "time_limit" and _contradicted(drop, sent, starts, started):
             assert retracted, drop
-        if retracted:  # and only contradicted ones are: the final state says otherwise
-            now = final(fed).get(drop.journey_id)
-            was = ("dropped_off", drop.stage, drop.deadline_ms)
-            assert now is None or (now.status, now.stage, now.ended_ms) != was
+        if retracted:  # and only contradicted ones are: it is not an outcome in force
+            assert drop.dropoff_id not in in_force(records), drop
 
 
 def _contradicted(
@@ -280,3 +289,28 @@ def test_an_identity_merge_gives_what_one_person_from_the_start_gives(
     merged = outcomes(Fed([(0, r) for r in records]))
     alone = [Sent(s.event, "p1", s.t, s.arrival) for s in sent]
     assert merged == outcomes(feed(alone, in_order=True))
+
+
+def test_a_late_failure_at_the_passed_time_limit_replaces_the_drop_off_under_a_new_id() -> None:
+    """Found by the property above: a store `cancel` exactly at stage b's time limit, known
+    only after the time limit fired, turns the time-limit drop-off into a failure drop-off at
+    the same stage and time. The retraction must not cancel the new one too."""
+
+    def event(n: int, kind: str, channel: str, minutes: int) -> Sent:
+        t = T0 + minutes * MIN
+        body = {"event_id": f"e{n:03d}", "channel": channel, "event_type": kind,
+                "occurred_at": t, "touchpoint": f"/{kind}", "properties": {}}  # fmt: skip
+        return Sent(body, "p1", t, t)
+
+    late_cancel = event(3, "cancel", "store", 20)
+    sent = [event(1, "a", "web", 0), event(2, "b", "web", 0), event(4, "noise", "web", 30),
+            Sent(late_cancel.event, "p1", late_cancel.t, T0 + 31 * MIN)]  # fmt: skip
+    records = [record for _, record in feed(sent, in_order=False).outputs]
+    drops = [r for r in records if isinstance(r, DropOff)]
+    assert [(d.reason, d.failure_stage) for d in drops] == [
+        ("time_limit", None),
+        ("failure", "cancel"),
+    ]
+    retracted = [r.retracted_id for r in records if isinstance(r, Retraction)]
+    assert retracted == [drops[0].dropoff_id]
+    assert in_force(records) == {drops[1].dropoff_id} != {drops[0].dropoff_id}
