@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from schemas import envelope
-from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors import metrics
@@ -118,9 +118,9 @@ class Resolving:
     topics: Topics
     sender: TransactionalSender
     links: ChangelogTable
+    partition_of: Callable[[str], int]  # a person's partition: `Router.partition`
     _authority: Authority | None = None
     _state: PartitionState | None = None
-    _partition_of: dict[str, int] = field(default_factory=dict)
 
     def authority(self) -> Authority:
         """The authority for the current state; rebuilt from the persisted links after a
@@ -186,27 +186,19 @@ class Resolving:
             audit.append(row)
             for old in merge.old_person_ids:
                 if old != merge.person_id:
-                    merges.setdefault(self._partition(old), []).append(row)
+                    merges.setdefault(self.partition_of(old), []).append(row)
             _MERGES[merge.rule].inc()
         for move in resolution.moves:
             seq += 1
             row = orjson.dumps(record_row(move, seq, None))
             audit.append(row)
-            merges.setdefault(self._partition(move.from_person_id), []).append(row)
+            merges.setdefault(self.partition_of(move.from_person_id), []).append(row)
             metrics.IDENTITY_MOVES.inc()
         for refusal in resolution.refusals:
             seq += 1
             audit.append(orjson.dumps(record_row(refusal, seq, resolution.person_id)))
             _REFUSALS[refusal.rule].inc()
         return seq
-
-    def _partition(self, pid: str) -> int:
-        found = self._partition_of.get(pid)
-        if found is None:
-            found = self._partition_of[pid] = partition_for(
-                pid.encode(), self.settings.topics.partitions
-            )
-        return found
 
 
 def build(settings: Settings) -> tuple[Any, StageRuntime]:
@@ -219,7 +211,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     runtime.closers.append(replica.stop)
     router = Router(settings.identity, replica.data, settings.topics.partitions)
     routing = Routing(topics, settings.topics.partitions, sender, routed, router)
-    resolving = Resolving(settings, topics, sender, links)
+    resolving = Resolving(settings, topics, sender, links, router.partition)
 
     @app.agent(app.topic(topics.touchpoints, value_type=bytes, key_type=bytes), name="route")
     async def route(stream: Any) -> None:
