@@ -20,7 +20,12 @@ _COORDINATOR_MOVING = {
 
 # stage -> its state tables; every changelog is partitioned like `raw` unless listed in
 # SINGLE_PARTITION (the identity authority's table follows the one-partition links topic).
-STATEFUL_STAGES = {"ingest": ("seen",), "counts": ("per_key",), "identity": ("routed", "links")}
+STATEFUL_STAGES = {
+    "ingest": ("seen",),
+    "counts": ("per_key",),
+    "identity": ("routed", "links"),
+    "journeys": ("persons", "merges", "handoff"),
+}
 SINGLE_PARTITION = {("identity", "links")}
 
 
@@ -54,6 +59,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.identity_map, 1, compact),
         TopicSpec(topics.identity_audit, 1, {"compression.type": "producer"}),
         TopicSpec(topics.identity_merges, n, {"compression.type": "producer"}),
+        *(
+            TopicSpec(name, n, {"compression.type": "producer"})
+            for name in (
+                topics.journey_updates,
+                topics.journey_transitions,
+                topics.journey_dropoffs,
+                topics.journey_retractions,
+                topics.journey_sessions,
+                topics.journey_handoff,
+            )
+        ),
     ]
     for stage, tables in STATEFUL_STAGES.items():
         for t in tables:

@@ -25,6 +25,8 @@ from pydantic_settings import (
 from stream_processors.core.identity_rules import IdentityRules
 
 DEFAULT_SETTINGS_FILE = "journeys.toml"
+# The shipped journey definitions (a deployment names its own files instead).
+SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1] / "deploy" / "definitions"
 
 
 class Section(BaseModel):
@@ -124,6 +126,26 @@ class ProcessorSettings(Section):
     future_tolerance: timedelta = timedelta(minutes=5)
     allowed_lateness: timedelta = timedelta(minutes=2)
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    # Channels whose events arrive late by nature (store batches, call-center exports): they
+    # do not move the event-time watermark, which is the timely channels' (domain.md §4).
+    late_channels: frozenset[str] = frozenset({"store", "call_center"})
+    # Live mode: a `raw` partition without input this long gets a watermark heartbeat at the
+    # wall clock minus the allowed lateness, so drop-offs still fire in quiet hours. 0 turns
+    # it off: replays close time with the heartbeats they publish (`journeys simulate`).
+    idle_after_seconds: float = Field(default=60.0, ge=0)
+
+
+class JourneyStageSettings(Section):
+    """The journeys stage: which definitions it runs and how it treats time."""
+
+    definitions: list[Path] = [
+        SHIPPED_DEFINITIONS / "purchase.toml",
+        SHIPPED_DEFINITIONS / "support.toml",
+    ]
+    session_gap: timedelta = timedelta(minutes=30)
+    # How far behind the watermark an event may still change journeys (and so how long ended
+    # journeys are kept in memory); older ones are counted as rejected.
+    late_tolerance: timedelta = timedelta(hours=72)
 
 
 class SinkSettings(Section):
@@ -213,6 +235,7 @@ class Settings(BaseSettings):
     pii: PiiSettings = PiiSettings()
     collector: CollectorSettings = CollectorSettings()
     faults: FaultSettings = FaultSettings()
+    journeys: JourneyStageSettings = JourneyStageSettings()
     # The guards of identity stitching (denylist, caps, priorities); see its docstring.
     identity: IdentityRules = IdentityRules()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

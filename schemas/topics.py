@@ -14,6 +14,12 @@ IDENTITY_LINKS = "identity-links"
 IDENTITY_MAP = "identity-map"
 IDENTITY_AUDIT = "identity-audit"
 IDENTITY_MERGES = "identity-merges"
+JOURNEY_UPDATES = "journey-updates"
+JOURNEY_TRANSITIONS = "journey-transitions"
+JOURNEY_DROPOFFS = "journey-dropoffs"
+JOURNEY_RETRACTIONS = "journey-retractions"
+JOURNEY_SESSIONS = "journey-sessions"
+JOURNEY_HANDOFF = "journey-handoff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +34,12 @@ class Topics:
     identity_map: str
     identity_audit: str
     identity_merges: str
+    journey_updates: str
+    journey_transitions: str
+    journey_dropoffs: str  # drop-offs, and a cancelling row for each one retracted
+    journey_retractions: str
+    journey_sessions: str
+    journey_handoff: str  # internal: persons and events moving to another partition
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -40,6 +52,12 @@ class Topics:
             identity_map=topics.name(IDENTITY_MAP),
             identity_audit=topics.name(IDENTITY_AUDIT),
             identity_merges=topics.name(IDENTITY_MERGES),
+            journey_updates=topics.name(JOURNEY_UPDATES),
+            journey_transitions=topics.name(JOURNEY_TRANSITIONS),
+            journey_dropoffs=topics.name(JOURNEY_DROPOFFS),
+            journey_retractions=topics.name(JOURNEY_RETRACTIONS),
+            journey_sessions=topics.name(JOURNEY_SESSIONS),
+            journey_handoff=topics.name(JOURNEY_HANDOFF),
         )
 
     def changelog(self, stage: str, table: str) -> str:

@@ -40,6 +40,11 @@ def pipeline_routes(topics: Topics) -> dict[str, str]:
         topics.identity_links: "identity_links",
         topics.identity_map: "identity_overrides",
         topics.identity_audit: "identity_audit",
+        topics.journey_updates: "journeys",
+        topics.journey_transitions: "journey_transitions",
+        topics.journey_dropoffs: "dropoffs",
+        topics.journey_retractions: "journey_retractions",
+        topics.journey_sessions: "sessions",
     }
 
 

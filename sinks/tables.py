@@ -120,6 +120,140 @@ identity_audit = Table(
     "triggering event; a retracted refusal is a newer version of the same record.",
 )
 
+TIME = "DateTime64(3, 'UTC')"
+MAYBE_TIME = "Nullable(DateTime64(3, 'UTC'))"
+
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("journey_id", ch("String")),
+    Column("definition_id", ch("LowCardinality(String)")),
+    Column("definition_version", ch("UInt32")),
+    Column("person_id", ch("String")),
+    Column("status", ch("LowCardinality(String)")),
+    Column("stage", ch("LowCardinality(String)")),
+    Column("started_at", ch(TIME)),
+    Column("ended_at", ch(MAYBE_TIME)),
+    Column("stages", ch(f"Array(Tuple(String, {TIME}, String))")),
+    Column("channels", ch("Array(LowCardinality(String))")),
+    Column("touchpoints", ch("UInt32")),
+    Column("friction", ch("UInt32")),
+    Column("time_to_convert_ms", ch("Nullable(Int64)")),
+    Column("hold", ch("Nullable(String)")),
+    Column("merged_into", ch("Nullable(String)")),
+    Column("version", ch("UInt64")),
+    # Not by person: a journey keeps its id when an identity merge gives it a new person.
+    ReplacingMergeTree(
+        version="version",
+        order_by=("definition_id", "journey_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="The latest version of each journey instance (read with FINAL): status open, "
+    "converted, dropped_off, expired or merged (into merged_into); stages reached as "
+    "(stage, time, channel).",
+)
+
+journey_transitions = Table(
+    "journey_transitions",
+    metadata,
+    Column("transition_id", ch("String")),
+    Column("journey_id", ch("String")),
+    Column("definition_id", ch("LowCardinality(String)")),
+    Column("definition_version", ch("UInt32")),
+    Column("person_id", ch("String")),
+    Column("from_stage", ch("Nullable(String)")),
+    Column("to_stage", ch("LowCardinality(String)")),
+    Column("at", ch(TIME)),
+    Column("channel", ch("LowCardinality(String)")),
+    Column("touchpoint", ch("Nullable(String)")),
+    Column("event_id", ch("String")),
+    Column("elapsed_ms", ch("Nullable(Int64)")),
+    Column("version", ch("UInt64")),
+    Column("retracted", ch("Bool")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("definition_id", "to_stage", "transition_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="A journey reaching a stage; the latest version wins, retracted=true when a "
+    "later fold (late event, merge) undid it.",
+)
+
+dropoffs = Table(
+    "dropoffs",
+    metadata,
+    Column("dropoff_id", ch("String")),
+    Column("journey_id", ch("String")),
+    Column("definition_id", ch("LowCardinality(String)")),
+    Column("definition_version", ch("UInt32")),
+    Column("person_id", ch("String")),
+    Column("stage", ch("LowCardinality(String)")),
+    Column("stage_entered_at", ch(TIME)),
+    Column("dropped_at", ch(TIME)),
+    Column("reason", ch("LowCardinality(String)")),
+    Column("failure_stage", ch("Nullable(String)")),
+    Column("last_channel", ch("LowCardinality(String)")),
+    Column("last_touchpoint", ch("Nullable(String)")),
+    Column("last_event_at", ch(TIME)),
+    Column("friction", ch("UInt32")),
+    Column("touchpoints", ch("UInt32")),
+    Column("channels", ch("Array(LowCardinality(String))")),
+    Column("version", ch("UInt64")),
+    Column("retracted", ch("Bool")),
+    Column("retraction_reason", ch("LowCardinality(String)")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("definition_id", "stage", "dropoff_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Drop-offs; a retraction writes a newer version of the same drop-off with "
+    "retracted=true, so `FROM dropoffs FINAL WHERE NOT retracted` (the view dropoffs_standing) "
+    "counts only those that still stand.",
+)
+
+journey_retractions = Table(
+    "journey_retractions",
+    metadata,
+    Column("retraction_id", ch("String")),
+    Column("retracted_id", ch("String")),
+    Column("retracted", ch("LowCardinality(String)")),
+    Column("journey_id", ch("String")),
+    Column("definition_id", ch("LowCardinality(String)")),
+    Column("definition_version", ch("UInt32")),
+    Column("person_id", ch("String")),
+    Column("stage", ch("LowCardinality(String)")),
+    Column("reason", ch("LowCardinality(String)")),
+    Column("event_id", ch("Nullable(String)")),
+    Column("at", ch(MAYBE_TIME)),
+    Column("version", ch("UInt64")),
+    ReplacingMergeTree(
+        order_by=("journey_id", "retraction_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Every correction of an outcome (drop-off, conversion, expiry) and why: "
+    "late_event, reopened or merged.",
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("session_id", ch("String")),
+    Column("person_id", ch("String")),
+    Column("channel", ch("LowCardinality(String)")),
+    Column("started_at", ch(TIME)),
+    Column("ended_at", ch(TIME)),
+    Column("events", ch("UInt32")),
+    Column("friction", ch("UInt32")),
+    Column("task_completed", ch("Bool")),
+    Column("first_touchpoint", ch("Nullable(String)")),
+    Column("last_touchpoint", ch("Nullable(String)")),
+    ReplacingMergeTree(
+        order_by=("channel", "session_id"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Closed UX sessions per channel (inactivity gap), with task completion.",
+)
+
 VIEWS = {
     "touchpoints_latest": """
 CREATE VIEW IF NOT EXISTS touchpoints_latest AS
@@ -132,10 +266,33 @@ LEFT JOIN (
     GROUP BY identifier
 ) AS o ON o.identifier = t.person_key
 """,
+    "journeys_latest": """
+CREATE VIEW IF NOT EXISTS journeys_latest AS
+SELECT j.*,
+       if(p.latest_person_id = '', j.person_id, p.latest_person_id) AS latest_person_id
+FROM journeys AS j FINAL
+LEFT JOIN (
+    SELECT journey_id, argMin(event_id, at) AS event_id
+    FROM journey_transitions FINAL
+    WHERE from_stage IS NULL AND NOT retracted
+    GROUP BY journey_id
+) AS t USING (journey_id)
+LEFT JOIN (
+    SELECT toString(event_id) AS event_id, latest_person_id FROM touchpoints_latest
+) AS p USING (event_id)
+""",
+    "dropoffs_standing": """
+CREATE VIEW IF NOT EXISTS dropoffs_standing AS
+SELECT * FROM dropoffs FINAL WHERE NOT retracted
+""",
 }
 """Views over the tables. `touchpoints_latest` resolves every touchpoint to its person's latest
 id: the override of the identifier that routed it, if it ever changed person, else the person
-stamped at processing time (which then is still right: see ARCHITECTURE.md "Identity")."""
+stamped at processing time (which then is still right: see ARCHITECTURE.md "Identity").
+`journeys_latest` does the same for journeys, through the event that started each one: the
+stage carries a person's journeys over when a merge arrives while it still holds them, but a
+customer may log in days after a journey ended and was forgotten. `dropoffs_standing` is
+the drop-offs that no retraction cancelled."""
 
 
 def ddl() -> list[str]:

@@ -37,6 +37,7 @@ from stream_processors.core.identity_authority import (
     record_row,
 )
 from stream_processors.core.routing import Router
+from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.identity_map import MapReplica, map_row
 from stream_processors.runtime import StageRuntime, stage_runtime
 from stream_processors.sender import TransactionalSender
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STAGE = "identity"
 AUTHORITY = 0  # the one partition of `identity-links`
+FRONTIER_KEY = "\x00frontier"  # in the links table: the sources' watermarks the authority heard
 _LINK_FIELDS = ("event_id", "occurred_at", "channel", "source", "identity", "person_id")
 _VERSION_STRIDE = 1_000_000  # records per input message, at most, in a version number
 _MERGES = {rule: metrics.IDENTITY_MERGES.labels(rule) for rule in ("link", "correction")}
@@ -103,8 +105,12 @@ class Routing:
         for target in range(self.partitions) if moved else sorted(out):
             batch = envelope.encode(out.get(target, []), watermark, partition)
             produce(stitched, batch, None, target)
-        if links:
-            produce(self.topics.identity_links, envelope.encode(links, None, partition), None, 0)
+        if links or moved:
+            # The authority hears this partition's time too, so it can tell the journeys
+            # stage up to when it has decided every link (ARCHITECTURE.md "Journeys").
+            produce(
+                self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
+            )
             metrics.PROVISIONAL.inc(len(links))
         metrics.EVENTS_OUT.labels(STAGE).inc(len(decoded.events))
         self.routed.mark_applied(partition, offset, watermark)
@@ -121,6 +127,8 @@ class Resolving:
     partition_of: Callable[[str], int]  # a person's partition: `Router.partition`
     _authority: Authority | None = None
     _state: PartitionState | None = None
+    _frontier: SourceWatermarks | None = None
+    _announced: int | None = None  # the frontier last sent to `identity-merges`
 
     def authority(self) -> Authority:
         """The authority for the current state; rebuilt from the persisted links after a
@@ -129,7 +137,12 @@ class Resolving:
         if self._authority is None or self._state is not state:
             started = time.perf_counter()
             rules = self.settings.identity
-            links = [link_from(key, value, rules) for key, value in state.items()]
+            frontier = state.data.get(FRONTIER_KEY, ())
+            self._frontier = SourceWatermarks.restore(self.settings.topics.partitions, frontier)
+            self._announced = self._frontier.low
+            links = [
+                link_from(key, value, rules) for key, value in state.items() if key != FRONTIER_KEY
+            ]
             self._authority = Authority.rebuild(rules, links)
             self._state = state
             log.info(
@@ -145,11 +158,12 @@ class Resolving:
         authority = self.authority()
         state = self.links[AUTHORITY]
         try:
-            events = envelope.decode(payload or b"").events
+            decoded = envelope.decode(payload or b"")
         except envelope.EnvelopeError:
             log.error("undecodable identity-links message", extra={"offset": offset})
             self.links.mark_applied(AUTHORITY, offset, None)
             return
+        events = decoded.events
         audit: list[bytes] = []
         merges: dict[int, list[bytes]] = {}
         seq = offset * _VERSION_STRIDE
@@ -170,11 +184,31 @@ class Resolving:
             produce(self.topics.identity_audit, envelope.encode(audit, None), None, 0)
         for target, rows in sorted(merges.items()):
             produce(self.topics.identity_merges, envelope.encode(rows, None), None, target)
+        if decoded.watermark_ms is not None and decoded.source is not None:
+            assert self._frontier is not None  # made with the authority
+            before = self._frontier.low
+            if self._frontier.hear(decoded.source, decoded.watermark_ms) != before:
+                state[FRONTIER_KEY] = self._frontier.snapshot()
         self.links.mark_applied(AUTHORITY, offset, None)
         graph = authority.graph
         metrics.IDENTITY_IDENTIFIERS.set(graph.size())
         metrics.IDENTITY_LINKS.set(len(state))
         metrics.IDENTITY_REMAPPED.set(len(authority.remapped))
+
+    def announce(self, partitions: int) -> bool:
+        """Tell every `identity-merges` partition the time up to which all links are decided
+        (the minimum over the `touchpoints` partitions of the watermarks that came with
+        them): the journeys stage does not move past it, so a merge reaches it before the
+        deadlines it may change. Called on a timer, so the stream carries a few markers per
+        second however many messages pass."""
+        low = self._frontier.low if self._frontier is not None else None
+        if low is None or low == self._announced:
+            return False
+        marker = envelope.encode([], low)
+        for target in range(partitions):
+            self.sender.produce(self.topics.identity_merges, marker, None, target)
+        self._announced = low
+        return True
 
     def _records(
         self, decision: Decision, seq: int, audit: list[bytes], merges: dict[int, list[bytes]]
@@ -184,9 +218,14 @@ class Resolving:
             seq += 1
             row = orjson.dumps(record_row(merge, seq, None))
             audit.append(row)
-            for old in merge.old_person_ids:
-                if old != merge.person_id:
-                    merges.setdefault(self.partition_of(old), []).append(row)
+            # To each partition losing a person, and to the one gaining them if another
+            # partition loses one: it waits for their state before moving time on.
+            home = self.partition_of(merge.person_id)
+            targets = {self.partition_of(o) for o in merge.old_person_ids if o != merge.person_id}
+            if targets - {home}:
+                targets.add(home)
+            for target in targets:
+                merges.setdefault(target, []).append(row)
             _MERGES[merge.rule].inc()
         for move in resolution.moves:
             seq += 1
@@ -235,6 +274,11 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
             if msg.partition not in links.partitions:
                 continue
             resolving.handle(msg.value, msg.offset, int(time.time() * 1000))
+            sender.poll()
+
+    @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
+    async def announce() -> None:
+        if AUTHORITY in links.partitions and resolving.announce(settings.topics.partitions):
             sender.poll()
 
     return app, runtime

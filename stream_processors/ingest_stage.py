@@ -8,6 +8,7 @@ message still carries many events.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,17 +37,21 @@ class IngestStage:
     sender: TransactionalSender
     seen: ChangelogTable
     _cores: dict[int, Ingest] = field(default_factory=dict)
+    _last_input: dict[int, float] = field(default_factory=dict)  # monotonic seconds
 
     def core(self, partition: int) -> Ingest:
         core = self._cores.get(partition)
         if core is None or core.seen is not self.seen[partition]:
             proc = self.settings.processor
-            core = Ingest(self.seen[partition], proc.dedup_horizon, proc.future_tolerance)
+            core = Ingest(
+                self.seen[partition], proc.dedup_horizon, proc.future_tolerance, proc.late_channels
+            )
             self._cores[partition] = core
         return core
 
     def handle(self, payload: bytes | None, partition: int, offset: int, now: datetime) -> None:
         """Process one message unless its effect is already in the state."""
+        self._last_input[partition] = time.monotonic()
         if offset <= self.seen.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
@@ -71,6 +76,26 @@ class IngestStage:
         if result.duplicates:
             metrics.DUPLICATES.labels(STAGE).inc(result.duplicates)
         self.seen.mark_applied(partition, offset, watermark)
+
+    def heartbeat_idle(self, now: datetime, idle_after: float) -> list[int]:
+        """Live mode: every owned partition without input for `idle_after` seconds moves its
+        watermark to the wall clock minus the allowed lateness and says so downstream, so
+        deadlines still fire in quiet hours. Returns the partitions that moved."""
+        mono = time.monotonic()
+        lateness = self.settings.processor.allowed_lateness
+        target = int((now - lateness).timestamp() * 1000)
+        moved = []
+        for partition in sorted(self.seen.partitions):
+            last = self._last_input.setdefault(partition, mono)
+            applied = self.seen.applied[partition]
+            if mono - last < idle_after or (applied.watermark_ms or 0) >= target:
+                continue
+            self.sender.produce(
+                self.topics.touchpoints, envelope.encode([], target), None, partition
+            )
+            self.seen.mark_applied(partition, applied.offset, target)
+            moved.append(partition)
+        return moved
 
     def expire(self, now: datetime) -> int:
         """Forget ids older than the dedup horizon, partition by partition."""
@@ -138,5 +163,15 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     @app.timer(interval=60.0)  # type: ignore[untyped-decorator]
     async def expire_seen() -> None:
         stage.expire(datetime.now(UTC))
+
+    idle_after = settings.processor.idle_after_seconds
+    if idle_after > 0:
+
+        @app.timer(interval=max(1.0, idle_after / 4))  # type: ignore[untyped-decorator]
+        async def heartbeat_idle() -> None:
+            moved = stage.heartbeat_idle(datetime.now(UTC), idle_after)
+            if moved:
+                log.debug("idle partitions moved their watermark", extra={"partitions": moved})
+                sender.poll()
 
     return app, runtime

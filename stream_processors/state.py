@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import ItemsView, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +101,9 @@ class ChangelogTable:
     applied: dict[int, Applied] = field(default_factory=dict)
     _moved: set[int] = field(default_factory=set)
     _ready: dict[int, asyncio.Event] = field(default_factory=dict)
+    # Run first in each flush: a stage whose live state is not this table's values (the
+    # journeys stage keeps objects) writes the keys it changed here, once per transaction.
+    before_flush: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sender.before_commit(self.flush)
@@ -123,6 +126,8 @@ class ChangelogTable:
 
     def flush(self) -> None:
         """Send every changed key (and the applied offsets) into the open transaction."""
+        for hook in self.before_flush:
+            hook()
         produce = self.sender.produce
         for partition, state in self.partitions.items():
             if not state.dirty:

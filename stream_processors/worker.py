@@ -8,13 +8,14 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import Settings
-from stream_processors import counts_stage, identity_stage, ingest_stage
+from stream_processors import counts_stage, identity_stage, ingest_stage, journeys_stage
 
 log = logging.getLogger(__name__)
 
 STAGES = {
     "ingest": ingest_stage.build,
     "identity": identity_stage.build,
+    "journeys": journeys_stage.build,
     "counts": counts_stage.build,
 }
 

@@ -17,6 +17,13 @@ MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     pub = sub.add_parser("publish", help="publish touchpoints from a JSON Lines file to raw")
     pub.add_argument("file", type=Path, help="one event per line ('-' for stdin)")
+    pub.add_argument(
+        "--close-at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="then send a watermark heartbeat at TIME (ISO 8601 with offset) to every "
+        "partition: a replay closes its own event time, as `journeys simulate` does",
+    )
     pub.set_defaults(func=_publish)
     _add_ingest(sub)
     _add_schema(sub)
@@ -44,13 +51,28 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     sim.add_argument("--rate", type=float, help="events/s (default: as fast as possible)")
     sim.add_argument("--incident", action="append", default=[], help="scheduled incident")
     sim.add_argument("--truth", type=Path, help="write the ground truth (JSON) here")
+    sim.add_argument(
+        "--write",
+        type=Path,
+        metavar="FILE",
+        help="write the events to a JSON Lines file instead of publishing them; replay it "
+        "with `journeys publish FILE --close-at TIME` (TIME is printed)",
+    )
     sim.set_defaults(func=_simulate)
 
 
 def _publish(settings: Settings, args: argparse.Namespace) -> int:
     from producers.files import publish_file
+    from producers.simulator.runner import send_heartbeats
 
-    return publish_file(settings, args.file)
+    if args.close_at is not None and args.close_at.tzinfo is None:
+        print("journeys publish: --close-at needs a UTC offset, e.g. +00:00", file=sys.stderr)
+        return 2
+    status = publish_file(settings, args.file)
+    if args.close_at is not None:
+        send_heartbeats(settings, int(args.close_at.timestamp() * 1000))
+        print(f"event time closed at {args.close_at.isoformat()}", file=sys.stderr)
+    return status
 
 
 def _add_ingest(sub: SubParsers[argparse.ArgumentParser]) -> None:
@@ -139,7 +161,10 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     except ValueError as exc:  # pydantic's ValidationError is one too
         print(f"journeys simulate: {exc}", file=sys.stderr)
         return 2
-    truth = simulate(settings, config, args.truth, args.rate)
+    truth = simulate(settings, config, args.truth, args.rate, write=args.write)
+    if args.write:
+        print(f"wrote {args.write}; replay: journeys publish {args.write} "
+              f"--close-at {truth.closes_at.isoformat()}")  # fmt: skip
     outcomes = Counter(j.outcome for j in truth.journeys)
     print(
         f"simulated {truth.events:,} events, {len(truth.persons):,} persons, "

@@ -23,15 +23,16 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
     proc.add_argument(
         "stage",
-        choices=["ingest", "identity", "counts"],
+        choices=["ingest", "identity", "journeys", "counts"],
         help="ingest: raw -> touchpoints (+ dead letters); "
         "identity: touchpoints -> stitched (keyed by person) + identity records; "
+        "journeys: stitched -> journeys, stage transitions, drop-offs, retractions, sessions; "
         "counts: events per key on raw (the reference stateful stage)",
     )
     proc.set_defaults(func=_process)
 
     sink = sub.add_parser(
-        "sink", help="write stitched touchpoints and identity records into ClickHouse"
+        "sink", help="write touchpoints, identity records and journeys into ClickHouse"
     )
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"

@@ -20,13 +20,25 @@ from schemas.topics import Topics
 
 
 def simulate(
-    settings: Settings, config: SimConfig, truth_path: Path | None, rate: float | None = None
+    settings: Settings,
+    config: SimConfig,
+    truth_path: Path | None,
+    rate: float | None = None,
+    *,
+    write: Path | None = None,
 ) -> GroundTruth:
-    """Run the simulation and publish it to `raw`; return (and write) the ground truth."""
+    """Run the simulation and publish it to `raw` (or `write` it to a JSON Lines file);
+    return (and write) the ground truth."""
     events, truth = Simulation(config, PiiHasher(settings.pii)).run()
     if truth_path is not None:
         truth_path.parent.mkdir(parents=True, exist_ok=True)
         truth_path.write_text(truth.model_dump_json(indent=1))
+    if write is not None:
+        write.parent.mkdir(parents=True, exist_ok=True)
+        with open(write, "wb") as out:
+            for sim in events:
+                out.write(orjson.dumps(sim.event) + b"\n")
+        return truth
     publish_events(settings, events, rate)
     send_heartbeats(settings, int(truth.closes_at.timestamp() * 1000))
     return truth

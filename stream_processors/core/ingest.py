@@ -37,7 +37,7 @@ class IngestResult:
     fragments: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     duplicates: int = 0
-    max_occurred_ms: int | None = None
+    max_occurred_ms: int | None = None  # of the timely channels' events
 
 
 class Ingest:
@@ -48,8 +48,12 @@ class Ingest:
         seen: MutableMapping[str, int],
         horizon: timedelta,
         future_tolerance: timedelta,
+        late_channels: frozenset[str] = frozenset(),
     ) -> None:
         self.seen = seen
+        # Their events do not move the watermark: a store batch published hours late must
+        # not hold it back, and one ahead of the web must not push it past web events.
+        self.late_channels = late_channels
         self.horizon_s = int(horizon.total_seconds())
         self.future_tolerance = future_tolerance
 
@@ -60,9 +64,10 @@ class Ingest:
         latest_allowed = now + self.future_tolerance
         for raw in events:
             self._one(raw, now, now_s, latest_allowed, result)
-        if result.accepted:
-            newest = max(event.occurred_at for event in result.accepted)
-            result.max_occurred_ms = int(newest.timestamp() * 1000)
+        late = self.late_channels
+        timely = [e.occurred_at for e in result.accepted if e.channel not in late]
+        if timely:
+            result.max_occurred_ms = int(max(timely).timestamp() * 1000)
         return result
 
     def _one(

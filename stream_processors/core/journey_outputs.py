@@ -80,6 +80,7 @@ class DropOff(NamedTuple):
     friction: int
     touchpoints: int
     channels: tuple[str, ...]
+    version: int  # of the journey when it dropped off; its retraction's is higher
 
 
 class Retraction(NamedTuple):
@@ -99,6 +100,10 @@ class Retraction(NamedTuple):
     reason: str
     event_id: str | None
     at_ms: int | None
+    # Higher than the retracted record's version (the journey's version then), and lower
+    # than any later report of the same outcome: the latest version per outcome id tells
+    # whether it stands.
+    version: int
 
 
 class SessionRecord(NamedTuple):
@@ -185,7 +190,7 @@ def dropoff(track: Track, inst: Instance) -> DropOff:
         outcome_id(track, inst), inst.id, d.id, d.version, track.person, d.stages[inst.stage],
         inst.stage_ms, inst.ended_ms, "failure" if failed else "time_limit",
         d.stages[inst.failure] if failed else None, inst.last_channel, inst.last_touchpoint,
-        inst.last_ms, inst.friction, inst.touches, tuple(inst.channels),
+        inst.last_ms, inst.friction, inst.touches, tuple(inst.channels), inst.version,
     )  # fmt: skip
 
 
@@ -197,4 +202,5 @@ def retraction(track: Track, old: Instance, reason: str, hit: Hit | None) -> Ret
         f"{retracted}/retracted/{old.version}", retracted, STATUS[old.status], old.id, d.id,
         d.version, track.person, d.stages[old.stage], reason,
         hit[1] if hit is not None else None, hit[0] if hit is not None else None,
+        old.version + 1,
     )  # fmt: skip

@@ -330,10 +330,22 @@ class JourneyCore:
             target = self._people[pid] = Person(pid)
         out: list[Output] = []
         changed = absorb(target, source, self.watermark_ms, self._sessions, out)
+        # A track from a partition further ahead in event time had its floor raised there:
+        # events this partition still accepts must not be ignored by it.
+        floor = self.watermark_ms - self._tolerance
         for track in changed:
+            track.floor_ms = min(track.floor_ms, floor)
             self._tracks.schedule(track, track_due(track, self._tolerance))
         if target.pending:
-            self._release.schedule(target, min(p[0] for p in target.pending))
+            first = min(p[0] for p in target.pending)
+            if first <= self.watermark_ms:  # buffered on a partition that was behind this one
+                self._release_person(target, self.watermark_ms, out)
+            else:
+                self._release.schedule(target, first)
+        # The merged person's deadlines may lie behind the watermark already (state that
+        # travelled from another partition): fire them now, not at the next advance, which
+        # may never come in a replay that has closed its time.
+        self._fire_passed(target, out)
         return out
 
     # -- state ----------------------------------------------------------------------------

@@ -49,7 +49,9 @@ def settings(bootstrap: str, tmp_path: Path) -> Settings:
         kafka={"bootstrap_servers": bootstrap},
         topics={"prefix": f"t{run}.", "partitions": 4},
         clickhouse={"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
-        processor={"worker_id": f"w{run}", "metrics_port": None},
+        # No wall-clock watermarks: tests replay fixed event times and close them with
+        # heartbeats, so their outcomes must not depend on how long a step takes.
+        processor={"worker_id": f"w{run}", "metrics_port": None, "idle_after_seconds": 0},
         log_format="text",
     )
     ensure_topics(made)

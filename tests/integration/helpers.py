@@ -89,6 +89,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "JOURNEYS_CLICKHOUSE__DSN": settings.clickhouse_dsn,
             "JOURNEYS_PROCESSOR__WORKER_ID": settings.processor.worker_id,
             "JOURNEYS_PROCESSOR__METRICS_PORT": "0",
+            "JOURNEYS_PROCESSOR__IDLE_AFTER_SECONDS": str(settings.processor.idle_after_seconds),
             "JOURNEYS_LOG_FORMAT": "text",
             "JOURNEYS_LOG_LEVEL": "WARNING",
         }

@@ -275,3 +275,15 @@ def test_an_expired_id_is_accepted_again() -> None:
     later = NOW + timedelta(hours=1, seconds=1)
     assert ingest.expire(later) == 1
     assert len(ingest.process([touchpoint(1)], later).accepted) == 1
+
+
+def test_late_arriving_channels_do_not_move_the_watermark() -> None:
+    ingest = Ingest({}, timedelta(days=7), TOLERANCE, frozenset({"store", "call_center"}))
+    raws = [
+        touchpoint(1, channel="web", occurred_at="2025-03-01T11:00:00+00:00"),
+        touchpoint(2, channel="store", occurred_at="2025-03-01T11:59:00+00:00"),
+    ]
+    assert ingest.process(raws, NOW).max_occurred_ms == (NOW_S - 3600) * 1000
+    only_late = [touchpoint(3, channel="call_center", occurred_at="2025-03-01T11:59:00+00:00")]
+    result = ingest.process(only_late, NOW)
+    assert len(result.accepted) == 1 and result.max_occurred_ms is None

@@ -530,6 +530,35 @@ def test_export_and_import_carry_a_person_between_partitions() -> None:
     ]
 
 
+def test_an_import_fires_the_deadlines_this_partition_has_already_passed() -> None:
+    behind, ahead = Run(), Run()
+    behind.send("anon", behind.event(0, "home_view"))
+    behind.at(1)
+    ahead.seq = 100
+    ahead.at(48 * 60)  # a day past the discover stage's 24 h limit, and no input follows
+    data = orjson.loads(orjson.dumps(behind.core.export_person("anon")))
+    ahead.out += ahead.core.import_person("cust", data)
+    (drop,) = ahead.of(DropOff)
+    assert (drop.person_id, drop.stage, drop.deadline_ms) == ("cust", "discover", T0_MS + 24 * HOUR)
+
+
+def test_a_person_from_a_partition_ahead_in_time_still_takes_this_ones_events() -> None:
+    """The exporter raised the track's floor with its own, later, watermark: the importer
+    must not ignore the events it still accepts."""
+    ahead, behind = Run(), Run()
+    ahead.send("device", ahead.event(80 * 60, "help_view", "app"))
+    ahead.at(130 * 60)  # the support journey dropped off at 128 h: its track was swept
+    data = orjson.loads(orjson.dumps(ahead.core.export_person("device")))
+    assert data["tracks"][0]["f"] > T0_MS, "the exporter raised the track's floor"
+    behind.seq = 100
+    behind.at(60)
+    behind.out += behind.core.import_person("cust", data)
+    behind.send("cust", behind.event(0, "help_view"))
+    assert behind.core.counters["ignored_hits"] == 0
+    started = sorted(j.started_ms for j in behind.journeys().values())
+    assert started == [T0_MS, T0_MS + 80 * HOUR]
+
+
 # -- state ------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,441 @@
+"""The journeys stage: `stitched` (keyed by person) -> journeys, stage transitions, drop-offs,
+retractions and sessions, decided in event time by the journey core (ARCHITECTURE.md
+"Journeys").
+
+Three agents in one faust app; their topics have the same partition count, so faust gives a
+worker the same partition numbers of all three, and one `JourneyCore` per partition serves
+them:
+- `journeys` on `stitched`: events into the core; the envelope's watermark (with its
+  `source`) moves the partition's event time, the minimum over all `touchpoints` partitions;
+- `merges` on `identity-merges`: the authority joined person `old` into `new`. Both on this
+  partition: the core moves the person. Otherwise the old person's state goes to `new`'s
+  partition through `journey-handoff`, and events still stamped `old` follow it there for
+  the alias lifetime;
+- `handoff` on `journey-handoff`: persons and events arriving from other partitions.
+
+State: one changelog key per person (the core's snapshot, written once per transaction for
+the persons that changed), plus the sources' watermarks and the forwarding aliases.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.definitions import DefinitionSpec, load_definitions
+from schemas.partitioning import partition_for
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors import metrics
+from stream_processors.core.journey_settings import JourneySettings
+from stream_processors.core.journeys import JourneyCore
+from stream_processors.core.watermarks import SourceWatermarks
+from stream_processors.journey_rows import Outputs
+from stream_processors.runtime import StageRuntime, stage_runtime
+from stream_processors.sender import TransactionalSender
+from stream_processors.state import ChangelogTable, PartitionState
+
+log = logging.getLogger(__name__)
+
+STAGE = "journeys"
+SOURCES_KEY = "\x00sources"  # the upstream partitions' watermarks
+FORWARD_KEY = "\x00forward"  # old person -> [new person, forward until (event time, ms)]
+MERGES_KEY = "\x00merges"  # the authority's frontier, and handoffs awaited or early
+_FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
+
+
+@dataclass(slots=True)
+class PartitionJourneys:
+    """What the stage holds for one partition: the core, the upstream watermarks, and the
+    persons whose events go to another partition now."""
+
+    core: JourneyCore
+    marks: SourceWatermarks
+    forward: dict[str, tuple[str, int]]
+    state: PartitionState  # the table's, to notice a restore
+    # Time up to which the identity authority has decided every link (its announcements on
+    # `identity-merges`); persons merged into ours from other partitions whose state has not
+    # arrived yet (time waits for them), and states that arrived before their merge record.
+    decided_ms: int | None = None
+    awaiting: set[str] = field(default_factory=set)
+    early: set[str] = field(default_factory=set)
+    written: list[str] = field(default_factory=list)
+    forward_changed: bool = False
+    marks_changed: bool = False
+    merges_changed: bool = False
+
+    def time_to(self) -> int | None:
+        """Where event time may move: the upstream watermark, but not past the links the
+        authority has decided, and not at all while a merged person is on its way."""
+        low, decided = self.marks.low, self.decided_ms
+        if self.awaiting or low is None or decided is None:
+            return None
+        return min(low, decided)
+
+
+@dataclass
+class JourneyStage:
+    settings: Settings
+    topics: Topics
+    sender: TransactionalSender
+    persons: ChangelogTable
+    merges: ChangelogTable
+    handoff: ChangelogTable
+    definitions: list[DefinitionSpec]
+    _parts: dict[int, PartitionJourneys] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.core_settings = JourneySettings(
+            session_gap_ms=_ms(s.journeys.session_gap),
+            late_channels=frozenset(s.processor.late_channels),
+            late_tolerance_ms=_ms(s.journeys.late_tolerance),
+        )
+        self.partitions = s.topics.partitions
+        t = self.topics
+        self.names = {
+            "journeys": t.journey_updates,
+            "transitions": t.journey_transitions,
+            "dropoffs": t.journey_dropoffs,
+            "retractions": t.journey_retractions,
+            "sessions": t.journey_sessions,
+        }
+        self.persons.before_flush.append(self.persist)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def part(self, partition: int) -> PartitionJourneys:
+        state = self.persons[partition]
+        part = self._parts.get(partition)
+        if part is None or part.state is not state:
+            part = self._parts[partition] = self._restore(partition, state)
+        return part
+
+    def _restore(self, partition: int, state: PartitionState) -> PartitionJourneys:
+        started = time.perf_counter()
+        core = JourneyCore(self.definitions, self.core_settings)
+        data = state.data
+        marks = SourceWatermarks.restore(self.partitions, data.pop(SOURCES_KEY, ()))
+        forward = {old: (new, until) for old, (new, until) in data.pop(FORWARD_KEY, {}).items()}
+        merges = data.pop(MERGES_KEY, {})
+        applied = self.persons.applied[partition].watermark_ms
+        if applied is not None:
+            core.restore_watermark(applied)
+        for pid, snapshot in data.items():
+            core.restore_person(pid, snapshot)
+        restored = len(data)
+        # The core holds the persons now; the table only needs the keys that change.
+        data.clear()
+        if restored >= _FREEZE_AFTER:
+            # Restored state lives long: keep full collections from walking it again.
+            gc.collect()
+            gc.freeze()
+        log.info(
+            "journeys restored",
+            extra={
+                "partition": partition,
+                "persons": restored,
+                "watermark_ms": core.watermark_ms,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        return PartitionJourneys(
+            core, marks, forward, state, merges.get("decided"),
+            set(merges.get("awaiting", ())), set(merges.get("early", ())),
+        )  # fmt: skip
+
+    def persist(self) -> None:
+        """Write the snapshots of the persons changed since the last transaction (the table
+        sends them in the transaction about to commit)."""
+        for partition, part in list(self._parts.items()):
+            state = self.persons.partitions.get(partition)
+            if state is not part.state:
+                del self._parts[partition]  # revoked or restored since
+                continue
+            data, dirty = state.data, state.dirty
+            for key in part.written:  # sent last time: no need to hold them twice
+                data.pop(key, None)
+            written = part.written = []
+            core = part.core
+            for pid in core.take_dirty():
+                snapshot = core.snapshot_person(pid)
+                if snapshot is not None:
+                    data[pid] = snapshot
+                    written.append(pid)
+                dirty.add(pid)  # a key without data becomes a tombstone
+            if part.marks_changed:
+                data[SOURCES_KEY] = part.marks.snapshot()
+                dirty.add(SOURCES_KEY)
+                written.append(SOURCES_KEY)
+                part.marks_changed = False
+            if part.merges_changed:
+                data[MERGES_KEY] = {
+                    "decided": part.decided_ms,
+                    "awaiting": sorted(part.awaiting),
+                    "early": sorted(part.early),
+                }
+                dirty.add(MERGES_KEY)
+                written.append(MERGES_KEY)
+                part.merges_changed = False
+            if part.forward_changed:
+                data[FORWARD_KEY] = {old: list(v) for old, v in part.forward.items()}
+                dirty.add(FORWARD_KEY)
+                written.append(FORWARD_KEY)
+                part.forward_changed = False
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def handle_stitched(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.persons.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "stitched")
+        part = self.part(partition)
+        if decoded is not None:
+            core, forward = part.core, part.forward
+            pairs: list[tuple[dict[str, Any], str]] = []
+            moved: dict[int, list[bytes]] = {}
+            anonymous = 0
+            for event in decoded.events:
+                pid = event.get("person_id")
+                if not pid:
+                    anonymous += 1  # no usable identifier: no person, no journey
+                elif forward and pid in forward:
+                    self._forward(forward[pid][0], event, moved)
+                else:
+                    pairs.append((event, pid))
+            out = Outputs()
+            out.add(core.observe_batch(pairs))
+            if decoded.watermark_ms is not None and decoded.source is not None:
+                part.marks.hear(decoded.source, decoded.watermark_ms)
+                part.marks_changed = True
+                self._advance(part, out)
+            self._send(out, partition)
+            self._send_moved(moved)
+            metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
+            if anonymous:
+                metrics.JOURNEY_ANONYMOUS.inc(anonymous)
+        known = part.marks.low is not None
+        self.persons.mark_applied(partition, offset, part.core.watermark_ms if known else None)
+
+    def handle_merges(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.merges.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "identity-merges")
+        if decoded is not None:
+            part = self.part(partition)
+            out = Outputs()
+            moved: dict[int, list[bytes]] = {}
+            for record in decoded.events:
+                if record.get("kind") != "merge":
+                    # A move takes single identifiers, not a person: the events routed by
+                    # them stay in the journeys they were folded into (noted in the docs).
+                    metrics.JOURNEY_MOVES_IGNORED.inc()
+                    continue
+                new = record["person_id"]
+                home = partition_for(new.encode(), self.partitions)
+                for old in record["old_person_ids"]:
+                    if old == new:
+                        continue
+                    if partition_for(old.encode(), self.partitions) == partition:
+                        self._merge(part, partition, old, new, out=out, moved=moved)
+                    elif home == partition:
+                        self._expect(part, old)
+            announced = decoded.watermark_ms  # up to when the authority decided all links
+            if announced is not None and (part.decided_ms is None or announced > part.decided_ms):
+                part.decided_ms = announced
+                part.merges_changed = True
+            self._advance(part, out)
+            self._send(out, partition)
+            self._send_moved(moved)
+        self.merges.mark_applied(partition, offset, None)
+
+    def handle_handoff(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.handoff.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "journey-handoff")
+        if decoded is not None:
+            part = self.part(partition)
+            core, forward = part.core, part.forward
+            out = Outputs()
+            moved: dict[int, list[bytes]] = {}
+            pairs: list[tuple[dict[str, Any], str]] = []
+            for row in decoded.events:
+                pid = row["person_id"]
+                if row["kind"] == "event":
+                    if forward and pid in forward:  # merged on again meanwhile
+                        self._forward(forward[pid][0], row["event"], moved)
+                    else:
+                        pairs.append((row["event"], pid))
+                else:
+                    self._arrived(part, row["from"])
+                    if row["state"] is None:
+                        continue
+                    if forward and pid in forward:
+                        self._hand_over(forward[pid][0], row["from"], row["state"], moved)
+                        continue
+                    out.add(core.observe_batch(pairs))
+                    pairs = []
+                    out.add(core.import_person(pid, row["state"]))
+                    metrics.JOURNEY_HANDOFFS.labels("in").inc()
+            out.add(core.observe_batch(pairs))
+            self._advance(part, out)
+            self._send(out, partition)
+            self._send_moved(moved)
+        self.handoff.mark_applied(partition, offset, None)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _advance(self, part: PartitionJourneys, out: Outputs) -> None:
+        """Move the partition's event time as far as its inputs allow."""
+        watermark = part.time_to()
+        if watermark is None or watermark <= part.core.watermark_ms:
+            return
+        out.add(part.core.advance_watermark(watermark))
+        if part.forward:
+            gone = [old for old, (_, until) in part.forward.items() if until <= watermark]
+            for old in gone:
+                del part.forward[old]
+            part.forward_changed = part.forward_changed or bool(gone)
+        metrics.JOURNEY_WATERMARK.set(watermark / 1000)
+
+    def _expect(self, part: PartitionJourneys, old: str) -> None:
+        """A person of another partition merges into one of ours: hold time until their
+        state arrives (it may have arrived already: the handoff topic can be faster)."""
+        if old in part.early:
+            part.early.discard(old)
+        else:
+            part.awaiting.add(old)
+        part.merges_changed = True
+
+    def _arrived(self, part: PartitionJourneys, old: str) -> None:
+        if old in part.awaiting:
+            part.awaiting.discard(old)
+        else:
+            part.early.add(old)
+        part.merges_changed = True
+
+    # -- merges across partitions ---------------------------------------------------------
+
+    def _merge(
+        self,
+        part: PartitionJourneys,
+        partition: int,
+        old: str,
+        new: str,
+        *,
+        out: Outputs,
+        moved: dict[int, list[bytes]],
+    ) -> None:
+        core = part.core
+        if partition_for(new.encode(), self.partitions) == partition:
+            out.add(core.move_person(old, new))
+            metrics.JOURNEY_HANDOFFS.labels("local").inc()
+            return
+        snapshot = core.export_person(old)
+        core.drop_person(old)
+        until = core.watermark_ms + self.core_settings.late_tolerance_ms
+        part.forward[old] = (new, until)
+        part.forward_changed = True
+        for stale, (target, expiry) in list(part.forward.items()):
+            if target == old:  # persons that had merged into `old` now go to `new`
+                part.forward[stale] = (new, expiry)
+        # Sent even without state: the receiving partition holds its time until it hears.
+        self._hand_over(new, old, snapshot, moved)
+
+    def _hand_over(self, new: str, old: str, snapshot: Any, moved: dict[int, list[bytes]]) -> None:
+        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot}
+        target = partition_for(new.encode(), self.partitions)
+        moved.setdefault(target, []).append(orjson.dumps(row))
+        metrics.JOURNEY_HANDOFFS.labels("out").inc()
+
+    def _forward(self, new: str, event: dict[str, Any], moved: dict[int, list[bytes]]) -> None:
+        event["person_id"] = new
+        row = orjson.dumps({"kind": "event", "person_id": new, "event": event})
+        moved.setdefault(partition_for(new.encode(), self.partitions), []).append(row)
+        metrics.JOURNEY_FORWARDED.inc()
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def _send(self, out: Outputs, partition: int) -> None:
+        produce = self.sender.produce
+        for topic, rows in out.by_topic(self.names):
+            produce(topic, envelope.encode(rows, None), None, partition)
+        if out.dropoffs:
+            metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
+        if out.retractions:
+            metrics.JOURNEY_RECORDS.labels("retractions").inc(len(out.retractions))
+        if out.rejected:
+            metrics.REJECTED.labels(STAGE, "too_late").inc(out.rejected)
+
+    def _send_moved(self, moved: dict[int, list[bytes]]) -> None:
+        for target, rows in sorted(moved.items()):
+            self.sender.produce(
+                self.topics.journey_handoff, envelope.encode(rows, None), None, target
+            )
+
+    def _decode(
+        self, payload: bytes | None, partition: int, offset: int, topic: str
+    ) -> envelope.Decoded | None:
+        try:
+            return envelope.decode(payload or b"")
+        except envelope.EnvelopeError:
+            # Only Journeys stages write these topics; anything else is a bug upstream.
+            log.error(
+                "undecodable message",
+                extra={"topic": topic, "partition": partition, "offset": offset},
+            )
+            return None
+
+    def open_journeys(self) -> int:
+        return sum(part.core.open_journeys() for part in self._parts.values())
+
+
+def _ms(delta: Any) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def build(settings: Settings) -> tuple[Any, StageRuntime]:
+    """The faust app of the journeys stage, ready for a worker."""
+    topics = Topics.from_settings(settings.topics)
+    definitions = load_definitions(settings.journeys.definitions)
+    runtime, persons = stage_runtime(settings, STAGE, topics.stitched, "persons")
+    merges = runtime.add_table(settings, STAGE, "merges", topics.identity_merges)
+    handoff = runtime.add_table(settings, STAGE, "handoff", topics.journey_handoff)
+    app, sender = runtime.app, runtime.sender
+    stage = JourneyStage(settings, topics, sender, persons, merges, handoff, definitions)
+    log.info(
+        "journey definitions loaded",
+        extra={"definitions": [f"{d.id} v{d.version}" for d in definitions]},
+    )
+
+    def agent(topic: str, name: str, table: ChangelogTable, handle: Any) -> None:
+        @app.agent(app.topic(topic, value_type=bytes, key_type=bytes), name=name)
+        async def run(stream: Any) -> None:
+            async for event in stream.events():
+                msg = event.message
+                p = msg.partition
+                await persons.ready(p)
+                await table.ready(p)
+                if p not in persons.partitions or p not in table.partitions:
+                    continue
+                handle(msg.value, p, msg.offset)
+                sender.poll()
+
+    agent(topics.stitched, "journeys", persons, stage.handle_stitched)
+    agent(topics.identity_merges, "merges", merges, stage.handle_merges)
+    agent(topics.journey_handoff, "handoff", handoff, stage.handle_handoff)
+
+    @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
+    async def gauges() -> None:
+        metrics.JOURNEYS_OPEN.set(stage.open_journeys())
+
+    return app, runtime

@@ -1,0 +1,222 @@
+"""Journeys end to end: simulated traffic -> ingest -> identity -> journeys -> sink ->
+ClickHouse, compared with the simulator's ground truth: the outcome of every journey (with
+its person, after identity merges), and the drop-offs per stage and channel. Once replayed
+from a file as fast as possible, once published at a rate with the call-center and store
+events held back and arriving as a late batch, whose progress must retract drop-offs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from deploy.kafka_admin import committed_offsets, group_drained
+from producers.pii import PiiHasher
+from producers.simulator.config import Incident, SimConfig
+from producers.simulator.engine import Simulation
+from producers.simulator.runner import publish_events, send_heartbeats, simulate
+from producers.simulator.truth import GroundTruth
+from schemas.settings import Settings
+from schemas.topics import Topics
+from sinks.clickhouse import session
+from sinks.runner import pipeline_routes
+from stream_processors.core.identity_records import person_id
+
+from .helpers import end_offsets, journeys, wait_for
+
+LATE = ("store", "call_center")
+Outcome = tuple[str, str, tuple[str, ...], str]
+Drop = tuple[str, str, int]
+
+
+def config(seed: int) -> SimConfig:
+    return SimConfig(
+        customers=1_500, days=2, seed=seed,
+        incidents=(Incident.parse("web:/checkout errors x8 @600m for 240m"),),
+    )  # fmt: skip
+
+
+def start(
+    settings: Settings, processes: list[Any], log: Path, **env: str
+) -> list[subprocess.Popen[bytes]]:
+    started = [journeys(settings, "process", stage, log=log, **env)
+               for stage in ("ingest", "identity", "journeys")]  # fmt: skip
+    started.append(journeys(settings, "sink", log=log))
+    processes += started
+    return started
+
+
+def drain(settings: Settings, watch: list[Any], log: Path) -> None:
+    """Wait until every stage and the sink have committed everything before them."""
+    t, group = Topics.from_settings(settings.topics), settings.topics.group
+    steps = [
+        ("ingest", [t.raw]),
+        ("identity", [t.touchpoints, t.identity_links]),
+        ("journeys", [t.stitched, t.identity_merges, t.journey_handoff]),
+        ("sink", sorted(pipeline_routes(t))),
+    ]
+    for _ in range(2):  # handoffs are written by the stage that reads them
+        for stage, topics in steps:
+            wait_for(lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
+                     240, f"{stage} to drain", watch, log)  # fmt: skip
+
+
+def stop(watch: list[Any], log: Path) -> None:
+    for proc in watch:
+        proc.terminate()
+    for proc in watch:
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+
+
+def outcomes(ch: Client) -> Counter[Outcome]:
+    rows = ch.query(
+        "SELECT latest_person_id, definition_id, stages.1, status FROM journeys_latest "
+        "WHERE status != 'merged'"
+    ).result_rows
+    return Counter((p, d, tuple(stages), status) for p, d, stages, status in rows)
+
+
+def truth_outcomes(truth: GroundTruth) -> Counter[Outcome]:
+    return Counter(
+        (person_id(j.person), j.definition, tuple(s.stage for s in j.stages), str(j.outcome))
+        for j in truth.journeys
+    )
+
+
+def standing(ch: Client) -> Counter[Drop]:
+    rows = ch.query(
+        "SELECT definition_id, stage, toUnixTimestamp64Milli(dropped_at) FROM dropoffs_standing"
+    ).result_rows
+    return Counter((d, s, int(at)) for d, s, at in rows)
+
+
+def truth_drops(truth: GroundTruth) -> Counter[Drop]:
+    return Counter(
+        (j.definition, str(j.dropped_stage), int(j.dropped_at.timestamp() * 1000))
+        for j in truth.journeys if j.dropped_at is not None
+    )  # fmt: skip
+
+
+def drops_per_stage_and_channel(ch: Client) -> Counter[tuple[str, str, str]]:
+    """Standing drop-offs by the stage and the channel the journey reached it on."""
+    rows = ch.query(
+        "SELECT d.definition_id, d.stage, tupleElement(arrayElement(j.stages, -1), 3), count() "
+        "FROM dropoffs_standing AS d INNER JOIN (SELECT * FROM journeys FINAL) AS j "
+        "USING (journey_id) GROUP BY 1, 2, 3"
+    ).result_rows
+    return Counter({(d, s, c): n for d, s, c, n in rows})
+
+
+def truth_per_stage_and_channel(truth: GroundTruth) -> Counter[tuple[str, str, str]]:
+    return Counter(
+        (j.definition, str(j.dropped_stage), j.stages[-1].channel)
+        for j in truth.journeys if j.dropped_at is not None
+    )  # fmt: skip
+
+
+def check(ch: Client, truth: GroundTruth) -> None:
+    got, want = outcomes(ch), truth_outcomes(truth)
+    assert got == want, (
+        f"{sum((got - want).values())} unexpected outcomes, e.g. {list(got - want)[:3]}; "
+        f"{sum((want - got).values())} missing, e.g. {list(want - got)[:3]}"
+    )
+    assert standing(ch) == truth_drops(truth)
+    assert drops_per_stage_and_channel(ch) == truth_per_stage_and_channel(truth)
+    # Redelivery never double-counts: every table holds each key once.
+    for table, key in (("journeys", "journey_id"), ("dropoffs", "dropoff_id"),
+                       ("journey_transitions", "transition_id")):  # fmt: skip
+        plain, distinct = ch.query(f"SELECT count(), uniqExact({key}) FROM {table}").result_rows[0]
+        final = ch.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0]
+        assert final == distinct <= plain, table
+
+
+def test_a_replay_from_a_file_gives_the_true_journeys(
+    settings: Settings, processes: list[Any], tmp_path: Path
+) -> None:
+    log = tmp_path / "pipeline.log"
+    events = tmp_path / "events.jsonl"
+    truth = simulate(settings, config(23), None, write=events)
+    logged_in_later = {
+        p.person for p in truth.persons
+        if any(i.startswith("anonymous_id") for i in p.identifiers)
+        and any(i.startswith("customer_id") for i in p.identifiers)
+    }  # fmt: skip
+    begun_anonymously = [
+        j for j in truth.journeys
+        if j.anchor.startswith("anonymous_id") and j.person in logged_in_later
+    ]  # fmt: skip
+    assert begun_anonymously, "the traffic must include journeys begun before a login"
+    watch = start(settings, processes, log)
+    replay = journeys(settings, "publish", str(events), "--close-at",
+                      truth.closes_at.isoformat(), log=log)  # fmt: skip
+    assert replay.wait(timeout=300) == 0, log.read_text()[-3000:]
+    drain(settings, watch, log)
+    stop(watch, log)
+    with session(settings.clickhouse_dsn) as ch:
+        check(ch, truth)
+        sessions = ch.query("SELECT count(), countIf(task_completed) FROM sessions FINAL")
+    total, completed = sessions.result_rows[0]
+    assert total > 0 and 0 < completed < total
+
+
+def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
+    settings: Settings, processes: list[Any], tmp_path: Path
+) -> None:
+    log = tmp_path / "pipeline.log"
+    # The late batch lands days behind the watermark: keep journeys correctable that long.
+    events, truth = Simulation(config(29), PiiHasher(settings.pii)).run()
+    timely = [e for e in events if e.event["channel"] not in LATE]
+    late = [e for e in events if e.event["channel"] in LATE]
+    assert late and timely
+    env = {"JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P10D"}
+    watch = start(settings, processes, log, **env)
+    closes = int(truth.closes_at.timestamp() * 1000)
+    feeder = threading.Thread(target=publish_events, args=(settings, timely, 400))
+    feeder.start()
+    # State survives a crash: kill the journeys worker once it has committed some input and
+    # still has more before it, then start it again.
+    stitched, group = Topics.from_settings(settings.topics).stitched, settings.topics.group
+    done = lambda: committed_offsets(settings, group("journeys"), stitched)  # noqa: E731
+    wait_for(lambda: sum(max(o, 0) for o in done().values()) > 0, 120,
+             "the journeys stage to commit", watch, log)  # fmt: skip
+    wait_for(lambda: any(end - max(done().get(p, 0), 0) > 1
+                         for p, end in end_offsets(settings, stitched).items()),
+             60, "the journeys stage to be behind", watch, log)  # fmt: skip
+    assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
+    victim = watch[2]
+    os.kill(victim.pid, signal.SIGKILL)
+    assert victim.wait(timeout=30) == -signal.SIGKILL
+    watch[2] = journeys(settings, "process", "journeys", log=log, **env)
+    processes.append(watch[2])
+    feeder.join()
+    send_heartbeats(settings, closes)
+    drain(settings, watch, log)
+    # The sink holds the embedded ClickHouse: stop it to look, then start another.
+    sink = watch.pop()
+    sink.terminate()
+    assert sink.wait(timeout=60) == 0, log.read_text()[-3000:]
+    with session(settings.clickhouse_dsn) as ch:
+        before = standing(ch)
+    watch.append(journeys(settings, "sink", log=log))
+    processes.append(watch[-1])
+    # Without the store purchases and the calls, more journeys look dropped than truly are.
+    assert sum(before.values()) > sum(truth_drops(truth).values())
+    publish_events(settings, late, rate=None)
+    send_heartbeats(settings, closes)
+    drain(settings, watch, log)
+    stop(watch, log)
+    with session(settings.clickhouse_dsn) as ch:
+        check(ch, truth)
+        reasons = dict(ch.query(
+            "SELECT reason, count() FROM journey_retractions FINAL "
+            "WHERE retracted = 'dropped_off' GROUP BY reason"
+        ).result_rows)  # fmt: skip
+        after = standing(ch)
+    assert reasons.get("late_event", 0) > 0, reasons
+    assert sum(after.values()) < sum(before.values())
