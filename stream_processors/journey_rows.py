@@ -96,7 +96,9 @@ def session_row(r: SessionRecord) -> bytes:
 class Outputs:
     """One step's records sorted into rows per output topic."""
 
-    __slots__ = ("dropoffs", "journeys", "rejected", "retractions", "sessions", "transitions")
+    __slots__ = (
+        "dropoffs", "journeys", "moved", "rejected", "retractions", "sessions", "transitions",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.journeys: list[bytes] = []
@@ -105,6 +107,7 @@ class Outputs:
         self.retractions: list[bytes] = []
         self.sessions: list[bytes] = []
         self.rejected = 0
+        self.moved = False  # event time moved in this step
 
     def add(self, records: list[Output]) -> None:
         for r in records:

@@ -33,6 +33,7 @@ from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors import metrics
+from stream_processors.core.journey_deadlines import NEVER
 from stream_processors.core.journey_settings import JourneySettings
 from stream_processors.core.journeys import JourneyCore
 from stream_processors.core.watermarks import SourceWatermarks
@@ -69,6 +70,10 @@ class PartitionJourneys:
     forward_changed: bool = False
     marks_changed: bool = False
     merges_changed: bool = False
+
+    def time_known(self) -> int | None:
+        """The partition's event time, once it has one."""
+        return self.core.watermark_ms if self.core.watermark_ms > -NEVER else None
 
     def time_to(self) -> int | None:
         """Where event time may move: the upstream watermark, but not past the links the
@@ -216,13 +221,12 @@ class JourneyStage:
                 part.marks.hear(decoded.source, decoded.watermark_ms)
                 part.marks_changed = True
                 self._advance(part, out)
-            self._send(out, partition)
+            self._send(out, partition, part.time_known())
             self._send_moved(moved)
             metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
             if anonymous:
                 metrics.JOURNEY_ANONYMOUS.inc(anonymous)
-        known = part.marks.low is not None
-        self.persons.mark_applied(partition, offset, part.core.watermark_ms if known else None)
+        self.persons.mark_applied(partition, offset, part.time_known())
 
     def handle_merges(self, payload: bytes | None, partition: int, offset: int) -> None:
         if offset <= self.merges.applied_offset(partition):
@@ -253,7 +257,7 @@ class JourneyStage:
                 part.decided_ms = announced
                 part.merges_changed = True
             self._advance(part, out)
-            self._send(out, partition)
+            self._send(out, partition, part.time_known())
             self._send_moved(moved)
         self.merges.mark_applied(partition, offset, None)
 
@@ -288,7 +292,7 @@ class JourneyStage:
                     metrics.JOURNEY_HANDOFFS.labels("in").inc()
             out.add(core.observe_batch(pairs))
             self._advance(part, out)
-            self._send(out, partition)
+            self._send(out, partition, part.time_known())
             self._send_moved(moved)
         self.handoff.mark_applied(partition, offset, None)
 
@@ -300,6 +304,7 @@ class JourneyStage:
         if watermark is None or watermark <= part.core.watermark_ms:
             return
         out.add(part.core.advance_watermark(watermark))
+        out.moved = True
         if part.forward:
             gone = [old for old, (_, until) in part.forward.items() if until <= watermark]
             for old in gone:
@@ -365,10 +370,19 @@ class JourneyStage:
 
     # -- outputs --------------------------------------------------------------------------
 
-    def _send(self, out: Outputs, partition: int) -> None:
+    def _send(self, out: Outputs, partition: int, watermark_ms: int | None) -> None:
+        """One envelope per output topic with rows, each with the partition's watermark; when
+        time moved, the drop-offs and transitions topics hear it even without rows, so their
+        readers (the friction stage's stage series) can close windows."""
         produce = self.sender.produce
+        sent = set()
         for topic, rows in out.by_topic(self.names):
-            produce(topic, envelope.encode(rows, None), None, partition)
+            produce(topic, envelope.encode(rows, watermark_ms), None, partition)
+            sent.add(topic)
+        if out.moved:
+            for topic in (self.topics.journey_dropoffs, self.topics.journey_transitions):
+                if topic not in sent:
+                    produce(topic, envelope.encode([], watermark_ms), None, partition)
         if out.dropoffs:
             metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
         if out.retractions:

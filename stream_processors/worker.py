@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import faust
@@ -11,6 +12,12 @@ from schemas.settings import Settings
 from stream_processors import counts_stage, identity_stage, ingest_stage, journeys_stage
 
 log = logging.getLogger(__name__)
+
+# The stages allocate millions of small, mostly long-lived objects (journeys, hits, dedup
+# ids) and free the rest by reference counting; CPython's default thresholds (700, 10, 10)
+# then spend most of a stage's time in collections that find nothing. Measured on the
+# journeys stage's hot path: 23,000 -> 56,000 events/s (tests/bench, `make bench`).
+GC_THRESHOLDS = (100_000, 50, 1_000)
 
 STAGES = {
     "ingest": ingest_stage.build,
@@ -22,6 +29,7 @@ STAGES = {
 
 def run(settings: Settings, stage: str) -> None:
     """Run `stage` until SIGINT or SIGTERM; commits what it processed on the way out."""
+    gc.set_threshold(*GC_THRESHOLDS)
     app, runtime = STAGES[stage](settings)
     port = settings.processor.metrics_port
     if port:

@@ -159,12 +159,13 @@ class Person:
 
 
 def dump_person(person: Person) -> dict[str, Any]:
-    """One person's state as JSON-ready data."""
+    """One person's state as JSON-ready data (tuples stay tuples: orjson writes them as
+    arrays, and copying them into lists was most of the cost of a snapshot)."""
     return {
         "v": SNAPSHOT_VERSION,
         "tracks": [_dump_track(t) for t in person.tracks],
         "sessions": [_dump_session(s) for s in person.sessions or ()],
-        "pending": [list(p) for p in person.pending or ()],
+        "pending": tuple(person.pending or ()),
     }
 
 
@@ -178,7 +179,7 @@ def _dump_track(track: Track) -> dict[str, Any]:
         "d": track.definition.key,
         "h": track.hold,
         "f": track.floor_ms,
-        "hits": [list(h) for h in track.hits],
+        "hits": track.hits,
         "i": [_dump_instance(i) for i in track.instances],
         "g": [_dump_instance(i) for i in (track.ghosts or {}).values()],
     }
@@ -187,8 +188,8 @@ def _dump_track(track: Track) -> dict[str, Any]:
 def _dump_instance(i: Instance) -> list[Any]:
     return [
         i.id, i.start_ms, i.start_event, i.stage, i.stage_ms, i.status, i.ended_ms, i.failure,
-        i.reopened_ms, i.version, i.touches, i.friction, list(i.channels), i.last_channel,
-        i.last_touchpoint, i.last_ms, [list(h) for h in i.reached], i.merged_into,
+        i.reopened_ms, i.version, i.touches, i.friction, i.channels, i.last_channel,
+        i.last_touchpoint, i.last_ms, i.reached, i.merged_into,
         i.deadline_ms,
     ]  # fmt: skip
 

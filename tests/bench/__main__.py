@@ -53,6 +53,11 @@ def main() -> int:
             pipeline.bench_settings(work), work / "identity.log"
         )
 
+        print("faust: journeys stage on 400,000 stitched events ...", flush=True)
+        results += journeys.bench_journeys_stage(
+            pipeline.bench_settings(work), work / "journeys.log"
+        )
+
         print("faust: counts stage (one state write per event), 1,000,000 keys ...", flush=True)
         state = pipeline.bench_settings(work)
         state_topics = Topics.from_settings(state.topics)

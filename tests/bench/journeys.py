@@ -30,6 +30,7 @@ import orjson
 
 from schemas import envelope
 from schemas.definitions import load_definitions
+from schemas.settings import Settings
 from stream_processors.core.journeys import JourneyCore, event_ms
 
 from .report import Result
@@ -195,3 +196,50 @@ def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[R
         Result("journey core: memory per open journey", memory_per_open_journey(), "bytes",
                None),
     ]  # fmt: skip
+
+
+def bench_journeys_stage(settings: Settings, log: Path, count: int = 400_000) -> list[Result]:
+    """The journeys stage in faust: `count` events of the timed hour (200,000 customers) on
+    `stitched`, as the identity stage writes them (person-keyed envelopes of 500 events,
+    each carrying its partition's watermark), with state in changelog tables; events/s
+    between its first and last commit, beside raw consume + decode of the same topic."""
+    from confluent_kafka import Producer
+
+    from schemas.partitioning import partition_for
+    from schemas.topics import Topics
+
+    from .pipeline import PER_MESSAGE, _produce, raw_consume, stage_rate
+
+    topics = Topics.from_settings(settings.topics)
+    n = settings.topics.partitions
+    producer = Producer(
+        {**settings.kafka.as_librdkafka_dict(), "linger.ms": 50, "compression.type": "lz4",
+         "batch.size": 1_000_000, "enable.idempotence": True, "acks": "all"}
+    )  # fmt: skip
+    # The identity authority's announcement: every link decided, so time follows `stitched`.
+    for p in range(n):
+        _produce(producer, topics.identity_merges, p, envelope.encode([], START_MS + 10 * HOUR_MS))
+    pending: dict[int, list[bytes]] = {p: [] for p in range(n)}
+    high = dict.fromkeys(range(n), START_MS - HOUR_MS)
+    messages = 0
+    for event in timed(count, 200_000):
+        p = partition_for(event["person_id"].encode(), n)
+        pending[p].append(orjson.dumps(event))
+        if event["channel"] in ("web", "app"):
+            high[p] = max(high[p], event_ms(event["occurred_at"]))
+        if len(pending[p]) == PER_MESSAGE:
+            # Each partition is its own source here, so the stage's time is their minimum.
+            batch = envelope.encode(pending[p], high[p] - LATENESS_MS, p)
+            _produce(producer, topics.stitched, p, batch)
+            pending[p], messages = [], messages + 1
+    for p, rest in pending.items():
+        _produce(producer, topics.stitched, p, envelope.encode(rest, high[p] - LATENESS_MS, p))
+        messages += 1
+    producer.flush(120)
+    raw = raw_consume(settings, topics.stitched, messages)
+    stage = stage_rate(
+        settings, "journeys", topics.stitched, log,
+        "faust journeys stage: journeys, transitions, drop-offs, sessions + changelog",
+    )  # fmt: skip
+    stage.baseline, stage.target = raw.value, ">= 50,000 events/s"
+    return [raw, stage]
