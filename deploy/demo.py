@@ -1,6 +1,6 @@
-"""`make demo`: a local broker, the ingest and identity stages and the ClickHouse sink on
-simulated multi-channel traffic, then a summary of what arrived. Stops everything it started,
-also on Ctrl-C or failure."""
+"""`make demo`: a local broker, the ingest, identity and journeys stages and the ClickHouse
+sink on simulated multi-channel traffic, then a summary of what arrived and what the journeys
+stage found. Stops everything it started, also on Ctrl-C or failure."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ from producers.synthetic import generate
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import connect
-from sinks.report import dead_letter_reasons, render, touchpoint_summary
+from sinks.report import (
+    dead_letter_reasons,
+    journey_summary,
+    render,
+    render_journeys,
+    touchpoint_summary,
+)
 
 DEMO_PORT = 19292
 INCIDENT_SPEC = "web:/checkout errors x8 @600m for 120m"
@@ -66,6 +72,7 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         cli = [sys.executable, "-m", "deploy.cli"]
         children.append(subprocess.Popen([*cli, "process", "ingest"], env=env))
         children.append(subprocess.Popen([*cli, "process", "identity"], env=env))
+        children.append(subprocess.Popen([*cli, "process", "journeys"], env=env))
         sink = subprocess.Popen([*cli, "sink", "--idle-exit", "8"], env=env)
         children.append(sink)
         t0 = time.monotonic()
@@ -80,21 +87,37 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
             ),
             children, "the identity stage",
         )  # fmt: skip
+        journey_inputs = [topics.stitched, topics.identity_merges, topics.journey_handoff]
+        _wait_until(
+            lambda: group_drained(settings, settings.topics.group("journeys"), journey_inputs),
+            children, "the journeys stage",
+        )  # fmt: skip
         if sink.wait(timeout=300) != 0:
             raise RuntimeError(f"the sink exited with {sink.returncode}")
         elapsed = time.monotonic() - t0
-        summary = touchpoint_summary(connect(f"chdb://{ch_dir}"))
+        client = connect(f"chdb://{ch_dir}")
+        summary = touchpoint_summary(client)
+        found = journey_summary(client)
         summary.dead_letters = dead_letter_reasons(
             settings.kafka, Topics.from_settings(settings.topics).dlq_ingest
         )
         print()
         print(render(summary))
+        print()
+        print(render_journeys(found))
         outcomes = Counter(j.outcome for j in truth.journeys)
         print(
             f"\n[demo] simulated {truth.events:,} touchpoints of {len(truth.persons):,} persons "
             f"(stitched in ClickHouse: {summary.persons:,}) "
             f"in {len(truth.journeys):,} journeys ({outcomes['converted']:,} converted, "
             f"{outcomes['dropped_off']:,} dropped off); in ClickHouse after {elapsed:.1f}s"
+        )
+        stored: Counter[str] = Counter()
+        for key, n in found.outcomes.items():
+            stored[key.split(": ")[1]] += n
+        print(
+            f"[demo] the journeys stage found {stored['converted']:,} converted and "
+            f"{stored['dropped_off']:,} dropped off (compare: the simulator's ground truth above)"
         )
         return 0
     finally:

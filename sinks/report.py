@@ -66,6 +66,71 @@ def touchpoint_summary(client: Client) -> Summary:
     return s
 
 
+@dataclass
+class JourneySummary:
+    outcomes: dict[str, int] = field(default_factory=dict)  # "<definition>: <status>"
+    reached: dict[str, dict[str, int]] = field(default_factory=dict)  # definition -> funnel
+    dropoffs: dict[str, int] = field(default_factory=dict)  # "<definition> <stage> (<channel>)"
+    retractions: dict[str, int] = field(default_factory=dict)
+    sessions: int = 0
+    tasks_completed: int = 0
+
+
+def journey_summary(client: Client) -> JourneySummary:
+    """Journeys as analysts see them: latest versions, standing drop-offs."""
+    s = JourneySummary()
+    s.outcomes = {
+        f"{d}: {status}": int(n)
+        for d, status, n in client.query(
+            "SELECT definition_id, status, count() FROM journeys FINAL "
+            "WHERE status != 'merged' GROUP BY 1, 2 ORDER BY 1, 2"
+        ).result_rows
+    }
+    for d, stage, n in client.query(
+        "SELECT definition_id, to_stage, count() FROM journey_transitions FINAL "
+        "WHERE NOT retracted GROUP BY 1, 2 ORDER BY 1, min(at)"
+    ).result_rows:
+        s.reached.setdefault(str(d), {})[str(stage)] = int(n)
+    s.dropoffs = {
+        f"{d} {stage} ({channel})": int(n)
+        for d, stage, channel, n in client.query(
+            "SELECT definition_id, stage, last_channel, count() AS n FROM dropoffs_standing "
+            "GROUP BY 1, 2, 3 ORDER BY n DESC LIMIT 12"
+        ).result_rows
+    }
+    s.retractions = {
+        f"{what} ({reason})": int(n)
+        for what, reason, n in client.query(
+            "SELECT retracted, reason, count() FROM journey_retractions FINAL "
+            "GROUP BY 1, 2 ORDER BY 3 DESC"
+        ).result_rows
+    }
+    s.sessions, s.tasks_completed = (
+        int(v)
+        for v in client.query(
+            "SELECT count(), countIf(task_completed) FROM sessions FINAL"
+        ).result_rows[0]
+    )
+    return s
+
+
+def render_journeys(summary: JourneySummary) -> str:
+    lines = ["Journey outcomes:", bar_chart(summary.outcomes)]
+    for definition, funnel in summary.reached.items():
+        lines += ["", f"Funnel: {definition} (journeys reaching each stage)", bar_chart(funnel)]
+    lines += [
+        "",
+        "Standing drop-offs by stage (last channel), top 12:",
+        bar_chart(summary.dropoffs),
+        "",
+        "Retracted outcomes (late progress, returning customers, identity merges):",
+        bar_chart(summary.retractions),
+        "",
+        f"UX sessions: {summary.sessions:,}, with a completed task: {summary.tasks_completed:,}",
+    ]
+    return "\n".join(lines)
+
+
 def dead_letter_reasons(kafka: KafkaSettings, topic: str) -> Counter[str]:
     """Read a dead-letter topic from the beginning and count its records by reason."""
     reasons: Counter[str] = Counter()
