@@ -1,0 +1,200 @@
+"""stream_processors.journeys_stage without Kafka: a fake transactional sender records what
+the stage would send. Time waits for the identity authority and for merged persons in
+transit; a merged person's state and later events follow it to its new partition; state
+persisted in one transaction restores to the same journeys."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.definitions import load_definitions
+from schemas.partitioning import partition_for
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors.journeys_stage import JourneyStage
+from stream_processors.state import Applied, ChangelogTable, PartitionState
+from tests.unit.test_journeys_core import HOUR, T0, T0_MS
+
+PARTITIONS = 2
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+        self.sent: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self.changelog: dict[tuple[int, bytes], bytes | None] = {}
+
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        self.hooks.append(hook)
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
+                partition: int | None = None) -> None:  # fmt: skip
+        assert partition is not None
+        if topic.endswith(".changelog"):
+            self.changelog[(partition, key or b"")] = value
+        else:
+            self.sent[(topic, partition)].append(value or b"")
+
+    def commit(self) -> None:
+        for hook in self.hooks:
+            hook()
+
+    def rows(self, topic: str, partition: int | None = None) -> list[dict[str, Any]]:
+        return [
+            row
+            for (t, p), values in self.sent.items()
+            if t == topic and partition in (None, p)
+            for value in values
+            for row in envelope.decode(value).events
+        ]
+
+
+class Harness:
+    def __init__(self, sender: FakeSender | None = None) -> None:
+        self.settings = Settings(topics={"partitions": PARTITIONS, "prefix": "u."})
+        self.topics = Topics.from_settings(self.settings.topics)
+        self.sender = sender or FakeSender()
+        tables = [self._table(name, source) for name, source in (
+            ("persons", self.topics.stitched), ("merges", self.topics.identity_merges),
+            ("handoff", self.topics.journey_handoff))]  # fmt: skip
+        sender: Any = self.sender  # duck-typed: produce and before_commit
+        persons, merges, handoff = tables
+        self.stage = JourneyStage(
+            self.settings, self.topics, sender, persons, merges, handoff,
+            load_definitions(self.settings.journeys.definitions),
+        )  # fmt: skip
+        self.offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    def _table(self, name: str, source: str) -> ChangelogTable:
+        sender: Any = self.sender
+        table = ChangelogTable(name, f"u.journeys.{name}.changelog", sender, self.settings.kafka)
+        for p in range(PARTITIONS):
+            table.partitions[p], table.applied[p] = PartitionState(), Applied()
+        return table
+
+    def _next(self, topic: str, p: int) -> int:
+        self.offsets[(topic, p)] += 1
+        return self.offsets[(topic, p)]
+
+    def stitched(self, p: int, events: list[dict[str, Any]], watermark_ms: int | None = None,
+                 source: int = 0) -> None:  # fmt: skip
+        payload = envelope.encode([orjson.dumps(e) for e in events], watermark_ms, source)
+        self.stage.handle_stitched(payload, p, self._next("s", p))
+
+    def time(self, watermark_ms: int) -> None:
+        """Every source's watermark reaches every partition, and the authority has decided
+        all links up to it."""
+        for p in range(PARTITIONS):
+            self.merges(p, [], watermark_ms)
+            for source in range(PARTITIONS):
+                self.stitched(p, [], watermark_ms, source)
+
+    def merges(self, p: int, rows: list[dict[str, Any]], watermark_ms: int | None = None) -> None:
+        payload = envelope.encode([orjson.dumps(r) for r in rows], watermark_ms)
+        self.stage.handle_merges(payload, p, self._next("m", p))
+
+    def deliver_handoffs(self) -> None:
+        """Hand the stage what it sent itself on `journey-handoff`, once."""
+        for p in range(PARTITIONS):
+            pending = self.sender.sent.pop((self.topics.journey_handoff, p), [])
+            for value in pending:
+                self.stage.handle_handoff(value, p, self._next("h", p))
+
+    def journeys(self) -> dict[str, dict[str, Any]]:
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self.sender.rows(self.topics.journey_updates):
+            if (
+                row["journey_id"] not in latest
+                or row["version"] > latest[row["journey_id"]]["version"]
+            ):
+                latest[row["journey_id"]] = row
+        return latest
+
+
+def person_on(partition: int, prefix: str) -> str:
+    return next(f"{prefix}-{n}" for n in range(1000)
+                if partition_for(f"{prefix}-{n}".encode(), PARTITIONS) == partition)  # fmt: skip
+
+
+def event(pid: str, n: int, minutes: float, event_type: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{pid}-{n}", "channel": "web", "event_type": event_type,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "touchpoint": f"/{event_type}", "properties": properties, "person_id": pid,
+    }  # fmt: skip
+
+
+def merge(old: str, new: str) -> dict[str, Any]:
+    return {"kind": "merge", "person_id": new, "old_person_ids": sorted([old, new])}
+
+
+ANON, CUST = person_on(0, "anon"), person_on(1, "cust")
+
+
+def test_time_moves_only_to_what_every_source_and_the_authority_have_reached() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")], T0_MS + 30 * HOUR, source=0)
+    h.stitched(0, [], T0_MS + 30 * HOUR, source=1)
+    assert h.stage.part(0).core.watermark_ms < T0_MS, "the authority has not spoken yet"
+    h.merges(0, [], T0_MS + 25 * HOUR)
+    assert h.stage.part(0).core.watermark_ms == T0_MS + 25 * HOUR
+    (drop,) = h.sender.rows(h.topics.journey_dropoffs, 0)
+    assert drop["stage"] == "discover" and drop["retracted"] is False
+
+
+def test_a_merged_person_moves_to_the_new_partition_and_time_waits_for_it() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view"), event(ANON, 2, 5, "product_view")])
+    h.stitched(1, [event(CUST, 1, 30, "add_to_cart")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(1, [record])  # the partition gaining the person hears of it first
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + HOUR, "waiting for the person"
+    h.merges(0, [record])
+    h.stitched(0, [event(ANON, 3, 40, "checkout_step")])  # still stamped with the old id
+    h.deliver_handoffs()
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 30 * HOUR
+    assert h.stage.part(0).core.persons() == []
+    standing = {j["person_id"]: j for j in h.journeys().values() if j["status"] != "merged"}
+    journey = standing[CUST]
+    assert [s[0] for s in journey["stages"]] == ["discover", "consider", "cart", "checkout"]
+    assert journey["status"] == "dropped_off" and ANON not in standing
+
+
+def test_a_person_that_arrives_before_its_merge_record_does_not_stop_time() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(0, [record])
+    h.deliver_handoffs()  # faster than the merge record on partition 1
+    h.merges(1, [record])
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 30 * HOUR
+    assert h.stage.part(1).awaiting == set() and h.stage.part(1).early == set()
+
+
+def test_persisted_state_restores_the_same_journeys() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view"), event(ANON, 2, 5, "product_view")])
+    h.time(T0_MS + HOUR)
+    h.sender.commit()
+    # A new worker: its tables hold what the changelog holds.
+    again = Harness(FakeSender())
+    state = again.stage.persons[0]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 0 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    again.stage.persons.applied[0] = h.stage.persons.applied[0]
+    restored = again.stage.part(0)
+    assert restored.core.persons() == [ANON]
+    assert restored.core.watermark_ms == T0_MS + HOUR and restored.decided_ms == T0_MS + HOUR
+    assert restored.core.journeys_of(ANON) == h.stage.part(0).core.journeys_of(ANON)
