@@ -63,17 +63,17 @@ class Harness:
         tables = [self._table(name, source) for name, source in (
             ("persons", self.topics.stitched), ("merges", self.topics.identity_merges),
             ("handoff", self.topics.journey_handoff))]  # fmt: skip
-        sender: Any = self.sender  # duck-typed: produce and before_commit
+        duck: Any = self.sender  # a TransactionalSender's produce and before_commit
         persons, merges, handoff = tables
         self.stage = JourneyStage(
-            self.settings, self.topics, sender, persons, merges, handoff,
+            self.settings, self.topics, duck, persons, merges, handoff,
             load_definitions(self.settings.journeys.definitions),
         )  # fmt: skip
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
 
     def _table(self, name: str, source: str) -> ChangelogTable:
-        sender: Any = self.sender
-        table = ChangelogTable(name, f"u.journeys.{name}.changelog", sender, self.settings.kafka)
+        duck: Any = self.sender
+        table = ChangelogTable(name, f"u.journeys.{name}.changelog", duck, self.settings.kafka)
         for p in range(PARTITIONS):
             table.partitions[p], table.applied[p] = PartitionState(), Applied()
         return table
