@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from deploy.kafka_admin import committed_offsets, group_drained
@@ -43,10 +44,15 @@ def config(seed: int) -> SimConfig:
 
 
 def start(
-    settings: Settings, processes: list[Any], log: Path, **env: str
+    settings: Settings, processes: list[Any], log: Path, workers: int = 1, **env: str
 ) -> list[subprocess.Popen[bytes]]:
+    """ingest, identity, `workers` journeys workers (from index 2), then the sink (last)."""
     started = [journeys(settings, "process", stage, log=log, **env)
-               for stage in ("ingest", "identity", "journeys")]  # fmt: skip
+               for stage in ("ingest", "identity")]  # fmt: skip
+    worker = settings.processor.worker_id
+    started += [journeys(settings, "process", "journeys", log=log,
+                         JOURNEYS_PROCESSOR__WORKER_ID=f"{worker}-j{n}", **env)
+                for n in range(workers)]  # fmt: skip
     started.append(journeys(settings, "sink", log=log))
     processes += started
     return started
@@ -136,8 +142,9 @@ def check(ch: Client, truth: GroundTruth) -> None:
         assert final == distinct <= plain, table
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_replay_from_a_file_gives_the_true_journeys(
-    settings: Settings, processes: list[Any], tmp_path: Path
+    workers: int, settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
     log = tmp_path / "pipeline.log"
     events = tmp_path / "events.jsonl"
@@ -152,7 +159,7 @@ def test_a_replay_from_a_file_gives_the_true_journeys(
         if j.anchor.startswith("anonymous_id") and j.person in logged_in_later
     ]  # fmt: skip
     assert begun_anonymously, "the traffic must include journeys begun before a login"
-    watch = start(settings, processes, log)
+    watch = start(settings, processes, log, workers)
     replay = journeys(settings, "publish", str(events), "--close-at",
                       truth.closes_at.isoformat(), log=log)  # fmt: skip
     assert replay.wait(timeout=300) == 0, log.read_text()[-3000:]
@@ -177,22 +184,26 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     env = {"JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P10D"}
     watch = start(settings, processes, log, **env)
     closes = int(truth.closes_at.timestamp() * 1000)
-    feeder = threading.Thread(target=publish_events, args=(settings, timely, 400))
-    feeder.start()
-    # State survives a crash: kill the journeys worker once it has committed some input and
-    # still has more before it, then start it again.
+    # State survives a crash: once the journeys worker has committed some input, kill it
+    # while the stream goes on (it holds up to a commit interval of uncommitted work).
+    head, rest = timely[: len(timely) // 10], timely[len(timely) // 10 :]
+    publish_events(settings, head, rate=None)
     stitched, group = Topics.from_settings(settings.topics).stitched, settings.topics.group
     done = lambda: committed_offsets(settings, group("journeys"), stitched)  # noqa: E731
     wait_for(lambda: sum(max(o, 0) for o in done().values()) > 0, 120,
              "the journeys stage to commit", watch, log)  # fmt: skip
+    feeder = threading.Thread(target=publish_events, args=(settings, rest, 400))
+    feeder.start()
     wait_for(lambda: any(end - max(done().get(p, 0), 0) > 1
                          for p, end in end_offsets(settings, stitched).items()),
-             60, "the journeys stage to be behind", watch, log)  # fmt: skip
+             60, "the journeys stage to have uncommitted input", watch, log)  # fmt: skip
     assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
     victim = watch[2]
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
-    watch[2] = journeys(settings, "process", "journeys", log=log, **env)
+    same_id = f"{settings.processor.worker_id}-j0"  # fences the killed one's transaction
+    watch[2] = journeys(settings, "process", "journeys", log=log,
+                        JOURNEYS_PROCESSOR__WORKER_ID=same_id, **env)  # fmt: skip
     processes.append(watch[2])
     feeder.join()
     send_heartbeats(settings, closes)
