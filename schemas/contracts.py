@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.deadletter import DeadLetter
-from schemas.touchpoint import IDENTIFIER_FIELDS, Touchpoint
+from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Touchpoint
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
@@ -33,6 +33,8 @@ def json_schema(name: str) -> dict[str, Any]:
     identity = schema.get("$defs", {}).get("Identity")
     if identity is not None:
         identity["anyOf"] = _at_least_one_identifier()
+    if CONTRACTS[name] is Touchpoint:
+        schema["allOf"] = _version_2_rules()
     return {"$schema": JSON_SCHEMA_DIALECT, "$id": f"urn:journeys:schema:{name}", **schema}
 
 
@@ -42,6 +44,30 @@ def _at_least_one_identifier() -> list[dict[str, Any]]:
     return [
         {"required": [name], "properties": {name: {"type": "string"}}} for name in IDENTIFIER_FIELDS
     ]
+
+
+def _version_2_rules() -> list[dict[str, Any]]:
+    """`Touchpoint` checks these in field validators, which JSON Schema does not show: a
+    channel block only on an event of that channel, and the fields added in version 2 only
+    with `schema_version` 2 or later (it defaults to 1, so it must be given)."""
+    version_2 = {"required": ["schema_version"], "properties": {"schema_version": {"minimum": 2}}}
+    rules: list[dict[str, Any]] = [
+        {
+            "if": {"required": [block], "properties": {block: {"type": "object"}}},
+            "then": {
+                "required": ["channel", "schema_version"],
+                "properties": {"channel": {"const": block}, "schema_version": {"minimum": 2}},
+            },
+        }
+        for block in BLOCK_FIELDS
+    ]
+    rules.append(
+        {
+            "if": {"required": ["friction"], "properties": {"friction": {"minItems": 1}}},
+            "then": version_2,
+        }
+    )
+    return rules
 
 
 def file_name(name: str) -> str:

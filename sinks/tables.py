@@ -51,6 +51,19 @@ touchpoints = Table(
     Column("touchpoint", ch("Nullable(String)")),
     Column("properties", ch("Map(String, Nullable(String))")),
     Column("backfill", ch("Bool")),
+    # Contract v2: the typed block of the event's channel as JSON text (query with
+    # JSONExtract*(call_center, 'wait_seconds')), and the friction signals it stated.
+    Column("web", ch("Nullable(String)")),
+    Column("app", ch("Nullable(String)")),
+    Column("call_center", ch("Nullable(String)")),
+    Column("store", ch("Nullable(String)")),
+    Column(
+        "friction",
+        ch(
+            "Array(Tuple(signal LowCardinality(String), detail Nullable(String), "
+            "value Nullable(Float64)))"
+        ),
+    ),
     # The person known when the identity stage routed the event ('' without a usable
     # identifier), and the identifier that chose it: `touchpoints_latest` re-resolves it.
     Column("person_id", ch("String")),

@@ -5,6 +5,11 @@ One record (a call, chat or e-mail contact as the platform exports it) yields, i
 transfer; `contact_abandoned` if nobody ever answered; `contact_ended`. Wait and handle times
 come from the export when it has them, else from the timestamps. The repeat-contact flag needs
 the customer's history, so later stages set it.
+
+Each event carries its facts twice: in the documented properties, and in the typed
+`call_center` block (schema_version 2). The contact's outcome (`abandoned`, `transfers`,
+`disposition`, handle time) is typed only on `contact_ended`, so its signals count once per
+contact.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from producers.adapters.mapping import ContactCenterMapping, map_code
 from producers.adapters.records import Cells, Record
 from producers.adapters.touchpoints import RecordEvents, hashed_identity
 from producers.pii import PiiHasher
-from schemas.touchpoint import Channel, Touchpoint
+from schemas.touchpoint import Channel, PropertyValue, Touchpoint
 
 ABANDONED = "abandoned"
 # A corrupt transfer count must not fan one record out into thousands of events.
@@ -94,14 +99,16 @@ def read_contact(cells: Cells, mapping: ContactCenterMapping) -> Contact:
 
 def contact_events(contact: Contact, events: RecordEvents) -> list[Touchpoint]:
     """The contact's touchpoints in time order."""
-    out = [events.event("contact_queued", contact.queued_at, {})]
+    out = [events.event("contact_queued", contact.queued_at, {}, detail=_detail(contact))]
     if contact.answered_at is not None:
         answered = {"wait_seconds": contact.wait_seconds, "agent": contact.agent}
-        out.append(events.event("contact_answered", contact.answered_at, answered))
+        detail = _detail(contact, agent=contact.agent, wait_seconds=contact.wait_seconds)
+        out.append(events.event("contact_answered", contact.answered_at, answered, detail=detail))
     out.extend(_transfer_events(contact, events))
     if contact.answered_at is None:
         abandoned = {"wait_seconds": contact.wait_seconds}
-        out.append(events.event("contact_abandoned", contact.ended_at, abandoned))
+        detail = _detail(contact, wait_seconds=contact.wait_seconds)
+        out.append(events.event("contact_abandoned", contact.ended_at, abandoned, detail=detail))
     ended = {
         "wait_seconds": contact.wait_seconds,
         "handle_seconds": contact.handle_seconds,
@@ -111,23 +118,40 @@ def contact_events(contact: Contact, events: RecordEvents) -> list[Touchpoint]:
         "disposition_code": contact.disposition_code,
         "transfers": contact.transfers,
     }
-    out.append(events.event("contact_ended", contact.ended_at, ended))
+    outcome = _detail(
+        contact,
+        agent=contact.agent,
+        wait_seconds=contact.wait_seconds,
+        handle_seconds=contact.handle_seconds,
+        transfers=contact.transfers,
+        disposition=contact.disposition,
+        abandoned=contact.answered_at is None,
+    )
+    out.append(events.event("contact_ended", contact.ended_at, ended, detail=outcome))
     return out
+
+
+def _detail(contact: Contact, **facts: PropertyValue) -> dict[str, PropertyValue]:
+    """The `call_center` block of one of the contact's events: its id and queue, plus
+    `facts`."""
+    return {"contact_id": contact.contact_id, "queue": contact.queue, **facts}
 
 
 def _transfer_events(contact: Contact, events: RecordEvents) -> list[Touchpoint]:
     """One event per transfer. Exports give a count, not times, so the transfers are spread
     evenly between answer (or queue) and end: the order stays true, the times are marked
-    as estimated."""
+    as estimated. The count is typed on `contact_ended` only: one transfer signal a contact."""
     count = contact.transfers or 0
     start = contact.answered_at or contact.queued_at
     step = (contact.ended_at - start) / (count + 1)
+    detail = _detail(contact, agent=contact.agent)
     return [
         events.event(
             "contact_transferred",
             start + step * n,
             {"transfer": n, "transfers": count, "agent": contact.agent, "time_estimated": True},
             key=f"contact_transferred:{n}",
+            detail=detail,
         )
         for n in range(1, count + 1)
     ]

@@ -3,7 +3,8 @@
 One record (a till transaction) yields one `purchase` or `return` at `store:<id>:till:<id>`,
 with the amount (always positive: the event type says which way the money went), currency
 and number of items. POS exports record transactions, not visits or loyalty scans on their
-own, so no `store_visit` is derived from them.
+own, so no `store_visit` is derived from them. The same facts are also in the typed `store`
+block (schema_version 2), where `is_return` says which way the money went.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def derive_sale(record: Record, mapping: PosMapping, hasher: PiiHasher) -> list[
         "currency": sale.currency,
         "items": sale.items,
     }
-    return [events.event(sale.type, sale.occurred_at, properties)]
+    detail = {
+        "store_id": sale.store_id,
+        "transaction_id": sale.transaction_id,
+        "is_return": sale.type == "return",
+        **properties,
+    }
+    return [events.event(sale.type, sale.occurred_at, properties, detail=detail)]
 
 
 def read_sale(cells: Cells, mapping: PosMapping) -> Sale:

@@ -3,6 +3,9 @@
 Event ids are UUIDv5 of (source system, record id, derived event), so ingesting a file twice
 publishes the same ids and the ingest stage drops the second copy as duplicates. Phone
 numbers and e-mail addresses are hashed here and never leave this module raw.
+
+Events are written as `schema_version` 2: the documented properties (deploy/mappings/
+README.md) as before, plus the channel's typed block where the adapter gives one.
 """
 
 from __future__ import annotations
@@ -81,23 +84,32 @@ class RecordEvents:
         at: datetime,
         properties: Mapping[str, PropertyValue],
         key: str | None = None,
+        detail: Mapping[str, PropertyValue] | None = None,
     ) -> Touchpoint:
-        """One touchpoint; `key` tells apart several events of one type (the n-th transfer)."""
+        """One touchpoint; `key` tells apart several events of one type (the n-th transfer),
+        `detail` the fields of the channel's typed block (unset ones are None)."""
         merged = {k: v for k, v in {**self.common, **properties}.items() if v is not None}
+        typed = {} if detail is None else {self.channel.value: _given(detail)}
         try:
             return Touchpoint(
                 event_id=event_id(self.source, self.record_id, key or event_type),
                 channel=self.channel,
                 source=self.source,
                 event_type=event_type,
+                schema_version=2,
                 occurred_at=at,
                 identity=self.identity,
                 session_id=self.session_id,
                 touchpoint=self.touchpoint,
                 properties=merged,
+                **typed,
             )
         except ValidationError as exc:
             raise RecordError(_first_error(event_type, exc)) from None
+
+
+def _given(fields: Mapping[str, PropertyValue]) -> dict[str, PropertyValue]:
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _first_error(what: str, exc: ValidationError) -> str:

@@ -1,8 +1,17 @@
-"""Friction signals of one event, by the rules of a mapping file (schemas/friction.py).
+"""Friction signals of one event, by the rules of a mapping file (schemas/friction.py) and
+by what a version 2 event states itself (schemas/touchpoint.py).
 
 Pure and lean on the per-event path: the mapping is compiled once into plain closures, and
 the rules that can apply to a (channel, event type) pair are found once and cached, so an
 event costs one dict lookup plus its few candidate rules. No pydantic per event.
+
+A version 2 event's signals come from three places, and each signal counts once per event
+whichever of them finds it (`event_signals`):
+- the mapping's rules, which read the fields of the event's typed channel block under their
+  own names, like properties (a typed field wins over a property of the same name), so
+  thresholds such as "a wait over 300 s" apply to typed and free-form values alike;
+- the typed block's signal fields (`TYPED_SIGNALS`: `crash: true`, `http_status` 5xx, ...);
+- the signals it lists in `friction`.
 
 `RepeatContacts` is the one signal that needs memory: a person's contact within N days of
 their previous contact, decided in event time so arrival order does not change the answer.
@@ -27,6 +36,7 @@ from schemas.friction import (
 Properties = Mapping[str, Any]
 Predicate = Callable[[Properties], bool]
 NO_SIGNALS: tuple[Signal, ...] = ()
+_NO_PROPERTIES: Properties = {}
 # Distinct event types are few in practice; the cap keeps a stream of junk names from
 # growing the cache without bound (such events are still classified, just not cached).
 MAX_CACHED_PLANS = 50_000
@@ -69,11 +79,16 @@ class FrictionMatcher:
         return found
 
     def classify(self, event: Mapping[str, Any]) -> tuple[bool, tuple[Signal, ...]]:
-        """(counts as an exposure, signals in rule order without repeats) for one event."""
-        plan = self.plan(event["channel"], event["event_type"])
+        """(counts as an exposure, its signals without repeats) for one event: the mapping's
+        in rule order, then those the event states itself (`event_signals`)."""
+        channel = event["channel"]
+        plan = self.plan(channel, event["event_type"])
+        if event.get(channel) or event.get("friction"):
+            return plan.exposure, event_signals(plan, event)
+        # Inlined for the events that state nothing (all of version 1): the hot path.
         if not (plan.by_property or plan.always):
             return plan.exposure, plan.signals
-        return plan.exposure, plan_signals(plan, event.get("properties") or {})
+        return plan.exposure, plan_signals(plan, event.get("properties") or _NO_PROPERTIES)
 
     def signals_of(self, event: Mapping[str, Any]) -> tuple[Signal, ...]:
         return self.classify(event)[1]
@@ -110,6 +125,27 @@ class FrictionMatcher:
             by_property={name: tuple(rules) for name, rules in by_property.items()},
             always=tuple(always),
         )
+
+
+def event_signals(plan: Plan, event: Mapping[str, Any]) -> tuple[Signal, ...]:
+    """Every signal of one event under `plan` (its channel's and type's), each once: the
+    mapping's over its properties and typed block, in rule order, then the ones it states
+    (`typed_signals`). A version 1 event costs two dict lookups more than `plan_signals`."""
+    channel = event["channel"]
+    block = event.get(channel) if channel in TYPED_SIGNALS else None
+    stated = event.get("friction")
+    props = event.get("properties") or _NO_PROPERTIES
+    if block:
+        # The typed value wins: it is what the producer validated against the contract.
+        props = {**props, **{k: v for k, v in block.items() if v is not None}}
+    mapped = plan_signals(plan, props) if plan.by_property or plan.always else plan.signals
+    if not (block or stated):
+        return mapped
+    found = list(mapped)
+    for signal in _stated(channel, block, stated):
+        if signal not in found:
+            found.append(signal)
+    return tuple(found)
 
 
 def plan_signals(plan: Plan, props: Properties) -> tuple[Signal, ...]:
@@ -161,6 +197,77 @@ def _applies(rule: SignalRule, channel: str, event_type: str) -> bool:
 
 def _is_contact(rule: RepeatContactRule | None, channel: str, event_type: str) -> bool:
     return rule is not None and rule.channel == channel and event_type in rule.events
+
+
+# -- signals a version 2 event states --------------------------------------------------------
+
+ValueTest = Callable[[Any], bool]
+
+
+def _flag(value: Any) -> bool:
+    return value is True
+
+
+def _one_or_more(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _server_error(value: Any) -> bool:
+    return type(value) is int and 500 <= value <= 599
+
+
+def _none_found(value: Any) -> bool:
+    return type(value) is int and value == 0
+
+
+# Per channel: (field of its typed block, the test its value passes, the signal it states).
+# Facts that are a signal by definition, with no threshold for a team to choose; measured
+# fields (load_ms, wait_seconds, survey_score, ...) are left to the mapping's rules.
+TYPED_SIGNALS: Mapping[str, tuple[tuple[str, ValueTest, Signal], ...]] = {
+    "web": (
+        ("http_status", _server_error, Signal.ERROR),
+        ("rage_clicks", _one_or_more, Signal.RAGE_CLICK),
+        ("dead_clicks", _one_or_more, Signal.DEAD_CLICK),
+        ("search_results", _none_found, Signal.SEARCH_NO_RESULTS),
+    ),
+    "app": (
+        ("http_status", _server_error, Signal.ERROR),
+        ("crash", _flag, Signal.APP_CRASH),
+    ),
+    "call_center": (
+        ("abandoned", _flag, Signal.ABANDONED_CALL),
+        ("transfers", _one_or_more, Signal.TRANSFER),
+        ("repeat_contact", _flag, Signal.REPEAT_CONTACT),
+    ),
+    "store": (
+        ("is_return", _flag, Signal.STORE_RETURN),
+        ("out_of_stock", _flag, Signal.OUT_OF_STOCK),
+    ),
+}
+_SIGNALS: Mapping[str, Signal] = {signal.value: signal for signal in Signal}
+
+
+def typed_signals(event: Mapping[str, Any]) -> tuple[Signal, ...]:
+    """The signals a version 2 event states itself, each once: its `friction` entries, then
+    the signal fields of its channel's block. Empty for a version 1 event. Reads the event
+    as ingest forwards it (validated); a signal name it does not know is skipped."""
+    channel = event["channel"]
+    block = event.get(channel) if channel in TYPED_SIGNALS else None
+    return _stated(channel, block, event.get("friction"))
+
+
+def _stated(channel: str, block: Any, listed: Any) -> tuple[Signal, ...]:
+    found: list[Signal] = []
+    for entry in listed or ():
+        signal = _SIGNALS.get(entry.get("signal", "")) if isinstance(entry, Mapping) else None
+        if signal is not None and signal not in found:
+            found.append(signal)
+    if block:
+        for name, test, signal in TYPED_SIGNALS[channel]:
+            value = block.get(name)
+            if value is not None and test(value) and signal not in found:
+                found.append(signal)
+    return tuple(found)
 
 
 # -- property conditions ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from schemas.friction import POSITIVE_SIGNALS, Signal
 from schemas.touchpoint import IDENTIFIER_FIELDS
-from stream_processors.core.friction import FrictionMatcher, RepeatContacts, plan_signals
+from stream_processors.core.friction import FrictionMatcher, RepeatContacts, event_signals
 from stream_processors.core.windows import Advance, TumblingWindows
 
 FRICTION = "friction"
@@ -127,9 +127,8 @@ class FrictionSeries:
         windows = self.windows
         windows.add((VOLUME, f"{channel}:{event['source']}"), at_ms, (EVENTS,), backfill=backfill)
         plan = self.matcher.plan(channel, event["event_type"])
-        exposure, signals = plan.exposure, plan.signals
-        if plan.by_property or plan.always:
-            signals = plan_signals(plan, event.get("properties") or {})
+        # Mapped properties, a v2 event's typed channel block and its stated `friction`.
+        exposure, signals = plan.exposure, event_signals(plan, event)
         scope = self._scope(channel, event.get("touchpoint"))
         if plan.contact and self.repeats is not None:
             signals = self._repeat(event, at_ms, scope or f"{channel}:{ALL_CHANNELS}", signals)

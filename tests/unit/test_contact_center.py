@@ -60,6 +60,42 @@ def test_an_abandoned_contact() -> None:
     assert "handle_seconds" not in ended.properties and "agent" not in ended.properties
 
 
+def blocks(events: list[Touchpoint]) -> list[dict[str, object]]:
+    """The typed `call_center` block of each event, as it goes on the wire."""
+    return [e.model_dump(mode="json")["call_center"] for e in events]
+
+
+def test_events_carry_the_typed_block_with_the_outcome_on_the_last() -> None:
+    events = derive(contact())
+    assert {e.schema_version for e in events} == {2}
+    ids = {"contact_id": "C-1", "queue": "billing"}
+    assert blocks(events) == [
+        ids,
+        {**ids, "agent": "A7", "wait_seconds": 120.0},
+        {
+            **ids,
+            "agent": "A7",
+            "wait_seconds": 120.0,
+            "handle_seconds": 600.0,
+            "transfers": 0,
+            "disposition": "resolved",
+            "abandoned": False,
+        },
+    ]
+
+
+def test_an_abandoned_contact_states_it_once_typed() -> None:
+    queued, gave_up, ended = blocks(derive(contact(answered="", code="ABN", agent="")))
+    assert gave_up == {"contact_id": "C-1", "queue": "billing", "wait_seconds": 720.0}
+    assert ended["abandoned"] is True and ended["disposition"] == "abandoned"
+    assert "handle_seconds" not in ended and "agent" not in ended and "abandoned" not in queued
+
+
+def test_the_transfer_count_is_typed_on_the_end_only() -> None:
+    found = blocks(derive(contact(transfers="2")))
+    assert [b.get("transfers") for b in found] == [None, None, None, None, 2]
+
+
 def test_transfers_are_one_event_each_in_order_between_answer_and_end() -> None:
     events = derive(contact(transfers="2"))
     types = [e.event_type for e in events]
@@ -143,6 +179,10 @@ def test_without_optional_columns() -> None:
         ({"wait": "-3"}, "^wait_seconds: -3.0 is negative$"),
         ({"handle": "ten"}, "is not a number$"),
         ({"queue": "q" * 200}, "^contact_queued: touchpoint: String should have at most 128"),
+        (
+            {"wait": "2592001"},
+            "^contact_answered: call_center.wait_seconds: Input should be less than or equal to",
+        ),
         ({"phone": "", "customer": ""}, "^no usable identifier"),
     ],
 )

@@ -23,12 +23,19 @@ from schemas.friction import (
     load_friction_mapping,
 )
 from schemas.touchpoint import Channel, Touchpoint
-from stream_processors.core.friction import FrictionMatcher, RepeatContacts, normalized
+from stream_processors.core.friction import (
+    FrictionMatcher,
+    RepeatContacts,
+    event_signals,
+    normalized,
+    typed_signals,
+)
 from tests.unit.adapter_builders import HASHER, contact, contact_mapping, pos_mapping, sale
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = ROOT / "deploy" / "friction" / "defaults.toml"
 FIXTURES = ROOT / "tests" / "fixtures" / "contracts" / "v1"
+FIXTURES_V2 = ROOT / "tests" / "fixtures" / "contracts" / "v2"
 MATCHER = FrictionMatcher(load_friction_mapping(DEFAULTS))
 WEB = Source("wk_web", "web-shop", Channel.WEB)
 APP = Source("wk_app", "shop-app", Channel.APP)
@@ -184,6 +191,161 @@ def test_events_with_many_properties_are_matched_too() -> None:
 def test_two_rules_for_one_signal_count_it_once() -> None:
     doc = event("web", "error", http_status=502, error="timeout")
     assert classify(doc) == (False, (Signal.ERROR,))
+
+
+# -- schema_version 2: typed blocks and stated signals -------------------------------------------
+
+
+def v2(channel: str, event_type: str, block: dict[str, Any] | None = None,
+       **fields: Any) -> dict[str, Any]:  # fmt: skip
+    """A version 2 event as a stage reads it: `block` is its channel's typed block."""
+    doc = {"channel": channel, "event_type": event_type, "schema_version": 2, **fields}
+    if block is not None:
+        doc[channel] = block
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("fixture", "exposure", "signals"),
+    [
+        ("web_page_view.json", True, (Signal.SLOW_RESPONSE,)),  # load_ms 4210.5, by the mapping
+        ("web_checkout_error.json", True, (Signal.ERROR, Signal.RETRY, Signal.PAYMENT_DECLINED,
+                                           Signal.RAGE_CLICK, Signal.DEAD_CLICK)),
+        ("web_search.json", True, (Signal.SEARCH_NO_RESULTS,)),
+        ("app_crash.json", False, (Signal.APP_CRASH,)),
+        ("app_api_call.json", True, (Signal.ERROR, Signal.SLOW_RESPONSE)),
+        ("call_center_contact_answered.json", False, (Signal.LONG_QUEUE_WAIT,)),
+        ("call_center_contact_ended.json", True, (Signal.TRANSFER, Signal.REPEAT_CONTACT,
+                                                  Signal.FAST_RESOLUTION,
+                                                  Signal.HIGH_SURVEY_SCORE)),
+        ("call_center_contact_abandoned.json", True, (Signal.ABANDONED_CALL,
+                                                      Signal.LONG_QUEUE_WAIT)),
+        ("store_purchase.json", True, (Signal.ORDER_COMPLETED, Signal.LONG_TILL_WAIT)),
+        ("store_return.json", True, (Signal.STORE_RETURN,)),
+        ("store_visit_out_of_stock.json", True, (Signal.OUT_OF_STOCK, Signal.LOW_SURVEY_SCORE)),
+    ],
+)  # fmt: skip
+def test_contract_fixtures_of_version_2(
+    fixture: str, exposure: bool, signals: tuple[Signal, ...]
+) -> None:
+    doc = wire(Touchpoint.model_validate_json((FIXTURES_V2 / fixture).read_bytes()))
+    assert classify(doc) == (exposure, signals)
+
+
+@pytest.mark.parametrize(
+    ("channel", "field", "value", "signal"),
+    [
+        ("web", "http_status", 500, Signal.ERROR),
+        ("web", "http_status", 599, Signal.ERROR),
+        ("web", "http_status", 404, None),
+        ("web", "rage_clicks", 1, Signal.RAGE_CLICK),
+        ("web", "rage_clicks", 0, None),
+        ("web", "dead_clicks", 2, Signal.DEAD_CLICK),
+        ("web", "search_results", 0, Signal.SEARCH_NO_RESULTS),
+        ("web", "search_results", 3, None),
+        ("app", "http_status", 503, Signal.ERROR),
+        ("app", "crash", True, Signal.APP_CRASH),
+        ("app", "crash", False, None),
+        ("call_center", "abandoned", True, Signal.ABANDONED_CALL),
+        ("call_center", "abandoned", False, None),
+        ("call_center", "transfers", 2, Signal.TRANSFER),
+        ("call_center", "transfers", 0, None),
+        ("call_center", "repeat_contact", True, Signal.REPEAT_CONTACT),
+        ("store", "is_return", True, Signal.STORE_RETURN),
+        ("store", "is_return", False, None),
+        ("store", "out_of_stock", True, Signal.OUT_OF_STOCK),
+    ],
+)
+def test_typed_signal_fields(channel: str, field: str, value: Any, signal: Signal | None) -> None:
+    doc = v2(channel, "interaction", {field: value})
+    expected = () if signal is None else (signal,)
+    assert typed_signals(doc) == expected
+    assert classify(doc)[1] == expected  # no mapping rule fires on this made-up event type
+
+
+def test_stated_signals_count_once_each_positive_ones_too() -> None:
+    listed = [{"signal": "order_completed"}, {"signal": "retry", "value": 2.0},
+              {"signal": "retry", "detail": "again"}, {"signal": "unheard_of"}]  # fmt: skip
+    doc = v2("web", "interaction", friction=listed)
+    assert typed_signals(doc) == (Signal.ORDER_COMPLETED, Signal.RETRY)
+    assert classify(doc) == (True, (Signal.ORDER_COMPLETED, Signal.RETRY))
+
+
+@pytest.mark.parametrize(
+    ("doc", "signal"),
+    [
+        # A mapped property, the typed field and a stated entry for one signal.
+        (v2("web", "page_view", {"http_status": 502}, properties={"http_status": 502},
+            friction=[{"signal": "error"}]), Signal.ERROR),
+        (v2("web", "error", {"http_status": 503}), Signal.ERROR),  # mapped event type too
+        (v2("app", "crash", {"crash": True}, friction=[{"signal": "app_crash"}]),
+         Signal.APP_CRASH),
+        (v2("call_center", "contact_ended", {"abandoned": True, "disposition": "abandoned"},
+            properties={"answered": False}), Signal.ABANDONED_CALL),
+    ],
+)  # fmt: skip
+def test_a_signal_found_several_ways_counts_once(doc: dict[str, Any], signal: Signal) -> None:
+    assert classify(doc)[1] == (signal,)
+
+
+@pytest.mark.parametrize(
+    ("channel", "event_type", "name", "value", "signal"),
+    [
+        ("web", "page_view", "load_ms", 4200, Signal.SLOW_RESPONSE),
+        ("app", "screen_view", "response_ms", 3500.0, Signal.SLOW_RESPONSE),
+        ("call_center", "contact_answered", "wait_seconds", 301.0, Signal.LONG_QUEUE_WAIT),
+        ("call_center", "contact_ended", "disposition", "abandoned", Signal.ABANDONED_CALL),
+        ("call_center", "contact_ended", "survey_score", 1, Signal.LOW_SURVEY_SCORE),
+        ("store", "purchase_step", "wait_seconds", 600.0, Signal.LONG_TILL_WAIT),
+    ],
+)
+def test_the_mapping_reads_typed_fields_like_properties(
+    channel: str, event_type: str, name: str, value: Any, signal: Signal
+) -> None:
+    as_property = event(channel, event_type, **{name: value})
+    as_typed = v2(channel, event_type, {name: value})
+    assert signal in classify(as_property)[1]
+    assert classify(as_typed) == classify(as_property)
+
+
+def test_the_typed_value_wins_over_a_property_of_the_same_name() -> None:
+    long_typed = v2("call_center", "contact_answered", {"wait_seconds": 400.0},
+                    properties={"wait_seconds": 100})  # fmt: skip
+    short_typed = v2("call_center", "contact_answered", {"wait_seconds": 100.0},
+                     properties={"wait_seconds": 400})  # fmt: skip
+    assert classify(long_typed)[1] == (Signal.LONG_QUEUE_WAIT,)
+    assert classify(short_typed)[1] == ()
+
+
+def test_a_version_1_event_states_nothing_and_classifies_as_before() -> None:
+    for path in sorted(FIXTURES.glob("*.json")):
+        doc = json.loads(path.read_text())
+        assert typed_signals(doc) == ()
+        plan = MATCHER.plan(doc["channel"], doc["event_type"])
+        assert event_signals(plan, doc) == classify(doc)[1]
+
+
+@pytest.mark.parametrize(
+    "kind", ["answered", "abandoned", "transferred", "quick", "sale", "return"]
+)
+def test_adapter_events_carry_their_signals_in_the_typed_block_alone(kind: str) -> None:
+    records = {
+        "answered": lambda: derive_contact(contact(), contact_mapping(), HASHER),
+        "abandoned": lambda: derive_contact(
+            contact(answered="", code="ABN", agent=""), contact_mapping(), HASHER
+        ),
+        "transferred": lambda: derive_contact(contact(transfers="3"), contact_mapping(), HASHER),
+        "quick": lambda: derive_contact(
+            contact(ended="2025-03-03T09:05:00+00:00"), contact_mapping(), HASHER
+        ),
+        "sale": lambda: derive_sale(sale(), pos_mapping(), HASHER),
+        "return": lambda: derive_sale(sale(kind="R"), pos_mapping(), HASHER),
+    }
+    for produced in records[kind]():
+        doc = wire(produced)
+        typed_only = {**doc, "properties": {}}
+        assert set(classify(typed_only)[1]) == set(classify(doc)[1]), doc["event_type"]
+        assert classify(typed_only)[0] == classify(doc)[0]
 
 
 # -- conditions ----------------------------------------------------------------------------------

@@ -37,6 +37,11 @@ def test_a_purchase() -> None:
         "currency": "EUR",
         "items": 2,
     }
+    assert event.schema_version == 2
+    assert event.model_dump(mode="json")["store"] == {
+        **event.properties,
+        "is_return": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -46,6 +51,8 @@ def test_a_purchase() -> None:
 def test_a_return_has_a_positive_amount(values: dict[str, Any], amount: float) -> None:
     event = derive(sale(**values))
     assert event.event_type == "return" and event.properties["amount"] == amount
+    assert event.store is not None
+    assert event.store.is_return is True and event.store.amount == amount
 
 
 def test_without_a_type_column_the_sign_decides() -> None:
@@ -97,6 +104,7 @@ def test_the_record_id_includes_store_and_till() -> None:
         ({"txn": ""}, r"^transaction_id \(column 'txn'\): empty$"),
         ({"currency": "euro"}, "^currency: 'EURO' is not an ISO 4217 code$"),
         ({"lines": "many"}, "is not a count$"),
+        ({"total": 2e12}, "^purchase: store.amount: Input should be less than or equal to"),
     ],
 )
 def test_bad_records_say_why(values: dict[str, Any], reason: str) -> None:
