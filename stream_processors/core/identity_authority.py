@@ -12,28 +12,28 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .identity import IdentityGraph
 from .identity_persons import type_of
 from .identity_records import Link, MergeRecord, MoveRecord, RefusalRecord, Resolution, person_id
 from .identity_rules import IdentityRules
 
+_new_tuple = tuple.__new__  # a named tuple without its `__new__`'s keyword handling
 
-@dataclass(frozen=True, slots=True)
-class MapUpdate:
+
+class MapUpdate(NamedTuple):
     """Identifier `key` now belongs to `person_id`; `remapped` is False when that is the
-    person the identifier names itself (it left a merged person: a split)."""
+    person the identifier names itself (it left a merged person: a split). A tuple, as
+    `Decision`: one or more per link event, and a tuple is the cheapest to make."""
 
     key: str
     person_id: str
     remapped: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What one event with several (or junk) identifiers changed."""
 
     resolution: Resolution
@@ -48,47 +48,32 @@ class Authority:
         self.rules = rules
         self.graph = IdentityGraph(rules)
         self.remapped: dict[str, str] = {}
-        self._own: dict[str, str] = {}  # identifier key -> the person id it names (a cache)
-
-    def own_id(self, key: str) -> str:
-        found = self._own.get(key)
-        if found is None:
-            found = self._own[key] = person_id(key)
-        return found
 
     def decide(
         self, identifiers: Mapping[str, str | None], event_time: datetime, event_id: str
     ) -> Decision:
+        """Decide one event's links. Costs what the event changed, not the size of the
+        persons it touched: only the identifiers that moved are looked at for the map."""
         graph = self.graph
         resolution = graph.observe(identifiers, event_time, event_id)
-        links = tuple(graph.take_recorded())
-        if not resolution.merges and not resolution.moves:
-            return Decision(resolution, (), links)
-        return Decision(resolution, self._updates(resolution), links)
+        recorded = graph.recorded
+        links = tuple(recorded)
+        recorded.clear()
+        if resolution.merges or resolution.moves:
+            return _new_tuple(Decision, (resolution, self._updates(), links))
+        return _new_tuple(Decision, (resolution, (), links))
 
-    def _updates(self, resolution: Resolution) -> tuple[MapUpdate, ...]:
-        graph, remapped = self.graph, self.remapped
-        keys: set[str] = set()
-        for merge in resolution.merges:
-            keys.update(merge.identifiers)
-            for involved in (merge.person_id, *merge.old_person_ids):
-                keys.update(graph.members(involved))
-        for move in resolution.moves:
-            keys.update(move.identifiers)
-            keys.update(graph.members(move.from_person_id))
-            keys.update(graph.members(move.to_person_id))
+    def _updates(self) -> tuple[MapUpdate, ...]:
+        """The map updates of the identifiers the event moved: no other one's entry changes."""
+        remapped = self.remapped
         out: list[MapUpdate] = []
-        own_id = self.own_id
-        for key in sorted(keys):
-            pid = graph.person_of(key)
-            if pid is None:
-                continue
-            if pid == own_id(key):
+        for key, pid, names_it in self.graph.moved():
+            if names_it:
                 if remapped.pop(key, None) is not None:
-                    out.append(MapUpdate(key, pid, remapped=False))
+                    out.append(_new_tuple(MapUpdate, (key, pid, False)))
             elif remapped.get(key) != pid:
                 remapped[key] = pid
-                out.append(MapUpdate(key, pid, remapped=True))
+                out.append(_new_tuple(MapUpdate, (key, pid, True)))
         return tuple(out)
 
     @classmethod
@@ -128,21 +113,27 @@ def link_from(key: str, record: list[Any], rules: IdentityRules) -> Link:
 def record_row(
     record: MergeRecord | MoveRecord | RefusalRecord, version: int, person: str | None
 ) -> dict[str, Any]:
-    """An audit row for ClickHouse's `identity_audit` (and `journeys identity show`)."""
-    row: dict[str, Any] = {
+    """An audit row for ClickHouse's `identity_audit` (and `journeys identity show`); one per
+    record the authority makes, so built in one go."""
+    if isinstance(record, MergeRecord):
+        kind, pid, old, detail = "merge", record.person_id, list(record.old_person_ids), ""
+        retracted = False
+    elif isinstance(record, MoveRecord):
+        kind, pid, old, detail = "move", record.to_person_id, [record.from_person_id], ""
+        retracted = False
+    else:
+        kind, pid, old, detail = "refusal", person or "", [], record.detail
+        retracted = record.retracted
+    return {
         "record_id": record.record_id,
         "event_id": record.event_id,
         "event_time": record.event_time.isoformat(),
         "identifiers": list(record.identifiers),
         "version": version,
+        "kind": kind,
+        "rule": record.rule,
+        "person_id": pid,
+        "old_person_ids": old,
+        "detail": detail,
+        "retracted": retracted,
     }
-    if isinstance(record, MergeRecord):
-        kind, pid, old, detail = "merge", record.person_id, list(record.old_person_ids), ""
-    elif isinstance(record, MoveRecord):
-        kind, pid, old, detail = "move", record.to_person_id, [record.from_person_id], ""
-    else:
-        kind, pid, old, detail = "refusal", person or "", [], record.detail
-    retracted = isinstance(record, RefusalRecord) and record.retracted
-    row.update(kind=kind, rule=record.rule, person_id=pid, old_person_ids=old, detail=detail,
-               retracted=retracted)  # fmt: skip
-    return row

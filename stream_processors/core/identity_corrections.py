@@ -41,6 +41,17 @@ def person_changes(
     return merges, moves
 
 
+def joined_changes(
+    before: Mapping[str, str], pid: str, event_id: str, event_time: datetime
+) -> list[MergeRecord]:
+    """`person_changes(before, dict.fromkeys(before, pid), ...)`, when every identifier ends in
+    person `pid`: one merge of the other persons into it (or none), and never a move."""
+    parts = [(old, [key]) for key, old in before.items() if old != pid]
+    if not parts:
+        return []
+    return [_merge(pid, parts, pid in before.values(), event_id, event_time)]
+
+
 def _merge(
     new: str,
     parts: list[tuple[str, list[str]]],

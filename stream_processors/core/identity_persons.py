@@ -11,12 +11,15 @@ the outcome a function of the set of links.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import add
+from operator import add, gt
 
 from .identity_records import Link, MergeRecord, RefusalRecord, RefusalRule
 from .identity_rules import IdentityRules, junk_reason
+
+_new_tuple = tuple.__new__
 
 
 def type_of(key: str) -> str:
@@ -46,24 +49,63 @@ class Guards:
         self.caps = [(self.rank[name], cap) for name, cap in rules.caps.items()]
         self.caps.sort()
         self.max_identifiers = rules.max_identifiers
+        # The counts per type of one identifier of each rank, to copy.
+        size = len(self.types)
+        self.unit = [[int(i == rank) for i in range(size)] for rank in range(size)]
+        # The cap of each rank (no count reaches an uncapped one's), so that a person's counts
+        # are checked in one pass in C: `any(map(gt, counts, limits))`.
+        self.limits = [sys.maxsize] * size
+        for rank, cap in self.caps:
+            self.limits[rank] = cap
         self._junk, self._pattern = rules.junk_test()
 
     def junk_reason(self, value: str) -> str | None:
         """`IdentityRules.junk_reason`, without pydantic's attribute lookups."""
         return junk_reason(value, self._junk, self._pattern)
 
-    def refusal(self, a: Person, b: Person) -> tuple[RefusalRule, str] | None:
-        """Why persons `a` and `b` may not become one, or None when they may."""
-        if self.customer_guard and a.counts[self.customer] and b.counts[self.customer]:
+    def too_many(self, counts: list[int], size: int) -> bool:
+        """Whether one person of `size` identifiers with these counts per type breaks a
+        guard (two customer ids, a cap)."""
+        if self.customer_guard and counts[self.customer] > 1:
+            return True
+        if any(map(gt, counts, self.limits)):
+            return True
+        return self.max_identifiers is not None and size > self.max_identifiers
+
+    def refusal(self, a: Person, b: Person, counts: list[int]) -> tuple[RefusalRule, str] | None:
+        """Why persons `a` and `b` may not become one, or None when they may; `counts` is the
+        sum of theirs."""
+        customer = self.customer
+        if self.customer_guard and a.counts[customer] and b.counts[customer]:
             first, second = sorted((_customer_of(a), _customer_of(b)))
             return "customer_id_conflict", f"{first} and {second} are different customers"
-        for rank, cap in self.caps:
-            if a.counts[rank] + b.counts[rank] > cap:
-                held = f"{a.counts[rank]} + {b.counts[rank]}"
-                return "cap", f"{self.types[rank]}: {held} > cap {cap}"
+        if any(map(gt, counts, self.limits)):
+            for rank, cap in self.caps:
+                if counts[rank] > cap:
+                    held = f"{a.counts[rank]} + {b.counts[rank]}"
+                    return "cap", f"{self.types[rank]}: {held} > cap {cap}"
         total = self.max_identifiers
         if total is not None and len(a.members) + len(b.members) > total:
             return "cap", f"identifiers: {len(a.members)} + {len(b.members)} > cap {total}"
+        return None
+
+    def refusal_of_one(self, a: Person, key: str, rank: int) -> tuple[RefusalRule, str] | None:
+        """`refusal(a, b, ...)` where `b` is the lone identifier `key` of rank `rank`, without
+        making it a `Person`: the same checks in the same order, with its counts (one of its
+        type) spelled out."""
+        counts = a.counts
+        if self.customer_guard and rank == self.customer and counts[rank]:
+            first, second = sorted((_customer_of(a), key))
+            return "customer_id_conflict", f"{first} and {second} are different customers"
+        limit = self.limits[rank]
+        if counts[rank] + 1 > limit or any(map(gt, counts, self.limits)):
+            for capped, cap in self.caps:
+                mine = int(capped == rank)
+                if counts[capped] + mine > cap:
+                    return "cap", f"{self.types[capped]}: {counts[capped]} + {mine} > cap {cap}"
+        total = self.max_identifiers
+        if total is not None and len(a.members) + 1 > total:
+            return "cap", f"identifiers: {len(a.members)} + 1 > cap {total}"
         return None
 
 
@@ -78,44 +120,71 @@ class Partition:
         self.guards = guards
         self.ids: dict[str, str] = {} if ids is None else ids
         self.persons: dict[str, Person] = {}
-
-    def person(self, key: str) -> Person:
-        """The person holding `key` (a fresh `Person` for a lone identifier)."""
-        pid = self.ids[key]
-        found = self.persons.get(pid)
-        if found is not None:
-            return found
-        rank = self.guards.rank[type_of(key)]
-        counts = [0] * len(self.guards.types)
-        counts[rank] = 1
-        return Person(pid, (rank, key), [key], counts)
+        # When a list: merges add the identifiers whose person they changed (the graph's
+        # partition; a replayed cluster's needs not).
+        self.changed: list[str] | None = None
 
     def apply(self, link: Link) -> MergeRecord | RefusalRecord | None:
         """Decide one link: merge the two persons, refuse with a guard's reason, or nothing
         when both identifiers already are one person."""
-        pu, pv = self.ids[link.u], self.ids[link.v]
+        time, event_id, rank, v, u = link
+        ids, persons, guards = self.ids, self.persons, self.guards
+        pu, pv = ids[u], ids[v]
         if pu == pv:
             return None
-        a, b = self.person(link.u), self.person(link.v)
-        refused = self.guards.refusal(a, b)
+        a = persons.get(pu)
+        if a is None:
+            u_rank = guards.rank[type_of(u)]
+            a = Person(pu, (u_rank, u), [u], guards.unit[u_rank].copy())
+        b = persons.get(pv)
+        if b is None:  # the common case, a new identifier: no `Person` is made for it
+            refused = guards.refusal_of_one(a, v, rank)
+        else:
+            counts = list(map(add, a.counts, b.counts))
+            refused = guards.refusal(a, b, counts)
         if refused is not None:
-            rule, detail = refused
-            return RefusalRecord(rule, link.event_id, link.event_time, link.pair, detail)
-        merged = self.merge(a, b)
+            return RefusalRecord(refused[0], event_id, time, (u, v), refused[1])
+        pid = self._add(a, v, rank, pv) if b is None else self.merge(a, b, counts).id
         old = (pu, pv) if pu < pv else (pv, pu)
-        return MergeRecord("link", link.event_id, link.event_time, link.pair, old, merged.id)
+        # `MergeRecord("link", ...)` without its `__new__`'s keyword handling: once per link.
+        return _new_tuple(MergeRecord, ("link", event_id, time, (u, v), old, pid))
 
-    def merge(self, a: Person, b: Person) -> Person:
-        """Join two persons; the one whose best identifier wins gives the id."""
+    def _add(self, a: Person, key: str, rank: int, pid: str) -> str:
+        """`merge` of person `a` and the lone identifier `key` (of rank `rank`, person `pid`),
+        without making that one a `Person`; the merged person's id."""
+        ids, changed = self.ids, self.changed
+        if (rank, key) < a.best:
+            for member in a.members:
+                ids[member] = pid
+            if changed is not None:
+                changed.extend(a.members)
+            self.persons.pop(a.id, None)
+            a.id, a.best = pid, (rank, key)
+        else:
+            ids[key] = a.id
+            if changed is not None:
+                changed.append(key)
+        a.members.append(key)
+        a.counts[rank] += 1
+        self.persons[a.id] = a
+        return a.id
+
+    def merge(self, a: Person, b: Person, counts: list[int]) -> Person:
+        """Join two persons (`counts`: the sum of theirs); the one whose best identifier wins
+        gives the id."""
         winner, loser = (a, b) if a.best < b.best else (b, a)
+        ids, wid = self.ids, winner.id
         for key in loser.members:
-            self.ids[key] = winner.id
-        self.persons.pop(loser.id, None)
+            ids[key] = wid
+        if self.changed is not None:
+            self.changed.extend(loser.members)
+        persons = self.persons
+        persons.pop(loser.id, None)
         base, other = (a, b) if len(a.members) >= len(b.members) else (b, a)
         base.members.extend(other.members)
-        base.counts = list(map(add, base.counts, other.counts))
-        base.id, base.best = winner.id, winner.best
-        self.persons[base.id] = base
+        base.counts = counts
+        base.id, base.best = wid, winner.best
+        persons[wid] = base
         return base
 
     def best_of(self, key: str) -> str:
@@ -123,18 +192,26 @@ class Partition:
         found = self.persons.get(self.ids[key])
         return key if found is None else found.best[1]
 
+    def whole(self, members: list[str]) -> Person | None:
+        """`members` as one person when the guards let them be one, else None. Then no guard
+        can refuse any merge of parts of them either: counts only grow as persons merge. The
+        id is left to the caller (it is the best identifier's, once derived)."""
+        person = self._person_of(members, "")
+        return None if self.guards.too_many(person.counts, len(members)) else person
+
     def install(self, person_members: Iterable[list[str]]) -> None:
         """Rebuild persons from their member lists (state import)."""
         for members in person_members:
-            self.persons[self.ids[members[0]]] = self._person_of(members)
+            pid = self.ids[members[0]]
+            self.persons[pid] = self._person_of(members, pid)
 
-    def _person_of(self, members: list[str]) -> Person:
+    def _person_of(self, members: list[str], pid: str) -> Person:
         rank = self.guards.rank
         counts = [0] * len(self.guards.types)
-        for key in members:
-            counts[rank[type_of(key)]] += 1
-        best = min((rank[type_of(key)], key) for key in members)
-        return Person(self.ids[members[0]], best, list(members), counts)
+        ranked = [(rank[key[: key.index(":")]], key) for key in members]
+        for r, _ in ranked:
+            counts[r] += 1
+        return Person(pid, min(ranked), list(members), counts)
 
 
 def replay(partition: Partition, links: Iterable[Link]) -> dict[tuple[str, str], RefusalRecord]:

@@ -4,23 +4,27 @@ refusals (domain.md §3).
 An identifier is written as its key, `"<type>:<value>"` (the form `Identity.partition_key`
 uses). A person id is the UUIDv5 of the key of the person's highest-priority identifier (then
 the smallest value), so a replay of the same events gives the same ids.
+
+Records are named tuples, as the journeys stage's are: immutable values compared by content,
+and several times cheaper to make than frozen dataclasses (the authority makes one or more per
+link it decides).
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 PERSON_NAMESPACE = uuid.UUID("0eb1d8a8-f687-5dd0-a222-207d3700b611")
 """uuid5(NAMESPACE_URL, "https://journeys/person"); changing it renames every person."""
 
 RECORD_NAMESPACE = uuid.UUID("a00abe56-18c0-5ac9-91b4-c8cd05dbe46f")
 """uuid5(NAMESPACE_URL, "https://journeys/identity-record"): the namespace of record ids."""
-
-_PERSON_NS = PERSON_NAMESPACE.bytes
 
 MergeRule = Literal["link", "correction"]
 RefusalRule = Literal["denylist", "customer_id_conflict", "cap"]
@@ -29,23 +33,27 @@ RefusalRule = Literal["denylist", "customer_id_conflict", "cap"]
 def person_id(key: str) -> str:
     """The person id named by identifier `key`: `str(uuid.uuid5(PERSON_NAMESPACE, key))`,
     spelled out because this runs once per new identifier and `uuid.UUID` costs twice as much."""
-    return _uuid5(_PERSON_NS, key)
+    return _uuid5(_PERSON_SHA1, key)
 
 
-def _uuid5(namespace: bytes, name: str) -> str:
-    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+def _uuid5(namespace: _Hash, name: str) -> str:
+    """The text of UUIDv5 `name` in the namespace whose SHA-1 state (fed the namespace's bytes)
+    is `namespace`: copying that state is cheaper than hashing the namespace again."""
+    sha = namespace.copy()
+    sha.update(name.encode())
+    h = sha.hexdigest()
+    # Version 5 in the 13th hex digit, RFC 4122 variant in the top bits of the 17th.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_RECORD_NS = RECORD_NAMESPACE.bytes
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_PERSON_SHA1 = hashlib.sha1(PERSON_NAMESPACE.bytes)
+_RECORD_SHA1 = hashlib.sha1(RECORD_NAMESPACE.bytes)
 
 
 def _record_id(*parts: object) -> str:
     """`str(uuid.uuid5(RECORD_NAMESPACE, parts joined))`, spelled out for speed."""
-    return _uuid5(_RECORD_NS, "\x1f".join(map(str, parts)))
+    return _uuid5(_RECORD_SHA1, "\x1f".join(map(str, parts)))
 
 
 class Link(NamedTuple):
@@ -64,8 +72,7 @@ class Link(NamedTuple):
         return (self.u, self.v)
 
 
-@dataclass(frozen=True, slots=True)
-class MergeRecord:
+class MergeRecord(NamedTuple):
     """Several persons became one. `rule` is `link` when an event's link joined them as it
     arrived, `correction` when a late link (earlier in event time) re-decided the graph.
     `identifiers` are the link's two identifiers (`link`) or the identifiers that changed person
@@ -86,8 +93,7 @@ class MergeRecord:
                           self.person_id)  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class MoveRecord:
+class MoveRecord(NamedTuple):
     """Some identifiers of a person left it for another (a split or a takeover), because a late
     link (earlier in event time) re-decided the graph. Their events follow them."""
 
@@ -105,8 +111,7 @@ class MoveRecord:
                           self.to_person_id)  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class RefusalRecord:
+class RefusalRecord(NamedTuple):
     """A link a guard refused, or junk identifiers dropped from an event (`denylist`).
 
     A refusal of a link holds for the earliest event that links the pair; it is retracted

@@ -21,9 +21,10 @@ from .identity_rules import IdentityRules
 STATE_VERSION = 1
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Cluster:
-    """Identifiers connected by links (accepted or refused), the links, and the latest one."""
+    """Identifiers connected by links (accepted or refused), the links, and the latest one.
+    Compared by identity: two clusters are never the same unless they are one object."""
 
     members: list[str]
     links: list[Link]

@@ -8,6 +8,10 @@ About 10% of the events bring a first-seen identifier alone, 1% re-decide a clus
 
 A last figure is the cost of the worst case known: a late link into the cluster of a device
 shared by 1,000 customers, which is replayed whole.
+
+`bench_identity_authority` times the two halves of the identity stage without a broker: routing
+every event, and the authority deciding the link events routing sends it (those with two or
+more identifiers it has not sent earlier, and junk ones), as the stage does.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import orjson
 from schemas import envelope
 from schemas.touchpoint import IDENTIFIER_FIELDS
 from stream_processors.core.identity import IdentityGraph
+from stream_processors.core.identity_authority import Authority
+from stream_processors.core.identity_rules import IdentityRules
+from stream_processors.core.routing import Router
 
 from .report import Result
 
@@ -103,7 +110,8 @@ def late_link_into_shared_device(customers: int = 1_000, late: int = 20) -> floa
 
 
 def bench_identity_core(count: int = 200_000) -> list[Result]:
-    """Events/s through the identity core beside the decode-only rate of the same events."""
+    """Events/s through the identity core beside the decode-only rate of the same events, then
+    `bench_identity_authority`."""
     generated = events(count)
     frags = [orjson.dumps(e) for e in generated]
     messages = [envelope.encode(frags[i : i + 500], None) for i in range(0, count, 500)]
@@ -124,6 +132,45 @@ def bench_identity_core(count: int = 200_000) -> list[Result]:
                "events/s", decode_rate),
         Result("identity core: late link, device shared by 1,000 customers",
                late_link_into_shared_device(), "ms/link", None),
+        *bench_identity_authority(),
+    ]  # fmt: skip
+
+
+def bench_identity_authority(count: int = 500_000, runs: int = 3) -> list[Result]:
+    """The stage's two halves without a broker, on the stage bench's events: routing every
+    event (events/s), and the authority deciding what routing sends it (link events/s), each
+    the best of `runs` with a fresh router or authority. Their sum is the CPU the stage needs
+    before faust and Kafka add theirs."""
+    rules = IdentityRules()
+    generated = events(count, seed=23)  # as `bench_identity_stage`
+    route_s = decide_s = float("inf")
+    sent: list[dict[str, Any]] = []
+    for _ in range(runs):
+        router = Router(rules, {}, 8)
+        route, is_news = router.route, router.is_news
+        sent = []
+        started = time.perf_counter()
+        for event in generated:
+            identity = event["identity"]
+            r = route(identity)
+            if r.link and (r.junk or is_news(identity, event["occurred_at"], event["event_id"])):
+                sent.append(event)
+        route_s = min(route_s, time.perf_counter() - started)
+    parse = datetime.fromisoformat  # the stage parses too, outside the authority
+    links = [(e["identity"], parse(e["occurred_at"]), e["event_id"]) for e in sent]
+    for _ in range(runs):
+        decide = Authority(rules).decide
+        started = time.perf_counter()
+        for identity, occurred_at, event_id in links:
+            decide(identity, occurred_at, event_id)
+        decide_s = min(decide_s, time.perf_counter() - started)
+    share = len(links) / count
+    return [
+        Result("routing core: route + pick links, no broker", count / route_s, "events/s", None),
+        Result(f"identity authority: decide ({share:.1%} of events link)",
+               len(links) / decide_s, "links/s", None),
+        Result("identity stage core: route + decide, no broker", count / (route_s + decide_s),
+               "events/s", None),
     ]  # fmt: skip
 
 

@@ -102,3 +102,26 @@ def test_routing_workers_and_one_authority_match_one_graph(
     assert joined(rebuilt.graph) == joined(authority.graph)
     assert rebuilt.graph.refusals() == authority.graph.refusals()
     assert rebuilt.remapped == authority.remapped
+
+
+@settings(max_examples=250, deadline=None)
+@given(events=event_lists(), rules=st.sampled_from(RULE_SETS), data=st.data())
+def test_map_updates_are_exactly_the_remapped_identifiers_that_changed(
+    events: list[Event], rules: IdentityRules, data: st.DataObject
+) -> None:
+    """Whatever changed, in key order: the authority only looks at the identifiers the graph
+    says moved, so this checks it never misses one."""
+    authority = Authority(rules)
+    for event in data.draw(st.permutations(events), label="arrival"):
+        before = dict(authority.remapped)
+        decision = authority.decide(event.identifiers, T0 + timedelta(minutes=event.minutes),
+                                    event.event_id)  # fmt: skip
+        ids: dict[str, str] = authority.graph.snapshot()["ids"]
+        remapped = {key: pid for key, pid in ids.items() if pid != person_id(key)}
+        assert authority.remapped == remapped
+        changed = sorted(
+            k for k in before.keys() | remapped.keys() if before.get(k) != remapped.get(k)
+        )
+        assert decision.updates == tuple(
+            MapUpdate(key, ids[key], remapped=key in remapped) for key in changed
+        )
