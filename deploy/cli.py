@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from deploy import logs
-from deploy.commands import EPILOG, broker, definitions, feed, identity, pipeline
+from deploy.commands import EPILOG, alerts, broker, definitions, feed, identity, pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     feed.register(sub)
     identity.register(sub)
     definitions.register(sub)
+    alerts.register(sub)
     return p
 
 

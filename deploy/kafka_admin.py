@@ -25,8 +25,9 @@ STATEFUL_STAGES = {
     "counts": ("per_key",),
     "identity": ("routed", "links"),
     "journeys": ("persons", "merges", "handoff"),
+    "friction": ("windows", "transitions", "dropoffs", "detector"),
 }
-SINGLE_PARTITION = {("identity", "links")}
+SINGLE_PARTITION = {("identity", "links"), ("friction", "detector")}
 
 
 class KafkaUnreachableError(RuntimeError):
@@ -70,6 +71,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 topics.journey_handoff,
             )
         ),
+        # One partition each: the friction detector sums every partition's windows in one
+        # place, and alerts are few (ARCHITECTURE.md "Friction and alerts").
+        TopicSpec(topics.friction_partials, 1, {"compression.type": "producer"}),
+        TopicSpec(topics.friction_windows, 1, {"compression.type": "producer"}),
+        TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),
+        TopicSpec(topics.dlq_alerts, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
     for stage, tables in STATEFUL_STAGES.items():
         for t in tables:

@@ -22,11 +22,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.alerting import WebhookSettings
 from stream_processors.core.identity_rules import IdentityRules
 
 DEFAULT_SETTINGS_FILE = "journeys.toml"
 # The shipped journey definitions (a deployment names its own files instead).
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1] / "deploy" / "definitions"
+# The shipped friction mapping and alert routing (a deployment names its own files instead).
+SHIPPED_FRICTION_MAPPING = SHIPPED_DEFINITIONS.parent / "friction" / "defaults.toml"
+SHIPPED_ALERT_ROUTING = SHIPPED_DEFINITIONS.parent / "alerts" / "routing.toml"
 
 
 class Section(BaseModel):
@@ -148,6 +152,62 @@ class JourneyStageSettings(Section):
     late_tolerance: timedelta = timedelta(hours=72)
 
 
+class FixedThresholdSettings(Section):
+    """A hand-set limit for the series matching `kind`, `scope` and `name` (`*` patterns):
+    a rate above `max_rate` for `friction` and `dropoff`, a count below `min_count` for
+    `entries` and `volume` (`stream_processors/core/friction_alerts.py` FixedThreshold)."""
+
+    kind: Literal["friction", "dropoff", "entries", "volume"]
+    scope: str = "*"
+    name: str = "*"
+    max_rate: float | None = Field(default=None, gt=0, le=1)
+    min_count: float | None = Field(default=None, ge=0)
+    severity: Literal["warning", "critical"] = "warning"
+
+
+class DetectorSettings(Section):
+    """The friction detector (`stream_processors/core/detector.py`, `baselines.py`): how
+    sure an alert must be, how much volume a series needs, and how baselines learn."""
+
+    alpha: float = Field(default=1e-6, gt=0, lt=1)
+    critical_alpha: float = Field(default=1e-9, gt=0, lt=1)
+    spike_ratio: float = Field(default=2.0, ge=1)
+    collapse_ratio: float = Field(default=0.2, ge=0, lt=1)
+    min_signals: int = Field(default=5, ge=1)
+    min_exposures: int = Field(default=20, ge=1)
+    min_rate: float = Field(default=0.001, ge=0, lt=1)
+    min_expected: float = Field(default=10.0, gt=0)
+    warmup_windows: int = Field(default=12, ge=1)
+    half_life_windows: float = Field(default=36.0, gt=0)
+    season_buckets: int = Field(default=24, ge=1, le=288)  # per day; 1 turns it off
+    season_min_periods: float = Field(default=3.0, gt=0)
+    forget_after: timedelta = timedelta(days=7)
+    revisable_for: timedelta = timedelta(days=1)
+    thresholds: list[FixedThresholdSettings] = []
+
+
+class FrictionSettings(Section):
+    """The friction and alerts stage: series in event-time windows, the detector, incidents.
+
+    `allowed_lateness` is how long a closed window still takes late events (and is
+    re-emitted as a new version); events later than that are counted and dropped. The
+    late-arriving channels' batches must land within it to count.
+    """
+
+    mapping: Path = SHIPPED_FRICTION_MAPPING
+    team_mapping: Path | None = None  # a team's file extending the mapping
+    window: timedelta = timedelta(minutes=5)
+    allowed_lateness: timedelta = timedelta(hours=1)
+    max_touchpoints: int = Field(default=5_000, ge=1)
+    # Stage series (entries, drop-offs) need the journeys stage's topics; without them the
+    # windows close on the `stitched` watermark alone.
+    stage_series: bool = True
+    resolve_after: int = Field(default=3, ge=1)  # normal windows before an incident resolves
+    examples: int = Field(default=3, ge=0, le=20)  # example journeys per alert
+    reference_windows: int = Field(default=12, ge=1)  # "before" for the likely cause
+    detector: DetectorSettings = DetectorSettings()
+
+
 class SinkSettings(Section):
     """Batching of the ClickHouse sink."""
 
@@ -236,6 +296,9 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     faults: FaultSettings = FaultSettings()
     journeys: JourneyStageSettings = JourneyStageSettings()
+    friction: FrictionSettings = FrictionSettings()
+    # Alert routing (owning teams, webhook targets) and webhook delivery; see schemas/alerting.py.
+    alerts: WebhookSettings = WebhookSettings(routing_file=SHIPPED_ALERT_ROUTING)
     # The guards of identity stitching (denylist, caps, priorities); see its docstring.
     identity: IdentityRules = IdentityRules()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,6 +20,10 @@ JOURNEY_DROPOFFS = "journey-dropoffs"
 JOURNEY_RETRACTIONS = "journey-retractions"
 JOURNEY_SESSIONS = "journey-sessions"
 JOURNEY_HANDOFF = "journey-handoff"
+FRICTION_PARTIALS = "friction-partials"
+FRICTION_WINDOWS = "friction-windows"
+ALERTS = "alerts"
+DLQ_ALERTS = "dlq.alerts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,10 @@ class Topics:
     journey_retractions: str
     journey_sessions: str
     journey_handoff: str  # internal: persons and events moving to another partition
+    friction_partials: str  # internal, one partition: each partition's closed windows
+    friction_windows: str  # global windows of every series, each version
+    alerts: str  # alert records (one per problem), keyed by alert id
+    dlq_alerts: str  # alert deliveries that failed
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -58,6 +66,10 @@ class Topics:
             journey_retractions=topics.name(JOURNEY_RETRACTIONS),
             journey_sessions=topics.name(JOURNEY_SESSIONS),
             journey_handoff=topics.name(JOURNEY_HANDOFF),
+            friction_partials=topics.name(FRICTION_PARTIALS),
+            friction_windows=topics.name(FRICTION_WINDOWS),
+            alerts=topics.name(ALERTS),
+            dlq_alerts=topics.name(DLQ_ALERTS),
         )
 
     def changelog(self, stage: str, table: str) -> str:

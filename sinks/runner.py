@@ -45,6 +45,8 @@ def pipeline_routes(topics: Topics) -> dict[str, str]:
         topics.journey_dropoffs: "dropoffs",
         topics.journey_retractions: "journey_retractions",
         topics.journey_sessions: "sessions",
+        topics.friction_windows: "friction_windows",
+        topics.alerts: "alerts",
     }
 
 

@@ -267,6 +267,74 @@ sessions = Table(
     comment="Closed UX sessions per channel (inactivity gap), with task completion.",
 )
 
+friction_windows = Table(
+    "friction_windows",
+    metadata,
+    Column("series_kind", ch("LowCardinality(String)")),
+    Column("scope", ch("String")),
+    Column("window_start", ch(TIME)),
+    Column("window_end", ch(TIME)),
+    Column("version", ch("UInt64")),
+    Column("counts", ch("Map(String, Int64)")),
+    Column("backfill", ch("Bool")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("series_kind", "scope", "window_start"),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Every friction series' counters per event-time window, summed over all "
+    "partitions (read with FINAL: a late event re-emits a window as a higher version). "
+    "friction: exposures, one counter per signal and `friction`; stage: entered, progressed, "
+    "dropped; volume: events.",
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("incident_id", ch("String")),
+    Column("version", ch("UInt64")),
+    Column("status", ch("LowCardinality(String)")),
+    Column("kind", ch("LowCardinality(String)")),
+    Column("series_kind", ch("LowCardinality(String)")),
+    Column("scope", ch("String")),
+    Column("series_name", ch("String")),
+    Column("place", ch("String")),
+    Column("started_at", ch(TIME)),
+    Column("last_window_start", ch(TIME)),
+    Column("last_window_end", ch(TIME)),
+    Column("resolved_at", ch(MAYBE_TIME)),
+    Column("windows", ch("UInt32")),
+    Column("observed", ch("Int64")),
+    Column("expected", ch("Nullable(Float64)")),
+    Column("volume", ch("Int64")),
+    Column("p_value", ch("Nullable(Float64)")),
+    Column("severity", ch("LowCardinality(String)")),
+    Column("explanation", ch("String")),
+    Column("team", ch("Nullable(String)")),
+    Column("route", ch("Nullable(String)")),
+    Column("cause", ch("Nullable(String)")),
+    Column("related_series", ch("Array(String)")),
+    Column("related_ids", ch("Array(String)")),
+    Column(
+        "examples",
+        ch(
+            "Array(Tuple(person_id String, at Float64, channel String, "
+            "touchpoint Nullable(String), what String, "
+            "journey_id Nullable(String)))"
+        ),
+    ),
+    Column("last_alert_id", ch("String")),
+    Column("notify", ch("Bool")),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("incident_id",),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Friction and drop-off alerts, one per problem (read with FINAL for the latest "
+    "version): status firing, resolved or retracted; the headline series with observed and "
+    "expected, the related series it groups, owning team, likely cause and example journeys.",
+)
+
 VIEWS = {
     "touchpoints_latest": """
 CREATE VIEW IF NOT EXISTS touchpoints_latest AS

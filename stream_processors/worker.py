@@ -9,7 +9,13 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import Settings
-from stream_processors import counts_stage, identity_stage, ingest_stage, journeys_stage
+from stream_processors import (
+    counts_stage,
+    friction_stage,
+    identity_stage,
+    ingest_stage,
+    journeys_stage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +30,7 @@ STAGES = {
     "identity": identity_stage.build,
     "journeys": journeys_stage.build,
     "counts": counts_stage.build,
+    "friction": friction_stage.build,
 }
 
 

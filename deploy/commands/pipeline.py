@@ -23,10 +23,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
     proc.add_argument(
         "stage",
-        choices=["ingest", "identity", "journeys", "counts"],
+        choices=["ingest", "identity", "journeys", "friction", "counts"],
         help="ingest: raw -> touchpoints (+ dead letters); "
         "identity: touchpoints -> stitched (keyed by person) + identity records; "
         "journeys: stitched -> journeys, stage transitions, drop-offs, retractions, sessions; "
+        "friction: stitched, transitions, drop-offs -> friction windows, alerts (+ webhooks); "
         "counts: events per key on raw (the reference stateful stage)",
     )
     proc.set_defaults(func=_process)

@@ -1,0 +1,154 @@
+"""`journeys alerts list | show ID`: the friction and drop-off alerts, as the stage published
+them.
+
+Read from the `alerts` topic (every version, keeping the latest per alert), not ClickHouse,
+so it works while the pipeline runs and the sink holds the embedded ClickHouse folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from deploy.commands import EPILOG, SubParsers
+from schemas.settings import Settings
+from stream_processors.core.alert_causes import place
+from stream_processors.core.alert_records import AlertRecord
+
+STATUSES = ("firing", "resolved", "retracted")
+
+
+def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
+    alerts = sub.add_parser("alerts", help="friction and drop-off alerts")
+    asub = alerts.add_subparsers(title="actions", metavar="ACTION")
+    ls = asub.add_parser(
+        "list",
+        help="recent alerts: status, series, start, team, observed vs expected",
+        description="List the alerts the friction stage published (latest version of each), "
+        "newest first: status, when it started, the owning team, the headline series with "
+        "its observed and expected values, and how many other series it groups.",
+        epilog="Examples: `journeys alerts list`, `journeys alerts list --status firing`. "
+        + EPILOG,
+    )
+    ls.add_argument("--status", choices=STATUSES, help="only alerts with this status")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    ls.set_defaults(func=_list)
+    show = asub.add_parser(
+        "show",
+        help="one alert in full: figures, cause, example journeys, related series",
+        description="Print one alert's latest version in full (its likely cause, example "
+        "journeys and every series it groups) and the history of its versions.",
+        epilog="Example: `journeys alerts show 3f2a` (an id or a unique prefix). " + EPILOG,
+    )
+    show.add_argument("id", help="an alert id, or a unique prefix of one")
+    show.set_defaults(func=_show)
+
+
+def latest(records: Iterable[AlertRecord]) -> dict[str, AlertRecord]:
+    """The latest version of each alert. Pure."""
+    found: dict[str, AlertRecord] = {}
+    for record in records:
+        held = found.get(record.incident_id)
+        if held is None or record.version > held.version:
+            found[record.incident_id] = record
+    return found
+
+
+def _when(at: datetime) -> str:
+    return f"{at:%Y-%m-%d %H:%M}"
+
+
+def _figures(r: AlertRecord) -> str:
+    expected = "no baseline" if r.expected is None else f"{r.expected:.1f}"
+    return f"{r.observed} vs {expected}"
+
+
+def render_list(records: Sequence[AlertRecord], status: str | None, limit: int) -> str:
+    chosen = [r for r in records if status is None or r.status == status]
+    chosen.sort(key=lambda r: (r.started_at, r.incident_id), reverse=True)
+    lines = [
+        f"{'id':<8}  {'status':<9} {'started (UTC)':<16}  {'team':<16} {'severity':<8} "
+        f"{'observed vs expected':<22} series"
+    ]
+    for r in chosen[:limit]:
+        more = f" (+{len(r.related)} related)" if r.related else ""
+        lines.append(
+            f"{r.incident_id[:8]:<8}  {r.status:<9} {_when(r.started_at):<16}  "
+            f"{(r.team or '-'):<16} {r.severity:<8} {_figures(r):<22} {r.series}{more}"
+        )
+    if not chosen:
+        lines.append("(no alerts)")
+    elif len(chosen) > limit:
+        lines.append(f"... {len(chosen) - limit} more (--limit)")
+    return "\n".join(lines)
+
+
+def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
+    r = record
+    lines = [
+        f"alert {r.incident_id} (version {r.version})",
+        f"  status      {r.status}"
+        + (f", resolved {_when(r.resolved_at)}" if r.resolved_at else ""),
+        f"  what        {r.kind.replace('_', ' ')} at {place(r.series)} ({r.series})",
+        f"  severity    {r.severity}",
+        f"  team        {r.team or '-'}" + (f" ({r.route})" if r.route else ""),
+        f"  started     {_when(r.started_at)} UTC; last alerting window "
+        f"{_when(r.last_window_start)}-{r.last_window_end:%H:%M}, {r.windows} windows",
+        f"  observed    {r.observed} (volume {r.volume}), expected "
+        + ("no baseline yet" if r.expected is None else f"{r.expected:.1f}")
+        + (f", p={r.p_value:.1e}" if r.p_value is not None else ""),
+        f"  explanation {r.explanation}",
+        f"  cause       {r.cause or '-'}",
+        f"  examples ({len(r.examples)}):",
+    ]
+    for e in r.examples:
+        when = datetime.fromtimestamp(e.at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        journey = f" journey {e.journey_id}" if e.journey_id else ""
+        lines.append(f"    person {e.person_id}{journey}: {when} {e.channel} "
+                     f"{e.touchpoint or '-'}: {e.what}")  # fmt: skip
+    lines.append(f"  related series ({len(r.related)}):")
+    for rel in r.related:
+        expected = "-" if rel.expected is None else f"{rel.expected:.1f}"
+        lines.append(f"    {rel.status:<9} {rel.series}: {rel.observed} vs {expected} "
+                     f"since {_when(rel.started_at)}")  # fmt: skip
+    lines.append("  versions:")
+    for h in sorted(history, key=lambda h: h.version):
+        paged = " (paged)" if h.notify else ""
+        lines.append(f"    v{h.version} {h.status}{paged}: {h.observed} vs "
+                     f"{'-' if h.expected is None else f'{h.expected:.1f}'}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _read(settings: Settings) -> list[AlertRecord]:
+    from deploy.kafka_admin import check_kafka
+    from schemas.topics import Topics
+    from stream_processors.topic_reader import read_to_end
+
+    check_kafka(settings)
+    topic = Topics.from_settings(settings.topics).alerts
+    return [
+        AlertRecord.from_dict(orjson.loads(m.value()))
+        for m in read_to_end(settings.kafka, topic)
+        if m.value() is not None
+    ]
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    print(render_list(list(latest(_read(settings)).values()), args.status, args.limit))
+    return 0
+
+
+def _show(settings: Settings, args: argparse.Namespace) -> int:
+    records = _read(settings)
+    found = latest(records)
+    matches = [aid for aid in found if aid.startswith(args.id)]
+    if len(matches) != 1:
+        what = "no alert" if not matches else f"{len(matches)} alerts"
+        print(f"{what} with id {args.id!r}" + (": " + ", ".join(matches[:5]) if matches else ""))
+        return 1
+    aid = matches[0]
+    print(render_show(found[aid], [r for r in records if r.incident_id == aid]))
+    return 0
