@@ -46,8 +46,14 @@ log = logging.getLogger(__name__)
 
 STAGE = "journeys"
 SOURCES_KEY = "\x00sources"  # the upstream partitions' watermarks
-FORWARD_KEY = "\x00forward"  # old person -> [new person, forward until (event time, ms)]
-MERGES_KEY = "\x00merges"  # the authority's frontier, and handoffs awaited or early
+# One key per entry, so no value grows with the number of merges (a broker refuses a
+# record over its size limit): a forwarded person -> [new person, forward until (event ms)];
+# a person whose state is awaited, or arrived before its merge record -> 1.
+FORWARD = "\x00fwd\x1f"
+AWAITED = "\x00await\x1f"
+EARLY = "\x00early\x1f"
+MERGES_KEY = "\x00merges"  # {"decided": the authority's frontier}
+_PREFIXES = (FORWARD, AWAITED, EARLY)
 _FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
 
 
@@ -67,7 +73,7 @@ class PartitionJourneys:
     awaiting: set[str] = field(default_factory=set)
     early: set[str] = field(default_factory=set)
     written: list[str] = field(default_factory=list)
-    forward_changed: bool = False
+    touched: set[str] = field(default_factory=set)  # FORWARD/AWAITED/EARLY keys to write
     marks_changed: bool = False
     merges_changed: bool = False
 
@@ -127,8 +133,15 @@ class JourneyStage:
         core = JourneyCore(self.definitions, self.core_settings)
         data = state.data
         marks = SourceWatermarks.restore(self.partitions, data.pop(SOURCES_KEY, ()))
-        forward = {old: (new, until) for old, (new, until) in data.pop(FORWARD_KEY, {}).items()}
         merges = data.pop(MERGES_KEY, {})
+        forward: dict[str, tuple[str, int]] = {}
+        awaiting, early = set(merges.get("awaiting", ())), set(merges.get("early", ()))
+        for key in [k for k in data if k.startswith(_PREFIXES)]:
+            value = data.pop(key)
+            if key.startswith(FORWARD):
+                forward[key[len(FORWARD) :]] = (value[0], value[1])
+            else:
+                (awaiting if key.startswith(AWAITED) else early).add(key[len(AWAITED) :])
         applied = self.persons.applied[partition].watermark_ms
         if applied is not None:
             core.restore_watermark(applied)
@@ -151,9 +164,8 @@ class JourneyStage:
             },
         )
         return PartitionJourneys(
-            core, marks, forward, state, merges.get("decided"),
-            set(merges.get("awaiting", ())), set(merges.get("early", ())),
-        )  # fmt: skip
+            core, marks, forward, state, merges.get("decided"), awaiting, early
+        )
 
     def persist(self) -> None:
         """Write the snapshots of the persons changed since the last transaction (the table
@@ -180,19 +192,17 @@ class JourneyStage:
                 written.append(SOURCES_KEY)
                 part.marks_changed = False
             if part.merges_changed:
-                data[MERGES_KEY] = {
-                    "decided": part.decided_ms,
-                    "awaiting": sorted(part.awaiting),
-                    "early": sorted(part.early),
-                }
+                data[MERGES_KEY] = {"decided": part.decided_ms}
                 dirty.add(MERGES_KEY)
                 written.append(MERGES_KEY)
                 part.merges_changed = False
-            if part.forward_changed:
-                data[FORWARD_KEY] = {old: list(v) for old, v in part.forward.items()}
-                dirty.add(FORWARD_KEY)
-                written.append(FORWARD_KEY)
-                part.forward_changed = False
+            for key in part.touched:
+                value = _entry(part, key)
+                if value is not None:
+                    data[key] = value
+                    written.append(key)
+                dirty.add(key)  # without data: a tombstone
+            part.touched.clear()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -280,11 +290,12 @@ class JourneyStage:
                     else:
                         pairs.append((row["event"], pid))
                 else:
-                    self._arrived(part, row["from"])
+                    if not row.get("relay"):
+                        self._arrived(part, row["from"])
                     if row["state"] is None:
                         continue
                     if forward and pid in forward:
-                        self._hand_over(forward[pid][0], row["from"], row["state"], moved)
+                        self._hand_over(forward[pid][0], row["from"], row["state"], moved, True)
                         continue
                     out.add(core.observe_batch(pairs))
                     pairs = []
@@ -309,7 +320,7 @@ class JourneyStage:
             gone = [old for old, (_, until) in part.forward.items() if until <= watermark]
             for old in gone:
                 del part.forward[old]
-            part.forward_changed = part.forward_changed or bool(gone)
+                part.touched.add(FORWARD + old)
         metrics.JOURNEY_WATERMARK.set(watermark / 1000)
 
     def _expect(self, part: PartitionJourneys, old: str) -> None:
@@ -317,16 +328,18 @@ class JourneyStage:
         state arrives (it may have arrived already: the handoff topic can be faster)."""
         if old in part.early:
             part.early.discard(old)
+            part.touched.add(EARLY + old)
         else:
             part.awaiting.add(old)
-        part.merges_changed = True
+            part.touched.add(AWAITED + old)
 
     def _arrived(self, part: PartitionJourneys, old: str) -> None:
         if old in part.awaiting:
             part.awaiting.discard(old)
+            part.touched.add(AWAITED + old)
         else:
             part.early.add(old)
-        part.merges_changed = True
+            part.touched.add(EARLY + old)
 
     # -- merges across partitions ---------------------------------------------------------
 
@@ -349,15 +362,19 @@ class JourneyStage:
         core.drop_person(old)
         until = core.watermark_ms + self.core_settings.late_tolerance_ms
         part.forward[old] = (new, until)
-        part.forward_changed = True
+        part.touched.add(FORWARD + old)
         for stale, (target, expiry) in list(part.forward.items()):
             if target == old:  # persons that had merged into `old` now go to `new`
                 part.forward[stale] = (new, expiry)
+                part.touched.add(FORWARD + stale)
         # Sent even without state: the receiving partition holds its time until it hears.
         self._hand_over(new, old, snapshot, moved)
 
-    def _hand_over(self, new: str, old: str, snapshot: Any, moved: dict[int, list[bytes]]) -> None:
-        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot}
+    def _hand_over(
+        self, new: str, old: str, snapshot: Any, moved: dict[int, list[bytes]], relay: bool = False
+    ) -> None:
+        """`relay`: passed on by a partition `new` had left; nobody awaits it there."""
+        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot, "relay": relay}
         target = partition_for(new.encode(), self.partitions)
         moved.setdefault(target, []).append(orjson.dumps(row))
         metrics.JOURNEY_HANDOFFS.labels("out").inc()
@@ -411,6 +428,16 @@ class JourneyStage:
 
     def open_journeys(self) -> int:
         return sum(part.core.open_journeys() for part in self._parts.values())
+
+
+def _entry(part: PartitionJourneys, key: str) -> Any:
+    """The value of one FORWARD, AWAITED or EARLY key now (None: gone)."""
+    if key.startswith(FORWARD):
+        target = part.forward.get(key[len(FORWARD) :])
+        return None if target is None else list(target)
+    name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
+    held = part.awaiting if key.startswith(AWAITED) else part.early
+    return 1 if name in held else None
 
 
 def _ms(delta: Any) -> int:

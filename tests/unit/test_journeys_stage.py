@@ -198,3 +198,27 @@ def test_persisted_state_restores_the_same_journeys() -> None:
     assert restored.core.persons() == [ANON]
     assert restored.core.watermark_ms == T0_MS + HOUR and restored.decided_ms == T0_MS + HOUR
     assert restored.core.journeys_of(ANON) == h.stage.part(0).core.journeys_of(ANON)
+
+
+def test_merge_bookkeeping_is_one_changelog_key_per_person_and_restores() -> None:
+    """A value per merged person, not one growing value (the broker limits record size)."""
+    h = Harness()
+    olds = [person_on(0, f"anon{n}") for n in range(30)]
+    for n, old in enumerate(olds):
+        h.stitched(0, [event(old, n, 0, "home_view")])
+    h.time(T0_MS + HOUR)
+    h.merges(0, [merge(old, CUST) for old in olds])
+    h.sender.commit()
+    forward = {k: v for (p, k), v in h.sender.changelog.items() if p == 0 and b"fwd" in k}
+    assert len(forward) == len(olds) and all(
+        v is not None and len(v) < 200 for v in forward.values()
+    )
+    again = Harness(FakeSender())
+    state = again.stage.persons[0]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 0 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    assert set(again.stage.part(0).forward) == set(olds)
+    # Events still stamped with an old id go on to the new person's partition.
+    again.stitched(0, [event(olds[0], 99, 50, "product_view")])
+    assert [r["person_id"] for r in again.sender.rows(again.topics.journey_handoff, 1)] == [CUST]
