@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import collector, core, friction, identity, journeys, pipeline, producer
+from . import collector, core, friction, friction_stage, identity, journeys, pipeline, producer
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,15 +48,7 @@ def main() -> int:
         ingest.baseline, ingest.target = raw.value, ">= 80,000 events/s"
         results.append(ingest)
 
-        print("faust: identity stage on 500,000 touchpoints ...", flush=True)
-        results += identity.bench_identity_stage(
-            pipeline.bench_settings(work), work / "identity.log"
-        )
-
-        print("faust: journeys stage on 400,000 stitched events ...", flush=True)
-        results += journeys.bench_journeys_stage(
-            pipeline.bench_settings(work), work / "journeys.log"
-        )
+        results += person_stages(work)
 
         print("faust: counts stage (one state write per event), 1,000,000 keys ...", flush=True)
         state = pipeline.bench_settings(work)
@@ -90,6 +82,23 @@ def main() -> int:
     print(render(results))
     save(results, ROOT / ".local" / "bench" / "results.json")
     return 0
+
+
+def person_stages(work: Path) -> list[Result]:
+    """The stages behind ingest: identity, journeys, friction (each on its own topics)."""
+    results: list[Result] = []
+    print("faust: identity stage on 500,000 touchpoints ...", flush=True)
+    results += identity.bench_identity_stage(pipeline.bench_settings(work), work / "identity.log")
+
+    print("faust: journeys stage on 400,000 stitched events ...", flush=True)
+    results += journeys.bench_journeys_stage(pipeline.bench_settings(work), work / "journeys.log")
+
+    print("faust: friction stage on ~290,000 stitched events; alert delay ...", flush=True)
+    results += friction_stage.bench_friction_stage(
+        pipeline.bench_settings(work), work / "friction.log"
+    )
+    results += friction_stage.bench_alert_delay(pipeline.bench_settings(work), work / "delay.log")
+    return results
 
 
 if __name__ == "__main__":
