@@ -23,11 +23,13 @@ class LiveEffects:
         self.friction = 0  # of the event being applied: counted by the instance it starts
 
     def _bump(self, track: Track, inst: Instance) -> None:
-        for _, known in self.changed:
-            if known is inst:
-                return
+        changed = self.changed
+        if changed:
+            for _, known in changed:
+                if known is inst:
+                    return
         inst.version += 1
-        self.changed.append((track, inst))
+        changed.append((track, inst))
 
     def started(self, track: Track, inst: Instance) -> None:
         inst.friction += self.friction

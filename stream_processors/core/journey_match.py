@@ -121,6 +121,11 @@ class Matcher:
             if any(r.narrow or self.definitions[r.definition].hold for r in rules)
         )
 
+    def plain(self, event_type: str) -> bool:
+        """Whether the matches of `event_type` depend on the channel alone (not on the
+        touchpoint or properties)."""
+        return not self._anytype and event_type not in self._narrow
+
     def match(
         self, event_type: str, channel: str, touchpoint: Any, properties: Mapping[str, Any]
     ) -> Sequence[Match]:

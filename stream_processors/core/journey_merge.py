@@ -44,7 +44,7 @@ def absorb(
             changed.append(mine)
     sessions.absorb(target, source)
     if source.pending:
-        target.pending = [*(target.pending or ()), *source.pending]
+        target.pending = [*target.buffered(), *source.buffered()]
     source.tracks, source.sessions, source.pending = (), None, None
     return changed
 

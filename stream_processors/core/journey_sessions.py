@@ -26,23 +26,25 @@ class Sessions:
         self._timely: DeadlineWheel[Session] = DeadlineWheel(resolution_ms)
         self._late: DeadlineWheel[Session] = DeadlineWheel(resolution_ms)
         self.ignored = 0  # late events older than the session they would belong to
-        self.out: list[Output] = []  # where `observe` reports the sessions it closes
 
-    def observe(self, person: Person, probe: Hit, friction: int, task: bool) -> None:
+    def observe(
+        self, person: Person, probe: Hit, friction: int, task: bool, out: list[Output]
+    ) -> None:
         """Add one event (`probe`: its time, id, channel and touchpoint in hit form) to its
-        person's session on that channel, closing a stale one first (into `self.out`)."""
+        person's session on that channel, closing a stale one first (into `out`)."""
         t, event_id, _, channel, touchpoint = probe
         session = None
         sessions = person.sessions
         if sessions is None:
             sessions = person.sessions = []
-        for known in sessions:
-            if known.channel == channel:
-                session = known
-                break
+        else:
+            for known in sessions:
+                if known.channel == channel:
+                    session = known
+                    break
         gap = self.gap_ms
         if session is not None and t > session.last_ms + gap:
-            self.out.append(record(session))
+            out.append(record(session))
             sessions.remove(session)  # the list stays: a new session follows
             session = None
         if session is None:
@@ -121,8 +123,8 @@ def _remove(person: Person, session: Session) -> None:
 
 def record(session: Session) -> SessionRecord:
     """The record of a session that ended."""
-    return SessionRecord(
+    return tuple.__new__(SessionRecord, (  # as journey_outputs builds its records
         session_id(session.channel, session.first_event), session.person, session.channel,
         session.start_ms, session.last_ms, session.events, session.friction, session.task,
         session.first_touchpoint, session.last_touchpoint,
-    )  # fmt: skip
+    ))  # fmt: skip

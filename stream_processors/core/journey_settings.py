@@ -48,6 +48,69 @@ def event_ms(value: Any) -> int:
     return (moment - _EPOCH) // _ONE_MS
 
 
+class EventTimes:
+    """`event_ms` at half its cost for the UTC times ingest writes (`...T10:15:00.123Z`,
+    `...+00:00`; 0, 3 or 6 fraction digits): the epoch ms of each `YYYY-MM-DDTHH:MM:SS`
+    prefix and of each tail after it (`.123000Z`) are computed once and kept, so a time is
+    two lookups. Events come roughly in time order, so small caches (emptied when full) hit
+    almost always. Any other form takes `event_ms` itself: both give the same result or
+    error."""
+
+    __slots__ = ("_limit", "_seconds", "_tails")
+
+    def __init__(self, limit: int = 4_096) -> None:
+        self._limit = limit
+        self._seconds: dict[str, int] = {}
+        self._tails: dict[str, int] = {}
+
+    def ms(self, value: Any) -> int:
+        if type(value) is str:
+            base = self._seconds.get(value[:19])
+            if base is not None:
+                offset = self._tails.get(value[19:])
+                if offset is not None:
+                    return base + offset
+        return self._miss(value)
+
+    def _miss(self, value: Any) -> int:
+        if type(value) is not str:
+            return event_ms(value)
+        head, tail = value[:19], value[19:]
+        offset = _tail_ms(tail)
+        if offset is None or head[4:17:3] != "--T::":  # YYYY-MM-DDTHH:MM:SS
+            return event_ms(value)
+        base = self._seconds.get(head)
+        if base is None:
+            try:
+                base = event_ms(head + "+00:00")
+            except ValueError:
+                return event_ms(value)
+            self._keep(self._seconds, head, base)
+        self._keep(self._tails, tail, offset)
+        return base + offset
+
+    def _keep(self, cache: dict[str, int], key: str, ms: int) -> None:
+        if len(cache) >= self._limit:
+            cache.clear()
+        cache[key] = ms
+
+
+def _tail_ms(tail: str) -> int | None:
+    """The ms a well-formed UTC tail (`Z`, `+00:00`, `.123Z`, `.123456+00:00`) adds."""
+    if tail[-1:] == "Z":
+        fraction = tail[:-1]
+    elif tail[-6:] == "+00:00":
+        fraction = tail[:-6]
+    else:
+        return None
+    if not fraction:
+        return 0
+    digits = fraction[1:]
+    if fraction[0] != "." or len(digits) not in (3, 6) or not digits.isascii():
+        return None
+    return int(digits[:3]) if digits.isdigit() else None
+
+
 @dataclass(frozen=True)
 class JourneySettings:
     """How the core treats time and what counts as friction or a completed task."""

@@ -53,10 +53,12 @@ class Instance:
     """One journey instance. `reached` holds the hits that advanced it, in order; `ended_ms`
     is when it converted, expired or dropped off (the passed deadline, or the failure event)."""
 
-    __slots__ = (
-        "channels", "deadline_ms", "ended_ms", "failure", "friction", "id", "last_channel",
-        "last_ms", "last_touchpoint", "merged_into", "reached", "reopened_ms", "stage",
-        "stage_ms", "start_event", "start_ms", "status", "touches", "version",
+    # What each event reads and writes first: these share the object's first cache lines.
+    __slots__ = (  # noqa: RUF023
+        "status", "start_ms", "deadline_ms", "touches", "friction", "last_channel", "last_ms",
+        "last_touchpoint", "stage", "ended_ms", "channels",
+        "failure", "id", "merged_into", "reached", "reopened_ms", "stage_ms", "start_event",
+        "version",
     )  # fmt: skip
 
     def __init__(self, iid: str, hit: Hit) -> None:
@@ -137,7 +139,9 @@ class Person:
         self.id = pid
         self.tracks: tuple[Track, ...] = ()
         self.sessions: list[Session] | None = None
-        self.pending: list[Pending] | None = None
+        # Buffered events: most persons wait with one at a time, which is then kept as is
+        # (a list for one costs two more allocations and the collector one more object).
+        self.pending: Pending | list[Pending] | None = None
         self.wake_ms = NEVER  # when its earliest buffered event is due for release
 
     def is_empty(self) -> bool:
@@ -154,6 +158,13 @@ class Person:
     def drop_track(self, track: Track) -> None:
         self.tracks = tuple(t for t in self.tracks if t is not track)
 
+    def buffered(self) -> list[Pending]:
+        """The buffered events as a list (a new one if there is a single event)."""
+        pending = self.pending
+        if pending is None:
+            return []
+        return pending if isinstance(pending, list) else [pending]
+
 
 # -- plain data ------------------------------------------------------------------------------
 
@@ -165,7 +176,7 @@ def dump_person(person: Person) -> dict[str, Any]:
         "v": SNAPSHOT_VERSION,
         "tracks": [_dump_track(t) for t in person.tracks],
         "sessions": [_dump_session(s) for s in person.sessions or ()],
-        "pending": tuple(person.pending or ()),
+        "pending": tuple(person.buffered()),
     }
 
 

@@ -35,17 +35,24 @@ from schemas.definitions import DefinitionSpec
 from .journey_deadlines import NEVER, DeadlineWheel
 from .journey_fold import fire_due, fold_hit, seal_time, track_due
 from .journey_live import LiveEffects
-from .journey_match import Definition, Hit, Matcher, compile_definition
+from .journey_match import Definition, Hit, Match, Matcher, compile_definition
 from .journey_merge import Aliases, absorb
 from .journey_outputs import JourneyUpdate, Output, Rejected, journey_update
 from .journey_refold import reconcile, refold
 from .journey_sessions import Sessions
-from .journey_settings import JourneySettings, event_ms, friction_by_properties
-from .journey_state import OPEN, Person, Track, dump_person, load_person
+from .journey_settings import EventTimes, JourneySettings, event_ms, friction_by_properties
+from .journey_state import OPEN, Instance, Person, Track, dump_person, load_person
 
 _TIME_ID = itemgetter(0, 1)
 _EMPTY: Mapping[str, Any] = {}
 _NAMES_LIMIT = 100_000  # distinct channel and touchpoint names shared
+_PLANS_LIMIT = 100_000  # distinct (event type, channel) pairs remembered
+# One stage an event matches: its definition, stage index and hold value.
+_Stage = tuple[Definition, int, str | None]
+# What an (event type, channel) pair means, worked out once: the channel name shared, the
+# stages it matches and whether it completes a task (both None when they depend on more of
+# the event: touchpoint or properties).
+_Plan = tuple[str, tuple[_Stage, ...] | None, bool | None]
 
 
 class JourneyCore:
@@ -64,7 +71,12 @@ class JourneyCore:
         self.definitions = tuple(compile_definition(d, i) for i, d in enumerate(definitions))
         self._by_key = {d.key: d for d in self.definitions}
         self._matcher = Matcher(self.definitions, definitions)
+        # The default friction test is false for an event without properties: most events,
+        # which then skip the call.
+        self._plain_friction = is_friction is None
         self._is_friction = is_friction or friction_by_properties(s.friction_properties)
+        self._clock = EventTimes()
+        self._plans: dict[tuple[str, str], _Plan] = {}
         self._task_types = s.task_event_types
         self._tolerance = s.late_tolerance_ms
         self.watermark_ms = -NEVER
@@ -91,10 +103,11 @@ class JourneyCore:
         them; the records of the late ones."""
         out: list[Output] = []
         people, dirty, release = self._people, self._dirty, self._release
-        aliases, watermark = self._aliases, self.watermark_ms
+        resolve = self._aliases.resolve if self._aliases else None
+        watermark, clock = self.watermark_ms, self._clock.ms
         for event, given in events:
-            t = event_ms(event["occurred_at"])
-            pid = aliases.resolve(given) if aliases else given
+            t = clock(event["occurred_at"])
+            pid = given if resolve is None else resolve(given)
             person = people.get(pid)
             if person is None:
                 person = people[pid] = Person(pid)
@@ -102,9 +115,11 @@ class JourneyCore:
             if t > watermark:
                 pending = person.pending
                 if pending is None:
-                    person.pending = [(t, event["event_id"], event)]
-                else:
+                    person.pending = (t, event["event_id"], event)
+                elif isinstance(pending, list):
                     pending.append((t, event["event_id"], event))
+                else:
+                    person.pending = [pending, (t, event["event_id"], event)]
                 if t < person.wake_ms:
                     release.schedule(person, t)
             else:
@@ -142,12 +157,11 @@ class JourneyCore:
             people, apply, dirty = self._people, self._apply, self._dirty
             for person in self._release.pop_due(watermark):
                 pending = person.pending
-                if not pending or people.get(person.id) is not person:
+                if pending is None or people.get(person.id) is not person:
                     continue
-                if len(pending) == 1 and pending[0][0] <= watermark:  # the common case
+                if type(pending) is tuple and pending[0] <= watermark:  # the common case
                     person.pending = None
-                    t, event_id, event = pending[0]
-                    apply(person, t, event_id, event, out)
+                    apply(person, pending[0], pending[1], pending[2], out)
                     dirty.add(person.id)
                 else:
                     self._release_person(person, watermark, out)
@@ -161,16 +175,22 @@ class JourneyCore:
         return out
 
     def _release_person(self, person: Person, watermark: int, out: list[Output]) -> None:
-        pending = person.pending
+        pending = person.buffered()
         if not pending:
             return
-        if len(pending) > 1:
+        if len(pending) == 2:  # most often in order already: no key tuples to sort by
+            (t0, id0, _), (t1, id1, _) = pending
+            if t1 < t0 or (t1 == t0 and id1 < id0):
+                pending.reverse()
+        elif len(pending) > 2:
             pending.sort(key=_TIME_ID)
         if pending[-1][0] <= watermark:
             ready, person.pending = pending, None
         else:
             cut = bisect_right(pending, watermark, key=itemgetter(0))
-            ready, person.pending = pending[:cut], pending[cut:]
+            ready = pending[:cut]
+            if cut:  # else nothing is due yet: the buffer stays as it is
+                person.pending = pending[cut:]
             self._release.schedule(person, pending[cut][0])
         for t, event_id, event in ready:
             self._apply(person, t, event_id, event, out)
@@ -180,39 +200,118 @@ class JourneyCore:
         self, person: Person, t: int, event_id: str, event: Mapping[str, Any], out: list[Output]
     ) -> None:
         """One event in event-time order (or a late one): sessions, counts, stage hits."""
-        names = self._names
-        channel = names.get(event["channel"]) or self._name(event["channel"])
+        event_type = event["event_type"]
+        plan = self._plans.get((event_type, event["channel"]))
+        if plan is None:
+            plan = self._plan(event_type, event["channel"])
+        channel, stages, task = plan
         touchpoint = event.get("touchpoint")
         if touchpoint is not None:
-            touchpoint = names.get(touchpoint) or self._name(touchpoint)
-        properties = event.get("properties") or _EMPTY
-        friction = 1 if self._is_friction(event) else 0
-        event_type = event["event_type"]
-        matches = self._matcher.match(event_type, channel, touchpoint, properties)
-        task = False
-        if self._task_types is not None:
-            task = event_type in self._task_types
+            touchpoint = self._names.get(touchpoint) or self._name(touchpoint)
+        if self._plain_friction and not event.get("properties"):
+            friction = 0  # what the default test says without calling it
         else:
-            for match in matches:
-                task = task or match[3]
+            friction = 1 if self._is_friction(event) else 0
+        if stages is None or task is None:
+            stages, task = self._match(event, event_type, channel, touchpoint)
         probe: Hit = (t, event_id, -1, channel, touchpoint)
-        sessions = self._sessions
-        sessions.out = out
-        sessions.observe(person, probe, friction, task)
+        self._sessions.observe(person, probe, friction, task, out)
         live = self._live
         live.out, live.friction = out, friction
-        for track in person.tracks:
-            if track.instances:
-                _count(track, probe, friction, live)
-        definitions = self.definitions
-        for index, stage, hold, _ in matches:
-            track = person.track(definitions[index], hold)
-            if self._hit(track, (t, event_id, stage, channel, touchpoint), out):
+        if person.tracks:
+            self._tally(person.tracks, probe, friction)
+        if stages:  # most events match no stage
+            self._hit_stages(person, stages, probe, out)
+        if live.changed:
+            live.flush()
+
+    def _tally(self, tracks: tuple[Track, ...], probe: Hit, friction: int) -> None:
+        """Count one event on each track's instance of its time (`_count`), the common case
+        inline: the track's last instance is open and the event within its time."""
+        t, _, _, channel, touchpoint = probe
+        for track in tracks:
+            instances = track.instances
+            if not instances:
+                continue
+            last = instances[-1]
+            if last.status == OPEN and last.start_ms <= t <= last.deadline_ms:
+                last.touches += 1
+                last.friction += friction
+                # `last_channel` is always among `channels`: most events need not read them.
+                if channel is not last.last_channel and channel not in last.channels:
+                    last.channels = (*last.channels, channel)
+                if t >= last.last_ms:
+                    last.last_channel, last.last_touchpoint, last.last_ms = channel, touchpoint, t
+            else:
+                _count(track, probe, friction, self._live)
+
+    def _hit_stages(
+        self, person: Person, stages: Sequence[_Stage], probe: Hit, out: list[Output]
+    ) -> None:
+        """Fold the event's stage hits into their tracks, and file each track's next
+        deadline; `_hit` for hits out of order, the common case of it inline."""
+        t, event_id, _, channel, touchpoint = probe
+        for definition, stage, hold in stages:
+            for track in person.tracks:
+                if track.definition is definition and track.hold == hold:
+                    break
+            else:
+                track = person.track(definition, hold)
+            hit = (t, event_id, stage, channel, touchpoint)
+            hits, instances = track.hits, track.instances
+            last = instances[-1] if instances else None
+            ended = last.ended_ms if last is not None else None
+            # Out of order (`_behind`), or at or behind the floor: `_hit` folds it.
+            if (hits and (t <= hits[-1][0] or (ended is not None and t <= ended))) or (
+                t <= track.floor_ms
+            ):
+                changed = self._hit(track, hit, out)
+            else:
+                track.hits = (*hits, hit)
+                if (
+                    last is not None
+                    and last.status == OPEN
+                    and last.deadline_ms >= t
+                    and stage <= last.stage
+                ):
+                    continue  # an earlier stage of an open journey again: no change
+                changed = fold_hit(track, hit, self._live)
+            if changed:
                 due = track_due(track, self._tolerance)
                 if due < track.wake_ms:  # later deadlines: the entry filed already wakes it
                     self._tracks.schedule(track, due)
-        if live.changed:
-            live.flush()
+
+    def _plan(self, event_type: str, raw_channel: str) -> _Plan:
+        """What (event type, channel) means, kept for the next events like it."""
+        channel = self._names.get(raw_channel) or self._name(raw_channel)
+        stages: tuple[_Stage, ...] | None = None
+        task: bool | None = None
+        if self._matcher.plain(event_type):
+            stages, task = self._stages(
+                event_type, self._matcher.match(event_type, channel, None, _EMPTY)
+            )
+        elif self._task_types is not None:
+            task = event_type in self._task_types
+        plan = (channel, stages, task)
+        if len(self._plans) < _PLANS_LIMIT:
+            self._plans[event_type, raw_channel] = plan
+        return plan
+
+    def _match(
+        self, event: Mapping[str, Any], event_type: str, channel: str, touchpoint: str | None
+    ) -> tuple[tuple[_Stage, ...], bool]:
+        """The stages of an event whose matches depend on its touchpoint or properties."""
+        properties = event.get("properties") or _EMPTY
+        return self._stages(
+            event_type, self._matcher.match(event_type, channel, touchpoint, properties)
+        )
+
+    def _stages(self, event_type: str, matches: Sequence[Match]) -> tuple[tuple[_Stage, ...], bool]:
+        """Matches as (definition, stage, hold), and whether the event completes a task."""
+        stages = tuple((self.definitions[index], stage, hold) for index, stage, hold, _ in matches)
+        if self._task_types is not None:
+            return stages, event_type in self._task_types
+        return stages, any(match[3] for match in matches)
 
     def _name(self, name: str) -> str:
         """One string object per channel and touchpoint name, which hits and journeys then
@@ -245,7 +344,7 @@ class JourneyCore:
     def _wake(self, track: Track, watermark: int, out: list[Output]) -> None:
         """A track's deadline or sealing time passed (or an early, stale entry woke it)."""
         person = self._people.get(track.person)
-        if person is None or not any(t is track for t in person.tracks):
+        if person is None or track not in person.tracks:  # by identity: Track has no __eq__
             return  # merged or restored over since it was filed
         instances = track.instances
         live = self._live
@@ -283,7 +382,7 @@ class JourneyCore:
             if hits and hits[0][0] <= floor:
                 track.hits = hits[bisect_right(hits, floor, key=itemgetter(0)) :]
             if track.ghosts:
-                track.ghosts = {k: g for k, g in track.ghosts.items() if g.start_ms > floor} or None
+                track.ghosts = _ghosts_after(track.ghosts, floor)
 
     def _forget_if_empty(self, person: Person) -> None:
         if person.is_empty() and self._people.get(person.id) is person:
@@ -337,7 +436,7 @@ class JourneyCore:
             track.floor_ms = min(track.floor_ms, floor)
             self._tracks.schedule(track, track_due(track, self._tolerance))
         if target.pending:
-            first = min(p[0] for p in target.pending)
+            first = min(p[0] for p in target.buffered())
             if first <= self.watermark_ms:  # buffered on a partition that was behind this one
                 self._release_person(target, self.watermark_ms, out)
             else:
@@ -375,7 +474,7 @@ class JourneyCore:
         for session in person.sessions or ():
             self._sessions.schedule(session)
         if person.pending:
-            self._release.schedule(person, min(p[0] for p in person.pending))
+            self._release.schedule(person, min(p[0] for p in person.buffered()))
 
     def restore_watermark(self, watermark_ms: int) -> None:
         """Set the watermark a restored partition had reached (no deadlines fire now)."""
@@ -411,11 +510,21 @@ def _behind(track: Track, hit: Hit) -> bool:
     t = hit[0]
     if t < last[0] or (t == last[0] and hit[1] <= last[1]):
         return True
-    instances = track.instances
-    if instances:
-        ended = instances[-1].ended_ms
-        return ended is not None and t <= ended
-    return False
+    return _ended_after(track.instances[-1] if track.instances else None, t)
+
+
+def _ended_after(last: Instance | None, t: int) -> bool:
+    """Whether the track's last instance ended at or after `t`."""
+    if last is None:
+        return False
+    ended = last.ended_ms
+    return ended is not None and t <= ended
+
+
+def _ghosts_after(ghosts: dict[str, Instance], floor: int) -> dict[str, Instance] | None:
+    """The ghosts that started after `floor` (a function of its own: the comprehension's
+    closure would cost `_seal` a cell on every call)."""
+    return {k: g for k, g in ghosts.items() if g.start_ms > floor} or None
 
 
 def _count(track: Track, probe: Hit, friction: int, live: LiveEffects) -> None:
@@ -430,8 +539,10 @@ def _count(track: Track, probe: Hit, friction: int, live: LiveEffects) -> None:
         fire_due(track, last, t - 1, live)
     inst = last
     if last.start_ms > t:  # a late event: find the instance of its time
-        inst = next((i for i in reversed(instances) if i.start_ms <= t), last)
-        if inst.start_ms > t:
+        for inst in reversed(instances):
+            if inst.start_ms <= t:
+                break
+        else:
             return
     if inst.status == OPEN or (inst.ended_ms is not None and t <= inst.ended_ms):
         inst.touches += 1

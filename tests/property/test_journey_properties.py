@@ -1,7 +1,7 @@
 """Invariants of the journey core (hypothesis): arrival order within the allowed lateness
 changes no outcome; every journey instance ends with exactly one outcome; a drop-off that
-later progress contradicts is always retracted; and no deadline is reported before the
-watermark has passed it."""
+later progress contradicts is always retracted; no deadline is reported before the
+watermark has passed it; and a core restored from snapshots goes on like the original."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -289,6 +290,53 @@ def test_an_identity_merge_gives_what_one_person_from_the_start_gives(
     merged = outcomes(Fed([(0, r) for r in records]))
     alone = [Sent(s.event, "p1", s.t, s.arrival) for s in sent]
     assert merged == outcomes(feed(alone, in_order=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.booleans())
+def test_a_drop_off_names_its_last_channel_among_its_channels(
+    sent: list[Sent], in_order: bool
+) -> None:
+    for _, record in feed(sent, in_order).outputs:
+        if isinstance(record, DropOff):
+            assert record.last_channel in record.channels, record
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.integers(0, 40))
+def test_a_core_restored_from_snapshots_goes_on_like_the_original(
+    sent: list[Sent], cut: int
+) -> None:
+    """Snapshots taken after any of the events (buffered ones included) and restored into a
+    new core: the rest of the stream gives both cores the same records (the order of
+    records of different journeys may differ: the restored core files its deadlines anew)."""
+    arrivals = sorted(sent, key=lambda s: (s.arrival, s.event["event_id"]))
+    core = JourneyCore(DEFINITIONS)
+    high = None
+
+    def step(on: JourneyCore, s: Sent, high: int | None) -> tuple[list[Output], int | None]:
+        records = on.observe(s.event, s.person)
+        if s.event["channel"] not in LATE:
+            high = s.t if high is None else max(high, s.t)
+            records += on.advance_watermark(high - LATENESS)
+        return records, high
+
+    for s in arrivals[:cut]:
+        _, high = step(core, s, high)
+    restored = JourneyCore(DEFINITIONS)
+    for pid in core.persons():
+        restored.restore_person(pid, orjson.loads(orjson.dumps(core.snapshot_person(pid))))
+    restored.restore_watermark(core.watermark_ms)
+    records: dict[str, Counter[Output]] = {}
+    for name, on in (("original", core), ("restored", restored)):
+        going: list[Output] = []
+        mark = high
+        for s in arrivals[cut:]:
+            more, mark = step(on, s, mark)
+            going += more
+        end = T0 + 24 * 60 * MIN
+        records[name] = Counter(going + on.advance_watermark(end, end))
+    assert records["restored"] == records["original"]
 
 
 def test_a_late_failure_at_the_passed_time_limit_replaces_the_drop_off_under_a_new_id() -> None:

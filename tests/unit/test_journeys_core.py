@@ -31,6 +31,7 @@ from stream_processors.core.journey_outputs import (
     SessionRecord,
     StageTransition,
 )
+from stream_processors.core.journey_settings import EventTimes
 from stream_processors.core.journey_state import journey_id, session_id, uuid5
 from stream_processors.core.journeys import JourneyCore, JourneySettings, event_ms
 
@@ -657,6 +658,75 @@ def test_moving_a_deadline_earlier_files_it_again_later_does_not() -> None:
     assert len(wheel) == 1
     wheel.schedule(item, 500)
     assert len(wheel) == 2 and wheel.pop_due(500) == [item]
+
+
+# -- the per-event shortcuts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    "2025-03-01T10:15:00.123Z", "2025-03-01T10:15:00.123456Z", "2025-03-01T10:15:00Z",
+    "2025-03-01T10:15:00+00:00", "2025-03-01T10:15:00.123+00:00", "1969-12-31T23:59:59.999Z",
+    "2025-03-01T10:15:00.1Z", "2025-03-01T10:15:00.1234567Z", "2025-03-01T10:15:00,123Z",
+    "2025-03-01T12:15:00.123+02:00", "2025-03-01 10:15:00.123Z", "20250301T101500Z",
+    "2025-03-01T10:15:00.123", "2025-03-01T10:15:00", "2025-03-01T10:15:00.12٣Z",
+    "2025-03-01T10:15:00.1_2Z", "2025-03-01T24:00:00Z", "2025-02-30T10:15:00Z", "", "x",
+    1_740_824_100_123, T0, T0.replace(tzinfo=None),
+])  # fmt: skip
+def test_event_times_read_like_event_ms(value: Any) -> None:
+    def read(parse: Any) -> tuple[str, Any]:
+        try:
+            return "ok", parse(value)
+        except ValueError as exc:
+            return "error", type(exc)
+
+    expected = read(event_ms)
+    for times in (EventTimes(), EventTimes(limit=1)):
+        for _ in range(2):  # the second read takes the cached path
+            assert read(times.ms) == expected
+
+
+def test_every_record_lists_all_its_fields() -> None:
+    """The record builders bypass the named tuples' own constructors."""
+    run = Run(JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=HOUR)))
+    run.send("p1", run.event(0, "home_view"), run.event(10, "page_view"))
+    run.at(25 * 60)  # the purchase journey drops off
+    run.send("p1", run.event(24 * 60 + 30, "pos_purchase", "store"))  # late: reopens it
+    run.send("p2", run.event(0, "home_view"))  # more than the tolerance behind: rejected
+    run.at(26 * 60)
+    kinds = {type(o) for o in run.out}
+    assert kinds == {JourneyUpdate, StageTransition, DropOff, Retraction, SessionRecord, Rejected}
+    for record in run.out:
+        assert len(record) == len(type(record)._fields), record
+        assert type(record)(*record) == record
+
+
+@pytest.mark.parametrize("buffered", [1, 3])
+def test_buffered_events_survive_a_snapshot(buffered: int) -> None:
+    original = Run()
+    original.send("p1", original.event(0, "home_view"))
+    original.at(1)
+    events = [original.event(2 + i, "product_view") for i in range(buffered)]
+    original.send("p1", *reversed(events))  # out of order: released sorted
+    data = orjson.loads(orjson.dumps(original.core.snapshot_person("p1")))
+    assert [p[1] for p in data["pending"]] == [e["event_id"] for e in reversed(events)]
+    restored = Run()
+    restored.core.restore_person("p1", data)
+    restored.core.restore_watermark(original.core.watermark_ms)
+    original.out.clear()
+    assert restored.at(3) == original.at(3)  # the first buffered event is due
+    assert restored.at(60) == original.at(60)
+    assert [t.event_id for t in original.of(StageTransition)] == [events[0]["event_id"]]
+
+
+def test_a_merge_joins_the_buffered_events_of_both_persons() -> None:
+    run = Run()
+    run.send("anon", run.event(0, "home_view"))
+    run.send("cust", run.event(5, "product_view"))
+    run.send("anon", run.event(10, "add_to_cart"))
+    run.core.move_person("anon", "cust")
+    run.at(20)
+    (journey,) = run.journeys().values()
+    assert (journey.person_id, stages(journey)) == ("cust", ["discover", "consider", "cart"])
 
 
 # -- the simulator's ground truth -------------------------------------------------------------
