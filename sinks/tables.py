@@ -211,6 +211,11 @@ dropoffs = Table(
     Column("friction", ch("UInt32")),
     Column("touchpoints", ch("UInt32")),
     Column("channels", ch("Array(LowCardinality(String))")),
+    # The distinct friction signals the journey met, the most recent last, at most 8, as
+    # `<signal>@<channel>:<touchpoint>` (`payment_declined@web:/checkout`). Added later: a table
+    # created before lacks it (inserts skip the field) until `ALTER TABLE dropoffs ADD
+    # COLUMN signals Array(String) AFTER channels`.
+    Column("signals", ch("Array(String)")),
     Column("version", ch("UInt64")),
     Column("retracted", ch("Bool")),
     Column("retraction_reason", ch("LowCardinality(String)")),
@@ -219,9 +224,9 @@ dropoffs = Table(
         order_by=("definition_id", "stage", "dropoff_id"),
         settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
     ),
-    comment="Drop-offs; a retraction writes a newer version of the same drop-off with "
-    "retracted=true, so `FROM dropoffs FINAL WHERE NOT retracted` (the view dropoffs_standing) "
-    "counts only those that still stand.",
+    comment="Drop-offs, with the friction signals each journey met (signals); a retraction "
+    "writes a newer version of the same drop-off with retracted=true, so `FROM dropoffs FINAL "
+    "WHERE NOT retracted` (the view dropoffs_standing) counts only those that still stand.",
 )
 
 journey_retractions = Table(
@@ -285,7 +290,8 @@ friction_windows = Table(
     comment="Every friction series' counters per event-time window, summed over all "
     "partitions (read with FINAL: a late event re-emits a window as a higher version). "
     "friction: exposures, one counter per signal and `friction`; stage: entered, progressed, "
-    "dropped; volume: events.",
+    "dropped, and `saw:<signal>@<channel>:<touchpoint>`: dropped journeys that met it; "
+    "volume: events.",
 )
 
 alerts = Table(

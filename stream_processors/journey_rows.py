@@ -60,7 +60,7 @@ def dropoff_row(r: DropOff) -> bytes:
         "reason": r.reason, "failure_stage": r.failure_stage, "last_channel": r.last_channel,
         "last_touchpoint": r.last_touchpoint, "last_event_at": r.last_event_ms / 1000,
         "friction": r.friction, "touchpoints": r.touchpoints, "channels": r.channels,
-        "version": r.version, "retracted": False,
+        "signals": r.signals, "version": r.version, "retracted": False,
     })  # fmt: skip
 
 

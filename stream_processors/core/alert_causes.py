@@ -143,6 +143,7 @@ def likely_cause(
     *,
     dropped: Mapping[str, int] | None = None,
     dropped_total: int = 0,
+    dropped_who: str | None = None,
     now_windows: int = 1,
     before_windows: int = 1,
     config: CauseConfig | None = None,
@@ -150,14 +151,17 @@ def likely_cause(
     """What rose with the alert at `where` (a place as people say it: `place(series)`), and
     one sentence for the incident: "82% of journeys that dropped at web checkout saw
     Payment Failed / card_declined; rose with it: payment_declined at web:/checkout 41 vs
-    3.2 expected". Without dropped journeys only the rises are named."""
+    3.2 expected". Without dropped journeys only the rises are named. `dropped_who` names
+    the dropped journeys when they are not those of `where` (default: "journeys that
+    dropped at <where>")."""
     cfg = config or CauseConfig()
     found = rises(now, before, cfg, now_windows=now_windows, before_windows=before_windows)
     seen = seen_by_dropped(dropped or {}, dropped_total, cfg)
     parts = []
     if seen:
         top = seen[0]
-        parts.append(f"{top.share:.0%} of journeys that dropped at {where} saw {top.label}")
+        who = dropped_who or f"journeys that dropped at {where}"
+        parts.append(f"{top.share:.0%} of {who} saw {top.label}")
     if found:
         named = ", ".join(_rise_text(r) for r in found[: cfg.top])
         parts.append(f"rose with it: {named}")

@@ -7,21 +7,23 @@
 - `("volume", "<channel>:<source>")`: `events`, every event, so a silent source is noticed.
 - `("stage", "<journey>:<stage>:<channel>")` and `("stage", "<journey>:<stage>:*")`:
   `entered`, `progressed` (left the stage for a later one) and `dropped`, counted by
-  `count_stage` from what the journeys stage reports.
+  `count_stage` from what the journeys stage reports; and per friction signal a dropped
+  journey had met, `saw:<label>` (`saw:payment_declined@web:/checkout`), counted by
+  `count_seen`, at most `MAX_STAGE_COUNTERS` counters per window.
 
 Pure: the windows and the repeat-contact memory are handed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from schemas.friction import POSITIVE_SIGNALS, Signal
 from schemas.touchpoint import IDENTIFIER_FIELDS
 from stream_processors.core.friction import FrictionMatcher, RepeatContacts, event_signals
-from stream_processors.core.windows import Advance, TumblingWindows
+from stream_processors.core.windows import Advance, TumblingWindows, WindowKey
 
 FRICTION = "friction"
 VOLUME = "volume"
@@ -31,6 +33,11 @@ ANY_FRICTION = "friction"  # the counter of all friction signals at a scope
 EVENTS = "events"
 ENTERED, PROGRESSED, DROPPED = "entered", "progressed", "dropped"
 ALL_CHANNELS = "*"
+SAW = "saw:"  # prefix of the stage counters of signals dropped journeys met
+# A stage window's counters: entered, progressed, dropped and the `saw:` labels, which a
+# busy stage with many touchpoints could multiply; past the cap, new labels are left out
+# (the shares of the ones kept stay exact).
+MAX_STAGE_COUNTERS = 40
 
 Event = Mapping[str, Any]
 
@@ -222,3 +229,30 @@ def count_stage(
     names = (what,)
     for scope in (stage_scope(journey, stage, channel), stage_scope(journey, stage, ALL_CHANNELS)):
         windows.add((STAGE, scope), at_ms, names, backfill=backfill, amount=amount)
+
+
+class CappedWindows(Protocol):
+    """Windows that can count names into a window up to a number of counters."""
+
+    def add_capped(
+        self, key: WindowKey, at_ms: int, names: Iterable[str], *, cap: int, amount: int = 1
+    ) -> None: ...
+
+
+def count_seen(
+    windows: CappedWindows,
+    journey: str,
+    stage: str,
+    channel: str,
+    labels: Iterable[str],
+    *,
+    at_ms: int,
+    amount: int = 1,
+) -> None:
+    """Count the friction signals (`journey_signals` labels) a journey that dropped off had
+    met, where `count_stage` counts its drop-off (`amount=-1` when it is retracted)."""
+    names = tuple(SAW + label for label in labels)
+    if not names:
+        return
+    for scope in (stage_scope(journey, stage, channel), stage_scope(journey, stage, ALL_CHANNELS)):
+        windows.add_capped((STAGE, scope), at_ms, names, cap=MAX_STAGE_COUNTERS, amount=amount)

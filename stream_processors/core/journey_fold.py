@@ -17,6 +17,8 @@ in order (with live effects) and the re-fold of a track after a late hit (with n
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from operator import itemgetter
 from typing import Protocol
 
 from .journey_deadlines import NEVER
@@ -168,3 +170,34 @@ def seal_time(track: Track, inst: Instance, seal_after_ms: int) -> int:
         return NEVER
     reopen = track.definition.reopen_ms if inst.status == DROPPED and inst.failure < 0 else 0
     return inst.ended_ms + reopen + seal_after_ms
+
+
+def seal(track: Track, watermark: int, tolerance: int) -> None:
+    """Forget ended instances no late event can change any more, and the hits before
+    the oldest instance kept that are beyond the late tolerance (the track's own fold
+    never needs them again, and an identity merge with another track takes only what is
+    within the tolerance into account, like late events)."""
+    instances = track.instances
+    sealed = 0
+    while sealed < len(instances):
+        if seal_time(track, instances[sealed], tolerance) > watermark:
+            break
+        sealed += 1
+    if sealed:
+        track.instances = instances = instances[sealed:]
+    floor = watermark - tolerance
+    if instances:
+        floor = min(floor, instances[0].start_ms - 1)
+    if floor > track.floor_ms:
+        track.floor_ms = floor
+        hits = track.hits
+        if hits and hits[0][0] <= floor:
+            track.hits = hits[bisect_right(hits, floor, key=itemgetter(0)) :]
+        if track.ghosts:
+            track.ghosts = _ghosts_after(track.ghosts, floor)
+
+
+def _ghosts_after(ghosts: dict[str, Instance], floor: int) -> dict[str, Instance] | None:
+    """The ghosts that started after `floor` (a function of its own: the comprehension's
+    closure would cost `seal` a cell on every call)."""
+    return {k: g for k, g in ghosts.items() if g.start_ms > floor} or None

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from .journey_match import Hit
 from .journey_outputs import Output, dropoff, journey_update, retraction, transition
+from .journey_signals import remember
 from .journey_state import DROPPED, Instance, Track
 
 
 class LiveEffects:
     """Collects the records of in-order fold steps into `out`; `flush()` ends a step."""
 
-    __slots__ = ("changed", "friction", "out")
+    __slots__ = ("changed", "friction", "labels", "out")
 
     def __init__(self) -> None:
         self.out: list[Output] = []
         self.changed: list[tuple[Track, Instance]] = []
         self.friction = 0  # of the event being applied: counted by the instance it starts
+        self.labels: tuple[str, ...] | None = None  # its signal labels, remembered likewise
 
     def _bump(self, track: Track, inst: Instance) -> None:
         changed = self.changed
@@ -33,6 +35,8 @@ class LiveEffects:
 
     def started(self, track: Track, inst: Instance) -> None:
         inst.friction += self.friction
+        if self.labels is not None:
+            inst.signals = remember(inst.signals, self.labels)
         self._bump(track, inst)
         self.out.append(transition(track, inst, inst.reached[0], None))
 
@@ -51,6 +55,8 @@ class LiveEffects:
         # The returning event was not tallied: the instance was closed when it was counted.
         inst.touches += 1
         inst.friction += self.friction
+        if self.labels is not None:
+            inst.signals = remember(inst.signals, self.labels)
         if hit[3] not in inst.channels:
             inst.channels = (*inst.channels, hit[3])
         inst.last_channel, inst.last_touchpoint, inst.last_ms = hit[3], hit[4], hit[0]

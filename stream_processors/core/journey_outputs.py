@@ -84,6 +84,9 @@ class DropOff(NamedTuple):
     touchpoints: int
     channels: tuple[str, ...]
     version: int  # of the journey when it dropped off; its retraction's is higher
+    # The distinct friction signals the journey met, the most recent last (labels of
+    # `journey_signals`: `payment_declined@web:/checkout`); at most 8.
+    signals: tuple[str, ...] = ()
 
 
 class Retraction(NamedTuple):
@@ -197,6 +200,7 @@ def dropoff(track: Track, inst: Instance) -> DropOff:
         inst.stage_ms, inst.ended_ms, "failure" if failed else "time_limit",
         d.stages[inst.failure] if failed else None, inst.last_channel, inst.last_touchpoint,
         inst.last_ms, inst.friction, inst.touches, inst.channels, inst.version,
+        inst.signals or (),
     ))  # fmt: skip
 
 

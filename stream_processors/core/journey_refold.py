@@ -26,6 +26,7 @@ from .journey_outputs import (
     retraction,
     transition,
 )
+from .journey_signals import merged
 from .journey_state import DROPPED, MERGED, OPEN, Instance, Track
 
 
@@ -71,11 +72,31 @@ def reconcile(
     track.ghosts = ghosts or None
 
 
+def behind(track: Track, hit: Hit) -> bool:
+    """Whether `hit` belongs before what the track has folded: an earlier hit, or a time at
+    or before a deadline that already fired (progress then was in time, so the drop-off or
+    expiry it contradicts must be folded again, not reopened)."""
+    last = track.hits[-1]
+    t = hit[0]
+    if t < last[0] or (t == last[0] and hit[1] <= last[1]):
+        return True
+    return _ended_after(track.instances[-1] if track.instances else None, t)
+
+
+def _ended_after(last: Instance | None, t: int) -> bool:
+    """Whether the track's last instance ended at or after `t`."""
+    if last is None:
+        return False
+    ended = last.ended_ms
+    return ended is not None and t <= ended
+
+
 def _carry(old: Instance, inst: Instance) -> None:
     """Counts are tallied per event, not folded: keep what the reported instance had."""
     inst.version = old.version
     inst.touches = max(old.touches, inst.touches)
     inst.friction = max(old.friction, inst.friction)
+    inst.signals = merged(inst.signals, old.signals)
     inst.channels = old.channels + tuple(c for c in inst.channels if c not in old.channels)
     if old.last_ms >= inst.last_ms:
         inst.last_channel, inst.last_touchpoint, inst.last_ms = (
@@ -96,6 +117,7 @@ def _vanish(track: Track, gone: Instance, fresh: tuple[Instance, ...], out: list
     if gone.status != MERGED and target is not None:
         target.touches += gone.touches
         target.friction += gone.friction
+        target.signals = merged(target.signals, gone.signals)
         target.channels += tuple(c for c in gone.channels if c not in target.channels)
     gone.status, gone.ended_ms = MERGED, None
     gone.merged_into = target.id if target is not None else None

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .journey_signals import stated_signals
+
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 # Property names whose presence (with a value that is not false-like) marks an event as
@@ -15,25 +17,19 @@ DEFAULT_FRICTION = frozenset({
     "error", "rage_click", "dead_click", "retry", "transferred", "abandoned",
     "out_of_stock", "payment_declined", "no_results",
 })  # fmt: skip
-_FALSY = (None, False, 0, "", "false", "0", "no")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
 def friction_by_properties(names: Iterable[str]) -> Callable[[Mapping[str, Any]], bool]:
-    """`is_friction(event)`: the event carries one of `names` among its properties, with a
-    value that is not false-like (`false`, `0`, empty)."""
-    wanted = frozenset(names)
+    """`is_friction(event)`: the event has a friction signal by
+    `journey_signals.stated_signals(names)`: one of `names` among its properties, with a
+    value that is not false-like (`false`, `0`, empty), or one a version 2 event states (its
+    typed channel block, its `friction` list). The journey core's default."""
+    signals_of = stated_signals(names)
 
     def is_friction(event: Mapping[str, Any]) -> bool:
-        properties = event.get("properties")
-        if not properties:
-            return False
-        # Events carry few properties: scan them. A loop, not any(): no generator per event.
-        for name, value in properties.items():  # noqa: SIM110
-            if name in wanted and value not in _FALSY:
-                return True
-        return False
+        return bool(signals_of(event))
 
     return is_friction
 

@@ -58,7 +58,7 @@ class Instance:
         "status", "start_ms", "deadline_ms", "touches", "friction", "last_channel", "last_ms",
         "last_touchpoint", "stage", "ended_ms", "channels",
         "failure", "id", "merged_into", "reached", "reopened_ms", "stage_ms", "start_event",
-        "version",
+        "version", "signals",
     )  # fmt: skip
 
     def __init__(self, iid: str, hit: Hit) -> None:
@@ -82,6 +82,9 @@ class Instance:
         self.last_ms = t
         self.version = 0
         self.merged_into: str | None = None
+        # The distinct friction signals it met (`journey_signals` labels, the most recent
+        # last, at most MAX_LABELS); None until the first: most journeys meet none.
+        self.signals: tuple[str, ...] | None = None
 
 
 class Track:
@@ -197,11 +200,13 @@ def _dump_track(track: Track) -> dict[str, Any]:
 
 
 def _dump_instance(i: Instance) -> list[Any]:
+    # Fields added later go at the end and are optional on load (`_load_instance`): older
+    # snapshots still restore, and the snapshot version stays.
     return [
         i.id, i.start_ms, i.start_event, i.stage, i.stage_ms, i.status, i.ended_ms, i.failure,
         i.reopened_ms, i.version, i.touches, i.friction, i.channels, i.last_channel,
         i.last_touchpoint, i.last_ms, i.reached, i.merged_into,
-        i.deadline_ms,
+        i.deadline_ms, i.signals,
     ]  # fmt: skip
 
 
@@ -251,4 +256,6 @@ def _load_instance(row: list[Any]) -> Instance:
     inst.last_channel, inst.last_touchpoint, inst.last_ms = row[13:16]
     inst.reached = reached
     inst.merged_into = row[17]
+    if len(row) > 19 and row[19]:  # snapshots written before journeys kept signals have none
+        inst.signals = tuple(row[19])
     return inst

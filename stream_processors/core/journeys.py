@@ -33,26 +33,21 @@ from typing import Any
 from schemas.definitions import DefinitionSpec
 
 from .journey_deadlines import NEVER, DeadlineWheel
-from .journey_fold import fire_due, fold_hit, seal_time, track_due
+from .journey_fold import fire_due, fold_hit, seal, track_due
 from .journey_live import LiveEffects
-from .journey_match import Definition, Hit, Match, Matcher, compile_definition
+from .journey_match import Definition, Hit, compile_definition
 from .journey_merge import Aliases, absorb
 from .journey_outputs import JourneyUpdate, Output, Rejected, journey_update
-from .journey_refold import reconcile, refold
+from .journey_plans import EventPlans, Stage
+from .journey_refold import behind, reconcile, refold
 from .journey_sessions import Sessions
 from .journey_settings import EventTimes, JourneySettings, event_ms, friction_by_properties
-from .journey_state import OPEN, Instance, Person, Track, dump_person, load_person
+from .journey_signals import Labels, SignalsOf, stated_signals
+from .journey_state import OPEN, Person, Track, dump_person, load_person
+from .journey_tally import tally
 
 _TIME_ID = itemgetter(0, 1)
-_EMPTY: Mapping[str, Any] = {}
-_NAMES_LIMIT = 100_000  # distinct channel and touchpoint names shared
-_PLANS_LIMIT = 100_000  # distinct (event type, channel) pairs remembered
-# One stage an event matches: its definition, stage index and hold value.
-_Stage = tuple[Definition, int, str | None]
-# What an (event type, channel) pair means, worked out once: the channel name shared, the
-# stages it matches and whether it completes a task (both None when they depend on more of
-# the event: touchpoint or properties).
-_Plan = tuple[str, tuple[_Stage, ...] | None, bool | None]
+_SOME_FRICTION = ("friction",)  # what an `is_friction` predicate says an event has
 
 
 class JourneyCore:
@@ -63,21 +58,30 @@ class JourneyCore:
         definitions: Sequence[DefinitionSpec],
         settings: JourneySettings | None = None,
         is_friction: Callable[[Mapping[str, Any]], bool] | None = None,
+        signals: SignalsOf | None = None,
     ) -> None:
+        """`signals` names an event's friction signals (`journey_signals.mapped_signals`
+        for the friction mapping); by default those a version 2 event states and the
+        properties `settings.friction_properties` names. `is_friction`, if given instead,
+        only says whether an event has friction (its signals are then unnamed)."""
         self.settings = s = settings or JourneySettings()
         ids = [spec.id for spec in definitions]
         if len(set(ids)) != len(ids):
             raise ValueError(f"definition ids must be distinct: {ids}")
         self.definitions = tuple(compile_definition(d, i) for i, d in enumerate(definitions))
         self._by_key = {d.key: d for d in self.definitions}
-        self._matcher = Matcher(self.definitions, definitions)
-        # The default friction test is false for an event without properties: most events,
-        # which then skip the call.
-        self._plain_friction = is_friction is None
-        self._is_friction = is_friction or friction_by_properties(s.friction_properties)
+        # What events mean; the per-event path reads its caches directly.
+        self._meaning = m = EventPlans(self.definitions, definitions, s.task_event_types)
+        self._plans, self._names, self._labels = m.plans, m.names, m.labels
+        # The default finds nothing in an event without properties, typed block or stated
+        # friction: most events, which then skip the call.
+        self._plain_friction = signals is None and is_friction is None
+        if signals is None:
+            signals = _flagged(is_friction) if is_friction else stated_signals(
+                s.friction_properties
+            )  # fmt: skip
+        self._signals = signals
         self._clock = EventTimes()
-        self._plans: dict[tuple[str, str], _Plan] = {}
-        self._task_types = s.task_event_types
         self._tolerance = s.late_tolerance_ms
         self.watermark_ms = -NEVER
         self._people: dict[str, Person] = {}
@@ -85,7 +89,6 @@ class JourneyCore:
         self._release: DeadlineWheel[Person] = DeadlineWheel(s.release_resolution_ms)
         self._sessions = Sessions(s.session_gap_ms, s.late_channels, s.wheel_resolution_ms)
         self._live = LiveEffects()
-        self._names: dict[str, str] = {}
         self._dirty: set[str] = set()
         ttl = s.alias_ttl_ms if s.alias_ttl_ms is not None else s.late_tolerance_ms
         self._aliases = Aliases(ttl)
@@ -200,53 +203,41 @@ class JourneyCore:
         self, person: Person, t: int, event_id: str, event: Mapping[str, Any], out: list[Output]
     ) -> None:
         """One event in event-time order (or a late one): sessions, counts, stage hits."""
-        event_type = event["event_type"]
-        plan = self._plans.get((event_type, event["channel"]))
+        event_type, raw_channel = event["event_type"], event["channel"]
+        plan = self._plans.get((event_type, raw_channel))
         if plan is None:
-            plan = self._plan(event_type, event["channel"])
+            plan = self._meaning.plan(event_type, raw_channel)
         channel, stages, task = plan
         touchpoint = event.get("touchpoint")
         if touchpoint is not None:
-            touchpoint = self._names.get(touchpoint) or self._name(touchpoint)
-        if self._plain_friction and not event.get("properties"):
-            friction = 0  # what the default test says without calling it
+            touchpoint = self._names.get(touchpoint) or self._meaning.name(touchpoint)
+        labels: Labels | None = None
+        if self._plain_friction and not (
+            event.get("properties") or event.get("friction") or event.get(raw_channel)
+        ):
+            friction = 0  # what the default says without calling it
         else:
-            friction = 1 if self._is_friction(event) else 0
+            found = self._signals(event)
+            friction = 1 if found else 0  # an event counts once, whatever it carries
+            if found:
+                labels = self._labels.get((found, channel, touchpoint))
+                if labels is None:
+                    labels = self._meaning.label(found, channel, touchpoint)
         if stages is None or task is None:
-            stages, task = self._match(event, event_type, channel, touchpoint)
+            stages, task = self._meaning.match(event, event_type, channel, touchpoint)
         probe: Hit = (t, event_id, -1, channel, touchpoint)
         self._sessions.observe(person, probe, friction, task, out)
         live = self._live
-        live.out, live.friction = out, friction
+        live.out, live.friction, live.labels = out, friction, labels
         if person.tracks:
-            self._tally(person.tracks, probe, friction)
+            tally(person.tracks, probe, friction, labels, live)
         if stages:  # most events match no stage
             self._hit_stages(person, stages, probe, out)
         if live.changed:
             live.flush()
 
-    def _tally(self, tracks: tuple[Track, ...], probe: Hit, friction: int) -> None:
-        """Count one event on each track's instance of its time (`_count`), the common case
-        inline: the track's last instance is open and the event within its time."""
-        t, _, _, channel, touchpoint = probe
-        for track in tracks:
-            instances = track.instances
-            if not instances:
-                continue
-            last = instances[-1]
-            if last.status == OPEN and last.start_ms <= t <= last.deadline_ms:
-                last.touches += 1
-                last.friction += friction
-                # `last_channel` is always among `channels`: most events need not read them.
-                if channel is not last.last_channel and channel not in last.channels:
-                    last.channels = (*last.channels, channel)
-                if t >= last.last_ms:
-                    last.last_channel, last.last_touchpoint, last.last_ms = channel, touchpoint, t
-            else:
-                _count(track, probe, friction, self._live)
-
     def _hit_stages(
-        self, person: Person, stages: Sequence[_Stage], probe: Hit, out: list[Output]
+        self, person: Person, stages: Sequence[Stage], probe: Hit, out: list[Output]
     ) -> None:
         """Fold the event's stage hits into their tracks, and file each track's next
         deadline; `_hit` for hits out of order, the common case of it inline."""
@@ -281,45 +272,6 @@ class JourneyCore:
                 if due < track.wake_ms:  # later deadlines: the entry filed already wakes it
                     self._tracks.schedule(track, due)
 
-    def _plan(self, event_type: str, raw_channel: str) -> _Plan:
-        """What (event type, channel) means, kept for the next events like it."""
-        channel = self._names.get(raw_channel) or self._name(raw_channel)
-        stages: tuple[_Stage, ...] | None = None
-        task: bool | None = None
-        if self._matcher.plain(event_type):
-            stages, task = self._stages(
-                event_type, self._matcher.match(event_type, channel, None, _EMPTY)
-            )
-        elif self._task_types is not None:
-            task = event_type in self._task_types
-        plan = (channel, stages, task)
-        if len(self._plans) < _PLANS_LIMIT:
-            self._plans[event_type, raw_channel] = plan
-        return plan
-
-    def _match(
-        self, event: Mapping[str, Any], event_type: str, channel: str, touchpoint: str | None
-    ) -> tuple[tuple[_Stage, ...], bool]:
-        """The stages of an event whose matches depend on its touchpoint or properties."""
-        properties = event.get("properties") or _EMPTY
-        return self._stages(
-            event_type, self._matcher.match(event_type, channel, touchpoint, properties)
-        )
-
-    def _stages(self, event_type: str, matches: Sequence[Match]) -> tuple[tuple[_Stage, ...], bool]:
-        """Matches as (definition, stage, hold), and whether the event completes a task."""
-        stages = tuple((self.definitions[index], stage, hold) for index, stage, hold, _ in matches)
-        if self._task_types is not None:
-            return stages, event_type in self._task_types
-        return stages, any(match[3] for match in matches)
-
-    def _name(self, name: str) -> str:
-        """One string object per channel and touchpoint name, which hits and journeys then
-        share (JSON decoding makes a new one per event: ~100 bytes per kept hit)."""
-        if len(self._names) < _NAMES_LIMIT:
-            self._names[name] = name
-        return name
-
     def _hit(self, track: Track, hit: Hit, out: list[Output]) -> bool:
         """Fold one hit into its track; return whether the track's state changed."""
         hits = track.hits
@@ -327,7 +279,7 @@ class JourneyCore:
         if t <= track.floor_ms:
             self.counters["ignored_hits"] += 1
             return False
-        if hits and (t <= hits[-1][0] or _behind(track, hit)):
+        if hits and (t <= hits[-1][0] or behind(track, hit)):
             if any(h[1] == hit[1] for h in hits):
                 return False  # the same event again: nothing new
             self._live.flush()
@@ -352,37 +304,13 @@ class JourneyCore:
             live.out = out
             fire_due(track, instances[-1], watermark, live)
             live.flush()
-        self._seal(track, watermark)
+        seal(track, watermark, self._tolerance)
         if not track.instances and not track.hits:
             person.drop_track(track)
             self._forget_if_empty(person)
         else:
             self._tracks.schedule(track, track_due(track, self._tolerance))
         self._dirty.add(person.id)
-
-    def _seal(self, track: Track, watermark: int) -> None:
-        """Forget ended instances no late event can change any more, and the hits before
-        the oldest instance kept that are beyond the late tolerance (the track's own fold
-        never needs them again, and an identity merge with another track takes only what is
-        within the tolerance into account, like late events)."""
-        instances, tolerance = track.instances, self._tolerance
-        sealed = 0
-        while sealed < len(instances):
-            if seal_time(track, instances[sealed], tolerance) > watermark:
-                break
-            sealed += 1
-        if sealed:
-            track.instances = instances = instances[sealed:]
-        floor = watermark - tolerance
-        if instances:
-            floor = min(floor, instances[0].start_ms - 1)
-        if floor > track.floor_ms:
-            track.floor_ms = floor
-            hits = track.hits
-            if hits and hits[0][0] <= floor:
-                track.hits = hits[bisect_right(hits, floor, key=itemgetter(0)) :]
-            if track.ghosts:
-                track.ghosts = _ghosts_after(track.ghosts, floor)
 
     def _forget_if_empty(self, person: Person) -> None:
         if person.is_empty() and self._people.get(person.id) is person:
@@ -502,55 +430,13 @@ class JourneyCore:
         return [journey_update(t, i) for t in person.tracks for i in t.instances]
 
 
-def _behind(track: Track, hit: Hit) -> bool:
-    """Whether `hit` belongs before what the track has folded: an earlier hit, or a time at
-    or before a deadline that already fired (progress then was in time, so the drop-off or
-    expiry it contradicts must be folded again, not reopened)."""
-    last = track.hits[-1]
-    t = hit[0]
-    if t < last[0] or (t == last[0] and hit[1] <= last[1]):
-        return True
-    return _ended_after(track.instances[-1] if track.instances else None, t)
+def _flagged(is_friction: Callable[[Mapping[str, Any]], bool]) -> SignalsOf:
+    """Signals from a predicate that only says whether an event has friction."""
 
+    def signals_of(event: Mapping[str, Any]) -> tuple[str, ...]:
+        return _SOME_FRICTION if is_friction(event) else ()
 
-def _ended_after(last: Instance | None, t: int) -> bool:
-    """Whether the track's last instance ended at or after `t`."""
-    if last is None:
-        return False
-    ended = last.ended_ms
-    return ended is not None and t <= ended
-
-
-def _ghosts_after(ghosts: dict[str, Instance], floor: int) -> dict[str, Instance] | None:
-    """The ghosts that started after `floor` (a function of its own: the comprehension's
-    closure would cost `_seal` a cell on every call)."""
-    return {k: g for k, g in ghosts.items() if g.start_ms > floor} or None
-
-
-def _count(track: Track, probe: Hit, friction: int, live: LiveEffects) -> None:
-    """Tally one event on the instance of `track` that was current at its time (firing a
-    deadline that passed before it first, as in-order arrival would have)."""
-    instances = track.instances
-    if not instances:
-        return
-    t, _, _, channel, touchpoint = probe
-    last = instances[-1]
-    if last.status == OPEN and last.deadline_ms < t:
-        fire_due(track, last, t - 1, live)
-    inst = last
-    if last.start_ms > t:  # a late event: find the instance of its time
-        for inst in reversed(instances):
-            if inst.start_ms <= t:
-                break
-        else:
-            return
-    if inst.status == OPEN or (inst.ended_ms is not None and t <= inst.ended_ms):
-        inst.touches += 1
-        inst.friction += friction
-        if channel not in inst.channels:
-            inst.channels = (*inst.channels, channel)
-        if t >= inst.last_ms:
-            inst.last_channel, inst.last_touchpoint, inst.last_ms = channel, touchpoint, t
+    return signals_of
 
 
 __all__ = ["Definition", "JourneyCore", "JourneySettings", "event_ms", "friction_by_properties"]

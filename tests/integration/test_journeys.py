@@ -134,6 +134,12 @@ def check(ch: Client, truth: GroundTruth) -> None:
     )
     assert standing(ch) == truth_drops(truth)
     assert drops_per_stage_and_channel(ch) == truth_per_stage_and_channel(truth)
+    # A drop-off names the friction signals its journey met exactly when it counted some.
+    mismatched, named = ch.query(
+        "SELECT countIf((friction > 0) != notEmpty(signals)), countIf(notEmpty(signals)) "
+        "FROM dropoffs_standing"
+    ).result_rows[0]
+    assert mismatched == 0 and named > 0
     # Redelivery never double-counts: every table holds each key once.
     for table, key in (("journeys", "journey_id"), ("dropoffs", "dropoff_id"),
                        ("journey_transitions", "transition_id")):  # fmt: skip
