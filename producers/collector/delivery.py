@@ -25,6 +25,10 @@ from schemas.settings import BatchSettings
 
 log = logging.getLogger(__name__)
 
+# A person's events keep coming back to the same key, and murmur2 in Python costs more per
+# event than the rest of queueing it: remember this many keys' partitions (then start over).
+PARTITION_CACHE = 1 << 16
+
 
 class DeliveryError(RuntimeError):
     """Kafka did not acknowledge some of a request's events in time (or refused them)."""
@@ -60,6 +64,7 @@ class KafkaDelivery:
         self.dlq_topic = dlq_topic
         self.linger = linger_seconds
         self._coalescer: Coalescer[Ticket] = Coalescer(batch.max_events, batch.max_bytes)
+        self._partitions: dict[str, int] = {}  # key -> partition, of the keys seen lately
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_at: asyncio.TimerHandle | None = None
         self._stop = threading.Event()
@@ -98,20 +103,29 @@ class KafkaDelivery:
         self, ticket: Ticket, events: list[tuple[str, bytes]], dead_letters: list[bytes],
         dead_key: str,
     ) -> None:  # fmt: skip
-        partitions = self.publisher.partitions
         full = []
+        known = self._partitions
         for key, fragment in events:
-            batch = self._coalescer.add(partition_for(key.encode(), partitions), fragment, ticket)
+            partition = known.get(key)
+            if partition is None:
+                partition = self._partition(key)
+            batch = self._coalescer.add(partition, fragment, ticket)
             if batch is not None:
                 full.append(batch)
         if dead_letters:
-            dlq = partition_for(dead_key.encode() or b"-", partitions)
+            dlq = partition_for(dead_key.encode() or b"-", self.publisher.partitions)
             owners: Counter[Ticket] = Counter({ticket: 1})
             self.publisher.send_tracked(
                 (self.dlq_topic, dlq, record, functools.partial(self._reported, owners))
                 for record in dead_letters
             )
         self._send(full)
+
+    def _partition(self, key: str) -> int:
+        if len(self._partitions) >= PARTITION_CACHE:
+            self._partitions.clear()
+        partition = self._partitions[key] = partition_for(key.encode(), self.publisher.partitions)
+        return partition
 
     async def close(self, timeout: float = 10.0) -> None:
         """Send what is queued, wait for Kafka's answers, stop the poll thread."""

@@ -22,7 +22,7 @@ from producers.collector.auth import Source, Sources, query_write_key, write_key
 from producers.collector.protocol import BATCH, CALLS, HttpError, Limits
 from producers.collector.ratelimit import RateLimiter
 from producers.collector.scrub import Scrubber
-from producers.collector.segment import Mapped, Problem, Received, Rejected, to_touchpoint
+from producers.collector.segment import Encoded, Problem, Received, Rejected, to_fragment
 from schemas.deadletter import DeadLetter, FieldError
 from schemas.touchpoint import MAX_EVENT_BYTES
 
@@ -102,19 +102,26 @@ class Intake:
         shared = doc.get("context") if req.kind == BATCH else None
         outcome = Outcome(200, {}, source=source.name)
         warnings: list[dict[str, Any]] = []
+        # A single call's body was already held to the per-call limit.
+        measured = (
+            protocol.within_limit(messages, self.limits.max_event_bytes, len(body))
+            if req.kind == BATCH
+            else [True]
+        )
         for index, msg in enumerate(messages):
-            result = self._one(msg, req.kind, rx, shared)
+            result = self._one(msg, req.kind, rx, shared, measured[index])
             if isinstance(result, Problem):
                 outcome.rejected.append(Rejection(index, _named(result, req.kind, index)))
                 continue
-            fragment = result.event.model_dump_json().encode()
+            fragment = result.fragment
             if len(fragment) > MAX_EVENT_BYTES:
                 problem = Problem("(event)", f"{len(fragment):,} bytes as a touchpoint "
                                   f"> {MAX_EVENT_BYTES:,}", "oversized")  # fmt: skip
                 outcome.rejected.append(Rejection(index, _named(problem, req.kind, index)))
                 continue
-            outcome.events.append((result.event.identity.partition_key(), fragment))
-            warnings += [{"index": index, "message": note} for note in result.notes]
+            outcome.events.append((result.key, fragment))
+            if result.notes:
+                warnings += [{"index": index, "message": note} for note in result.notes]
         return self._answer(outcome, req, messages, warnings, now)
 
     def _rate(self, source: Source, cost: int, monotonic: float) -> None:
@@ -128,21 +135,23 @@ class Intake:
                 headers=(("Retry-After", seconds), ("X-RateLimit-Reset", seconds)),
             )  # fmt: skip
 
-    def _one(self, msg: Any, kind: str, rx: Received, shared: Any) -> Mapped | Problem:
+    def _one(
+        self, msg: Any, kind: str, rx: Received, shared: Any, measured: bool
+    ) -> Encoded | Problem:
         if not isinstance(msg, dict):
             return Problem("(event)", f"expected a JSON object, got {type(msg).__name__}",
                            "not_an_object")  # fmt: skip
         call = kind if kind != BATCH else msg.get("type")
         if call not in CALLS:
             return Problem("type", f"must be one of {', '.join(CALLS)}")
-        if kind == BATCH:  # a single call's body was already held to the per-event limit
+        if not measured:
             problem = self._size(msg)
             if problem is not None:
                 return problem
-            if isinstance(shared, dict):  # the batch's context applies to every call in it
-                msg = {**msg, "context": {**shared, **_dict(msg.get("context"))}}
+        if kind == BATCH and isinstance(shared, dict):  # the batch context, for every call
+            msg = {**msg, "context": {**shared, **_dict(msg.get("context"))}}
         try:
-            return to_touchpoint(msg, str(call), rx, self.scrubber)
+            return to_fragment(msg, str(call), rx, self.scrubber)
         except Rejected as rejected:
             return rejected.problem
 

@@ -15,13 +15,14 @@ Every key and string value passes through the scrubber first (see `scrub`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from producers.collector.scrub import Scrubber
+from producers.collector.scrub import Scrubber, contact_kind
 from schemas.touchpoint import MAX_PROPERTIES
 
 MAX_STRING = 1024
@@ -30,6 +31,7 @@ MAX_FLATTEN_DEPTH = 3
 DROPPED_KEY = "_dropped"
 
 Scalar = str | int | float | bool | None
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 
 @dataclass(slots=True)
@@ -44,8 +46,21 @@ class Bounded:
 def bound(items: Iterable[tuple[str, Any]], scrubber: Scrubber) -> Bounded:
     """Flatten, scrub and bound `(key, value)` pairs, in order; the first key wins."""
     out = Bounded()
-    for key, value in items:
-        _add(out, scrubber.text(key.strip()), value, scrubber, 1)
+    values, text = out.values, scrubber.text
+    for raw, value in items:
+        key = text(raw.strip())
+        kind = type(value)
+        if (
+            (kind is str or kind in _PLAIN) and key not in values
+            and len(values) < MAX_PROPERTIES - 1 and _plain_key(key)
+        ):  # fmt: skip
+            # Most properties: what `_add` does for a plain value, without a call per value.
+            scalar = text(value) if kind is str else value
+            if kind is str and len(scalar) > MAX_STRING:
+                scalar = _fitted(out, key, scalar)
+            values[key] = scalar
+        else:
+            _add(out, key, value, scrubber, 1)
     if out.dropped:
         listed = ",".join(out.dropped)
         out.values[DROPPED_KEY] = listed if len(listed) <= MAX_STRING else listed[:1021] + "..."
@@ -61,21 +76,43 @@ def _add(out: Bounded, key: str, value: Any, scrubber: Scrubber, depth: int) -> 
         for sub, item in value.items():
             _add(out, f"{key}.{scrubber.text(sub.strip())}", item, scrubber, depth + 1)
         return
-    if key in out.values:
+    values = out.values
+    if key in values:
         return
-    if len(out.values) >= MAX_PROPERTIES - 1:  # one slot stays free for `_dropped`
+    if len(values) >= MAX_PROPERTIES - 1:  # one slot stays free for `_dropped`
         out.dropped.append(key)
         return
-    scalar = _scalar(key.rsplit(".", 1)[-1], value, scrubber)
-    if isinstance(scalar, str) and len(scalar) > MAX_STRING:
-        out.notes.append(f"properties.{key}: truncated to {MAX_STRING} characters")
-        scalar = scalar[:MAX_STRING]
-    out.values[key] = scalar
+    kind = _leaf_kind(key)
+    if kind is None and type(value) is str:  # most values: inline, this runs per property
+        scalar: Scalar = scrubber.text(value)
+    else:
+        scalar = _scalar(kind, value, scrubber)
+    values[key] = _fitted(out, key, scalar) if isinstance(scalar, str) else scalar
 
 
-def _scalar(leaf: str, value: Any, scrubber: Scrubber) -> Scalar:
-    """A property value as a scalar: containers become (scrubbed) JSON text."""
+def _fitted(out: Bounded, key: str, text: str) -> str:
+    if len(text) <= MAX_STRING:
+        return text
+    out.notes.append(f"properties.{key}: truncated to {MAX_STRING} characters")
+    return text[:MAX_STRING]
+
+
+def _scalar(kind: str | None, value: Any, scrubber: Scrubber) -> Scalar:
+    """A property value as a scalar: containers become (scrubbed) JSON text, and under a key
+    whose last part names a contact detail (`kind`) the value becomes its hash."""
     if isinstance(value, dict | list):
         return orjson.dumps(scrubber.tree(value)).decode()
-    scrubbed: Scalar = scrubber.value(leaf, value)
-    return scrubbed
+    if kind is not None:
+        return scrubber.contact(kind, value)
+    return scrubber.text(value) if isinstance(value, str) else value
+
+
+@functools.lru_cache(maxsize=4096)  # the same keys on every call
+def _leaf_kind(key: str) -> str | None:
+    return contact_kind(key.rsplit(".", 1)[-1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_key(key: str) -> bool:
+    """A key kept as it is, whose value is judged by its look alone."""
+    return 0 < len(key) <= MAX_KEY and _leaf_kind(key) is None

@@ -114,6 +114,23 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
+def within_limit(messages: list[Any], limit: int, body_size: int) -> list[bool]:
+    """Per call of a batch: True where its JSON is surely within `limit` bytes, False where
+    it must be measured alone. Calls are serialized in runs of about half the limit: a run
+    that fits vouches for each of its calls, and costs far less than one serialization per
+    call. A run that does not fit (or nests too deeply) leaves its calls to be measured."""
+    known: list[bool] = []
+    run = max(1, (limit // 2) * len(messages) // max(body_size, 1))
+    for start in range(0, len(messages), run):
+        calls = messages[start : start + run]
+        try:
+            fits = len(orjson.dumps(calls)) <= limit
+        except orjson.JSONEncodeError:
+            fits = False
+        known += [fits] * len(calls)
+    return known
+
+
 def messages_of(doc: dict[str, Any], kind: str) -> list[Any]:
     """The calls a body carries: itself for a single call, its `batch` list for a batch."""
     if kind != BATCH:

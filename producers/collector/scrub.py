@@ -42,6 +42,14 @@ _PHONE_FORMATTED = re.compile(
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _PHONE_START = frozenset("+(0123456789")
 _MAX_DEPTH = 32
+# Whatever the patterns above can change holds an `@`, a `%40` or a run of at least 8
+# digits and phone punctuation (every phone shape above is one), so a text without any of
+# them is left as it is. Most texts are such, and one search is cheaper than all the rules.
+_SUSPECT = re.compile(r"@|%40|\d[\d ().\-/]{6,}\d")
+# Short texts already seen to need nothing (ids, names and keys recur): a set lookup instead
+# of a search. Bounded (a few MB at most): cleared when full.
+_CLEAN_TEXTS = 1 << 16
+_CLEAN_TEXT_CHARS = 64
 
 
 @functools.lru_cache(maxsize=4096)  # the same few keys arrive over and over
@@ -76,6 +84,7 @@ class Scrubber:
 
     def __init__(self, hasher: PiiHasher) -> None:
         self.hasher = hasher
+        self._clean: set[str] = set()
 
     def contact(self, kind: str, value: Any) -> str | None:
         """The hash of a value under a contact key; None when there is nothing to hash."""
@@ -88,6 +97,18 @@ class Scrubber:
 
     def text(self, value: str) -> str:
         """A text with every e-mail address and phone number in it hashed."""
+        if value in self._clean:
+            return value
+        if _SUSPECT.search(value) is None:
+            if len(value) <= _CLEAN_TEXT_CHARS:
+                if len(self._clean) >= _CLEAN_TEXTS:
+                    self._clean.clear()
+                self._clean.add(value)
+            return value
+        return self.hashed(value)
+
+    def hashed(self, value: str) -> str:
+        """`text` without the shortcut for texts that hold nothing to hash."""
         if ("@" in value or "%40" in value) and _EMAIL.search(value):
             value = _EMAIL.sub(self._email_match, value)
         if looks_like_phone(value):

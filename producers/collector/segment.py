@@ -22,15 +22,17 @@ Pure: no I/O, the time of receipt is an argument. The mapping, field by field:
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
 import orjson
 from pydantic import ValidationError
 
-from producers.collector import properties
+from producers.collector import properties, wire
 from producers.collector.auth import Source
 from producers.collector.scrub import Scrubber, contact_kind
 from schemas.deadletter import Reason
@@ -70,6 +72,10 @@ class Received:
     at: datetime
     future_tolerance: timedelta
     sent_at: Any = None
+    latest: datetime = dataclasses.field(init=False)  # the latest event time accepted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "latest", self.at + self.future_tolerance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +84,35 @@ class Mapped:
     notes: tuple[str, ...]
 
 
+class Encoded(NamedTuple):  # built per event: cheaper than a frozen dataclass
+    """A mapped call ready for Kafka: its partition key and JSON, and the client's notes."""
+
+    key: str
+    fragment: bytes
+    notes: tuple[str, ...]
+
+
 def to_touchpoint(msg: dict[str, Any], call: str, rx: Received, scrubber: Scrubber) -> Mapped:
     """Map one call; raise `Rejected` with the field and reason if it cannot be used."""
+    doc, notes = _document(msg, call, rx, scrubber)
+    return Mapped(_validated(doc, call), notes)
+
+
+def to_fragment(msg: dict[str, Any], call: str, rx: Received, scrubber: Scrubber) -> Encoded:
+    """`to_touchpoint`, encoded: the same event as JSON, its partition key and the notes.
+    The model is built only when `wire` cannot vouch for the document by itself."""
+    doc, notes = _document(msg, call, rx, scrubber)
+    encoded = wire.encode(doc)
+    if encoded is None:
+        event = _validated(doc, call)
+        encoded = event.identity.partition_key(), event.model_dump_json().encode()
+    return Encoded(*encoded, notes)
+
+
+def _document(
+    msg: dict[str, Any], call: str, rx: Received, scrubber: Scrubber
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The touchpoint as a plain document, not yet validated, and the notes for the client."""
     context = _dict(msg.get("context"))
     contacts = _Contacts(scrubber)
     bounded = properties.bound(_property_pairs(msg, call, context, contacts), scrubber)
@@ -88,23 +121,38 @@ def to_touchpoint(msg: dict[str, Any], call: str, rx: Received, scrubber: Scrubb
     if touchpoint is not None and len(touchpoint) > MAX_NAME:
         notes.append(f"touchpoint: truncated to {MAX_NAME} characters")
         touchpoint = touchpoint[:MAX_NAME]
+    # Every field, in the model's order: `wire` writes this document as it is.
     doc = {
-        "event_id": event_id_for(rx.source.write_key, msg),
+        "event_id": _event_id(rx.source.write_key, msg),
         "channel": channel_for(rx.source.channel, msg, context),
         "source": rx.source.name,
         "event_type": _event_type(msg, call, scrubber),
+        "schema_version": 1,
         "occurred_at": occurred_at(msg, rx),
         "received_at": rx.at,
         "identity": _identity(msg, call, context, scrubber, contacts.found),
         "session_id": _text(context.get("sessionId"), scrubber),
         "touchpoint": touchpoint,
         "properties": bounded.values,
+        "backfill": False,
     }
+    return doc, (*notes, *bounded.notes)
+
+
+def _validated(doc: dict[str, Any], call: str) -> Touchpoint:
     try:
-        event = Touchpoint.model_validate(doc)
+        return Touchpoint.model_validate(doc)
     except ValidationError as exc:
         raise Rejected(_problem(exc, call)) from None
-    return Mapped(event, (*notes, *bounded.notes))
+
+
+def _event_id(write_key: str, msg: dict[str, Any]) -> UUID | str:
+    """`event_id_for`, with a messageId that is already a UUID's canonical text kept as text
+    (parsing it into a UUID costs more than the rest of the event's mapping)."""
+    message_id = msg.get("messageId")
+    if type(message_id) is str and wire.is_canonical_uuid(message_id):
+        return message_id
+    return event_id_for(write_key, msg)
 
 
 def event_id_for(write_key: str, msg: dict[str, Any]) -> UUID:
@@ -129,7 +177,7 @@ def occurred_at(msg: dict[str, Any], rx: Received) -> datetime:
         field, when = "originalTimestamp", _skew_corrected(msg, rx)
     else:
         return rx.at
-    if when > rx.at + rx.future_tolerance:
+    if when > rx.latest:
         raise Rejected(
             Problem(field, f"{when.isoformat()} is more than {rx.future_tolerance} "
                     "ahead of the collector's clock", "future_timestamp")
@@ -161,16 +209,29 @@ def channel_for(default: Channel, msg: dict[str, Any], context: dict[str, Any]) 
     """The source's channel, refined by the context between web and app only."""
     if default not in (Channel.WEB, Channel.APP):
         return default
-    library = str(_dict(context.get("library")).get("name") or "").lower()
-    device = str(_dict(context.get("device")).get("type") or "").lower()
-    os_name = str(_dict(context.get("os")).get("name") or "").lower()
-    if any(h in library for h in _APP_HINTS) or device in _APP_OS or os_name in _APP_OS:
+    library = _dict(context.get("library")).get("name")
+    hint = _library_hint(str(library).lower()) if library else None
+    device = os_name = ""
+    if "device" in context or "os" in context:  # server SDKs send neither
+        device = _lower(_dict(context.get("device")).get("type"))
+        os_name = _lower(_dict(context.get("os")).get("name"))
+    if hint is Channel.APP or device in _APP_OS or os_name in _APP_OS:
         return Channel.APP
     if msg.get("channel") == "mobile" or device in ("mobile", "tablet"):
         return Channel.APP
-    if any(h in library for h in _WEB_HINTS) or msg.get("channel") == "browser":
+    if hint is Channel.WEB or msg.get("channel") == "browser":
         return Channel.WEB
     return default
+
+
+@functools.lru_cache(maxsize=1024)  # a handful of SDK names, on every call
+def _library_hint(library: str) -> Channel | None:
+    """What an SDK's name says: a mobile library means app (first), a browser one web."""
+    if any(h in library for h in _APP_HINTS):
+        return Channel.APP
+    if any(h in library for h in _WEB_HINTS):
+        return Channel.WEB
+    return None
 
 
 def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
@@ -212,6 +273,7 @@ def _identity(
         "device_id": _text(_dict(context.get("device")).get("id"), scrubber),
         "email_hash": contacts.get("email"),
         "phone_hash": contacts.get("phone"),
+        "loyalty_id": None,
     }
     if not any(identity.values()):
         ids = "userId, anonymousId" + (", previousId" if call == "alias" else "")
@@ -222,6 +284,8 @@ def _identity(
 class _Contacts:
     """Contact details taken out of a call's traits and properties: the first of each kind
     becomes an identifier (hashed), later ones are dropped with a note."""
+
+    __slots__ = ("found", "notes", "scrubber")
 
     def __init__(self, scrubber: Scrubber) -> None:
         self.scrubber = scrubber
@@ -256,8 +320,11 @@ def _property_pairs(
     else:
         named = [("properties", _dict(msg.get("properties")))]
     pairs: list[tuple[str, Any]] = []
-    for where, values in named:
-        pairs += [(k, v) for k, v in values.items() if not contacts.take(where, k, v)]
+    for where, values in named:  # contact_kind first: cheap, and rarely not None
+        pairs += [
+            (k, v) for k, v in values.items()
+            if contact_kind(k) is None or not contacts.take(where, k, v)
+        ]  # fmt: skip
     for key, value in context_traits.items():  # identifiers only, for the other calls
         contacts.take("context.traits", key, value)
     return pairs + _call_fields(msg, call)
@@ -274,14 +341,21 @@ def _call_fields(msg: dict[str, Any], call: str) -> list[tuple[str, Any]]:
 
 def _text(value: Any, scrubber: Scrubber) -> str | None:
     """An identifier as text (SDKs may send numbers); empty means absent."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if type(value) is str:
+        text = value.strip()
+    elif isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    text = str(value).strip()
+    else:
+        text = str(value).strip()
     return scrubber.text(text) if text else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _lower(value: Any) -> str:
+    return str(value).lower() if value else ""
 
 
 _FIELD_NAMES = {

@@ -2,7 +2,9 @@
 concurrent keep-alive clients), each request answered only after Kafka acknowledged its
 events; beside the collector's pure core (request -> touchpoints, no I/O) on the same bodies.
 
-Clients, collector and broker share this machine's two cores, so the HTTP figure is a floor.
+Clients, collector and broker share this machine's two cores, so the HTTP figure is a floor;
+beside it, events per CPU second of the collector process (what one core of its own gives),
+with the load average, since other work on the machine lowers the wall-clock figures.
 Run alone: `journeys broker run --instance bench -- python -m tests.bench.collector`.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -58,18 +61,19 @@ def batch_bodies(events: int, per_request: int) -> list[bytes]:
 
 
 def core_rate(settings: Settings, bodies: list[bytes], per_request: int) -> float:
-    """The pure intake alone: decode, authenticate, map, validate, encode."""
+    """The pure intake alone: decode, authenticate, map, validate, encode; per CPU second of
+    this (single-threaded) process, so that other work on the machine does not lower it."""
     collector = CollectorSettings.model_validate(
         {"sources": SOURCES, "rate_limit_per_key_per_second": 1e9}
     )
     intake = build_intake(settings.model_copy(update={"collector": collector}))
     auth = _basic()
     now = datetime.now(UTC)
-    started = time.perf_counter()
+    started = time.process_time()
     for body in bodies:
         outcome = intake.handle(Request("batch", "/v1/batch", body, auth), now, 0.0)
         assert outcome.status == 200, outcome.body
-    return len(bodies) * per_request / (time.perf_counter() - started)
+    return len(bodies) * per_request / (time.process_time() - started)
 
 
 def http_rate(port: int, bodies: list[bytes], clients: int, per_request: int) -> float:
@@ -111,12 +115,15 @@ def bench_collector(
     try:
         _wait_healthy(port, proc, log)
         http_rate(port, bodies[: len(bodies) // 10], clients, per_request)  # warm-up
+        cpu_before = _cpu_seconds(proc.pid)
         rate = http_rate(port, bodies, clients, per_request)
+        cpu = _cpu_seconds(proc.pid) - cpu_before
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+    load = os.getloadavg()[0]
     return [
-        Result("collector core: batch -> touchpoints, no I/O", core, "events/s", None),
+        Result("collector core: batch -> touchpoints, no I/O, per CPU s", core, "events/s", None),
         Result(
             f"collector HTTP /v1/batch: {per_request}/request, {clients} clients, acked",
             rate,
@@ -124,7 +131,21 @@ def bench_collector(
             core,
             ">= 30,000 events/s",
         ),
+        # The machine is shared: what the collector would do with a core of its own, read
+        # from its CPU time, and the load beside it (wall-clock figures fall with the load).
+        Result(
+            f"collector HTTP per CPU second of its process (load {load:.1f})",
+            len(bodies) * per_request / cpu if cpu > 0 else 0.0,
+            "events/s",
+            core,
+        ),
     ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _basic() -> str:

@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+import orjson
 import pytest
 
 from producers.collector.delivery import DeliveryError, KafkaDelivery
 from schemas import envelope
+from schemas.partitioning import partition_for
 from schemas.settings import BatchSettings
 
 Sent = tuple[str, int, bytes, Callable[[str | None], None]]
@@ -154,3 +156,32 @@ def test_a_producer_refusing_locally_is_a_delivery_error() -> None:
             await d.deliver([], [b"{}"], "s", 1.0)
 
     asyncio.run(scenario())
+
+
+def test_events_go_to_their_keys_partition_first_time_and_from_the_cache() -> None:
+    publisher = FakePublisher()
+    keys = [f"customer_id:c{i}" for i in range(12)]
+    sent: list[Sent] = []
+
+    async def scenario() -> None:
+        d = delivery(publisher, linger=0.0)
+        d.start()
+        for _round in range(2):  # the second round finds every key's partition remembered
+            task = asyncio.create_task(
+                d.deliver([(k, orjson.dumps(k)) for k in keys], [], "s", 5.0)
+            )
+            while not publisher.sent:
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.01)
+            sent.extend(publisher.sent)
+            publisher.report()
+            await task
+        await d.close()
+
+    asyncio.run(scenario())
+    events = 0
+    for _topic, partition, value, _cb in sent:
+        for key in envelope.decode(value).events:
+            assert partition == partition_for(key.encode(), publisher.partitions)
+            events += 1
+    assert events == 2 * len(keys)
