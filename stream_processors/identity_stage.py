@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,12 +30,12 @@ from schemas.topics import Topics
 from stream_processors import metrics
 from stream_processors.core.identity_authority import (
     Authority,
-    Decision,
     link_from,
     link_key,
     link_record,
     record_row,
 )
+from stream_processors.core.identity_records import Resolution
 from stream_processors.core.routing import Router
 from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.identity_map import MapReplica, map_row
@@ -78,21 +78,8 @@ class Routing:
             log.error("undecodable touchpoints message", extra={"offset": offset})
             self.routed.mark_applied(partition, offset, None)
             return
-        route, is_news = self.router.route, self.router.is_news
-        out: dict[int, list[bytes]] = {}
-        links: list[bytes] = []
-        for event in decoded.events:
-            identity = event.get("identity")
-            r = route(identity)
-            event["person_id"] = r.person_id
-            event["person_key"] = r.key
-            target = partition if r.partition is None else r.partition
-            bucket = out.get(target)
-            if bucket is None:
-                bucket = out[target] = []
-            bucket.append(orjson.dumps(event))
-            if r.link and (r.junk or is_news(identity, event["occurred_at"], event["event_id"])):
-                links.append(orjson.dumps({k: event.get(k) for k in _LINK_FIELDS}))
+        out, sent = self.router.stamp(decoded.events, partition)
+        links = _fragments([{k: event.get(k) for k in _LINK_FIELDS} for event in sent])
         metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
         previous = self.routed.applied[partition].watermark_ms
         watermark = decoded.watermark_ms
@@ -103,7 +90,7 @@ class Routing:
         # reader's minimum over its sources keeps advancing (domain.md §4).
         moved = watermark != previous
         for target in range(self.partitions) if moved else sorted(out):
-            batch = envelope.encode(out.get(target, []), watermark, partition)
+            batch = envelope.encode(_fragments(out.get(target, [])), watermark, partition)
             produce(stitched, batch, None, target)
         if links or moved:
             # The authority hears this partition's time too, so it can tell the journeys
@@ -111,7 +98,7 @@ class Routing:
             produce(
                 self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
             )
-            metrics.PROVISIONAL.inc(len(links))
+            metrics.PROVISIONAL.inc(len(sent))
         metrics.EVENTS_OUT.labels(STAGE).inc(len(decoded.events))
         self.routed.mark_applied(partition, offset, watermark)
 
@@ -163,23 +150,24 @@ class Resolving:
             log.error("undecodable identity-links message", extra={"offset": offset})
             self.links.mark_applied(AUTHORITY, offset, None)
             return
-        events = decoded.events
         audit: list[bytes] = []
         merges: dict[int, list[bytes]] = {}
+        tally: dict[Any, int] = {}  # records per counter: each counter moves once per message
         seq = offset * _VERSION_STRIDE
-        produce = self.sender.produce
-        for event in events:
-            decision = authority.decide(
-                event["identity"], datetime.fromisoformat(event["occurred_at"]), event["event_id"]
-            )
+        produce, map_topic = self.sender.produce, self.topics.identity_map
+        decide, parse = authority.decide, datetime.fromisoformat
+        for event in decoded.events:
+            decision = decide(event["identity"], parse(event["occurred_at"]), event["event_id"])
             for link in decision.links:
                 state[link_key(link)] = link_record(link)
-            if decision.updates:
-                for update in decision.updates:
-                    seq += 1
-                    row = map_row(update.key, update.person_id, update.remapped, seq, now_ms)
-                    produce(self.topics.identity_map, row, update.key.encode(), 0)
-            seq = self._records(decision, seq, audit, merges)
+            for update in decision.updates:
+                seq += 1
+                key = update.key
+                row = map_row(key, update.person_id, update.remapped, seq, now_ms)
+                produce(map_topic, row, key.encode(), 0)
+            resolution = decision.resolution
+            if resolution.merges or resolution.moves or resolution.refusals:
+                seq = self._records(resolution, seq, audit, merges, tally)
         if audit:
             produce(self.topics.identity_audit, envelope.encode(audit, None), None, 0)
         for target, rows in sorted(merges.items()):
@@ -190,6 +178,8 @@ class Resolving:
             if self._frontier.hear(decoded.source, decoded.watermark_ms) != before:
                 state[FRONTIER_KEY] = self._frontier.snapshot()
         self.links.mark_applied(AUTHORITY, offset, None)
+        for counter, n in tally.items():
+            counter.inc(n)
         graph = authority.graph
         metrics.IDENTITY_IDENTIFIERS.set(graph.size())
         metrics.IDENTITY_LINKS.set(len(state))
@@ -211,33 +201,57 @@ class Resolving:
         return True
 
     def _records(
-        self, decision: Decision, seq: int, audit: list[bytes], merges: dict[int, list[bytes]]
+        self,
+        resolution: Resolution,
+        seq: int,
+        audit: list[bytes],
+        merges: dict[int, list[bytes]],
+        tally: dict[Any, int],
     ) -> int:
-        resolution = decision.resolution
+        partition_of = self.partition_of
         for merge in resolution.merges:
             seq += 1
             row = orjson.dumps(record_row(merge, seq, None))
             audit.append(row)
             # To each partition losing a person, and to the one gaining them if another
             # partition loses one: it waits for their state before moving time on.
-            home = self.partition_of(merge.person_id)
-            targets = {self.partition_of(o) for o in merge.old_person_ids if o != merge.person_id}
-            if targets - {home}:
-                targets.add(home)
+            home = partition_of(merge.person_id)
+            olds = merge.old_person_ids
+            targets: Collection[int]
+            if len(olds) == 1:  # the usual merge: one person joins another
+                lost = partition_of(olds[0]) if olds[0] != merge.person_id else None
+                targets = () if lost is None else (home,) if lost == home else (lost, home)
+            else:
+                targets = {partition_of(o) for o in olds if o != merge.person_id}
+                if targets - {home}:
+                    targets.add(home)
             for target in targets:
-                merges.setdefault(target, []).append(row)
-            _MERGES[merge.rule].inc()
+                rows = merges.get(target)
+                if rows is None:
+                    merges[target] = [row]
+                else:
+                    rows.append(row)
+            counter = _MERGES[merge.rule]
+            tally[counter] = tally.get(counter, 0) + 1
         for move in resolution.moves:
             seq += 1
             row = orjson.dumps(record_row(move, seq, None))
             audit.append(row)
-            merges.setdefault(self.partition_of(move.from_person_id), []).append(row)
-            metrics.IDENTITY_MOVES.inc()
+            merges.setdefault(partition_of(move.from_person_id), []).append(row)
+            tally[metrics.IDENTITY_MOVES] = tally.get(metrics.IDENTITY_MOVES, 0) + 1
         for refusal in resolution.refusals:
             seq += 1
             audit.append(orjson.dumps(record_row(refusal, seq, resolution.person_id)))
-            _REFUSALS[refusal.rule].inc()
+            counter = _REFUSALS[refusal.rule]
+            tally[counter] = tally.get(counter, 0) + 1
         return seq
+
+
+def _fragments(events: list[dict[str, Any]]) -> list[bytes]:
+    """Events as the fragments of an envelope: one `orjson.dumps` of the whole list (its
+    events, comma-separated, are the bytes of one fragment per event joined), not one call
+    per event."""
+    return [orjson.dumps(events)[1:-1]] if events else []
 
 
 def build(settings: Settings) -> tuple[Any, StageRuntime]:

@@ -114,21 +114,22 @@ def record_row(
     record: MergeRecord | MoveRecord | RefusalRecord, version: int, person: str | None
 ) -> dict[str, Any]:
     """An audit row for ClickHouse's `identity_audit` (and `journeys identity show`); one per
-    record the authority makes, so built in one go."""
+    record the authority makes, so built in one go, for JSON: its arrays are tuples."""
+    old: tuple[str, ...]
     if isinstance(record, MergeRecord):
-        kind, pid, old, detail = "merge", record.person_id, list(record.old_person_ids), ""
+        kind, pid, old, detail = "merge", record.person_id, record.old_person_ids, ""
         retracted = False
     elif isinstance(record, MoveRecord):
-        kind, pid, old, detail = "move", record.to_person_id, [record.from_person_id], ""
+        kind, pid, old, detail = "move", record.to_person_id, (record.from_person_id,), ""
         retracted = False
     else:
-        kind, pid, old, detail = "refusal", person or "", [], record.detail
+        kind, pid, old, detail = "refusal", person or "", (), record.detail
         retracted = record.retracted
     return {
         "record_id": record.record_id,
         "event_id": record.event_id,
         "event_time": record.event_time.isoformat(),
-        "identifiers": list(record.identifiers),
+        "identifiers": record.identifiers,
         "version": version,
         "kind": kind,
         "rule": record.rule,

@@ -24,6 +24,10 @@ from .identity_records import person_id
 from .identity_rules import IdentityRules
 
 _CACHE_LIMIT = 1_000_000
+_new_tuple = tuple.__new__  # a named tuple without its `__new__`'s keyword handling
+# `Route`'s fields: (person_id, key, partition, link, junk).
+_Routed = tuple[str | None, str | None, int | None, bool, bool]
+_NOWHERE: _Routed = (None, None, None, False, False)
 
 
 class Route(NamedTuple):
@@ -56,8 +60,40 @@ class Router:
 
     def route(self, identity: Mapping[str, Any] | None) -> Route:
         """The person and partition of an event with this `identity` object."""
+        return _new_tuple(Route, self._resolve(identity))
+
+    def stamp(
+        self, events: list[dict[str, Any]], home: int
+    ) -> tuple[dict[int, list[dict[str, Any]]], list[dict[str, Any]]]:
+        """Route a batch of events as `route` and `is_news` do one by one: set each event's
+        `person_id` and `person_key` in place, group the events by their partition of the
+        stitched topic (`home`, the input partition, for those without a person), and list
+        the ones the authority must see, in order. One call per batch: the stage's inner
+        loop, so no `Route` per event."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        links: list[dict[str, Any]] = []
+        resolve, is_news = self._resolve, self.is_news
+        for event in events:
+            identity = event.get("identity")
+            pid, key, target, link, junk = resolve(identity)
+            event["person_id"] = pid
+            event["person_key"] = key
+            if target is None:
+                target = home
+            bucket = out.get(target)
+            if bucket is None:
+                bucket = out[target] = []
+            bucket.append(event)
+            if link and (
+                junk or is_news(event["identity"], event["occurred_at"], event["event_id"])
+            ):
+                links.append(event)
+        return out, links
+
+    def _resolve(self, identity: Mapping[str, Any] | None) -> _Routed:
+        """`route`'s fields as a plain tuple (the batch path makes no `Route`)."""
         if not identity:
-            return Route(None, None, None, False)
+            return _NOWHERE
         anchor: str | None = None
         anchor_own: tuple[str, int] | None = None
         count = 0
@@ -78,12 +114,11 @@ class Router:
             if anchor is None:
                 anchor, anchor_own = key, known
         if anchor is None or anchor_own is None:
-            return Route(None, None, None, count > 1 or junk, junk)
-        link = count > 1
+            return (None, None, None, count > 1 or junk, junk)
         pid = self.remapped.get(anchor)
         if pid is None:
-            return Route(anchor_own[0], anchor, anchor_own[1], link, junk)
-        return Route(pid, anchor, self.partition(pid), link, junk)
+            return (anchor_own[0], anchor, anchor_own[1], count > 1, junk)
+        return (pid, anchor, self.partition(pid), count > 1, junk)
 
     def partition(self, pid: str) -> int:
         """The partition of person `pid` on the stitched topic (murmur2 of the id, as Kafka's
@@ -101,7 +136,7 @@ class Router:
         identifiers can change nothing (the graph keeps the earliest link per pair), so the
         authority need not see it. Only for events without junk identifiers: each of those
         is audited."""
-        ids = tuple(f"{n}:{v}" for n in self.types if (v := identity.get(n)) is not None)
+        ids = tuple([f"{n}:{v}" for n in self.types if (v := identity.get(n)) is not None])
         at = (int(datetime.fromisoformat(occurred_at).timestamp() * 1_000_000), event_id)
         sent = self._sent.get(ids)
         if sent is not None and sent <= at:

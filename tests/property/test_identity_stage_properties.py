@@ -12,6 +12,7 @@ links rebuild the same authority.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,7 +29,7 @@ from stream_processors.core.identity_records import person_id
 from stream_processors.core.identity_rules import IdentityRules
 from stream_processors.core.routing import Router
 
-from .test_identity_properties import RULE_SETS, T0, Event, event_lists
+from .test_identity_properties import RULE_SETS, T0, VALUES, Event, event_lists
 
 
 def joined(graph: IdentityGraph) -> dict[str, list[str]]:
@@ -125,3 +126,44 @@ def test_map_updates_are_exactly_the_remapped_identifiers_that_changed(
         assert decision.updates == tuple(
             MapUpdate(key, ids[key], remapped=key in remapped) for key in changed
         )
+
+
+@settings(max_examples=250, deadline=None)
+@given(events=event_lists(), rules=st.sampled_from(RULE_SETS), data=st.data())
+def test_stamping_a_batch_is_routing_its_events_one_by_one(
+    events: list[Event], rules: IdentityRules, data: st.DataObject
+) -> None:
+    """`Router.stamp`, the stage's batch path, decides exactly what `route` and `is_news`
+    decide event by event: person, key, partition (the input's own without a person), and
+    which events the authority must see."""
+    keys = sorted({f"{n}:{v}" for e in events for n, v in e.identifiers.items()})
+    picked = data.draw(st.lists(st.sampled_from(keys), unique=True), label="remapped")
+    remapped = {key: person_id(f"customer_id:c{n}") for n, key in enumerate(picked)}
+    docs: list[dict[str, Any]] = [
+        {"event_id": e.event_id, "occurred_at": (T0 + timedelta(minutes=e.minutes)).isoformat(),
+         "identity": {**dict.fromkeys(VALUES), **e.identifiers}}
+        for e in events
+    ]  # fmt: skip
+    for odd in ({}, None, {"customer_id": 7, "device_id": "d1"}):  # none, and not a string
+        at = data.draw(st.integers(0, len(docs)), label="odd one at")
+        docs.insert(at, {"event_id": f"x{at}", "occurred_at": T0.isoformat(), "identity": odd})
+    one, batch = Router(rules, remapped, 4), Router(rules, remapped, 4)
+    expected: dict[int, list[tuple[str | None, str | None]]] = {}
+    must: list[str] = []
+    for doc in docs:
+        route = one.route(doc["identity"])
+        home = 3 if route.partition is None else route.partition
+        expected.setdefault(home, []).append((route.person_id, route.key))
+        ident, at, event_id = doc["identity"], doc["occurred_at"], doc["event_id"]
+        if route.link and (route.junk or one.is_news(ident, at, event_id)):
+            must.append(event_id)
+    cut = data.draw(st.integers(0, len(docs)), label="batch boundary")
+    got: dict[int, list[tuple[str | None, str | None]]] = {}
+    sent: list[str] = []
+    for part in (docs[:cut], docs[cut:]):
+        stamped, links = batch.stamp(part, 3)
+        for target, rows in stamped.items():
+            got.setdefault(target, []).extend((d["person_id"], d["person_key"]) for d in rows)
+        sent += [d["event_id"] for d in links]
+    assert got == expected
+    assert sent == must

@@ -131,15 +131,21 @@ def test_person_and_record_ids_are_uuid5() -> None:
     for i in range(64):
         key = f"anonymous_id:a-{i}"
         assert person_id(key) == str(uuid.uuid5(PERSON_NAMESPACE, key))
+    # Quotes and backslashes change how a tuple's str spells its items.
+    odd = ("email_hash:it's", 'anonymous_id:"q"', "device_id:a\\b\x1f\u00e9")
     records: list[MergeRecord | MoveRecord | RefusalRecord] = [
         MergeRecord("link", "e1", at(0), ("a", "b"), ("P", "Q"), "P"),
         MoveRecord("e2", at(1), ("a",), "P", "Q"),
         RefusalRecord("cap", "e3", at(2), ("u", "v"), "d"),
+        MergeRecord("correction", "e4", at(3), odd, ("P",), "Q"),
+        RefusalRecord("denylist", "e5", at(4), odd[1:], "d", retracted=True),
     ]
     parts = [
         ("merge", "e1", ("a", "b"), ("P", "Q"), "P"),
         ("move", "e2", ("a",), "P", "Q"),
         ("refusal", "cap", "e3", ("u", "v")),
+        ("merge", "e4", odd, ("P",), "Q"),
+        ("refusal", "denylist", "e5", odd[1:]),
     ]
     for record, named in zip(records, parts, strict=True):
         name = "\x1f".join(map(str, named))

@@ -26,6 +26,13 @@ def test_murmur2_equals_aiokafka_on_edge_keys(key: bytes) -> None:
     assert murmur2(key) == aiokafka_murmur2(key) & 0xFFFFFFFF
 
 
+@pytest.mark.parametrize("length", [36, 124, 127, 128, 129, 131, 132, 133, 136])
+def test_murmur2_equals_aiokafka_around_the_unpacking_switch(length: int) -> None:
+    # Keys up to 128 bytes are unpacked with one Struct per word count, longer ones in a loop.
+    keys = [random.Random(length * 7 + i).randbytes(length) for i in range(20)]
+    assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) & 0xFFFFFFFF for k in keys]
+
+
 def test_murmur2_equals_aiokafka_on_random_keys() -> None:
     keys = _random_keys()
     assert {len(k) % 4 for k in keys} == {0, 1, 2, 3}
