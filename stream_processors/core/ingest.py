@@ -2,13 +2,18 @@
 repeated `event_id`s seen within the retention horizon (domain.md §7).
 
 Pure: the state (`seen`) is any mutable mapping handed in, and `now` is an argument.
+
+Most events take the row path (`schemas.touchpoint_row`): validated into a plain dict and
+written by orjson, about three times cheaper than a model per event. An event the row path
+does not vouch for takes the model path, which decides, gives the exact errors, and writes
+byte-identical output for what it accepts.
 """
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -16,6 +21,7 @@ from pydantic import ValidationError
 
 from schemas.deadletter import FieldError, Reason
 from schemas.touchpoint import MAX_EVENT_BYTES, Touchpoint
+from schemas.touchpoint_row import TouchpointRow, fragment_event_id, read_row, row_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +39,27 @@ class Rejection:
 class IngestResult:
     """What one message's events became: forwarded fragments, rejections, duplicates."""
 
-    accepted: list[Touchpoint] = field(default_factory=list)
     fragments: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     duplicates: int = 0
     max_occurred_ms: int | None = None  # of the timely channels' events
+
+    @property
+    def accepted(self) -> list[Touchpoint]:
+        """The forwarded events as models (for tests and tools; the stage needs only bytes)."""
+        return [Touchpoint.model_validate_json(f) for f in self.fragments]
+
+
+@dataclass(slots=True)
+class _Call:
+    """What one `process` call's events share."""
+
+    now: datetime
+    now_utc: datetime
+    now_s: int
+    latest: datetime  # the newest occurred_at not refused as in the future
+    out: IngestResult
+    timely: list[datetime] = field(default_factory=list)
 
 
 class Ingest:
@@ -59,31 +81,60 @@ class Ingest:
 
     def process(self, events: list[Any], now: datetime) -> IngestResult:
         """Handle the events of one message, in order; the first copy of an id wins."""
-        result = IngestResult()
-        now_s = int(now.timestamp())
-        latest_allowed = now + self.future_tolerance
+        call = _Call(
+            now, now.astimezone(UTC) if now.utcoffset() else now, int(now.timestamp()),
+            now + self.future_tolerance, IngestResult(),
+        )  # fmt: skip
         for raw in events:
-            self._one(raw, now, now_s, latest_allowed, result)
-        late = self.late_channels
-        timely = [e.occurred_at for e in result.accepted if e.channel not in late]
-        if timely:
-            result.max_occurred_ms = int(max(timely).timestamp() * 1000)
-        return result
+            row = read_row(raw)
+            if row is None or not self._row(row, call):
+                self._model(raw, call)
+        if call.timely:
+            call.out.max_occurred_ms = int(max(call.timely).timestamp() * 1000)
+        return call.out
 
-    def _one(
-        self, raw: Any, now: datetime, now_s: int, latest: datetime, out: IngestResult
-    ) -> None:
+    def _row(self, row: TouchpointRow, call: _Call) -> bool:
+        """The row path; False hands the event to the model path untouched."""
+        occurred = row["occurred_at"]
+        if occurred > call.latest:
+            return False  # rare: the model path words the rejection
+        received = row["received_at"]
+        if received is None:
+            row["received_at"] = call.now_utc
+        elif received.utcoffset():
+            row["received_at"] = received.astimezone(UTC)
+        if occurred.utcoffset():
+            row["occurred_at"] = occurred = occurred.astimezone(UTC)
+        fragment = row_json(row)
+        if fragment is None:
+            return False
+        # Read back from the fragment: a tenth of the cost of str(UUID), same text.
+        key = fragment_event_id(fragment)
+        if key in self.seen:
+            call.out.duplicates += 1
+        elif len(fragment) > MAX_EVENT_BYTES:
+            return False
+        else:
+            self.seen[key] = call.now_s
+            call.out.fragments.append(fragment)
+            if row["channel"] not in self.late_channels:
+                call.timely.append(occurred)
+        return True
+
+    def _model(self, raw: Any, call: _Call) -> None:
+        """The model path: the reference behaviour, exact errors included."""
+        out = call.out
         try:
             event = Touchpoint.model_validate(raw)
         except ValidationError as exc:
             out.rejected.append(_invalid(raw, exc))
             return
-        if event.occurred_at > latest:
+        if event.occurred_at > call.latest:
             out.rejected.append(
                 Rejection(
                     "future_timestamp", orjson.dumps(raw), event_id=str(event.event_id),
                     detail=f"occurred_at {event.occurred_at.isoformat()} is more than "
-                    f"{self.future_tolerance} ahead of {now.isoformat()}",
+                    f"{self.future_tolerance} ahead of {call.now.isoformat()}",
                 )
             )  # fmt: skip
             return
@@ -92,7 +143,7 @@ class Ingest:
             out.duplicates += 1
             return
         if event.received_at is None:
-            event.received_at = now
+            event.received_at = call.now
         fragment = event.normalize_utc().model_dump_json().encode()
         if len(fragment) > MAX_EVENT_BYTES:
             out.rejected.append(
@@ -100,9 +151,10 @@ class Ingest:
                           detail=f"{len(fragment)} bytes > {MAX_EVENT_BYTES}")
             )  # fmt: skip
             return
-        self.seen[key] = now_s
-        out.accepted.append(event)
+        self.seen[key] = call.now_s
         out.fragments.append(fragment)
+        if event.channel not in self.late_channels:
+            call.timely.append(event.occurred_at)
 
     def expire(self, now: datetime, limit: int = 10_000) -> int:
         """Forget ids first seen longer ago than the horizon; at most `limit` per call.
