@@ -42,7 +42,7 @@ from stream_processors.core.baselines import BaselineConfig
 from stream_processors.core.detector import Detector, DetectorConfig
 from stream_processors.core.friction_alerts import FixedThreshold
 from stream_processors.core.friction_windows_merge import WindowMerger
-from stream_processors.core.windows import Advance
+from stream_processors.core.windows import Advance, one_start_at_a_time
 from stream_processors.friction_rows import (
     StateWriter,
     chunked,
@@ -206,7 +206,8 @@ class FrictionDetection:
                 advance = d.merger.apply(decoded.source, partials, decoded.watermark_ms)
                 d.merged = True
                 if advance.windows or len(advance.closed):
-                    self._decide(d, advance)
+                    for step in one_start_at_a_time(advance):
+                        self._decide(d, step)
         self.table.mark_applied(DETECTOR, offset, d.merger.frontier_ms)
 
     def _decide(self, d: Decision, advance: Advance) -> None:

@@ -11,8 +11,9 @@ partition numbers of `stitched`, `journey-transitions` and `journey-dropoffs`: s
   at the stage it left, both on the channel of the event that moved it; a transition sent
   again (a late event re-folded the journey) first takes back what the version before it
   counted, and a retracted one only takes back;
-- `journey-dropoffs`: `dropped` at the stage, on the journey's last channel; a retraction
-  row (same id, `retracted: true`) takes it back.
+- `journey-dropoffs`: `dropped` at the stage, on the journey's last channel, and one
+  `saw:<label>` there per friction signal the journey had met (the row's `signals`); a
+  retraction row (same id, `retracted: true`) takes both back.
 
 What a transition or drop-off counted is remembered by its id for as long as its window
 can still change (`allowed_lateness`), so a correction subtracts exactly that.
@@ -48,13 +49,16 @@ from stream_processors.core.friction_series import (
     ENTERED,
     PROGRESSED,
     FrictionSeries,
+    count_seen,
     count_stage,
 )
+from stream_processors.core.friction_series import STAGE as STAGE_SERIES
 from stream_processors.core.friction_windows_state import (
     RecordedRepeats,
     RecordedWindows,
     recorded_series,
 )
+from stream_processors.core.journey_signals import MAX_LABELS
 from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.friction_rows import StateWriter, chunked, examples_row, window_row
 from stream_processors.sender import TransactionalSender
@@ -138,7 +142,10 @@ class FrictionPartitions:
 
     def _new_part(self, state: PartitionState) -> PartitionFriction:
         f = self.settings.friction
-        windows = RecordedWindows(f.window, f.allowed_lateness)
+        # Drop-offs and transitions carry no backfill flag: their windows follow the events'.
+        windows = RecordedWindows(
+            f.window, f.allowed_lateness, follow_traffic=frozenset({STAGE_SERIES})
+        )
         rule = self.mapping.repeat_contacts
         repeats = RecordedRepeats(int(rule.within_days * DAY_MS)) if rule is not None else None
         series = recorded_series(
@@ -276,7 +283,7 @@ class FrictionPartitions:
         new = None
         if not row.get("retracted"):
             at = round(float(row["dropped_at"]) * 1000)
-            new = [at, row["definition_id"], row["stage"], row["last_channel"]]
+            new = [at, row["definition_id"], row["stage"], row["last_channel"], _labels(row)]
             if rid not in part.counted and self.examples_per_window:
                 self._dropoff_example(part, row, at)
         self._recount(part, rid, new, self._count_dropoff)
@@ -308,9 +315,12 @@ class FrictionPartitions:
 
     @staticmethod
     def _count_dropoff(part: PartitionFriction, c: list[Any], amount: int) -> None:
-        at, journey, stage, channel = c
+        # [at, journey, stage, channel, labels]; remembered before labels: the first four.
+        at, journey, stage, channel = c[:4]
         part.windows.note(at)
         count_stage(part.windows, journey, stage, channel, what=DROPPED, at_ms=at, amount=amount)
+        if len(c) > 4 and c[4]:
+            count_seen(part.windows, journey, stage, channel, c[4], at_ms=at, amount=amount)
 
     # -- examples -------------------------------------------------------------------------------
 
@@ -386,6 +396,15 @@ class FrictionPartitions:
 
     def late_dropped(self) -> int:
         return sum(p.windows.late_dropped for p in self._parts.values())
+
+
+def _labels(row: Mapping[str, Any]) -> list[str]:
+    """A drop-off row's signal labels, each once, as many as the journeys stage keeps."""
+    found: list[str] = []
+    for label in row.get("signals") or ():
+        if isinstance(label, str) and label not in found:
+            found.append(label)
+    return found[-MAX_LABELS:]
 
 
 def _decode(

@@ -25,7 +25,6 @@ from stream_processors.friction_detection import DETECTOR, FrictionDetection
 from stream_processors.friction_partitions import STAGE, FrictionPartitions
 from stream_processors.friction_webhooks import AlertDeliverer
 from stream_processors.runtime import StageRuntime, stage_runtime
-from stream_processors.state import ChangelogTable
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +53,13 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         deliverer = AlertDeliverer(settings, routing).start()
         runtime.closers.append(deliverer.stop)
 
-    def agent(topic: str, name: str, table: ChangelogTable, handle: Any) -> None:
-        @app.agent(app.topic(topic, value_type=bytes, key_type=bytes), name=name)
-        async def run(stream: Any) -> None:
-            async for event in stream.events():
-                msg = event.message
-                p = msg.partition
-                await windows.ready(p)
-                await table.ready(p)
-                if p not in windows.partitions or p not in table.partitions:
-                    continue
-                handle(msg.value, p, msg.offset)
-                sender.poll()
-
-    agent(topics.stitched, "friction", windows, parts.handle_stitched)
+    agent = runtime.partition_agent
+    agent(topics.stitched, "friction", (windows,), parts.handle_stitched)
     if settings.friction.stage_series:
-        agent(topics.journey_transitions, "friction-transitions", transitions,
+        agent(topics.journey_transitions, "friction-transitions", (windows, transitions),
               parts.handle_transitions)  # fmt: skip
-        agent(topics.journey_dropoffs, "friction-dropoffs", dropoffs, parts.handle_dropoffs)
+        agent(topics.journey_dropoffs, "friction-dropoffs", (windows, dropoffs),
+              parts.handle_dropoffs)  # fmt: skip
 
     @app.agent(app.topic(topics.friction_partials, value_type=bytes, key_type=bytes),
                name="detect")  # fmt: skip

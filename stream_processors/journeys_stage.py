@@ -14,7 +14,8 @@ them:
 - `handoff` on `journey-handoff`: persons and events arriving from other partitions.
 
 State: one changelog key per person (the core's snapshot, written once per transaction for
-the persons that changed), plus the sources' watermarks and the forwarding aliases.
+the persons that changed), plus the sources' watermarks and the persons in transit
+(`journey_handoffs`).
 """
 
 from __future__ import annotations
@@ -25,18 +26,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from schemas import envelope
 from schemas.definitions import DefinitionSpec, load_definitions
 from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors import metrics
+from stream_processors.core.friction import FrictionMatcher
 from stream_processors.core.journey_deadlines import NEVER
 from stream_processors.core.journey_settings import JourneySettings
+from stream_processors.core.journey_signals import mapped_signals
 from stream_processors.core.journeys import JourneyCore
 from stream_processors.core.watermarks import SourceWatermarks
+from stream_processors.friction_stage import load_mapping
+from stream_processors.journey_handoffs import Handoffs, Outbox
 from stream_processors.journey_rows import Outputs
 from stream_processors.runtime import StageRuntime, stage_runtime
 from stream_processors.sender import TransactionalSender
@@ -46,34 +49,23 @@ log = logging.getLogger(__name__)
 
 STAGE = "journeys"
 SOURCES_KEY = "\x00sources"  # the upstream partitions' watermarks
-# One key per entry, so no value grows with the number of merges (a broker refuses a
-# record over its size limit): a forwarded person -> [new person, forward until (event ms)];
-# a person whose state is awaited, or arrived before its merge record -> 1.
-FORWARD = "\x00fwd\x1f"
-AWAITED = "\x00await\x1f"
-EARLY = "\x00early\x1f"
 MERGES_KEY = "\x00merges"  # {"decided": the authority's frontier}
-_PREFIXES = (FORWARD, AWAITED, EARLY)
 _FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
 
 
 @dataclass(slots=True)
 class PartitionJourneys:
     """What the stage holds for one partition: the core, the upstream watermarks, and the
-    persons whose events go to another partition now."""
+    persons in transit to or from other partitions."""
 
     core: JourneyCore
     marks: SourceWatermarks
-    forward: dict[str, tuple[str, int]]
+    handoffs: Handoffs
     state: PartitionState  # the table's, to notice a restore
     # Time up to which the identity authority has decided every link (its announcements on
-    # `identity-merges`); persons merged into ours from other partitions whose state has not
-    # arrived yet (time waits for them), and states that arrived before their merge record.
+    # `identity-merges`).
     decided_ms: int | None = None
-    awaiting: set[str] = field(default_factory=set)
-    early: set[str] = field(default_factory=set)
     written: list[str] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)  # FORWARD/AWAITED/EARLY keys to write
     marks_changed: bool = False
     merges_changed: bool = False
 
@@ -85,7 +77,7 @@ class PartitionJourneys:
         """Where event time may move: the upstream watermark, but not past the links the
         authority has decided, and not at all while a merged person is on its way."""
         low, decided = self.marks.low, self.decided_ms
-        if self.awaiting or low is None or decided is None:
+        if self.handoffs.awaiting or low is None or decided is None:
             return None
         return min(low, decided)
 
@@ -117,6 +109,9 @@ class JourneyStage:
             "retractions": t.journey_retractions,
             "sessions": t.journey_sessions,
         }
+        # The friction stage's mapping names the signals a drop-off's journey met, so that
+        # its alerts can say what share of the dropped journeys saw which.
+        self.signals = mapped_signals(FrictionMatcher(load_mapping(s)))
         self.persons.before_flush.append(self.persist)
 
     # -- partitions -----------------------------------------------------------------------
@@ -130,18 +125,11 @@ class JourneyStage:
 
     def _restore(self, partition: int, state: PartitionState) -> PartitionJourneys:
         started = time.perf_counter()
-        core = JourneyCore(self.definitions, self.core_settings)
+        core = JourneyCore(self.definitions, self.core_settings, signals=self.signals)
         data = state.data
         marks = SourceWatermarks.restore(self.partitions, data.pop(SOURCES_KEY, ()))
         merges = data.pop(MERGES_KEY, {})
-        forward: dict[str, tuple[str, int]] = {}
-        awaiting, early = set(merges.get("awaiting", ())), set(merges.get("early", ()))
-        for key in [k for k in data if k.startswith(_PREFIXES)]:
-            value = data.pop(key)
-            if key.startswith(FORWARD):
-                forward[key[len(FORWARD) :]] = (value[0], value[1])
-            else:
-                (awaiting if key.startswith(AWAITED) else early).add(key[len(AWAITED) :])
+        handoffs = Handoffs.restore(data)
         applied = self.persons.applied[partition].watermark_ms
         if applied is not None:
             core.restore_watermark(applied)
@@ -163,9 +151,7 @@ class JourneyStage:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
-        return PartitionJourneys(
-            core, marks, forward, state, merges.get("decided"), awaiting, early
-        )
+        return PartitionJourneys(core, marks, handoffs, state, merges.get("decided"))
 
     def persist(self) -> None:
         """Write the snapshots of the persons changed since the last transaction (the table
@@ -196,13 +182,11 @@ class JourneyStage:
                 dirty.add(MERGES_KEY)
                 written.append(MERGES_KEY)
                 part.merges_changed = False
-            for key in part.touched:
-                value = _entry(part, key)
+            for key, value in part.handoffs.take_entries():
                 if value is not None:
                     data[key] = value
                     written.append(key)
                 dirty.add(key)  # without data: a tombstone
-            part.touched.clear()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -213,16 +197,16 @@ class JourneyStage:
         decoded = self._decode(payload, partition, offset, "stitched")
         part = self.part(partition)
         if decoded is not None:
-            core, forward = part.core, part.forward
+            core, target = part.core, part.handoffs.target
             pairs: list[tuple[dict[str, Any], str]] = []
-            moved: dict[int, list[bytes]] = {}
+            moved = Outbox(self.partitions)
             anonymous = 0
             for event in decoded.events:
                 pid = event.get("person_id")
                 if not pid:
                     anonymous += 1  # no usable identifier: no person, no journey
-                elif forward and pid in forward:
-                    self._forward(forward[pid][0], event, moved)
+                elif (new := target(pid)) is not None:
+                    moved.event(new, event)
                 else:
                     pairs.append((event, pid))
             out = Outputs()
@@ -246,7 +230,7 @@ class JourneyStage:
         if decoded is not None:
             part = self.part(partition)
             out = Outputs()
-            moved: dict[int, list[bytes]] = {}
+            moved = Outbox(self.partitions)
             for record in decoded.events:
                 if record.get("kind") != "merge":
                     # A move takes single identifiers, not a person: the events routed by
@@ -261,7 +245,7 @@ class JourneyStage:
                     if partition_for(old.encode(), self.partitions) == partition:
                         self._merge(part, partition, old, new, out=out, moved=moved)
                     elif home == partition:
-                        self._expect(part, old)
+                        part.handoffs.expect(old)
             announced = decoded.watermark_ms  # up to when the authority decided all links
             if announced is not None and (part.decided_ms is None or announced > part.decided_ms):
                 part.decided_ms = announced
@@ -278,24 +262,26 @@ class JourneyStage:
         decoded = self._decode(payload, partition, offset, "journey-handoff")
         if decoded is not None:
             part = self.part(partition)
-            core, forward = part.core, part.forward
+            core, handoffs = part.core, part.handoffs
             out = Outputs()
-            moved: dict[int, list[bytes]] = {}
+            moved = Outbox(self.partitions)
             pairs: list[tuple[dict[str, Any], str]] = []
             for row in decoded.events:
                 pid = row["person_id"]
+                new = handoffs.target(pid)  # not None: merged on again meanwhile
                 if row["kind"] == "event":
-                    if forward and pid in forward:  # merged on again meanwhile
-                        self._forward(forward[pid][0], row["event"], moved)
+                    if new is not None:
+                        moved.event(new, row["event"])
                     else:
                         pairs.append((row["event"], pid))
                 else:
                     if not row.get("relay"):
-                        self._arrived(part, row["from"])
+                        handoffs.arrived(row["from"])
                     if row["state"] is None:
                         continue
-                    if forward and pid in forward:
-                        self._hand_over(forward[pid][0], row["from"], row["state"], moved, True)
+                    if new is not None:
+                        moved.person(new, row["from"], row["state"], relay=True)
+                        metrics.JOURNEY_HANDOFFS.labels("out").inc()
                         continue
                     out.add(core.observe_batch(pairs))
                     pairs = []
@@ -316,30 +302,8 @@ class JourneyStage:
             return
         out.add(part.core.advance_watermark(watermark))
         out.moved = True
-        if part.forward:
-            gone = [old for old, (_, until) in part.forward.items() if until <= watermark]
-            for old in gone:
-                del part.forward[old]
-                part.touched.add(FORWARD + old)
+        part.handoffs.expire(watermark)
         metrics.JOURNEY_WATERMARK.set(watermark / 1000)
-
-    def _expect(self, part: PartitionJourneys, old: str) -> None:
-        """A person of another partition merges into one of ours: hold time until their
-        state arrives (it may have arrived already: the handoff topic can be faster)."""
-        if old in part.early:
-            part.early.discard(old)
-            part.touched.add(EARLY + old)
-        else:
-            part.awaiting.add(old)
-            part.touched.add(AWAITED + old)
-
-    def _arrived(self, part: PartitionJourneys, old: str) -> None:
-        if old in part.awaiting:
-            part.awaiting.discard(old)
-            part.touched.add(AWAITED + old)
-        else:
-            part.early.add(old)
-            part.touched.add(EARLY + old)
 
     # -- merges across partitions ---------------------------------------------------------
 
@@ -351,7 +315,7 @@ class JourneyStage:
         new: str,
         *,
         out: Outputs,
-        moved: dict[int, list[bytes]],
+        moved: Outbox,
     ) -> None:
         core = part.core
         if partition_for(new.encode(), self.partitions) == partition:
@@ -361,29 +325,10 @@ class JourneyStage:
         snapshot = core.export_person(old)
         core.drop_person(old)
         until = core.watermark_ms + self.core_settings.late_tolerance_ms
-        part.forward[old] = (new, until)
-        part.touched.add(FORWARD + old)
-        for stale, (target, expiry) in list(part.forward.items()):
-            if target == old:  # persons that had merged into `old` now go to `new`
-                part.forward[stale] = (new, expiry)
-                part.touched.add(FORWARD + stale)
+        part.handoffs.forward_to(old, new, until)
         # Sent even without state: the receiving partition holds its time until it hears.
-        self._hand_over(new, old, snapshot, moved)
-
-    def _hand_over(
-        self, new: str, old: str, snapshot: Any, moved: dict[int, list[bytes]], relay: bool = False
-    ) -> None:
-        """`relay`: passed on by a partition `new` had left; nobody awaits it there."""
-        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot, "relay": relay}
-        target = partition_for(new.encode(), self.partitions)
-        moved.setdefault(target, []).append(orjson.dumps(row))
+        moved.person(new, old, snapshot)
         metrics.JOURNEY_HANDOFFS.labels("out").inc()
-
-    def _forward(self, new: str, event: dict[str, Any], moved: dict[int, list[bytes]]) -> None:
-        event["person_id"] = new
-        row = orjson.dumps({"kind": "event", "person_id": new, "event": event})
-        moved.setdefault(partition_for(new.encode(), self.partitions), []).append(row)
-        metrics.JOURNEY_FORWARDED.inc()
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -391,15 +336,15 @@ class JourneyStage:
         """One envelope per output topic with rows, each with the partition's watermark; when
         time moved, the drop-offs and transitions topics hear it even without rows, so their
         readers (the friction stage's stage series) can close windows."""
-        produce = self.sender.produce
+        sender = self.sender
         sent = set()
         for topic, rows in out.by_topic(self.names):
-            produce(topic, envelope.encode(rows, watermark_ms), None, partition)
+            sender.produce_rows(topic, rows, watermark_ms, partition)
             sent.add(topic)
         if out.moved:
             for topic in (self.topics.journey_dropoffs, self.topics.journey_transitions):
                 if topic not in sent:
-                    produce(topic, envelope.encode([], watermark_ms), None, partition)
+                    sender.produce(topic, envelope.encode([], watermark_ms), None, partition)
         if out.dropoffs:
             metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
         if out.retractions:
@@ -407,11 +352,9 @@ class JourneyStage:
         if out.rejected:
             metrics.REJECTED.labels(STAGE, "too_late").inc(out.rejected)
 
-    def _send_moved(self, moved: dict[int, list[bytes]]) -> None:
-        for target, rows in sorted(moved.items()):
-            self.sender.produce(
-                self.topics.journey_handoff, envelope.encode(rows, None), None, target
-            )
+    def _send_moved(self, moved: Outbox) -> None:
+        for target, rows in sorted(moved.rows.items()):
+            self.sender.produce_rows(self.topics.journey_handoff, rows, None, target)
 
     def _decode(
         self, payload: bytes | None, partition: int, offset: int, topic: str
@@ -430,16 +373,6 @@ class JourneyStage:
         return sum(part.core.open_journeys() for part in self._parts.values())
 
 
-def _entry(part: PartitionJourneys, key: str) -> Any:
-    """The value of one FORWARD, AWAITED or EARLY key now (None: gone)."""
-    if key.startswith(FORWARD):
-        target = part.forward.get(key[len(FORWARD) :])
-        return None if target is None else list(target)
-    name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
-    held = part.awaiting if key.startswith(AWAITED) else part.early
-    return 1 if name in held else None
-
-
 def _ms(delta: Any) -> int:
     return int(delta.total_seconds() * 1000)
 
@@ -451,29 +384,17 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     runtime, persons = stage_runtime(settings, STAGE, topics.stitched, "persons")
     merges = runtime.add_table(settings, STAGE, "merges", topics.identity_merges)
     handoff = runtime.add_table(settings, STAGE, "handoff", topics.journey_handoff)
-    app, sender = runtime.app, runtime.sender
-    stage = JourneyStage(settings, topics, sender, persons, merges, handoff, definitions)
+    app = runtime.app
+    stage = JourneyStage(settings, topics, runtime.sender, persons, merges, handoff, definitions)
     log.info(
         "journey definitions loaded",
         extra={"definitions": [f"{d.id} v{d.version}" for d in definitions]},
     )
 
-    def agent(topic: str, name: str, table: ChangelogTable, handle: Any) -> None:
-        @app.agent(app.topic(topic, value_type=bytes, key_type=bytes), name=name)
-        async def run(stream: Any) -> None:
-            async for event in stream.events():
-                msg = event.message
-                p = msg.partition
-                await persons.ready(p)
-                await table.ready(p)
-                if p not in persons.partitions or p not in table.partitions:
-                    continue
-                handle(msg.value, p, msg.offset)
-                sender.poll()
-
-    agent(topics.stitched, "journeys", persons, stage.handle_stitched)
-    agent(topics.identity_merges, "merges", merges, stage.handle_merges)
-    agent(topics.journey_handoff, "handoff", handoff, stage.handle_handoff)
+    agent = runtime.partition_agent
+    agent(topics.stitched, "journeys", (persons,), stage.handle_stitched)
+    agent(topics.identity_merges, "merges", (persons, merges), stage.handle_merges)
+    agent(topics.journey_handoff, "handoff", (persons, handoff), stage.handle_handoff)
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def gauges() -> None:

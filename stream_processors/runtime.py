@@ -125,6 +125,29 @@ class StageRuntime:
         self.tables.append((table, source))
         return table
 
+    def partition_agent(
+        self,
+        topic: str,
+        name: str,
+        tables: tuple[ChangelogTable, ...],
+        handle: Callable[[bytes | None, int, int], None],
+    ) -> None:
+        """An agent on `topic` that hands each message to `handle(value, partition, offset)`
+        once every table in `tables` holds that partition's state (restored), and skips
+        partitions this worker lost meanwhile."""
+        app, sender = self.app, self.sender
+
+        @app.agent(app.topic(topic, value_type=bytes, key_type=bytes), name=name)
+        async def run(stream: Any) -> None:
+            async for event in stream.events():
+                msg = event.message
+                p = msg.partition
+                for table in tables:
+                    await table.ready(p)
+                if all(p in table.partitions for table in tables):
+                    handle(msg.value, p, msg.offset)
+                    sender.poll()
+
     def install(self) -> None:
         """Hook the commit sensor and the assignment signals into the app."""
         self.app.sensors.add(CommitSensor(self.sender, self.exit_after_transactions))

@@ -19,12 +19,13 @@ bookkeeping no pure caller needs); they read the parents' fields, which stay the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from stream_processors.core.friction import FrictionMatcher, RepeatContacts, RepeatResult
 from stream_processors.core.friction_series import Event, EventClock, FrictionSeries
-from stream_processors.core.windows import Advance, TumblingWindows, _Window
+from stream_processors.core.windows import Advance, TumblingWindows, WindowKey, _Window
 
 STATE_VERSION = 1
 
@@ -32,8 +33,13 @@ STATE_VERSION = 1
 class RecordedWindows(TumblingWindows):
     """Tumbling windows whose changes can be taken, written and restored per start."""
 
-    def __init__(self, size: timedelta, allowed_lateness: timedelta) -> None:
-        super().__init__(size, allowed_lateness)
+    def __init__(
+        self,
+        size: timedelta,
+        allowed_lateness: timedelta,
+        follow_traffic: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(size, allowed_lateness, follow_traffic)
         self.touched: set[int] = set()  # window starts changed since `take_changes`
         self.evicted: set[int] = set()  # window starts dropped since `take_changes`
 
@@ -41,6 +47,26 @@ class RecordedWindows(TumblingWindows):
         """The window start of `at_ms` changed (or may have: a start that was refused as
         too late holds nothing and is written as a tombstone, which changes nothing)."""
         self.touched.add(at_ms - at_ms % self.size_ms)
+
+    def add_capped(
+        self, key: WindowKey, at_ms: int, names: Iterable[str], *, cap: int, amount: int = 1
+    ) -> None:
+        """`add`, except that a window holding `cap` counters takes no new ones: a name it
+        holds is counted, another is left out. A window never loses a counter (one back at
+        zero stays), so a name left out once is left out for good in that window, and taking
+        a count back (`amount=-1`) subtracts exactly what adding it counted."""
+        window = self._by_start.get(at_ms - at_ms % self.size_ms, {}).get(key)
+        counts = window.counts if window is not None else {}
+        room = cap - len(counts)
+        kept = []
+        for name in names:
+            if name in counts:
+                kept.append(name)
+            elif amount > 0 and room > 0:
+                kept.append(name)
+                room -= 1
+        if kept:
+            self.add(key, at_ms, kept, amount=amount)
 
     def advance(self, watermark_ms: int) -> Advance:
         before = set(self._by_start)

@@ -45,6 +45,31 @@ class Advance:
     watermark_ms: int
 
 
+def one_start_at_a_time(advance: Advance) -> list[Advance]:
+    """`advance` as one advance per closed start, in order, so that what reads it decides
+    window by window (an alert fires in one window and resolves in a later one even when a
+    backlog closes both at once). Re-emitted windows go with the first."""
+    closed = advance.closed
+    if len(closed) <= 1:
+        return [advance]
+    first: list[WindowCounts] = []
+    by_start: dict[int, list[WindowCounts]] = {}
+    for window in advance.windows:
+        if window.previous is None and window.start_ms in closed:
+            by_start.setdefault(window.start_ms, []).append(window)
+        else:
+            first.append(window)
+    step, last = closed.step, closed[-1]
+    return [
+        Advance(
+            tuple((first if start == closed.start else []) + by_start.get(start, [])),
+            range(start, start + step, step),
+            advance.watermark_ms if start == last else start + step,
+        )
+        for start in closed
+    ]
+
+
 class _Window:
     __slots__ = ("counts", "emitted", "live", "version")
 
@@ -58,7 +83,18 @@ class _Window:
 class TumblingWindows:
     """Counters per (key, window); see the module docstring for the life of a window."""
 
-    def __init__(self, size: timedelta, allowed_lateness: timedelta) -> None:
+    def __init__(
+        self,
+        size: timedelta,
+        allowed_lateness: timedelta,
+        follow_traffic: frozenset[str] = frozenset(),
+    ) -> None:
+        """`follow_traffic`: series kinds counted from what another stage derived (drop-offs
+        at a deadline, say) rather than from events that say whether they are backfill. Such
+        a window is backfill when the windows of the other kinds at its start hold traffic
+        and all of it was backfill; with no traffic there, it is live (a quiet stretch is
+        no reason to silence an alert)."""
+        self._follow = follow_traffic
         self.size_ms = int(size.total_seconds() * 1000)
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         if self.size_ms <= 0 or self.lateness_ms < 0:
@@ -157,8 +193,12 @@ class TumblingWindows:
             version=window.version,
             counts=window.emitted,
             previous=previous,
-            backfill=not window.live,
+            backfill=self._traffic_backfill(start) if key[0] in self._follow else not window.live,
         )
+
+    def _traffic_backfill(self, start: int) -> bool:
+        traffic = [w for k, w in self._by_start[start].items() if k[0] not in self._follow]
+        return bool(traffic) and not any(w.live for w in traffic)
 
     def _evict(self, watermark: int) -> None:
         # A window is kept while end + allowed lateness is after the watermark.

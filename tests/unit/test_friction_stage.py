@@ -296,3 +296,26 @@ def test_partial_rows_read_back() -> None:
     message = partial_message(1, T0, {"exposures": 3}, T0 + S)
     partials_, examples = read_partials(envelope.decode(message).events)
     assert partials_[0].key == ("friction", "web:/checkout") and examples == []
+
+
+def test_a_backlog_closed_at_once_fires_and_resolves_window_by_window() -> None:
+    """A worker catching up closes hours of windows in one advance: the alert still has a
+    firing version and a resolved one, and both name the cause seen while it fired."""
+    s = settings()
+    topics = Topics.from_settings(s.topics)
+    rows = []
+    for window in range(8):
+        start = T0 + window * S
+        bad = window in (1, 2)
+        counts = {"exposures": 60, "friction": 16 if bad else 1, "error": 16 if bad else 1}
+        rows.append(orjson.dumps({"w": ["friction", "web:/checkout"], "s": start, "c": counts,
+                                  "p": None, "b": False}))  # fmt: skip
+    front = T0 + 8 * S
+    sender = RecordingSender()
+    detect = detection(sender, s)
+    detect.handle(envelope.encode(rows, front, 0), 0)
+    detect.handle(envelope.encode([], front, 1), 1)  # the other partition had nothing
+    records = [r for r in alerts(sender, topics) if r.notify]
+    assert [r.status for r in records] == ["firing", "resolved"]
+    assert records[0].last_window_end < records[1].resolved_at  # type: ignore[operator]
+    assert all("error at web:/checkout" in (r.cause or "") for r in records), records

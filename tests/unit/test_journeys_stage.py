@@ -18,6 +18,7 @@ from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.journeys_stage import JourneyStage
+from stream_processors.sender import TransactionalSender
 from stream_processors.state import Applied, ChangelogTable, PartitionState
 from tests.unit.test_journeys_core import HOUR, T0, T0_MS
 
@@ -32,6 +33,8 @@ class FakeSender:
 
     def before_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
+
+    produce_rows = TransactionalSender.produce_rows
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
                 partition: int | None = None) -> None:  # fmt: skip
@@ -179,7 +182,7 @@ def test_a_person_that_arrives_before_its_merge_record_does_not_stop_time() -> N
     h.merges(1, [record])
     h.time(T0_MS + 30 * HOUR)
     assert h.stage.part(1).core.watermark_ms == T0_MS + 30 * HOUR
-    assert h.stage.part(1).awaiting == set() and h.stage.part(1).early == set()
+    assert h.stage.part(1).handoffs.awaiting == set() and h.stage.part(1).handoffs.early == set()
 
 
 def test_persisted_state_restores_the_same_journeys() -> None:
@@ -218,7 +221,7 @@ def test_merge_bookkeeping_is_one_changelog_key_per_person_and_restores() -> Non
     for (p, key), value in h.sender.changelog.items():
         if p == 0 and value is not None and not key.startswith(b"\x00applied"):
             state.data[key.decode()] = orjson.loads(value)[1]
-    assert set(again.stage.part(0).forward) == set(olds)
+    assert set(again.stage.part(0).handoffs.forward) == set(olds)
     # Events still stamped with an old id go on to the new person's partition.
     again.stitched(0, [event(olds[0], 99, 50, "product_view")])
     assert [r["person_id"] for r in again.sender.rows(again.topics.journey_handoff, 1)] == [CUST]

@@ -267,3 +267,20 @@ def test_the_event_clock_fast_path_agrees_with_fromisoformat(text: str) -> None:
         assert clock.ms({"occurred_at": text}) == event_time_ms({"occurred_at": text})
         clock.ms({"occurred_at": "2025-01-01T00:00:00Z"})
         clock.ms({"occurred_at": "2025-01-02T00:00:00Z"})
+
+
+def test_stage_windows_are_backfill_only_where_the_traffic_was() -> None:
+    """Drop-offs carry no backfill flag: a stage window follows the events of its start, and
+    where there were none it stays live (a quiet night must not silence a drop-off alert)."""
+    windows = TumblingWindows(timedelta(minutes=5), timedelta(0), frozenset({"stage"}))
+    stage: WindowKey = ("stage", "purchase:checkout:web")
+    for start, backfill in ((0, True), (5 * MIN, False)):
+        windows.add(("volume", "web:site"), start, ("events",), backfill=backfill)
+        windows.add(stage, start + MIN, ("dropped",))
+    windows.add(stage, 10 * MIN, ("dropped",))  # nothing else in that window
+    closed = {(w.key[0], w.start_ms): w.backfill for w in windows.advance(15 * MIN).windows}
+    assert closed == {
+        ("volume", 0): True, ("stage", 0): True,
+        ("volume", 5 * MIN): False, ("stage", 5 * MIN): False,
+        ("stage", 10 * MIN): False,
+    }  # fmt: skip

@@ -1,0 +1,149 @@
+"""Persons in transit between partitions of the journeys stage (ARCHITECTURE.md "Journeys").
+
+When the identity authority merges person `old` into `new` and the two live on different
+partitions, `old`'s partition sends its journeys to `new`'s through `journey-handoff` and
+forwards events still stamped `old` for the late tolerance; `new`'s partition holds its
+event time until the state has arrived. `Handoffs` is one partition's bookkeeping of that,
+`Outbox` the rows it sends. No I/O here: the stage produces what the outbox holds.
+
+State is one changelog key per entry, so no value grows with the number of merges (a broker
+refuses a record over its size limit): a forwarded person -> [new person, forward until
+(event ms)]; a person whose state is awaited, or arrived before its merge record -> 1.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.partitioning import partition_for
+
+FORWARD = "\x00fwd\x1f"
+AWAITED = "\x00await\x1f"
+EARLY = "\x00early\x1f"
+PREFIXES = (FORWARD, AWAITED, EARLY)
+
+
+@dataclass(slots=True)
+class Handoffs:
+    forward: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, until)
+    awaiting: set[str] = field(default_factory=set)  # merged into ours, state not here yet
+    early: set[str] = field(default_factory=set)  # state here, merge record not yet
+    touched: set[str] = field(default_factory=set)  # keys to write in the next transaction
+    # Who forwards to whom, and forwards by expiry: a merge or a moving watermark touches
+    # only the entries concerned, not every alias of the partition.
+    _by_target: dict[str, set[str]] = field(default_factory=dict)
+    _expiry: list[tuple[int, str]] = field(default_factory=list)
+
+    @classmethod
+    def restore(cls, data: MutableMapping[str, Any]) -> Handoffs:
+        """The entries in a partition's restored table data, taken out of it."""
+        handoffs = cls()
+        for key in [k for k in data if k.startswith(PREFIXES)]:
+            value = data.pop(key)
+            if key.startswith(FORWARD):
+                handoffs._set_forward(key[len(FORWARD) :], value[0], value[1])
+            elif key.startswith(AWAITED):
+                handoffs.awaiting.add(key[len(AWAITED) :])
+            else:
+                handoffs.early.add(key[len(EARLY) :])
+        return handoffs
+
+    def target(self, person: str) -> str | None:
+        """Where events stamped `person` go now (None: they stay here)."""
+        if not self.forward:
+            return None
+        entry = self.forward.get(person)
+        return None if entry is None else entry[0]
+
+    def expect(self, old: str) -> None:
+        """A person of another partition merged into one of ours: time waits for its state
+        (unless it came first: the handoff topic can be faster than `identity-merges`)."""
+        if old in self.early:
+            self.early.discard(old)
+            self.touched.add(EARLY + old)
+        else:
+            self.awaiting.add(old)
+            self.touched.add(AWAITED + old)
+
+    def arrived(self, old: str) -> None:
+        if old in self.awaiting:
+            self.awaiting.discard(old)
+            self.touched.add(AWAITED + old)
+        else:
+            self.early.add(old)
+            self.touched.add(EARLY + old)
+
+    def forward_to(self, old: str, new: str, until: int) -> None:
+        """Events of `old` go to `new` until event time `until`; so do those of persons that
+        had merged into `old` before (each keeps its own expiry)."""
+        self._set_forward(old, new, until)
+        for stale in self._by_target.pop(old, set()):
+            _, expiry = self.forward[stale]
+            self._set_forward(stale, new, expiry)
+
+    def expire(self, watermark_ms: int) -> None:
+        """Stop forwarding what the late tolerance no longer allows."""
+        heap = self._expiry
+        while heap and heap[0][0] <= watermark_ms:
+            until, old = heapq.heappop(heap)
+            entry = self.forward.get(old)
+            if entry is None or entry[1] != until:
+                continue  # set again since, with another expiry
+            del self.forward[old]
+            targets = self._by_target.get(entry[0])
+            if targets is not None:
+                targets.discard(old)
+                if not targets:
+                    del self._by_target[entry[0]]
+            self.touched.add(FORWARD + old)
+
+    def take_entries(self) -> Iterator[tuple[str, Any]]:
+        """(key, value now) for each key touched since the last call; None is a tombstone."""
+        touched, self.touched = self.touched, set()
+        for key in touched:
+            yield key, self._entry(key)
+
+    def _entry(self, key: str) -> Any:
+        if key.startswith(FORWARD):
+            target = self.forward.get(key[len(FORWARD) :])
+            return None if target is None else list(target)
+        name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
+        held = self.awaiting if key.startswith(AWAITED) else self.early
+        return 1 if name in held else None
+
+    def _set_forward(self, old: str, new: str, until: int) -> None:
+        previous = self.forward.get(old)
+        if previous is not None and previous[0] != new:
+            self._by_target.get(previous[0], set()).discard(old)
+        self.forward[old] = (new, until)
+        self._by_target.setdefault(new, set()).add(old)
+        if previous is None or previous[1] != until:
+            heapq.heappush(self._expiry, (until, old))
+        self.touched.add(FORWARD + old)
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Rows for `journey-handoff`, by the partition of the person they go to."""
+
+    partitions: int
+    rows: dict[int, list[bytes]] = field(default_factory=dict)
+
+    def person(self, new: str, old: str, snapshot: Any, relay: bool = False) -> None:
+        """`old`'s journeys for `new` (None: it had none; the receiver still waits for this).
+        `relay`: passed on by a partition `new` had left; nobody awaits it there."""
+        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot, "relay": relay}
+        self._add(new, orjson.dumps(row))
+
+    def event(self, new: str, event: dict[str, Any]) -> None:
+        event["person_id"] = new
+        self._add(new, orjson.dumps({"kind": "event", "person_id": new, "event": event}))
+
+    def _add(self, person: str, row: bytes) -> None:
+        target = partition_for(person.encode(), self.partitions)
+        self.rows.setdefault(target, []).append(row)

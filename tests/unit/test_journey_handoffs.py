@@ -1,0 +1,100 @@
+"""Persons in transit between partitions: forwards, chains, expiry, awaited states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from schemas.partitioning import partition_for
+from stream_processors.journey_handoffs import AWAITED, EARLY, FORWARD, Handoffs, Outbox
+
+
+def written(h: Handoffs, into: dict[str, Any]) -> dict[str, Any]:
+    """Apply the touched entries to a table's data, as the stage does per transaction."""
+    for key, value in h.take_entries():
+        if value is None:
+            into.pop(key, None)
+        else:
+            into[key] = value
+    return into
+
+
+def test_a_chain_of_merges_forwards_everyone_to_the_last_person() -> None:
+    h = Handoffs()
+    h.forward_to("a", "b", until=100)
+    h.forward_to("b", "c", until=200)
+    h.forward_to("c", "d", until=300)
+    assert h.target("a") == h.target("b") == h.target("c") == "d"
+    assert h.target("d") is None and h.target("x") is None
+    assert h.forward["a"] == ("d", 100)  # each keeps its own expiry
+
+
+def test_forwards_expire_with_event_time_and_leave_tombstones() -> None:
+    h = Handoffs()
+    h.forward_to("a", "b", until=100)
+    h.forward_to("c", "b", until=300)
+    data = written(h, {})
+    assert set(data) == {FORWARD + "a", FORWARD + "c"}
+    h.expire(99)
+    assert h.target("a") == "b" and not list(h.take_entries())
+    h.expire(100)
+    assert h.target("a") is None and h.target("c") == "b"
+    assert written(h, data) == {FORWARD + "c": ["b", 300]}
+    h.forward_to("b", "e", until=400)  # the forward still standing follows the chain
+    assert h.target("c") == "e"
+    h.expire(10_000)
+    assert not h.forward and written(h, data) == {}
+
+
+def test_a_forward_set_again_expires_at_its_new_time() -> None:
+    h = Handoffs()
+    h.forward_to("a", "b", until=100)
+    h.forward_to("a", "c", until=500)
+    h.expire(200)
+    assert h.target("a") == "c"
+    h.forward_to("c", "d", until=600)
+    assert h.target("a") == "d"
+
+
+def test_state_may_arrive_before_or_after_its_merge_record() -> None:
+    h = Handoffs()
+    h.expect("a")  # the record first: wait
+    assert h.awaiting == {"a"}
+    h.arrived("a")
+    assert not h.awaiting and not h.early
+    h.arrived("b")  # the state first: remember it, so the record does not wait
+    assert h.early == {"b"}
+    h.expect("b")
+    assert not h.awaiting and not h.early
+
+
+def test_restore_gives_back_what_was_written() -> None:
+    h = Handoffs()
+    h.forward_to("a", "b", until=100)
+    h.forward_to("b", "c", until=200)
+    h.expect("x")
+    h.arrived("y")
+    data = written(h, {"person-1": {"snapshot": 1}})
+    assert AWAITED + "x" in data and EARLY + "y" in data
+    again = Handoffs.restore(data)
+    assert data == {"person-1": {"snapshot": 1}}  # entries taken out, persons left
+    assert again.forward == h.forward and again.awaiting == {"x"} and again.early == {"y"}
+    again.forward_to("c", "d", until=300)  # chains and expiry work after a restore
+    assert again.target("a") == "d"
+    again.expire(150)
+    assert again.target("a") is None and again.target("b") == "d"
+
+
+def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
+    out = Outbox(partitions=4)
+    out.person("new", "old", {"journeys": []})
+    out.event("new", {"event_id": "e1", "person_id": "old"})
+    (target, rows), *rest = out.rows.items()
+    assert not rest and target == partition_for(b"new", 4)
+    person, event = (orjson.loads(r) for r in rows)
+    assert person == {
+        "kind": "person", "person_id": "new", "from": "old",
+        "state": {"journeys": []}, "relay": False,
+    }  # fmt: skip
+    assert event["event"]["person_id"] == "new"  # restamped for the receiver
