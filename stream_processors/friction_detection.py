@@ -45,11 +45,10 @@ from stream_processors.core.friction_windows_merge import WindowMerger
 from stream_processors.core.windows import Advance, one_start_at_a_time
 from stream_processors.friction_rows import (
     StateWriter,
-    chunked,
     global_window_row,
     read_partials,
 )
-from stream_processors.sender import TransactionalSender
+from stream_processors.sender import TransactionalSender, chunked
 from stream_processors.state import ChangelogTable, PartitionState
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ from stream_processors.core.friction_windows_state import (
 )
 from stream_processors.core.journey_signals import MAX_LABELS
 from stream_processors.core.watermarks import SourceWatermarks
-from stream_processors.friction_rows import StateWriter, chunked, examples_row, window_row
+from stream_processors.friction_rows import StateWriter, examples_row, window_row
 from stream_processors.sender import TransactionalSender
 from stream_processors.state import ChangelogTable, PartitionState
 
@@ -372,11 +372,7 @@ class FrictionPartitions:
             for scope, examples in sorted(part.examples.pop(start).items()):
                 rows.append(examples_row(scope, start, examples))
         # The frontier goes with the last part: the detector must have every window first.
-        parts = chunked(rows)
-        for n, chunk in enumerate(parts, start=1):
-            front = frontier if n == len(parts) else None
-            message = envelope.encode(chunk, front, partition)
-            self.sender.produce(self.topics.friction_partials, message, None, 0)
+        self.sender.produce_rows(self.topics.friction_partials, rows, frontier, 0, partition)
         closed = len(advance.closed)
         if closed:
             metrics.FRICTION_WINDOWS_CLOSED.labels("partition").inc(closed)

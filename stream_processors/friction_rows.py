@@ -25,22 +25,6 @@ from stream_processors.core.friction_windows_merge import Partial
 from stream_processors.core.windows import WindowCounts
 from stream_processors.state import PartitionState
 
-MAX_MESSAGE_BYTES = 512 * 1024  # well under Kafka's default limit of 1 MB
-
-
-def chunked(rows: list[bytes], max_bytes: int = MAX_MESSAGE_BYTES) -> list[list[bytes]]:
-    """Rows in consecutive groups whose envelope stays under `max_bytes` (a window close
-    after a long pause, or a replay, can emit days of windows at once)."""
-    out: list[list[bytes]] = [[]]
-    size = 0
-    for row in rows:
-        if out[-1] and size + len(row) + 1 > max_bytes:
-            out.append([])
-            size = 0
-        out[-1].append(row)
-        size += len(row) + 1
-    return out
-
 
 def window_row(window: WindowCounts) -> bytes:
     return orjson.dumps({

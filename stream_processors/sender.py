@@ -28,15 +28,9 @@ BeforeCommit = Callable[[], None]
 MAX_ENVELOPE_BYTES = 512 * 1024
 
 
-def envelopes(
-    rows: list[bytes],
-    watermark_ms: int | None,
-    source: int | None = None,
-    max_bytes: int = MAX_ENVELOPE_BYTES,
-) -> list[bytes]:
-    """`rows` as consecutive envelopes of at most about `max_bytes` each (one row over it goes
-    alone). Only the last carries the watermark: a reader must have every row before it
-    hears that time has moved past them."""
+def chunked(rows: list[bytes], max_bytes: int = MAX_ENVELOPE_BYTES) -> list[list[bytes]]:
+    """Rows in consecutive groups whose envelope stays under about `max_bytes` (one row over
+    it goes alone); always at least one group, empty when there are no rows."""
     chunks: list[list[bytes]] = [[]]
     size = 0
     for row in rows:
@@ -45,6 +39,19 @@ def envelopes(
             size = 0
         chunks[-1].append(row)
         size += len(row) + 1
+    return chunks
+
+
+def envelopes(
+    rows: list[bytes],
+    watermark_ms: int | None,
+    source: int | None = None,
+    max_bytes: int = MAX_ENVELOPE_BYTES,
+) -> list[bytes]:
+    """`rows` as consecutive envelopes of at most about `max_bytes` each (`chunked`). Only the
+    last carries the watermark: a reader must have every row before it hears that time has
+    moved past them."""
+    chunks = chunked(rows, max_bytes)
     last = len(chunks) - 1
     return [
         envelope.encode(chunk, watermark_ms if n == last else None, source)

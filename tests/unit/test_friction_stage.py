@@ -19,7 +19,8 @@ from schemas.topics import Topics
 from stream_processors.core.alert_records import AlertRecord
 from stream_processors.friction_detection import DETECTOR, FrictionDetection
 from stream_processors.friction_partitions import FrictionPartitions
-from stream_processors.friction_rows import chunked, read_partials
+from stream_processors.friction_rows import read_partials
+from stream_processors.sender import TransactionalSender, chunked
 from stream_processors.state import Applied, ChangelogTable, PartitionState, Restored, _apply
 
 S = 300_000
@@ -34,6 +35,8 @@ class RecordingSender:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.hooks: list[Callable[[], None]] = []
+
+    produce_rows = TransactionalSender.produce_rows
 
     def before_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
