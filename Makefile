@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml | cut -c1-12)
 TEST_BROKER := --instance test --port 19192 --controller-port 19193 --fresh
 BENCH_BROKER := --instance bench --port 19392 --controller-port 19393 --fresh
 PYTEST_ARGS ?=
+# The journey core's own tests, run once more on its plain modules (the suite runs compiled).
+PURE_CORE_TESTS := tests/unit/test_journeys_core.py tests/unit/test_journey_signals.py \
+	tests/unit/test_journey_handoffs.py tests/property/test_journey_properties.py
 
 .PHONY: help setup demo test unit lint typecheck bench broker-start broker-stop broker-status clean
 
@@ -25,6 +28,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+	$(BIN)/python -m deploy.compile_core
 	$(BIN)/journeys broker fetch
 
 demo: setup
@@ -32,9 +36,11 @@ demo: setup
 
 test: setup lint typecheck
 	$(BIN)/journeys broker run $(TEST_BROKER) -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	JOURNEYS_PURE_CORE=1 $(BIN)/python -m pytest $(PURE_CORE_TESTS) $(PYTEST_ARGS)
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit tests/property $(PYTEST_ARGS)
+	JOURNEYS_PURE_CORE=1 $(BIN)/python -m pytest $(PURE_CORE_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
