@@ -16,6 +16,7 @@ from stream_processors import (
     ingest_stage,
     journeys_stage,
 )
+from stream_processors.compiled import is_compiled
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,14 @@ def run(settings: Settings, stage: str) -> None:
     port = settings.processor.metrics_port
     if port:
         start_http_server(port)
-    log.info("stage starting", extra={"stage": stage, "worker_id": settings.processor.worker_id})
+    log.info(
+        "stage starting",
+        extra={
+            "stage": stage,
+            "worker_id": settings.processor.worker_id,
+            "journey_core": "compiled" if is_compiled() else "plain",
+        },
+    )
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # a terminal spinner garbles logs and CI output
     try:
