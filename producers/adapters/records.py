@@ -193,7 +193,7 @@ class Cells:
             return len(value)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             return int(value)
         raise RecordError(f"{_where(key, column)}: {value!r} is not a count")
 

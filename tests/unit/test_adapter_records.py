@@ -174,7 +174,7 @@ def test_counts(value: Any, count: int) -> None:
     assert cells({"n": value}).count("items", "n") == count
 
 
-@pytest.mark.parametrize("value", ["two", "-1", -1, 1.5, True, {"a": 1}])
+@pytest.mark.parametrize("value", ["two", "-1", -1, 1.5, True, {"a": 1}, "²", "٣"])
 def test_bad_counts(value: Any) -> None:
     with pytest.raises(RecordError, match="is not a count"):
         cells({"n": value}).count("items", "n")

@@ -293,6 +293,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
     assert parse_retry_after(format_datetime(now - timedelta(hours=1), usegmt=True), now) == 0.0
     assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("²", now) is None  # a digit to str.isdigit, not to float()
     assert parse_retry_after(None, now) is None
 
 
