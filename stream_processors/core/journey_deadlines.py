@@ -12,9 +12,9 @@ The caller decides what an entry means: it checks the item's own `due_ms` on eve
 from __future__ import annotations
 
 import heapq
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
-NEVER = 1 << 62  # "no deadline": later than any event time in milliseconds
+NEVER: Final = 1 << 62  # "no deadline": later than any event time in milliseconds
 
 
 class Wakeable(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from schemas.definitions import DefinitionSpec, MatchRule
 
@@ -20,8 +20,8 @@ Hit = tuple[int, str, int, str, str | None]
 # whether the stage is the definition's success stage).
 Match = tuple[int, int, str | None, bool]
 NO_MATCH: tuple[Match, ...] = ()
-_MEMO_LIMIT = 100_000  # distinct (event type, channel) pairs remembered
-_MS = 1000
+_MEMO_LIMIT: Final = 100_000  # distinct (event type, channel) pairs remembered
+_MS: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)

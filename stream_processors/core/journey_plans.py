@@ -10,16 +10,16 @@ fill them on a miss. Each has a bound: a stream of junk names must not grow them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from schemas.definitions import DefinitionSpec
 
 from .journey_match import Definition, Match, Matcher
 from .journey_signals import Labels, label
 
-_NAMES_LIMIT = 100_000  # distinct channel and touchpoint names shared
-_PLANS_LIMIT = 100_000  # distinct (event type, channel) pairs remembered
-_LABELS_LIMIT = 100_000  # distinct (signals, channel, touchpoint) labels shared
+_NAMES_LIMIT: Final = 100_000  # distinct channel and touchpoint names shared
+_PLANS_LIMIT: Final = 100_000  # distinct (event type, channel) pairs remembered
+_LABELS_LIMIT: Final = 100_000  # distinct (signals, channel, touchpoint) labels shared
 _EMPTY: Mapping[str, Any] = {}
 # One stage an event matches: its definition, stage index and hold value.
 Stage = tuple[Definition, int, str | None]

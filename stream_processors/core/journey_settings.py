@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from .journey_signals import stated_signals
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
+MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 60 * MINUTE_MS
 # Property names whose presence (with a value that is not false-like) marks an event as
 # friction; the simulator's are error, rage_click, transferred, out_of_stock (catalog.FRICTION).
 DEFAULT_FRICTION = frozenset({

@@ -23,7 +23,7 @@ dropped had met the signal that rose (`remember`, at most `MAX_LABELS`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from schemas.friction import Signal
 
@@ -36,8 +36,8 @@ Labels = tuple[str, ...]
 # before a journey stalled explains its drop-off better than what it met at its start, and
 # a journey meets more than a few distinct signals only when something is badly broken
 # (which the ones kept show as well).
-MAX_LABELS = 8
-LABEL_SEPARATOR = "@"
+MAX_LABELS: Final = 8
+LABEL_SEPARATOR: Final = "@"
 _FALSY = (None, False, 0, "", "false", "0", "no")
 # Property names of the simulator and common SDKs whose signal has another name (the
 # shipped mapping's rules for them); the others are named as their signal.

@@ -11,14 +11,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from .journey_deadlines import NEVER
 from .journey_match import Definition, Hit
 
-OPEN, CONVERTED, DROPPED, EXPIRED, MERGED = range(5)
-STATUS = ("open", "converted", "dropped_off", "expired", "merged")
-SNAPSHOT_VERSION = 1
+# Final: compiled (stream_processors.compiled), constants are inlined, not looked up.
+OPEN: Final = 0
+CONVERTED: Final = 1
+DROPPED: Final = 2
+EXPIRED: Final = 3
+MERGED: Final = 4
+STATUS: Final = ("open", "converted", "dropped_off", "expired", "merged")
+SNAPSHOT_VERSION: Final = 1
 _NAMESPACE = uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20").bytes
 
 
