@@ -107,9 +107,11 @@ class JourneyCore:
         out: list[Output] = []
         people, dirty, release = self._people, self._dirty, self._release
         resolve = self._aliases.resolve if self._aliases else None
-        watermark, clock = self.watermark_ms, self._clock.ms
+        # Objects, not bound methods, in locals: compiled, a method call on a native object
+        # is a direct C call, a call through a stored bound method a generic one.
+        watermark, clock = self.watermark_ms, self._clock
         for event, given in events:
-            t = clock(event["occurred_at"])
+            t = clock.ms(event["occurred_at"])
             pid = given if resolve is None else resolve(given)
             person = people.get(pid)
             if person is None:
@@ -157,14 +159,14 @@ class JourneyCore:
         out: list[Output] = []
         if timely_ms > self.watermark_ms:
             self.watermark_ms = watermark = timely_ms
-            people, apply, dirty = self._people, self._apply, self._dirty
+            people, dirty = self._people, self._dirty
             for person in self._release.pop_due(watermark):
                 pending = person.pending
                 if pending is None or people.get(person.id) is not person:
                     continue
                 if type(pending) is tuple and pending[0] <= watermark:  # the common case
                     person.pending = None
-                    apply(person, pending[0], pending[1], pending[2], out)
+                    self._apply(person, pending[0], pending[1], pending[2], out)
                     dirty.add(person.id)
                 else:
                     self._release_person(person, watermark, out)
