@@ -8,7 +8,6 @@ arriving hours late (refolds and retractions), identity merges and snapshot roun
 
 from __future__ import annotations
 
-import random
 import sys
 from typing import Any
 
@@ -18,18 +17,12 @@ from schemas.definitions import load_definitions
 from stream_processors.compiled import is_compiled
 from stream_processors.core.journeys import JourneyCore, event_ms
 
-from .test_journeys_core import HOUR, LATE, MIN, SHIPPED, simulate
+from .test_journeys_core import HOUR, LATE, MIN, SHIPPED, late_arrivals, simulate
 
 
 def trace(seed: int) -> list[bytes]:
     events, truth = simulate(seed)
-    rng = random.Random(seed)
-    arrivals = []
-    for event in events:
-        t = event_ms(event["occurred_at"])
-        delay = rng.randrange(HOUR, 30 * HOUR) if event["channel"] in LATE else rng.randrange(MIN)
-        arrivals.append((t + delay, event))
-    arrivals.sort(key=lambda pair: pair[0])
+    arrivals = late_arrivals(events, seed)
     canonical = {i: p.person for p in truth.persons for i in p.identifiers}
     core = JourneyCore(load_definitions(SHIPPED))
     lines: list[bytes] = []

@@ -739,6 +739,19 @@ def simulate(seed: int) -> tuple[list[dict[str, Any]], GroundTruth]:
     return [e.event for e in events], truth
 
 
+def late_arrivals(events: list[dict[str, Any]], seed: int) -> list[tuple[int, dict[str, Any]]]:
+    """(arrival ms, event) in arrival order: call-center and store events 1-30 hours late,
+    the others within a minute."""
+    rng = random.Random(seed)
+    arrivals = []
+    for event in events:
+        t = event_ms(event["occurred_at"])
+        delay = rng.randrange(HOUR, 30 * HOUR) if event["channel"] in LATE else rng.randrange(MIN)
+        arrivals.append((t + delay, event))
+    arrivals.sort(key=lambda pair: pair[0])
+    return arrivals
+
+
 def person_of(truth: GroundTruth) -> dict[str, str]:
     return {i: p.person for p in truth.persons for i in p.identifiers}
 
@@ -783,13 +796,7 @@ def test_the_simulators_outcomes_in_event_time_order(seed: int) -> None:
 @pytest.mark.parametrize("seed", [3, 4])
 def test_the_simulators_outcomes_with_late_call_center_and_store_batches(seed: int) -> None:
     events, truth = simulate(seed)
-    rng = random.Random(seed)
-    arrivals = []
-    for event in events:
-        t = event_ms(event["occurred_at"])
-        delay = rng.randrange(HOUR, 30 * HOUR) if event["channel"] in LATE else rng.randrange(MIN)
-        arrivals.append((t + delay, event))
-    arrivals.sort(key=lambda pair: pair[0])
+    arrivals = late_arrivals(events, seed)
     closes = event_ms(truth.closes_at) + 80 * HOUR
     run = replay(arrivals, person_of(truth), closes, 2 * MIN)
     assert outcomes(run) == truth_outcomes(truth)
