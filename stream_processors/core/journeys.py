@@ -107,8 +107,7 @@ class JourneyCore:
         out: list[Output] = []
         people, dirty, release = self._people, self._dirty, self._release
         resolve = self._aliases.resolve if self._aliases else None
-        # Objects, not bound methods, in locals: compiled, a method call on a native object
-        # is a direct C call, a call through a stored bound method a generic one.
+        # Objects, not bound methods, in locals: compiled, calls on them are direct C calls.
         watermark, clock = self.watermark_ms, self._clock
         for event, given in events:
             t = clock.ms(event["occurred_at"])
