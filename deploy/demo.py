@@ -34,6 +34,7 @@ from sinks.report import (
     render_journeys,
     touchpoint_summary,
 )
+from sinks.runner import pipeline_routes
 
 DEMO_PORT = 19292
 INCIDENT_SPEC = "web:/checkout errors x8 @600m for 120m"
@@ -73,27 +74,14 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         children.append(subprocess.Popen([*cli, "process", "ingest"], env=env))
         children.append(subprocess.Popen([*cli, "process", "identity"], env=env))
         children.append(subprocess.Popen([*cli, "process", "journeys"], env=env))
-        sink = subprocess.Popen([*cli, "sink", "--idle-exit", "8"], env=env)
+        # Stopped once it has committed everything (below), not on idleness: on a slow
+        # machine the simulation alone can outlast any idle limit, and the sink would exit
+        # before the first touchpoint reached it.
+        sink = subprocess.Popen([*cli, "sink"], env=env)
         children.append(sink)
         t0 = time.monotonic()
         truth = _publish_traffic(settings, customers)
-        print("[demo] waiting for the stages and the sink to catch up ...", flush=True)
-        topics = Topics.from_settings(settings.topics)
-        _wait_for_lag(settings, settings.topics.group("ingest"), topics.raw, children)
-        _wait_until(
-            lambda: group_drained(
-                settings, settings.topics.group("identity"),
-                [topics.touchpoints, topics.identity_links],
-            ),
-            children, "the identity stage",
-        )  # fmt: skip
-        journey_inputs = [topics.stitched, topics.identity_merges, topics.journey_handoff]
-        _wait_until(
-            lambda: group_drained(settings, settings.topics.group("journeys"), journey_inputs),
-            children, "the journeys stage",
-        )  # fmt: skip
-        if sink.wait(timeout=300) != 0:
-            raise RuntimeError(f"the sink exited with {sink.returncode}")
+        _wait_for_pipeline(settings, children, sink)
         elapsed = time.monotonic() - t0
         client = connect(f"chdb://{ch_dir}")
         summary = touchpoint_summary(client)
@@ -126,6 +114,35 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         if started:
             broker.stop()
             print("[demo] Kafka stopped")
+
+
+def _wait_for_pipeline(
+    settings: Settings, children: list[subprocess.Popen[bytes]], sink: subprocess.Popen[bytes]
+) -> None:
+    """Until every stage and the sink have committed all there is, then stop the sink."""
+    print("[demo] waiting for the stages and the sink to catch up ...", flush=True)
+    topics = Topics.from_settings(settings.topics)
+    _wait_for_lag(settings, settings.topics.group("ingest"), topics.raw, children)
+    _wait_until(
+        lambda: group_drained(
+            settings, settings.topics.group("identity"),
+            [topics.touchpoints, topics.identity_links],
+        ),
+        children, "the identity stage",
+    )  # fmt: skip
+    sink_group = settings.sink.group_id or settings.topics.group("sink")
+    journey_inputs = [topics.stitched, topics.identity_merges, topics.journey_handoff]
+    _wait_until(
+        lambda: group_drained(settings, settings.topics.group("journeys"), journey_inputs),
+        children, "the journeys stage",
+    )  # fmt: skip
+    _wait_until(
+        lambda: group_drained(settings, sink_group, list(pipeline_routes(topics))),
+        children, "the ClickHouse sink",
+    )  # fmt: skip
+    _stop(sink)  # it writes what it holds and closes ClickHouse, which we open next
+    if sink.returncode != 0:
+        raise RuntimeError(f"the sink exited with {sink.returncode}")
 
 
 def _publish_traffic(settings: Settings, customers: int) -> GroundTruth:
