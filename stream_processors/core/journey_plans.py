@@ -41,7 +41,9 @@ class EventPlans:
         self.definitions = definitions
         self._matcher = Matcher(definitions, specs)
         self._task_types = task_types
-        self.plans: dict[tuple[str, str], Plan] = {}  # (event type, raw channel) -> plan
+        # event type -> raw channel -> plan: nested, so a lookup builds and hashes no key tuple
+        self.plans: dict[str, dict[str, Plan]] = {}
+        self._planned = 0
         self.names: dict[str, str] = {}
         self.labels: dict[tuple[tuple[str, ...], str, str | None], Labels] = {}
 
@@ -57,8 +59,9 @@ class EventPlans:
         elif self._task_types is not None:
             task = event_type in self._task_types
         plan = (channel, stages, task)
-        if len(self.plans) < _PLANS_LIMIT:
-            self.plans[event_type, raw_channel] = plan
+        if self._planned < _PLANS_LIMIT:
+            self.plans.setdefault(event_type, {})[raw_channel] = plan
+            self._planned += 1
         return plan
 
     def match(

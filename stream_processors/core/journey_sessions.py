@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .journey_deadlines import DeadlineWheel
-from .journey_match import Hit
 from .journey_outputs import Output, SessionRecord
 from .journey_state import Person, Session, session_id
 
@@ -28,11 +27,19 @@ class Sessions:
         self.ignored = 0  # late events older than the session they would belong to
 
     def observe(
-        self, person: Person, probe: Hit, friction: int, task: bool, out: list[Output]
+        self,
+        person: Person,
+        t: int,
+        event_id: str,
+        channel: str,
+        touchpoint: str | None,
+        *,
+        friction: int,
+        task: bool,
+        out: list[Output],
     ) -> None:
-        """Add one event (`probe`: its time, id, channel and touchpoint in hit form) to its
-        person's session on that channel, closing a stale one first (into `out`)."""
-        t, event_id, _, channel, touchpoint = probe
+        """Add one event (its time, id, channel and touchpoint) to its person's session on
+        that channel, closing a stale one first (into `out`)."""
         session = None
         sessions = person.sessions
         if sessions is None:

@@ -135,16 +135,19 @@ class Session:
 
 
 # Buffered event: (event time ms, event id, the event as decoded).
-Pending = tuple[int, str, Mapping[str, Any]]
+Pending = tuple[int, str, dict[str, Any]]
 
 
 class Person:
     """Everything the core holds for one person."""
 
-    __slots__ = ("id", "pending", "sessions", "tracks", "wake_ms")
+    __slots__ = ("gone", "id", "pending", "sessions", "tracks", "wake_ms")
 
     def __init__(self, pid: str) -> None:
         self.id = pid
+        # Set when the core lets go of it (forgotten, merged away, dropped, restored over):
+        # wheel entries filed for it then wake nothing, without a lookup in a million persons.
+        self.gone = False
         self.tracks: tuple[Track, ...] = ()
         self.sessions: list[Session] | None = None
         # Buffered events: most persons wait with one at a time, which is then kept as is

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 from .journey_fold import fire_due
 from .journey_live import LiveEffects
-from .journey_match import Hit
 from .journey_signals import Labels, remember
 from .journey_state import OPEN, Track
 
 
 def tally(
-    tracks: tuple[Track, ...], probe: Hit, friction: int, labels: Labels | None, live: LiveEffects
+    tracks: tuple[Track, ...],
+    t: int,
+    channel: str,
+    touchpoint: str | None,
+    friction: int,
+    *,
+    labels: Labels | None,
+    live: LiveEffects,
 ) -> None:
-    """Count one event on each track's instance of its time, the common case inline: the
-    track's last instance is open and the event within its time."""
-    t, _, _, channel, touchpoint = probe
+    """Count one event (its time, channel and touchpoint) on each track's instance of its
+    time, the common case inline: the track's last instance is open and the event within
+    its time."""
     for track in tracks:
         instances = track.instances
         if not instances:
@@ -39,18 +45,24 @@ def tally(
             if t >= last.last_ms:
                 last.last_channel, last.last_touchpoint, last.last_ms = channel, touchpoint, t
         else:
-            count_on(track, probe, friction, labels, live)
+            count_on(track, t, channel, touchpoint, friction, labels=labels, live=live)
 
 
 def count_on(
-    track: Track, probe: Hit, friction: int, labels: Labels | None, live: LiveEffects
+    track: Track,
+    t: int,
+    channel: str,
+    touchpoint: str | None,
+    friction: int,
+    *,
+    labels: Labels | None,
+    live: LiveEffects,
 ) -> None:
     """Tally one event on the instance of `track` that was current at its time (firing a
     deadline that passed before it first, as in-order arrival would have)."""
     instances = track.instances
     if not instances:
         return
-    t, _, _, channel, touchpoint = probe
     last = instances[-1]
     if last.status == OPEN and last.deadline_ms < t:
         fire_due(track, last, t - 1, live)

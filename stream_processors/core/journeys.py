@@ -109,7 +109,10 @@ class JourneyCore:
         resolve = self._aliases.resolve if self._aliases else None
         # Objects, not bound methods, in locals: compiled, calls on them are direct C calls.
         watermark, clock = self.watermark_ms, self._clock
-        for event, given in events:
+        for raw, given in events:
+            # Decoded JSON is a dict. Typed as one, compiled lookups on it are direct dict
+            # calls (on a Mapping, each `.get` is a method looked up by name).
+            event: dict[str, Any] = raw if type(raw) is dict else dict(raw)
             t = clock.ms(event["occurred_at"])
             pid = given if resolve is None else resolve(given)
             person = people.get(pid)
@@ -130,7 +133,7 @@ class JourneyCore:
                 self._late(person, t, event, out)
         return out
 
-    def _late(self, person: Person, t: int, event: Mapping[str, Any], out: list[Output]) -> None:
+    def _late(self, person: Person, t: int, event: dict[str, Any], out: list[Output]) -> None:
         """An event at or behind the watermark: applied at once, unless too old."""
         if t <= self.watermark_ms - self._tolerance:
             self.counters["rejected"] += 1
@@ -158,10 +161,10 @@ class JourneyCore:
         out: list[Output] = []
         if timely_ms > self.watermark_ms:
             self.watermark_ms = watermark = timely_ms
-            people, dirty = self._people, self._dirty
+            dirty = self._dirty
             for person in self._release.pop_due(watermark):
                 pending = person.pending
-                if pending is None or people.get(person.id) is not person:
+                if pending is None or person.gone:
                     continue
                 if type(pending) is tuple and pending[0] <= watermark:  # the common case
                     person.pending = None
@@ -201,11 +204,12 @@ class JourneyCore:
         self._dirty.add(person.id)
 
     def _apply(
-        self, person: Person, t: int, event_id: str, event: Mapping[str, Any], out: list[Output]
+        self, person: Person, t: int, event_id: str, event: dict[str, Any], out: list[Output]
     ) -> None:
         """One event in event-time order (or a late one): sessions, counts, stage hits."""
         event_type, raw_channel = event["event_type"], event["channel"]
-        plan = self._plans.get((event_type, raw_channel))
+        by_channel = self._plans.get(event_type)
+        plan = by_channel.get(raw_channel) if by_channel is not None else None
         if plan is None:
             plan = self._meaning.plan(event_type, raw_channel)
         channel, stages, task = plan
@@ -226,23 +230,33 @@ class JourneyCore:
                     labels = self._meaning.label(found, channel, touchpoint)
         if stages is None or task is None:
             stages, task = self._meaning.match(event, event_type, channel, touchpoint)
-        probe: Hit = (t, event_id, -1, channel, touchpoint)
-        self._sessions.observe(person, probe, friction, task, out)
+        # Its time, id, channel and touchpoint go on as arguments, not as one tuple: compiled,
+        # they pass as they are, and no tuple is built and freed per event.
+        self._sessions.observe(
+            person, t, event_id, channel, touchpoint, friction=friction, task=task, out=out
+        )
         live = self._live
         live.out, live.friction, live.labels = out, friction, labels
         if person.tracks:
-            tally(person.tracks, probe, friction, labels, live)
+            tally(person.tracks, t, channel, touchpoint, friction, labels=labels, live=live)
         if stages:  # most events match no stage
-            self._hit_stages(person, stages, probe, out)
+            self._hit_stages(person, stages, t, event_id, channel, touchpoint=touchpoint, out=out)
         if live.changed:
             live.flush()
 
     def _hit_stages(
-        self, person: Person, stages: Sequence[Stage], probe: Hit, out: list[Output]
+        self,
+        person: Person,
+        stages: Sequence[Stage],
+        t: int,
+        event_id: str,
+        channel: str,
+        *,
+        touchpoint: str | None,
+        out: list[Output],
     ) -> None:
         """Fold the event's stage hits into their tracks, and file each track's next
         deadline; `_hit` for hits out of order, the common case of it inline."""
-        t, event_id, _, channel, touchpoint = probe
         for definition, stage, hold in stages:
             for track in person.tracks:
                 if track.definition is definition and track.hold == hold:
@@ -314,8 +328,9 @@ class JourneyCore:
         self._dirty.add(person.id)
 
     def _forget_if_empty(self, person: Person) -> None:
-        if person.is_empty() and self._people.get(person.id) is person:
+        if person.is_empty() and not person.gone:
             del self._people[person.id]
+            person.gone = True
 
     # -- identity merges ------------------------------------------------------------------
 
@@ -331,6 +346,7 @@ class JourneyCore:
         self._dirty.update((old, new))
         if source is None:
             return []
+        source.gone = True
         return self._absorb_into(new, source)
 
     def export_person(self, pid: str) -> dict[str, Any] | None:
@@ -347,7 +363,9 @@ class JourneyCore:
 
     def drop_person(self, pid: str, moved_to: str | None = None) -> None:
         """Forget a person (exported elsewhere); `moved_to` aliases its later events."""
-        self._people.pop(pid, None)
+        gone = self._people.pop(pid, None)
+        if gone is not None:
+            gone.gone = True
         self._dirty.add(pid)
         if moved_to is not None and moved_to != pid:
             self._aliases.add(pid, moved_to, self.watermark_ms)
@@ -397,6 +415,9 @@ class JourneyCore:
             return
         person, skipped = load_person(pid, data, self._by_key)
         self.counters["orphaned"] += skipped
+        replaced = self._people.get(pid)
+        if replaced is not None:
+            replaced.gone = True
         self._people[pid] = person
         for track in person.tracks:
             self._tracks.schedule(track, track_due(track, self._tolerance))

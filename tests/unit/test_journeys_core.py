@@ -596,6 +596,19 @@ def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
     assert any(isinstance(o, DropOff) for o in restored.out)
 
 
+def test_buffered_events_of_a_person_restored_over_or_dropped_are_not_applied() -> None:
+    # Their release entries stay filed in the wheel; they must wake nothing.
+    run = Run()
+    run.send("p1", run.event(0, "home_view"))
+    run.send("p2", run.event(0, "home_view"))
+    run.core.restore_person("p1", {"v": 1, "tracks": [], "sessions": [], "pending": []})
+    run.core.drop_person("p2")
+    assert run.at(60) == []
+    run.send("p1", run.event(61, "home_view"))
+    run.at(62)
+    assert stages(run.only()) == ["discover"]  # the restored person itself goes on
+
+
 def test_dirty_persons_are_reported_once() -> None:
     run = Run()
     run.send("p1", run.event(0, "home_view"))
