@@ -14,7 +14,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from sinks.tables import ddl
+from sinks.tables import added_columns, ddl
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,27 @@ def session(dsn: str) -> Iterator[Client]:
 
 
 def migrate(client: Client) -> int:
-    """Create every table that is missing. Idempotent; returns the statements applied."""
+    """Bring the database to this version's schema: create the tables that are missing, add
+    the columns an older version's tables lack, (re)create the views. Idempotent; returns the
+    statements applied."""
     statements = ddl()
+    views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
     for statement in statements:
+        if statement not in views:
+            client.command(statement)
+    rows = client.query(
+        "SELECT table, name FROM system.columns WHERE database = currentDatabase()"
+    ).result_rows
+    existing: dict[str, list[str]] = {}
+    for table, name in rows:
+        existing.setdefault(table, []).append(name)
+    added = added_columns(existing)
+    for statement in added:
+        log.info("schema: %s", statement)
         client.command(statement)
-    return len(statements)
+    for statement in views:
+        client.command(statement)
+    return len(statements) + len(added)
 
 
 def insert_json_rows(client: Client, table: str, rows_json: bytes, token: str) -> int:

@@ -1,7 +1,9 @@
 """The ClickHouse schema, written once as SQLAlchemy tables with clickhouse-connect's dialect.
 
-`ddl()` compiles them to `CREATE TABLE IF NOT EXISTS` statements; the same `metadata` gives
-analysts a SQLAlchemy engine to query with pandas or a BI tool.
+`ddl()` compiles them to `CREATE TABLE IF NOT EXISTS` statements (and the views to `CREATE OR
+REPLACE VIEW`); `added_columns()` gives the `ALTER TABLE` statements that bring a table an
+older version made up to date. The same `metadata` gives analysts a SQLAlchemy engine to query
+with pandas or a BI tool.
 
 Deduplication, in layers (domain.md §7): the sink inserts each batch with a token made of its
 Kafka offset range, and `non_replicated_deduplication_window` makes ClickHouse drop a re-sent
@@ -10,13 +12,14 @@ batch; ReplacingMergeTree on the event id is the last line for anything that sli
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from clickhouse_connect.cc_sqlalchemy.datatypes.base import sqla_type_from_name
 from clickhouse_connect.cc_sqlalchemy.ddl.tableengine import ReplacingMergeTree
 from clickhouse_connect.cc_sqlalchemy.dialect import ClickHouseDialect
 from sqlalchemy import Column, MetaData, Table
-from sqlalchemy.schema import CreateTable
+from sqlalchemy.schema import CreateColumn, CreateTable
 from sqlalchemy.types import TypeEngine
 
 
@@ -343,7 +346,7 @@ alerts = Table(
 
 VIEWS = {
     "touchpoints_latest": """
-CREATE VIEW IF NOT EXISTS touchpoints_latest AS
+CREATE OR REPLACE VIEW touchpoints_latest AS
 SELECT t.*,
        if(o.identifier = '', t.person_id, o.person_id) AS latest_person_id
 FROM touchpoints AS t FINAL
@@ -354,7 +357,7 @@ LEFT JOIN (
 ) AS o ON o.identifier = t.person_key
 """,
     "journeys_latest": """
-CREATE VIEW IF NOT EXISTS journeys_latest AS
+CREATE OR REPLACE VIEW journeys_latest AS
 SELECT j.*,
        if(p.latest_person_id = '', j.person_id, p.latest_person_id) AS latest_person_id
 FROM journeys AS j FINAL
@@ -369,7 +372,7 @@ LEFT JOIN (
 ) AS p USING (event_id)
 """,
     "dropoffs_standing": """
-CREATE VIEW IF NOT EXISTS dropoffs_standing AS
+CREATE OR REPLACE VIEW dropoffs_standing AS
 SELECT * FROM dropoffs FINAL WHERE NOT retracted
 """,
 }
@@ -383,10 +386,35 @@ the drop-offs that no retraction cancelled."""
 
 
 def ddl() -> list[str]:
-    """The statements that create every table, idempotently."""
+    """The statements that create every table that is missing, then (re)create every view:
+    a view fixes its columns when it is made, so one made before a column was added to its
+    table would not show it."""
     dialect = ClickHouseDialect()
     tables = [
         str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))
         for table in metadata.sorted_tables
     ]
     return tables + [view.strip() for view in VIEWS.values()]
+
+
+def added_columns(existing: Mapping[str, Sequence[str]]) -> list[str]:
+    """`ALTER TABLE` statements adding the columns this version's tables have and an older
+    version's lack, each in its place. `existing` maps a table's name to its columns as the
+    database has them; tables not in it are left alone (`ddl()` creates them). Columns are only
+    added: one this version dropped, or whose type changed, needs a hand-written migration."""
+    dialect = ClickHouseDialect()
+    statements = []
+    for table in metadata.sorted_tables:
+        have = existing.get(table.name)
+        if have is None:
+            continue
+        previous = None
+        for column in table.columns:
+            if column.name not in have:
+                spec = CreateColumn(column).compile(dialect=dialect)
+                place = f" AFTER `{previous}`" if previous is not None else " FIRST"
+                statements.append(
+                    f"ALTER TABLE `{table.name}` ADD COLUMN IF NOT EXISTS {spec}{place}"
+                )
+            previous = column.name
+    return statements

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sinks.tables import DEDUP_WINDOW, ddl, touchpoints
+from sinks.tables import DEDUP_WINDOW, added_columns, ddl, metadata, touchpoints
 
 
 def touchpoints_statement() -> str:
@@ -16,8 +16,7 @@ def test_every_table_compiles_idempotently() -> None:
     statements = ddl()
     assert statements
     assert all(
-        s.startswith(("CREATE TABLE IF NOT EXISTS ", "CREATE VIEW IF NOT EXISTS "))
-        for s in statements
+        s.startswith(("CREATE TABLE IF NOT EXISTS ", "CREATE OR REPLACE VIEW ")) for s in statements
     )
     assert ddl() == statements
 
@@ -36,3 +35,18 @@ def test_touchpoints_has_a_column_per_touchpoint_field() -> None:
         assert f"`{column.name}` " in statement
     assert "`occurred_at` DateTime64(3, 'UTC')" in statement
     assert "`event_id` UUID" in statement
+
+
+def test_added_columns_bring_an_older_table_up_to_date_in_place() -> None:
+    current = {t.name: [c.name for c in t.columns] for t in metadata.sorted_tables}
+    assert added_columns(current) == []
+    assert added_columns({}) == []  # missing tables are created, not altered
+    names = current["dropoffs"]
+    assert names[:2] == ["dropoff_id", "journey_id"] and "signals" in names
+    before_signals = names[names.index("signals") - 1]
+    older = [n for n in names if n not in ("dropoff_id", "signals")]
+    assert added_columns({"dropoffs": older}) == [
+        "ALTER TABLE `dropoffs` ADD COLUMN IF NOT EXISTS `dropoff_id` String FIRST",
+        "ALTER TABLE `dropoffs` ADD COLUMN IF NOT EXISTS `signals` Array(String) "
+        f"AFTER `{before_signals}`",
+    ]
