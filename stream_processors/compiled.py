@@ -1,10 +1,11 @@
 """The journey core compiled by mypyc: the same sources as C extensions, kept out of the tree.
 
-`make setup` compiles `stream_processors/core/journey*.py` (`python -m deploy.compile_core`)
-into `.local/compiled/`, beside a manifest of the sources it read. The core package then
-looks there first for its modules, but only while that manifest matches the sources on
-disk: an edited module is never shadowed by an extension built from its old text, it runs
-as plain Python until the next `make setup` (`make test` and `make demo` run it).
+`make setup` compiles the journey core (`stream_processors/core/journey*.py` and `uuids.py`;
+`python -m deploy.compile_core`) into `.local/compiled/`, beside a manifest of the sources
+it read. The core package then looks there first for its modules, but only while that
+manifest matches the sources on disk: an edited module is never shadowed by an extension
+built from its old text, it runs as plain Python until the next `make setup` (`make test`
+and `make demo` run it).
 `JOURNEYS_PURE_CORE=1` keeps the plain modules even when a matching build exists (to
 compare both, or to debug with pdb, which cannot step into compiled code).
 
@@ -30,7 +31,7 @@ MANIFEST = "manifest.json"
 PURE_ENV = "JOURNEYS_PURE_CORE"
 # What mypyc compiles, and what else it reads types from: a change in either makes a build
 # stale (a compiled module checks the types it was compiled against at every call).
-COMPILED_GLOBS = ("stream_processors/core/journey*.py",)
+COMPILED_GLOBS = ("stream_processors/core/journey*.py", "stream_processors/core/uuids.py")
 READ_GLOBS = ("schemas/*.py", "stream_processors/core/*.py")
 
 

@@ -12,13 +12,11 @@ link it decides).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
-if TYPE_CHECKING:
-    from hashlib import _Hash
+from .uuids import namespace, uuid5
 
 PERSON_NAMESPACE = uuid.UUID("0eb1d8a8-f687-5dd0-a222-207d3700b611")
 """uuid5(NAMESPACE_URL, "https://journeys/person"); changing it renames every person."""
@@ -31,31 +29,19 @@ RefusalRule = Literal["denylist", "customer_id_conflict", "cap"]
 
 
 def person_id(key: str) -> str:
-    """The person id named by identifier `key`: `str(uuid.uuid5(PERSON_NAMESPACE, key))`,
-    spelled out because this runs once per new identifier and `uuid.UUID` costs twice as much."""
-    return _uuid5(_PERSON_SHA1, key)
+    """The person id named by identifier `key`: `str(uuid.uuid5(PERSON_NAMESPACE, key))`."""
+    return uuid5(_PERSON_SHA1, key)
 
 
-def _uuid5(namespace: _Hash, name: str) -> str:
-    """The text of UUIDv5 `name` in the namespace whose SHA-1 state (fed the namespace's bytes)
-    is `namespace`: copying that state is cheaper than hashing the namespace again."""
-    sha = namespace.copy()
-    sha.update(name.encode())
-    h = sha.hexdigest()
-    # Version 5 in the 13th hex digit, RFC 4122 variant in the top bits of the 17th.
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
-
-
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-_PERSON_SHA1 = hashlib.sha1(PERSON_NAMESPACE.bytes)
-_RECORD_SHA1 = hashlib.sha1(RECORD_NAMESPACE.bytes)
+_PERSON_SHA1 = namespace(PERSON_NAMESPACE)
+_RECORD_SHA1 = namespace(RECORD_NAMESPACE)
 
 
 def _record_id(name: str) -> str:
     """`str(uuid.uuid5(RECORD_NAMESPACE, name))`, where `name` is the record's parts, each as
     `str()` spells it, joined by `\x1f`: records build it with one f-string (a tuple's `str`
     is its repr), which costs half of `"\x1f".join(map(str, parts))`."""
-    return _uuid5(_RECORD_SHA1, name)
+    return uuid5(_RECORD_SHA1, name)
 
 
 class Link(NamedTuple):

@@ -12,19 +12,26 @@ The caller decides what an entry means: it checks the item's own `due_ms` on eve
 from __future__ import annotations
 
 import heapq
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, TypeVar
 
-NEVER: Final = 1 << 62  # "no deadline": later than any event time in milliseconds
+# "No deadline": later than any event time in milliseconds. 2**62 - 1 is the largest int
+# compiled code (stream_processors.compiled) holds unboxed: 2**62 made every comparison with
+# a wake or deadline that is NEVER (most of them) a call on a boxed int.
+NEVER: Final = 4_611_686_018_427_387_903
 
 
-class Wakeable(Protocol):
+class Timed:
     """An item the wheel can hold: `wake_ms` is the earliest entry filed for it (NEVER if
-    none is known), which the wheel keeps up to date."""
+    none is known), which the wheel keeps up to date. A base class, not a protocol: compiled,
+    the wheel then reads and writes `wake_ms` in place, not by name."""
 
-    wake_ms: int
+    __slots__ = ("wake_ms",)
+
+    def __init__(self) -> None:
+        self.wake_ms = NEVER
 
 
-W = TypeVar("W", bound=Wakeable)
+W = TypeVar("W", bound=Timed)
 
 
 class DeadlineWheel(Generic[W]):

@@ -19,28 +19,19 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from operator import itemgetter
-from typing import Protocol
 
 from .journey_deadlines import NEVER
 from .journey_match import Definition, Hit
 from .journey_state import CONVERTED, DROPPED, EXPIRED, OPEN, Instance, Track, journey_id
 
 
-class Effects(Protocol):
-    """What a fold step did, for whoever turns it into records."""
+class Effects:
+    """What a fold step did, for whoever turns it into records (`journey_live`). This base
+    does nothing, which is what a re-fold needs: the caller compares the result with what was
+    reported. A base class, not a protocol: compiled, its methods are called through a table,
+    not looked up by name."""
 
-    def started(self, track: Track, inst: Instance) -> None: ...
-
-    def advanced(self, track: Track, inst: Instance, previous: Hit) -> None: ...
-
-    def ended(self, track: Track, inst: Instance) -> None: ...
-
-    def reopened(self, track: Track, inst: Instance, hit: Hit) -> None:
-        """Called before `inst` (still dropped off) reopens."""
-
-
-class NoEffects:
-    """Effects of a re-fold: none, the caller compares the result with what was reported."""
+    __slots__ = ()
 
     def started(self, track: Track, inst: Instance) -> None:
         pass
@@ -52,10 +43,10 @@ class NoEffects:
         pass
 
     def reopened(self, track: Track, inst: Instance, hit: Hit) -> None:
-        pass
+        """Called before `inst` (still dropped off) reopens."""
 
 
-NO_EFFECTS = NoEffects()
+NO_EFFECTS = Effects()
 
 
 def deadline(definition: Definition, inst: Instance) -> int:

@@ -7,13 +7,14 @@ reopened drop-off are reported as they happen.
 
 from __future__ import annotations
 
+from .journey_fold import Effects
 from .journey_match import Hit
 from .journey_outputs import Output, dropoff, journey_update, retraction, transition
 from .journey_signals import remember
 from .journey_state import DROPPED, Instance, Track
 
 
-class LiveEffects:
+class LiveEffects(Effects):
     """Collects the records of in-order fold steps into `out`; `flush()` ends a step."""
 
     __slots__ = ("changed", "friction", "labels", "out")

@@ -8,13 +8,13 @@ person's state into JSON-ready lists and dicts and back (one changelog value per
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .journey_deadlines import NEVER
+from .journey_deadlines import NEVER, Timed
 from .journey_match import Definition, Hit
+from .uuids import namespace, uuid5
 
 # Final: compiled (stream_processors.compiled), constants are inlined, not looked up.
 OPEN: Final = 0
@@ -24,28 +24,19 @@ EXPIRED: Final = 3
 MERGED: Final = 4
 STATUS: Final = ("open", "converted", "dropped_off", "expired", "merged")
 SNAPSHOT_VERSION: Final = 1
-_NAMESPACE = uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20").bytes
-
-
-def uuid5(name: str) -> str:
-    """`str(uuid.uuid5(namespace, name))` for our namespace, at a third of its cost."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_NAMESPACE = namespace(uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20"))
 
 
 def journey_id(definition: Definition, start_event: str) -> str:
     """Deterministic instance id: definition id and version, and the event that started it.
     No person in it: the id survives identity merges and replays alike (event ids are unique
     end to end, and one event starts at most one instance per definition)."""
-    return uuid5(f"{definition.id}\x1f{definition.version}\x1f{start_event}")
+    return uuid5(_NAMESPACE, f"{definition.id}\x1f{definition.version}\x1f{start_event}")
 
 
 def session_id(channel: str, first_event: str) -> str:
     """Deterministic session id: its channel and first event (stable across merges)."""
-    return uuid5(f"session\x1f{channel}\x1f{first_event}")
+    return uuid5(_NAMESPACE, f"session\x1f{channel}\x1f{first_event}")
 
 
 # Memory and the garbage collector set the shapes below: a million open journeys are a few
@@ -92,12 +83,11 @@ class Instance:
         self.signals: tuple[str, ...] | None = None
 
 
-class Track:
+class Track(Timed):
     """A person's journeys of one definition (and hold value): the instances not yet sealed
     and every stage hit after `floor_ms`, from which they can be folded again."""
 
-    __slots__ = ("definition", "floor_ms", "ghosts", "hits", "hold", "instances", "person",
-                 "wake_ms")  # fmt: skip
+    __slots__ = ("definition", "floor_ms", "ghosts", "hits", "hold", "instances", "person")
 
     def __init__(self, definition: Definition, hold: str | None, person: str) -> None:
         self.definition = definition
@@ -112,11 +102,11 @@ class Track:
         self.wake_ms = NEVER
 
 
-class Session:
+class Session(Timed):
     """A UX session: one channel, ended by an inactivity gap."""
 
     __slots__ = ("channel", "events", "first_event", "first_touchpoint", "friction",
-                 "last_ms", "last_touchpoint", "person", "start_ms", "task", "wake_ms")  # fmt: skip
+                 "last_ms", "last_touchpoint", "person", "start_ms", "task")  # fmt: skip
 
     def __init__(
         self, person: str, channel: str, t: int, event_id: str, touchpoint: str | None
@@ -138,10 +128,10 @@ class Session:
 Pending = tuple[int, str, dict[str, Any]]
 
 
-class Person:
+class Person(Timed):
     """Everything the core holds for one person."""
 
-    __slots__ = ("gone", "id", "pending", "sessions", "tracks", "wake_ms")
+    __slots__ = ("gone", "id", "pending", "sessions", "tracks")
 
     def __init__(self, pid: str) -> None:
         self.id = pid
