@@ -16,7 +16,9 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     t.set_defaults(func=_topics)
     db = sub.add_parser("db", help="ClickHouse schema")
     dsub = db.add_subparsers(title="actions", metavar="ACTION")
-    m = dsub.add_parser("migrate", help="create missing tables, add missing columns, recreate views (idempotent)")
+    m = dsub.add_parser(
+        "migrate", help="create missing tables, add missing columns, recreate views (idempotent)"
+    )
     m.set_defaults(func=_migrate)
     dsub.add_parser("ddl", help="print the CREATE TABLE statements").set_defaults(func=_ddl)
 

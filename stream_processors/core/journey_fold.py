@@ -93,7 +93,7 @@ def fold_hit(track: Track, hit: Hit, fx: Effects) -> bool:
         return True
     if stage in d.entries:
         fresh = Instance(journey_id(d, hit[1]), hit)
-        track.instances = (*instances, fresh)
+        track.instances = instances + (fresh,)
         fx.started(track, fresh)
         if stage == d.success:
             fresh.status, fresh.ended_ms = CONVERTED, hit[0]
@@ -115,7 +115,7 @@ def _progress(track: Track, inst: Instance, hit: Hit, fx: Effects) -> bool:
     if stage <= inst.stage:
         return False
     previous = inst.reached[-1]
-    inst.reached = (*inst.reached, hit)
+    inst.reached = inst.reached + (hit,)
     inst.stage, inst.stage_ms = stage, hit[0]
     fx.advanced(track, inst, previous)
     if stage == d.success:

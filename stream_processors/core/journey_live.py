@@ -59,7 +59,7 @@ class LiveEffects(Effects):
         if self.labels is not None:
             inst.signals = remember(inst.signals, self.labels)
         if hit[3] not in inst.channels:
-            inst.channels = (*inst.channels, hit[3])
+            inst.channels = inst.channels + (hit[3],)
         inst.last_channel, inst.last_touchpoint, inst.last_ms = hit[3], hit[4], hit[0]
 
     def flush(self) -> None:

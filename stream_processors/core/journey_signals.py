@@ -107,7 +107,11 @@ def stated_signals(properties: Iterable[str]) -> SignalsOf:
     wanted = frozenset(properties)
 
     def signals_of(event: Mapping[str, Any]) -> tuple[str, ...]:
-        found = [s.value for s in typed_signals(event) if s not in _POSITIVE]
+        # Most events have neither a typed block nor a `friction` list: nothing to call for.
+        if event.get(event["channel"]) or event.get("friction"):
+            found = [s.value for s in typed_signals(event) if s not in _POSITIVE]
+        else:
+            found = []
         props = event.get("properties")
         if props:
             # Events carry few properties: scan them.

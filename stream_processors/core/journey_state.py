@@ -153,7 +153,7 @@ class Person(Timed):
             if track.definition is definition and track.hold == hold:
                 return track
         track = Track(definition, hold, self.id)
-        self.tracks = (*self.tracks, track)
+        self.tracks = self.tracks + (track,)
         return track
 
     def drop_track(self, track: Track) -> None:

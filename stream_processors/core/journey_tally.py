@@ -41,7 +41,7 @@ def tally(
                     last.signals = remember(last.signals, labels)
             # `last_channel` is always among `channels`: most events need not read them.
             if channel is not last.last_channel and channel not in last.channels:
-                last.channels = (*last.channels, channel)
+                last.channels = last.channels + (channel,)
             if t >= last.last_ms:
                 last.last_channel, last.last_touchpoint, last.last_ms = channel, touchpoint, t
         else:
@@ -79,6 +79,6 @@ def count_on(
         if labels is not None:
             inst.signals = remember(inst.signals, labels)
         if channel not in inst.channels:
-            inst.channels = (*inst.channels, channel)
+            inst.channels = inst.channels + (channel,)
         if t >= inst.last_ms:
             inst.last_channel, inst.last_touchpoint, inst.last_ms = channel, touchpoint, t

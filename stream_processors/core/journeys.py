@@ -247,7 +247,7 @@ class JourneyCore:
     def _hit_stages(
         self,
         person: Person,
-        stages: Sequence[Stage],
+        stages: tuple[Stage, ...],
         t: int,
         event_id: str,
         channel: str,
@@ -273,7 +273,7 @@ class JourneyCore:
             ):
                 changed = self._hit(track, hit, out)
             else:
-                track.hits = (*hits, hit)
+                track.hits = hits + (hit,)
                 if (
                     last is not None
                     and last.status == OPEN
@@ -305,7 +305,7 @@ class JourneyCore:
             fresh = refold(track, self.watermark_ms)
             reconcile(track, fresh, hit, reason="late_event", out=out)
             return True
-        track.hits = (*hits, hit)
+        track.hits = hits + (hit,)
         return fold_hit(track, hit, self._live)
 
     def _wake(self, track: Track, watermark: int, out: list[Output]) -> None:
