@@ -12,12 +12,13 @@ PYTEST_ARGS ?=
 PURE_CORE_TESTS := tests/unit/test_journeys_core.py tests/unit/test_journey_signals.py \
 	tests/unit/test_journey_handoffs.py tests/property/test_journey_properties.py
 
-.PHONY: help setup demo test unit lint typecheck bench broker-start broker-stop broker-status clean
+.PHONY: help setup demo test unit lint typecheck bench bench-instructions broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
+	@echo "make bench-instructions  the journey core's instructions per event (valgrind)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
 
 $(STAMP): pyproject.toml
@@ -51,6 +52,9 @@ typecheck: $(STAMP)
 
 bench: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench
+
+bench-instructions: setup
+	$(BIN)/python -m tests.bench.instructions
 
 broker-start: setup
 	$(BIN)/journeys broker start
