@@ -74,12 +74,25 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
 
     late = [0]
 
-    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
-    async def gauges() -> None:
+    def report_late() -> None:
+        # Counted, never silent: an on-call person reading the log learns that windows
+        # already past their allowed lateness refused some counts (a late merge re-folding
+        # old journeys, a store batch beyond the limit) and how many.
         dropped = parts.late_dropped()
         if dropped > late[0]:
             metrics.FRICTION_LATE_DROPPED.labels("partition").inc(dropped - late[0])
+            log.warning(
+                "friction: counts older than the allowed lateness were dropped",
+                extra={"dropped": dropped - late[0], "dropped_total": dropped,
+                       "allowed_lateness": str(settings.friction.allowed_lateness)},
+            )  # fmt: skip
         late[0] = dropped
+
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+    async def gauges() -> None:
+        report_late()
+
+    runtime.closers.append(report_late)
 
     log.info(
         "friction stage built",

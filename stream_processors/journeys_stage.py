@@ -11,7 +11,9 @@ them:
   partition: the core moves the person. Otherwise the old person's state goes to `new`'s
   partition through `journey-handoff`, and events still stamped `old` follow it there for
   the alias lifetime;
-- `handoff` on `journey-handoff`: persons and events arriving from other partitions.
+- `handoff` on `journey-handoff`: persons and events arriving from other partitions, and
+  how far every partition has read (a timer announces it): a partition's time waits for the
+  slowest, which may still forward events here.
 
 State: one changelog key per person (the core's snapshot, written once per transaction for
 the persons that changed), plus the sources' watermarks and the persons in transit
@@ -25,6 +27,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from schemas import envelope
 from schemas.definitions import DefinitionSpec, load_definitions
@@ -50,6 +54,7 @@ log = logging.getLogger(__name__)
 STAGE = "journeys"
 SOURCES_KEY = "\x00sources"  # the upstream partitions' watermarks
 MERGES_KEY = "\x00merges"  # {"decided": the authority's frontier}
+READS_KEY = "\x00reads"  # how far every partition of the stage has read (`announce`)
 _FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
 
 
@@ -61,6 +66,9 @@ class PartitionJourneys:
     core: JourneyCore
     marks: SourceWatermarks
     handoffs: Handoffs
+    # How far each partition of this stage has read its inputs, as announced on
+    # `journey-handoff`: events it forwards here later are not older than that.
+    reads: SourceWatermarks
     state: PartitionState  # the table's, to notice a restore
     # Time up to which the identity authority has decided every link (its announcements on
     # `identity-merges`).
@@ -68,18 +76,27 @@ class PartitionJourneys:
     written: list[str] = field(default_factory=list)
     marks_changed: bool = False
     merges_changed: bool = False
+    reads_changed: bool = False
 
     def time_known(self) -> int | None:
         """The partition's event time, once it has one."""
         return self.core.watermark_ms if self.core.watermark_ms > -NEVER else None
 
-    def time_to(self) -> int | None:
-        """Where event time may move: the upstream watermark, but not past the links the
-        authority has decided, and not at all while a merged person is on its way."""
+    def time_read(self) -> int | None:
+        """How far this partition has read its inputs: the upstream watermark, but not past
+        the links the authority has decided."""
         low, decided = self.marks.low, self.decided_ms
-        if self.handoffs.awaiting or low is None or decided is None:
+        return None if low is None or decided is None else min(low, decided)
+
+    def time_to(self) -> int | None:
+        """Where event time may move: as far as every partition of the stage has read (any
+        of them may yet forward a merged person's events here, and those must not arrive
+        behind the watermark already sent), and not at all while a merged person is on its
+        way."""
+        read, everyone = self.time_read(), self.reads.low
+        if self.handoffs.awaiting or read is None or everyone is None:
             return None
-        return min(low, decided)
+        return min(read, everyone)
 
 
 @dataclass
@@ -92,6 +109,7 @@ class JourneyStage:
     handoff: ChangelogTable
     definitions: list[DefinitionSpec]
     _parts: dict[int, PartitionJourneys] = field(default_factory=dict)
+    _told: dict[int, int] = field(default_factory=dict)  # the read last announced, by partition
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -130,6 +148,7 @@ class JourneyStage:
         marks = SourceWatermarks.restore(self.partitions, data.pop(SOURCES_KEY, ()))
         merges = data.pop(MERGES_KEY, {})
         handoffs = Handoffs.restore(data)
+        reads = SourceWatermarks.restore(self.partitions, data.pop(READS_KEY, ()))
         applied = self.persons.applied[partition].watermark_ms
         if applied is not None:
             core.restore_watermark(applied)
@@ -151,7 +170,7 @@ class JourneyStage:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
-        return PartitionJourneys(core, marks, handoffs, state, merges.get("decided"))
+        return PartitionJourneys(core, marks, handoffs, reads, state, merges.get("decided"))
 
     def persist(self) -> None:
         """Write the snapshots of the persons changed since the last transaction (the table
@@ -182,6 +201,11 @@ class JourneyStage:
                 dirty.add(MERGES_KEY)
                 written.append(MERGES_KEY)
                 part.merges_changed = False
+            if part.reads_changed:
+                data[READS_KEY] = part.reads.snapshot()
+                dirty.add(READS_KEY)
+                written.append(READS_KEY)
+                part.reads_changed = False
             for key, value in part.handoffs.take_entries():
                 if value is not None:
                     data[key] = value
@@ -253,6 +277,7 @@ class JourneyStage:
             self._advance(part, out)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
+            self._keep_time(partition, part)
         self.merges.mark_applied(partition, offset, None)
 
     def handle_handoff(self, payload: bytes | None, partition: int, offset: int) -> None:
@@ -267,6 +292,11 @@ class JourneyStage:
             moved = Outbox(self.partitions)
             pairs: list[tuple[dict[str, Any], str]] = []
             for row in decoded.events:
+                if row["kind"] == "read":
+                    for source, read in row["reads"]:
+                        part.reads.hear(source, read)
+                    part.reads_changed = True
+                    continue
                 pid = row["person_id"]
                 new = handoffs.target(pid)  # not None: merged on again meanwhile
                 if row["kind"] == "event":
@@ -291,6 +321,7 @@ class JourneyStage:
             self._advance(part, out)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
+            self._keep_time(partition, part)
         self.handoff.mark_applied(partition, offset, None)
 
     # -- time -----------------------------------------------------------------------------
@@ -304,6 +335,13 @@ class JourneyStage:
         out.moved = True
         part.handoffs.expire(watermark)
         metrics.JOURNEY_WATERMARK.set(watermark / 1000)
+
+    def _keep_time(self, partition: int, part: PartitionJourneys) -> None:
+        """Time moved by an input other than `stitched` is restored with the persons too."""
+        known = part.time_known()
+        applied = self.persons.applied[partition]
+        if known is not None and (applied.watermark_ms is None or known > applied.watermark_ms):
+            self.persons.mark_applied(partition, applied.offset, known)
 
     # -- merges across partitions ---------------------------------------------------------
 
@@ -356,6 +394,27 @@ class JourneyStage:
         for target, rows in sorted(moved.rows.items()):
             self.sender.produce_rows(self.topics.journey_handoff, rows, None, target)
 
+    def announce(self) -> bool:
+        """Tell every partition how far ours have read, after the events they forwarded
+        (same producer, so the same order): a partition's time waits for every other's, or
+        it could move past events still stamped with a merged person's old id that a slower
+        partition has yet to read and forward. Called on a timer: one marker per partition
+        a few times a second, however many messages pass."""
+        reads = []
+        for partition, part in list(self._parts.items()):
+            read = part.time_read()
+            if read is None or self.persons.partitions.get(partition) is not part.state:
+                continue
+            if read > self._told.get(partition, read - 1):
+                reads.append([partition, read])
+                self._told[partition] = read
+        if not reads:
+            return False
+        marker = envelope.encode([orjson.dumps({"kind": "read", "reads": reads})], None)
+        for target in range(self.partitions):
+            self.sender.produce(self.topics.journey_handoff, marker, None, target)
+        return True
+
     def _decode(
         self, payload: bytes | None, partition: int, offset: int, topic: str
     ) -> envelope.Decoded | None:
@@ -399,5 +458,10 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def gauges() -> None:
         metrics.JOURNEYS_OPEN.set(stage.open_journeys())
+
+    @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
+    async def announce() -> None:
+        if stage.announce():
+            runtime.sender.poll()
 
     return app, runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from typing import Any
 
 import faust
 from prometheus_client import start_http_server
@@ -35,6 +36,21 @@ STAGES = {
 }
 
 
+class _Worker(faust.Worker):
+    """A faust worker that keeps the entry point's log handlers: mode replaces the root
+    logger's handlers with its own text format when the worker starts, which turned every
+    stage's structured (JSON) lines into plain text and dropped their fields."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._handlers = list(logging.getLogger().handlers)
+        super().__init__(*args, **kwargs)
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        if self._handlers:
+            logger.handlers[:] = self._handlers
+        super().on_setup_root_logger(logger, level)
+
+
 def run(settings: Settings, stage: str) -> None:
     """Run `stage` until SIGINT or SIGTERM; commits what it processed on the way out."""
     gc.set_threshold(*GC_THRESHOLDS)
@@ -50,7 +66,7 @@ def run(settings: Settings, stage: str) -> None:
             "journey_core": "compiled" if is_compiled() else "plain",
         },
     )
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = _Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # a terminal spinner garbles logs and CI output
     try:
         worker.execute_from_commandline()

@@ -90,13 +90,19 @@ class Harness:
         payload = envelope.encode([orjson.dumps(e) for e in events], watermark_ms, source)
         self.stage.handle_stitched(payload, p, self._next("s", p))
 
-    def time(self, watermark_ms: int) -> None:
-        """Every source's watermark reaches every partition, and the authority has decided
-        all links up to it."""
-        for p in range(PARTITIONS):
-            self.merges(p, [], watermark_ms)
-            for source in range(PARTITIONS):
-                self.stitched(p, [], watermark_ms, source)
+    def time(self, watermark_ms: int, partitions: range = range(PARTITIONS)) -> None:
+        """Every source's watermark reaches `partitions`, and the authority has decided all
+        links up to it; then the partitions tell each other how far they have read."""
+        for p in partitions:
+            self.read_to(p, watermark_ms)
+        self.stage.announce()
+        self.deliver_handoffs()
+
+    def read_to(self, p: int, watermark_ms: int) -> None:
+        """Partition `p` hears every source and the authority reach `watermark_ms`."""
+        self.merges(p, [], watermark_ms)
+        for source in range(PARTITIONS):
+            self.stitched(p, [], watermark_ms, source)
 
     def merges(self, p: int, rows: list[dict[str, Any]], watermark_ms: int | None = None) -> None:
         payload = envelope.encode([orjson.dumps(r) for r in rows], watermark_ms)
@@ -144,8 +150,14 @@ def test_time_moves_only_to_what_every_source_and_the_authority_have_reached() -
     h = Harness()
     h.stitched(0, [event(ANON, 1, 0, "home_view")], T0_MS + 30 * HOUR, source=0)
     h.stitched(0, [], T0_MS + 30 * HOUR, source=1)
+    h.read_to(1, T0_MS + 30 * HOUR)
+    h.stage.announce()
+    h.deliver_handoffs()
     assert h.stage.part(0).core.watermark_ms < T0_MS, "the authority has not spoken yet"
     h.merges(0, [], T0_MS + 25 * HOUR)
+    assert h.stage.part(0).core.watermark_ms < T0_MS, "partition 1 has not heard it read"
+    h.stage.announce()
+    h.deliver_handoffs()
     assert h.stage.part(0).core.watermark_ms == T0_MS + 25 * HOUR
     (drop,) = h.sender.rows(h.topics.journey_dropoffs, 0)
     assert drop["stage"] == "discover" and drop["retracted"] is False
@@ -170,6 +182,53 @@ def test_a_merged_person_moves_to_the_new_partition_and_time_waits_for_it() -> N
     journey = standing[CUST]
     assert [s[0] for s in journey["stages"]] == ["discover", "consider", "cart", "checkout"]
     assert journey["status"] == "dropped_off" and ANON not in standing
+
+
+def test_time_waits_for_every_partition_to_have_read_as_far() -> None:
+    """A slower partition may still forward a merged person's events: a faster one that
+    moved its time past them would send their transitions hours behind its own watermark
+    in a replay or a catch-up (the friction stage's windows would have closed on them)."""
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")])
+    h.stitched(1, [event(CUST, 1, 30, "home_view")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(1, [record])
+    h.merges(0, [record])
+    h.deliver_handoffs()
+    h.time(T0_MS + 5 * HOUR, partitions=range(1, 2))  # partition 0 has read no further
+    assert h.stage.part(1).core.watermark_ms == T0_MS + HOUR, "partition 0 may still forward"
+    # Partition 0 reads on: an event still stamped with the old id, then the sources' time.
+    h.stitched(0, [event(ANON, 2, 70, "product_view")])
+    h.time(T0_MS + 5 * HOUR, partitions=range(1))
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 5 * HOUR
+    rows = h.sender.rows(h.topics.journey_transitions, 1)
+    assert [(t["to_stage"], t["person_id"]) for t in rows if t["to_stage"] == "consider"] == [
+        ("consider", CUST)
+    ], rows
+    # The forwarded event's transition is not behind the watermark sent before it (a merge
+    # re-folding the person's earlier journeys may be: those are corrections, counted
+    # within the friction windows' allowed lateness).
+    watermark = None
+    for value in h.sender.sent[(h.topics.journey_transitions, 1)]:
+        decoded = envelope.decode(value)
+        for row in decoded.events:
+            if row["to_stage"] == "consider":
+                assert watermark is not None and round(row["at"] * 1000) >= watermark
+        if decoded.watermark_ms is not None:
+            watermark = decoded.watermark_ms
+
+
+def test_time_read_is_kept_and_restored() -> None:
+    h = Harness()
+    h.time(T0_MS + HOUR)
+    h.sender.commit()
+    again = Harness(FakeSender())
+    state = again.stage.persons[1]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 1 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    assert again.stage.part(1).reads.low == T0_MS + HOUR  # not waiting for a new announcement
 
 
 def test_a_person_that_arrives_before_its_merge_record_does_not_stop_time() -> None:
