@@ -21,10 +21,31 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        doc.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        doc.update(_fields(record))
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The `extra=` fields of a record."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD}
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line, with the `extra=` fields as key=value after the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = _fields(record)
+        if not fields:
+            return line
+        extra = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in fields.items())
+        head, sep, tail = line.partition("\n")  # a traceback stays below the fields
+        return f"{head} {extra}{sep}{tail}"
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:
@@ -33,7 +54,7 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
