@@ -37,13 +37,12 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors import metrics
 from stream_processors.core.friction import FrictionMatcher
-from stream_processors.core.journey_deadlines import NEVER
 from stream_processors.core.journey_settings import JourneySettings
 from stream_processors.core.journey_signals import mapped_signals
 from stream_processors.core.journeys import JourneyCore
-from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.friction_stage import load_mapping
-from stream_processors.journey_handoffs import Handoffs, Outbox
+from stream_processors.journey_handoffs import Outbox
+from stream_processors.journey_partition import PartitionJourneys
 from stream_processors.journey_rows import Outputs
 from stream_processors.runtime import StageRuntime, stage_runtime
 from stream_processors.sender import TransactionalSender
@@ -52,51 +51,7 @@ from stream_processors.state import ChangelogTable, PartitionState
 log = logging.getLogger(__name__)
 
 STAGE = "journeys"
-SOURCES_KEY = "\x00sources"  # the upstream partitions' watermarks
-MERGES_KEY = "\x00merges"  # {"decided": the authority's frontier}
-READS_KEY = "\x00reads"  # how far every partition of the stage has read (`announce`)
 _FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
-
-
-@dataclass(slots=True)
-class PartitionJourneys:
-    """What the stage holds for one partition: the core, the upstream watermarks, and the
-    persons in transit to or from other partitions."""
-
-    core: JourneyCore
-    marks: SourceWatermarks
-    handoffs: Handoffs
-    # How far each partition of this stage has read its inputs, as announced on
-    # `journey-handoff`: events it forwards here later are not older than that.
-    reads: SourceWatermarks
-    state: PartitionState  # the table's, to notice a restore
-    # Time up to which the identity authority has decided every link (its announcements on
-    # `identity-merges`).
-    decided_ms: int | None = None
-    written: list[str] = field(default_factory=list)
-    marks_changed: bool = False
-    merges_changed: bool = False
-    reads_changed: bool = False
-
-    def time_known(self) -> int | None:
-        """The partition's event time, once it has one."""
-        return self.core.watermark_ms if self.core.watermark_ms > -NEVER else None
-
-    def time_read(self) -> int | None:
-        """How far this partition has read its inputs: the upstream watermark, but not past
-        the links the authority has decided."""
-        low, decided = self.marks.low, self.decided_ms
-        return None if low is None or decided is None else min(low, decided)
-
-    def time_to(self) -> int | None:
-        """Where event time may move: as far as every partition of the stage has read (any
-        of them may yet forward a merged person's events here, and those must not arrive
-        behind the watermark already sent), and not at all while a merged person is on its
-        way."""
-        read, everyone = self.time_read(), self.reads.low
-        if self.handoffs.awaiting or read is None or everyone is None:
-            return None
-        return min(read, everyone)
 
 
 @dataclass
@@ -145,10 +100,7 @@ class JourneyStage:
         started = time.perf_counter()
         core = JourneyCore(self.definitions, self.core_settings, signals=self.signals)
         data = state.data
-        marks = SourceWatermarks.restore(self.partitions, data.pop(SOURCES_KEY, ()))
-        merges = data.pop(MERGES_KEY, {})
-        handoffs = Handoffs.restore(data)
-        reads = SourceWatermarks.restore(self.partitions, data.pop(READS_KEY, ()))
+        part = PartitionJourneys.restore(core, self.partitions, state)
         applied = self.persons.applied[partition].watermark_ms
         if applied is not None:
             core.restore_watermark(applied)
@@ -170,7 +122,7 @@ class JourneyStage:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
-        return PartitionJourneys(core, marks, handoffs, reads, state, merges.get("decided"))
+        return part
 
     def persist(self) -> None:
         """Write the snapshots of the persons changed since the last transaction (the table
@@ -191,22 +143,7 @@ class JourneyStage:
                     data[pid] = snapshot
                     written.append(pid)
                 dirty.add(pid)  # a key without data becomes a tombstone
-            if part.marks_changed:
-                data[SOURCES_KEY] = part.marks.snapshot()
-                dirty.add(SOURCES_KEY)
-                written.append(SOURCES_KEY)
-                part.marks_changed = False
-            if part.merges_changed:
-                data[MERGES_KEY] = {"decided": part.decided_ms}
-                dirty.add(MERGES_KEY)
-                written.append(MERGES_KEY)
-                part.merges_changed = False
-            if part.reads_changed:
-                data[READS_KEY] = part.reads.snapshot()
-                dirty.add(READS_KEY)
-                written.append(READS_KEY)
-                part.reads_changed = False
-            for key, value in part.handoffs.take_entries():
+            for key, value in part.take_bookkeeping():
                 if value is not None:
                     data[key] = value
                     written.append(key)
