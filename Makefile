@@ -8,17 +8,13 @@ STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml | cut -c1-12)
 TEST_BROKER := --instance test --port 19192 --controller-port 19193 --fresh
 BENCH_BROKER := --instance bench --port 19392 --controller-port 19393 --fresh
 PYTEST_ARGS ?=
-# The journey core's own tests, run once more on its plain modules (the suite runs compiled).
-PURE_CORE_TESTS := tests/unit/test_journeys_core.py tests/unit/test_journey_signals.py \
-	tests/unit/test_journey_handoffs.py tests/property/test_journey_properties.py
 
-.PHONY: help setup demo test unit lint typecheck bench bench-instructions broker-start broker-stop broker-status clean
+.PHONY: help setup demo test unit lint typecheck bench broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
-	@echo "make bench-instructions  the journey core's instructions per event (valgrind)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
 
 $(STAMP): pyproject.toml
@@ -29,7 +25,6 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
-	$(BIN)/python -m deploy.compile_core
 	$(BIN)/journeys broker fetch
 
 demo: setup
@@ -37,11 +32,9 @@ demo: setup
 
 test: setup lint typecheck
 	$(BIN)/journeys broker run $(TEST_BROKER) -- $(BIN)/python -m pytest $(PYTEST_ARGS)
-	JOURNEYS_PURE_CORE=1 $(BIN)/python -m pytest $(PURE_CORE_TESTS) $(PYTEST_ARGS)
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit tests/property $(PYTEST_ARGS)
-	JOURNEYS_PURE_CORE=1 $(BIN)/python -m pytest $(PURE_CORE_TESTS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -52,9 +45,6 @@ typecheck: $(STAMP)
 
 bench: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench
-
-bench-instructions: setup
-	$(BIN)/python -m tests.bench.instructions
 
 broker-start: setup
 	$(BIN)/journeys broker start

@@ -17,6 +17,13 @@ from datetime import UTC, datetime
 
 from deploy.kafka_admin import ensure_topics, group_drained, group_lag
 from deploy.local.broker import LocalBroker
+from deploy.report import (
+    dead_letter_reasons,
+    journey_summary,
+    render,
+    render_journeys,
+    touchpoint_summary,
+)
 from producers.files import publish_items
 from producers.pii import PiiHasher
 from producers.simulator.config import Incident, SimConfig
@@ -27,13 +34,6 @@ from producers.synthetic import generate
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import connect
-from sinks.report import (
-    dead_letter_reasons,
-    journey_summary,
-    render,
-    render_journeys,
-    touchpoint_summary,
-)
 from sinks.runner import pipeline_routes
 
 DEMO_PORT = 19292
@@ -125,21 +125,25 @@ def _wait_for_pipeline(
     _wait_for_lag(settings, settings.topics.group("ingest"), topics.raw, children)
     _wait_until(
         lambda: group_drained(
-            settings, settings.topics.group("identity"),
+            settings,
+            settings.topics.group("identity"),
             [topics.touchpoints, topics.identity_links],
         ),
-        children, "the identity stage",
-    )  # fmt: skip
+        children,
+        "the identity stage",
+    )
     sink_group = settings.sink.group_id or settings.topics.group("sink")
     journey_inputs = [topics.stitched, topics.identity_merges, topics.journey_handoff]
     _wait_until(
         lambda: group_drained(settings, settings.topics.group("journeys"), journey_inputs),
-        children, "the journeys stage",
-    )  # fmt: skip
+        children,
+        "the journeys stage",
+    )
     _wait_until(
         lambda: group_drained(settings, sink_group, list(pipeline_routes(topics))),
-        children, "the ClickHouse sink",
-    )  # fmt: skip
+        children,
+        "the ClickHouse sink",
+    )
     _stop(sink)  # it writes what it holds and closes ClickHouse, which we open next
     if sink.returncode != 0:
         raise RuntimeError(f"the sink exited with {sink.returncode}")

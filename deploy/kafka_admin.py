@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -22,7 +23,6 @@ _COORDINATOR_MOVING = {
 # SINGLE_PARTITION (the identity authority's table follows the one-partition links topic).
 STATEFUL_STAGES = {
     "ingest": ("seen",),
-    "counts": ("per_key",),
     "identity": ("routed", "links"),
     "journeys": ("persons", "merges", "handoff"),
     "friction": ("windows", "transitions", "dropoffs", "detector"),
@@ -41,8 +41,11 @@ class TopicSpec:
     config: dict[str, str]
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic the pipeline uses, with its partition count and configuration."""
+def topic_specs(
+    settings: Settings, stateful: Mapping[str, tuple[str, ...]] = STATEFUL_STAGES
+) -> list[TopicSpec]:
+    """Every topic the pipeline uses, with its partition count and configuration; `stateful`
+    names the stages whose state changelogs to include."""
     topics = Topics.from_settings(settings.topics)
     n = settings.topics.partitions
     compact = {
@@ -78,7 +81,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_alerts, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
-    for stage, tables in STATEFUL_STAGES.items():
+    for stage, tables in stateful.items():
         for t in tables:
             count = 1 if (stage, t) in SINGLE_PARTITION else n
             specs.append(TopicSpec(topics.changelog(stage, t), count, compact))
@@ -100,13 +103,17 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
         ) from None
 
 
-def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: Settings,
+    timeout: float = 30.0,
+    stateful: Mapping[str, tuple[str, ...]] = STATEFUL_STAGES,
+) -> list[str]:
     """Create the topics that are missing; return the names created. Idempotent."""
     check_kafka(settings)
     admin = admin_client(settings)
     existing = admin.list_topics(timeout=timeout).topics
     rf = settings.topics.replication_factor
-    missing = [s for s in topic_specs(settings) if s.name not in existing]
+    missing = [s for s in topic_specs(settings, stateful) if s.name not in existing]
     if not missing:
         return []
     futures = admin.create_topics(

@@ -21,8 +21,12 @@ Kind = Literal[
     "valid", "duplicate", "malformed_json", "invalid_field", "no_identity", "future", "not_object"
 ]
 INVALID_KINDS: tuple[Kind, ...] = (
-    "malformed_json", "invalid_field", "no_identity", "future", "not_object"
-)  # fmt: skip
+    "malformed_json",
+    "invalid_field",
+    "no_identity",
+    "future",
+    "not_object",
+)
 
 _CHANNEL_EVENTS = {
     "web": ("web-shop", ("page_view", "search", "add_to_cart", "checkout_step", "error")),

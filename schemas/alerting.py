@@ -29,8 +29,8 @@ URLs are http(s); `${NAME}` in one is replaced from the environment when the fil
 so tokens (a Slack webhook URL is one) stay out of the file. They are kept as `SecretStr`.
 `load_alert_routing` raises `AlertRoutingError` listing every problem with its line and key.
 
-`WebhookSettings` are the knobs of delivery (`sinks/webhooks.py`); they are meant to sit in
-the one settings object as a section.
+`WebhookSettings` are the knobs of delivery (`stream_processors/friction/alerts/webhooks.py`);
+they are meant to sit in the one settings object as a section.
 """
 
 from __future__ import annotations
@@ -183,10 +183,11 @@ class AlertRouting(_Strict):
 
 
 class WebhookSettings(BaseModel):
-    """Delivery of incident records to webhooks (`sinks/webhooks.py`). Retries back off
-    exponentially from `base_delay_seconds` to `max_delay_seconds`, each wait shortened by up
-    to `jitter` of itself at random; a delivery gives up after `max_attempts` or once the
-    next wait would end past `max_elapsed_seconds`, and goes to the dead-letter topic."""
+    """Delivery of incident records to webhooks (`stream_processors/friction/alerts/webhooks.py`).
+    Retries back off exponentially from `base_delay_seconds` to `max_delay_seconds`, each
+    wait shortened by up to `jitter` of itself at random; a delivery gives up after
+    `max_attempts` or once the next wait would end past `max_elapsed_seconds`, and goes to
+    the dead-letter topic."""
 
     model_config = ConfigDict(extra="forbid")
 

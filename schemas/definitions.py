@@ -245,9 +245,13 @@ def semantic_problems(doc: dict[str, Any]) -> Found:
             if isinstance(rule, dict) and not (
                 rule.get("event_types") or rule.get("touchpoints") or rule.get("properties")
             ):
-                out.append((("stages", i, "match", j),
-                            "a rule needs event_types, touchpoints or properties "
-                            "(as written it matches every event)"))  # fmt: skip
+                out.append(
+                    (
+                        ("stages", i, "match", j),
+                        "a rule needs event_types, touchpoints or properties "
+                        "(as written it matches every event)",
+                    )
+                )
     return out
 
 
@@ -274,9 +278,13 @@ def _success_and_limits(rows: list[dict[str, Any]]) -> Found:
     if not successes:
         out.append((("stages",), "no stage has success = true (the last ordered stage should)"))
     elif ordered and successes[-1] != ordered[-1]:
-        out.append((("stages", successes[-1], "success"),
-                    "the success stage must be the last stage of the ordered path "
-                    "(only failure stages may follow it)"))  # fmt: skip
+        out.append(
+            (
+                ("stages", successes[-1], "success"),
+                "the success stage must be the last stage of the ordered path "
+                "(only failure stages may follow it)",
+            )
+        )
     for i in successes[:-1]:
         out.append((("stages", i, "success"), "only one stage can have success = true"))
     final = ordered[-1] if ordered else None
@@ -284,9 +292,13 @@ def _success_and_limits(rows: list[dict[str, Any]]) -> Found:
         has_limit = row.get("time_limit") is not None
         waits = i in ordered and i != final
         if waits and not has_limit:
-            out.append((("stages", i, "time_limit"),
-                        "required on a stage before the success stage: how long a journey may "
-                        "stay here before it counts as dropped off (e.g. '24h')"))  # fmt: skip
+            out.append(
+                (
+                    ("stages", i, "time_limit"),
+                    "required on a stage before the success stage: how long a journey may "
+                    "stay here before it counts as dropped off (e.g. '24h')",
+                )
+            )
         elif has_limit and not waits:
             kind = "failure" if i not in ordered else "final"
             message = f"a {kind} stage ends the journey: no time limit"

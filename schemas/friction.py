@@ -26,7 +26,7 @@ within_days = 7
 
 String comparisons ignore case and surrounding spaces; `equals = true` also matches the
 strings "true"/"false"; numbers match numeric strings ("500" equals 500). The engine that
-applies a mapping per event is `stream_processors/core/friction.py`.
+applies a mapping per event is `stream_processors/core/friction_signals.py`.
 """
 
 from __future__ import annotations

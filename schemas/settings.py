@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from schemas.alerting import WebhookSettings
-from stream_processors.core.identity_rules import IdentityRules
+from schemas.identity_rules import IdentityRules
 
 DEFAULT_SETTINGS_FILE = "journeys.toml"
 # The shipped journey definitions (a deployment names its own files instead).
@@ -155,7 +155,7 @@ class JourneyStageSettings(Section):
 class FixedThresholdSettings(Section):
     """A hand-set limit for the series matching `kind`, `scope` and `name` (`*` patterns):
     a rate above `max_rate` for `friction` and `dropoff`, a count below `min_count` for
-    `entries` and `volume` (`stream_processors/core/friction_alerts.py` FixedThreshold)."""
+    `entries` and `volume` (`stream_processors/friction/core/rules.py` FixedThreshold)."""
 
     kind: Literal["friction", "dropoff", "entries", "volume"]
     scope: str = "*"
@@ -166,7 +166,7 @@ class FixedThresholdSettings(Section):
 
 
 class DetectorSettings(Section):
-    """The friction detector (`stream_processors/core/detector.py`, `baselines.py`): how
+    """The friction detector (`stream_processors/friction/core/detector.py`, `baselines.py`): how
     sure an alert must be, how much volume a series needs, and how baselines learn."""
 
     alpha: float = Field(default=1e-6, gt=0, lt=1)

@@ -15,8 +15,8 @@ import orjson
 
 from deploy.commands import EPILOG, SubParsers
 from schemas.settings import Settings
-from stream_processors.core.alert_causes import place
-from stream_processors.core.alert_records import AlertRecord
+from stream_processors.friction.alerts.core.causes import place
+from stream_processors.friction.alerts.core.records import AlertRecord
 
 STATUSES = ("firing", "resolved", "retracted")
 
@@ -107,25 +107,30 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
     for e in r.examples:
         when = datetime.fromtimestamp(e.at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
         journey = f" journey {e.journey_id}" if e.journey_id else ""
-        lines.append(f"    person {e.person_id}{journey}: {when} {e.channel} "
-                     f"{e.touchpoint or '-'}: {e.what}")  # fmt: skip
+        lines.append(
+            f"    person {e.person_id}{journey}: {when} {e.channel} {e.touchpoint or '-'}: {e.what}"
+        )
     lines.append(f"  related series ({len(r.related)}):")
     for rel in r.related:
         expected = "-" if rel.expected is None else f"{rel.expected:.1f}"
-        lines.append(f"    {rel.status:<9} {rel.series}: {rel.observed} vs {expected} "
-                     f"since {_when(rel.started_at)}")  # fmt: skip
+        lines.append(
+            f"    {rel.status:<9} {rel.series}: {rel.observed} vs {expected} "
+            f"since {_when(rel.started_at)}"
+        )
     lines.append("  versions:")
     for h in sorted(history, key=lambda h: h.version):
         paged = " (paged)" if h.notify else ""
-        lines.append(f"    v{h.version} {h.status}{paged}: {h.observed} vs "
-                     f"{'-' if h.expected is None else f'{h.expected:.1f}'}")  # fmt: skip
+        lines.append(
+            f"    v{h.version} {h.status}{paged}: {h.observed} vs "
+            f"{'-' if h.expected is None else f'{h.expected:.1f}'}"
+        )
     return "\n".join(lines)
 
 
 def _read(settings: Settings) -> list[AlertRecord]:
     from deploy.kafka_admin import check_kafka
     from schemas.topics import Topics
-    from stream_processors.topic_reader import read_to_end
+    from stream_processors.runtime.topic_reader import read_to_end
 
     check_kafka(settings)
     topic = Topics.from_settings(settings.topics).alerts

@@ -142,9 +142,12 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
     start = datetime.now(UTC) - timedelta(days=1)
     items = generate(
-        args.count, seed=args.seed, invalid_ratio=args.invalid_ratio,
-        duplicate_ratio=args.duplicate_ratio, start=start,
-    )  # fmt: skip
+        args.count,
+        seed=args.seed,
+        invalid_ratio=args.invalid_ratio,
+        duplicate_ratio=args.duplicate_ratio,
+        start=start,
+    )
     publish_items(settings, items, total=args.count)
     return 0
 
@@ -155,16 +158,20 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         config = SimConfig(
-            customers=args.customers, days=args.days, seed=args.seed,
+            customers=args.customers,
+            days=args.days,
+            seed=args.seed,
             incidents=tuple(Incident.parse(spec) for spec in args.incident),
-        )  # fmt: skip
+        )
     except ValueError as exc:  # pydantic's ValidationError is one too
         print(f"journeys simulate: {exc}", file=sys.stderr)
         return 2
     truth = simulate(settings, config, args.truth, args.rate, write=args.write)
     if args.write:
-        print(f"wrote {args.write}; replay: journeys publish {args.write} "
-              f"--close-at {truth.closes_at.isoformat()}")  # fmt: skip
+        print(
+            f"wrote {args.write}; replay: journeys publish {args.write} "
+            f"--close-at {truth.closes_at.isoformat()}"
+        )
     outcomes = Counter(j.outcome for j in truth.journeys)
     print(
         f"simulated {truth.events:,} events, {len(truth.persons):,} persons, "

@@ -46,7 +46,7 @@ def describe(
 ) -> PersonView:
     """Who `query` (an identifier key or a person id) is, from the published map (in order)
     and the audit records. Pure."""
-    from stream_processors.core.identity_records import person_id
+    from stream_processors.identity.core.records import person_id
 
     remapped: dict[str, str] = {}
     for row in map_rows:
@@ -97,7 +97,7 @@ def _show(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import check_kafka
     from schemas import envelope
     from schemas.topics import Topics
-    from stream_processors.topic_reader import read_to_end
+    from stream_processors.runtime.topic_reader import read_to_end
 
     check_kafka(settings)
     topics = Topics.from_settings(settings.topics)

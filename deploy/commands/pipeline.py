@@ -25,12 +25,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
     proc.add_argument(
         "stage",
-        choices=["ingest", "identity", "journeys", "friction", "counts"],
+        choices=["ingest", "identity", "journeys", "friction"],
         help="ingest: raw -> touchpoints (+ dead letters); "
         "identity: touchpoints -> stitched (keyed by person) + identity records; "
         "journeys: stitched -> journeys, stage transitions, drop-offs, retractions, sessions; "
-        "friction: stitched, transitions, drop-offs -> friction windows, alerts (+ webhooks); "
-        "counts: events per key on raw (the reference stateful stage)",
+        "friction: stitched, transitions, drop-offs -> friction windows, alerts (+ webhooks)",
     )
     proc.set_defaults(func=_process)
 
@@ -82,10 +81,11 @@ def _ddl(_settings: Settings, _args: argparse.Namespace) -> int:
 
 def _process(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
-    from stream_processors.worker import run
+    from stream_processors.runtime.worker import run
+    from stream_processors.stages import STAGES
 
     ensure_topics(settings)
-    run(settings, args.stage)
+    run(settings, args.stage, STAGES[args.stage])
     return 0
 
 
@@ -120,9 +120,9 @@ def _stop_flag() -> list[bool]:
 
 
 def _report(settings: Settings, _args: argparse.Namespace) -> int:
+    from deploy.report import dead_letter_reasons, render, touchpoint_summary
     from schemas.topics import Topics
     from sinks.clickhouse import connect
-    from sinks.report import dead_letter_reasons, render, touchpoint_summary
 
     summary = touchpoint_summary(connect(settings.clickhouse_dsn))
     topic = Topics.from_settings(settings.topics).dlq_ingest

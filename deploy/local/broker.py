@@ -73,10 +73,16 @@ class LocalBroker:
             raise BrokerError("Maven (mvn) is not installed; it fetches the Kafka jars")
         self.jar_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={self.jar_dir}", "-DincludeScope=runtime",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={self.jar_dir}",
+            "-DincludeScope=runtime",
             f"-Dkafka.version={self.settings.kafka_version}",
-        ]  # fmt: skip
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"fetching Kafka jars failed:\n{done.stdout[-2000:]}{done.stderr}")
@@ -106,9 +112,11 @@ class LocalBroker:
         with open(self.root / "logs" / "stdout.log", "ab") as out:
             proc = subprocess.Popen(
                 self._java(jars, "kafka.Kafka", str(self._properties_path())),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self._process = proc
         self.pid_file.write_text(str(proc.pid))
         self._wait_ready(proc)
@@ -148,10 +156,18 @@ class LocalBroker:
     def _java(self, jars: Path, main: str, *args: str) -> list[str]:
         heap = self.settings.heap
         return [
-            "java", f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.root / 'logs'}", f"-Dlog4j2.configurationFile={LOG4J}",
-            "-cp", f"{jars}/*", main, *args,
-        ]  # fmt: skip
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.root / 'logs'}",
+            f"-Dlog4j2.configurationFile={LOG4J}",
+            "-cp",
+            f"{jars}/*",
+            main,
+            *args,
+        ]
 
     def _write_properties(self) -> None:
         s = self.settings
@@ -185,9 +201,14 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
-            jars, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-            "-c", str(self._properties_path()), "--ignore-formatted",
-        )  # fmt: skip
+            jars,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self._properties_path()),
+            "--ignore-formatted",
+        )
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")

@@ -46,9 +46,12 @@ class Deliverer(Protocol):
     def healthy(self) -> bool: ...
 
     async def deliver(
-        self, events: list[tuple[str, bytes]], dead_letters: list[bytes], dead_key: str,
+        self,
+        events: list[tuple[str, bytes]],
+        dead_letters: list[bytes],
+        dead_key: str,
         timeout: float,
-    ) -> None: ...  # fmt: skip
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,12 @@ class Response:
     async def send(self, send: Send, extra: list[tuple[str, str]]) -> None:
         headers = [("content-type", self.content_type), *self.headers, *extra]
         await send(
-            {"type": "http.response.start", "status": self.status,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
-        )  # fmt: skip
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+            }
+        )
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -101,8 +107,9 @@ class CollectorApp:
             response = await self._http(scope, headers, receive)
         except Exception:  # a bug, not bad input: the property tests hold no input gets here
             log.exception("collector: unexpected error", extra={"path": scope.get("path")})
-            response = Response.json(500, {"success": False, "code": "internal",
-                                           "message": "internal error"})  # fmt: skip
+            response = Response.json(
+                500, {"success": False, "code": "internal", "message": "internal error"}
+            )
         if response is None:  # the client went away
             return
         route = scope["path"] if scope["path"] in _LABELLED else "other"
@@ -123,9 +130,13 @@ class CollectorApp:
         if body is None:
             return None
         request = Request(
-            kind, path, body, headers.get("authorization"), headers.get("content-encoding"),
+            kind,
+            path,
+            body,
+            headers.get("authorization"),
+            headers.get("content-encoding"),
             scope.get("query_string", b"").decode("latin-1"),
-        )  # fmt: skip
+        )
         return await self._collect(request)
 
     async def _collect(self, request: Request) -> Response:
@@ -139,9 +150,15 @@ class CollectorApp:
                 )
             except DeliveryError as exc:
                 log.error("collector: Kafka did not take a request's events: %s", exc)
-                return Response.json(503, {"success": False, "code": "unavailable",
-                                           "message": "Kafka did not acknowledge the events; "
-                                           "retry"}, (("Retry-After", "5"),))  # fmt: skip
+                return Response.json(
+                    503,
+                    {
+                        "success": False,
+                        "code": "unavailable",
+                        "message": "Kafka did not acknowledge the events; retry",
+                    },
+                    (("Retry-After", "5"),),
+                )
             metrics.ACK_SECONDS.observe(time.perf_counter() - started)
         return Response.json(outcome.status, outcome.body, outcome.headers)
 
@@ -153,13 +170,20 @@ class CollectorApp:
         if path == "/metrics" and method == "GET":
             return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
         if path not in ROUTES:
-            return Response.json(404, {"success": False, "code": "not_found",
-                                       "message": f"no route {path}"})  # fmt: skip
+            return Response.json(
+                404, {"success": False, "code": "not_found", "message": f"no route {path}"}
+            )
         if method == "OPTIONS":
             return self._preflight(headers)
-        return Response.json(405, {"success": False, "code": "method_not_allowed",
-                                   "message": f"{method} {path}: use POST"},
-                             (("Allow", "POST, OPTIONS"),))  # fmt: skip
+        return Response.json(
+            405,
+            {
+                "success": False,
+                "code": "method_not_allowed",
+                "message": f"{method} {path}: use POST",
+            },
+            (("Allow", "POST, OPTIONS"),),
+        )
 
     def _cors(self, origin: str | None) -> list[tuple[str, str]]:
         if not origin or not (self.cors_any or origin in self.cors_origins):
@@ -173,11 +197,15 @@ class CollectorApp:
     def _preflight(self, headers: dict[str, str]) -> Response:
         asked = headers.get("access-control-request-headers") or _DEFAULT_ALLOWED_HEADERS
         return Response(
-            204, b"", _JSON,
-            (("Access-Control-Allow-Methods", "POST, OPTIONS"),
-             ("Access-Control-Allow-Headers", asked),
-             ("Access-Control-Max-Age", "86400")),
-        )  # fmt: skip
+            204,
+            b"",
+            _JSON,
+            (
+                ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+                ("Access-Control-Allow-Headers", asked),
+                ("Access-Control-Max-Age", "86400"),
+            ),
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -41,8 +41,11 @@ def basic_user(authorization: str) -> str:
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise HttpError(401, "unauthorized", "the Authorization header is not valid Basic "
-                        "credentials (base64 of 'writeKey:')") from None  # fmt: skip
+        raise HttpError(
+            401,
+            "unauthorized",
+            "the Authorization header is not valid Basic credentials (base64 of 'writeKey:')",
+        ) from None
     return decoded.partition(":")[0]
 
 

@@ -79,9 +79,12 @@ class KafkaDelivery:
         return self._poller.is_alive() and not self._stop.is_set()
 
     async def deliver(
-        self, events: list[tuple[str, bytes]], dead_letters: list[bytes], dead_key: str,
+        self,
+        events: list[tuple[str, bytes]],
+        dead_letters: list[bytes],
+        dead_key: str,
         timeout: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Queue the events and dead letters of one request; return once Kafka has them all.
         Raise `DeliveryError` if it refused any or did not answer within `timeout` seconds."""
         loop = asyncio.get_running_loop()
@@ -100,9 +103,12 @@ class KafkaDelivery:
             raise DeliveryError(f"Kafka did not acknowledge within {timeout:g} s") from None
 
     def _queue(
-        self, ticket: Ticket, events: list[tuple[str, bytes]], dead_letters: list[bytes],
+        self,
+        ticket: Ticket,
+        events: list[tuple[str, bytes]],
+        dead_letters: list[bytes],
         dead_key: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         full = []
         known = self._partitions
         for key, fragment in events:

@@ -115,8 +115,11 @@ class Intake:
                 continue
             fragment = result.fragment
             if len(fragment) > MAX_EVENT_BYTES:
-                problem = Problem("(event)", f"{len(fragment):,} bytes as a touchpoint "
-                                  f"> {MAX_EVENT_BYTES:,}", "oversized")  # fmt: skip
+                problem = Problem(
+                    "(event)",
+                    f"{len(fragment):,} bytes as a touchpoint > {MAX_EVENT_BYTES:,}",
+                    "oversized",
+                )
                 outcome.rejected.append(Rejection(index, _named(problem, req.kind, index)))
                 continue
             outcome.events.append((result.key, fragment))
@@ -129,18 +132,20 @@ class Intake:
         if wait > 0:
             seconds = str(max(1, math.ceil(wait)))
             raise HttpError(
-                429, "rate_limited",
+                429,
+                "rate_limited",
                 f"more than {self.limiter.rate:,.0f} events per second for this write key; "
                 f"retry in {seconds} s",
                 headers=(("Retry-After", seconds), ("X-RateLimit-Reset", seconds)),
-            )  # fmt: skip
+            )
 
     def _one(
         self, msg: Any, kind: str, rx: Received, shared: Any, measured: bool
     ) -> Encoded | Problem:
         if not isinstance(msg, dict):
-            return Problem("(event)", f"expected a JSON object, got {type(msg).__name__}",
-                           "not_an_object")  # fmt: skip
+            return Problem(
+                "(event)", f"expected a JSON object, got {type(msg).__name__}", "not_an_object"
+            )
         call = kind if kind != BATCH else msg.get("type")
         if call not in CALLS:
             return Problem("type", f"must be one of {', '.join(CALLS)}")
@@ -180,10 +185,12 @@ class Intake:
             oversized = all(r.problem.reason == "oversized" for r in outcome.rejected)
             outcome.status = 413 if oversized else 400
             outcome.body = {
-                "success": False, "code": first.reason, "field": first.field,
+                "success": False,
+                "code": first.reason,
+                "field": first.field,
                 "message": f"{first.field}: {first.message}" + (f" (+{more} more)" if more else ""),
                 "rejected": rejected,
-            }  # fmt: skip
+            }
             return outcome
         outcome.body = {"success": True, "accepted": len(outcome.events)}
         if rejected:
@@ -222,8 +229,11 @@ class Intake:
 def _named(problem: Problem, kind: str, index: int) -> Problem:
     """The field as the client sees it: `batch[3].event` in a batch."""
     if kind != BATCH:
-        return problem if problem.field != "(event)" else Problem("body", problem.message,
-                                                                  problem.reason)  # fmt: skip
+        return (
+            problem
+            if problem.field != "(event)"
+            else Problem("body", problem.message, problem.reason)
+        )
     where = f"batch[{index}]" if problem.field == "(event)" else f"batch[{index}].{problem.field}"
     return Problem(where, problem.message, problem.reason)
 

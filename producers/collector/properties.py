@@ -51,9 +51,11 @@ def bound(items: Iterable[tuple[str, Any]], scrubber: Scrubber) -> Bounded:
         key = text(raw.strip())
         kind = type(value)
         if (
-            (kind is str or kind in _PLAIN) and key not in values
-            and len(values) < MAX_PROPERTIES - 1 and _plain_key(key)
-        ):  # fmt: skip
+            (kind is str or kind in _PLAIN)
+            and key not in values
+            and len(values) < MAX_PROPERTIES - 1
+            and _plain_key(key)
+        ):
             # Most properties: what `_add` does for a plain value, without a call per value.
             scalar = text(value) if kind is str else value
             if kind is str and len(scalar) > MAX_STRING:

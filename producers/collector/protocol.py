@@ -85,9 +85,11 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip"):
         raise HttpError(
-            415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use gzip or none",
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding!r}: use gzip or none",
             "Content-Encoding",
-        )  # fmt: skip
+        )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(body, limit + 1)

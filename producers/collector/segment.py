@@ -42,8 +42,13 @@ from schemas.touchpoint import Channel, Touchpoint
 NAMESPACE = UUID("6f0a4e1c-57a4-5b8e-9a51-3c1f3c8a0d42")
 MAX_NAME = 128
 _SENDING_FIELDS = frozenset({"sentAt", "_metadata", "writeKey", "messageId"})
-EVENT_TYPES = {"page": "page_view", "screen": "screen_view", "identify": "identify",
-               "alias": "alias", "group": "group"}  # fmt: skip
+EVENT_TYPES = {
+    "page": "page_view",
+    "screen": "screen_view",
+    "identify": "identify",
+    "alias": "alias",
+    "group": "group",
+}
 _APP_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin", "unity")
 _WEB_HINTS = ("analytics.js", "analytics-next", "javascript", "browser")
 _APP_OS = frozenset({"ios", "ipados", "android", "watchos", "tvos"})
@@ -179,9 +184,13 @@ def occurred_at(msg: dict[str, Any], rx: Received) -> datetime:
         return rx.at
     if when > rx.latest:
         raise Rejected(
-            Problem(field, f"{when.isoformat()} is more than {rx.future_tolerance} "
-                    "ahead of the collector's clock", "future_timestamp")
-        )  # fmt: skip
+            Problem(
+                field,
+                f"{when.isoformat()} is more than {rx.future_tolerance} "
+                "ahead of the collector's clock",
+                "future_timestamp",
+            )
+        )
     return when
 
 
@@ -322,9 +331,10 @@ def _property_pairs(
     pairs: list[tuple[str, Any]] = []
     for where, values in named:  # contact_kind first: cheap, and rarely not None
         pairs += [
-            (k, v) for k, v in values.items()
+            (k, v)
+            for k, v in values.items()
             if contact_kind(k) is None or not contacts.take(where, k, v)
-        ]  # fmt: skip
+        ]
     for key, value in context_traits.items():  # identifiers only, for the other calls
         contacts.take("context.traits", key, value)
     return pairs + _call_fields(msg, call)

@@ -52,13 +52,21 @@ def build_app(settings: Settings) -> CollectorApp:
 def serve(settings: Settings, host: str, port: int) -> None:
     """Serve until SIGINT or SIGTERM; in-flight requests finish, queued events are flushed."""
     if not settings.collector.sources:
-        log.warning("collector: no sources configured (JOURNEYS_COLLECTOR__SOURCES): "
-                    "every tracking request will get 401")  # fmt: skip
+        log.warning(
+            "collector: no sources configured (JOURNEYS_COLLECTOR__SOURCES): "
+            "every tracking request will get 401"
+        )
     app = build_app(settings)
     grace = math.ceil(settings.collector.ack_timeout_seconds)
     config = uvicorn.Config(
-        app, host=host, port=port, lifespan="on", log_config=None, access_log=False,
-        server_header=False, timeout_graceful_shutdown=grace,
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=grace,
+    )
     log.info("collector: listening on %s:%d", host, port)
     uvicorn.Server(config).run()

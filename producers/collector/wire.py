@@ -110,8 +110,10 @@ def _properties(values: Any) -> bool:
     for key, value in values.items():  # `_name` spelled out: this runs per property
         kind = type(value)
         if not (
-            type(key) is str and 0 < len(key) <= MAX_NAME and key.strip() == key
+            type(key) is str
+            and 0 < len(key) <= MAX_NAME
+            and key.strip() == key
             and (kind in _SCALARS or (kind is str and len(value) <= MAX_PROPERTY_TEXT))
-        ):  # fmt: skip
+        ):
             return False
     return True

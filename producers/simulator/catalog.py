@@ -38,22 +38,26 @@ PURCHASE = Journey(
         Stage(
             "discover",
             {"web": (("home_view", "/"), ("search", "/search")), "app": (("home_view", "home"),)},
-            timedelta(hours=24), 0.7,
+            timedelta(hours=24),
+            0.7,
         ),
         Stage(
             "consider",
             {"web": (("product_view", "/product"),), "app": (("product_view", "product"),)},
-            timedelta(hours=48), 0.6,
+            timedelta(hours=48),
+            0.6,
         ),
         Stage(
             "cart",
             {"web": (("add_to_cart", "/cart"),), "app": (("add_to_cart", "cart"),)},
-            timedelta(hours=24), 0.7,
+            timedelta(hours=24),
+            0.7,
         ),
         Stage(
             "checkout",
             {"web": (("checkout_step", "/checkout"),), "app": (("checkout_step", "payment"),)},
-            timedelta(hours=1), 0.85,
+            timedelta(hours=1),
+            0.85,
         ),
         Stage(
             "purchase",
@@ -62,10 +66,11 @@ PURCHASE = Journey(
                 "app": (("order_completed", "order_done"),),
                 "store": (("pos_purchase", "store:042"),),
             },
-            None, 1.0,
+            None,
+            1.0,
         ),
     ),
-)  # fmt: skip
+)
 
 SUPPORT = Journey(
     "support",
@@ -73,20 +78,24 @@ SUPPORT = Journey(
         Stage(
             "issue",
             {"web": (("help_view", "/help"),), "app": (("help_view", "help"),)},
-            timedelta(hours=48), 0.6,
+            timedelta(hours=48),
+            0.6,
         ),
         Stage(
             "contact",
             {"call_center": (("contact_queued", "queue:support"),)},
-            timedelta(hours=24), 0.8,
+            timedelta(hours=24),
+            0.8,
         ),
         Stage(
             "resolved",
             {"call_center": (("contact_ended", "queue:support"),)},
-            None, 1.0, (("disposition", "resolved"),),
+            None,
+            1.0,
+            (("disposition", "resolved"),),
         ),
     ),
-)  # fmt: skip
+)
 
 JOURNEYS = (PURCHASE, SUPPORT)
 

@@ -145,9 +145,15 @@ class Simulation:
         return bool(human.loyalty_id and "customer_id" in ident)
 
     def _before_stage(
-        self, human: Human, journey: Journey, stage: Stage, *, channel: str,
-        ident: dict[str, str], t: datetime,
-    ) -> dict[str, str]:  # fmt: skip
+        self,
+        human: Human,
+        journey: Journey,
+        stage: Stage,
+        *,
+        channel: str,
+        ident: dict[str, str],
+        t: datetime,
+    ) -> dict[str, str]:
         """Logins before the cart (or the support issue) link the cookie to the account."""
         needs_login = (journey is PURCHASE and stage.name == "cart") or (
             journey is SUPPORT and stage.name == "issue"
@@ -163,15 +169,28 @@ class Simulation:
             "email_hash": human.email_hash,
             "phone_hash": human.phone_hash,
         }
-        self._emit(human, "web", "login", touchpoint="/login", identity=login,
-                   t=t - timedelta(seconds=2), props={})  # fmt: skip
+        self._emit(
+            human,
+            "web",
+            "login",
+            touchpoint="/login",
+            identity=login,
+            t=t - timedelta(seconds=2),
+            props={},
+        )
         human.phone_linked = True
         return {**ident, "customer_id": human.customer_id}
 
     def _emit_stage(
-        self, human: Human, stage: Stage, *, channel: str, ident: dict[str, str],
-        t: datetime, session: str,
-    ) -> str:  # fmt: skip
+        self,
+        human: Human,
+        stage: Stage,
+        *,
+        channel: str,
+        ident: dict[str, str],
+        t: datetime,
+        session: str,
+    ) -> str:
         """Emit a stage's events; return one identifier they carried ("type:value")."""
         rng = self.rng
         identity = self._channel_identity(human, channel, ident)
@@ -186,22 +205,41 @@ class Simulation:
         else:
             for k in range(rng.choice((1, 1, 2))):
                 when = t + timedelta(seconds=40 * k)
-                self._emit(human, channel, event_type, touchpoint=touchpoint, identity=identity,
-                           t=when, props=props, session=session)  # fmt: skip
+                self._emit(
+                    human,
+                    channel,
+                    event_type,
+                    touchpoint=touchpoint,
+                    identity=identity,
+                    t=when,
+                    props=props,
+                    session=session,
+                )
         name, value = next(iter(identity.items()))
         return f"{name}:{value}"
 
     def _emit_call(
-        self, human: Human, identity: dict[str, str], queue: str, t: datetime,
+        self,
+        human: Human,
+        identity: dict[str, str],
+        queue: str,
+        t: datetime,
         props: dict[str, Any],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """A call: queued, answered after a wait, ended with a disposition."""
         waits = self._incident_factor("call_center", queue, t, "waits")
         wait = timedelta(seconds=self.rng.uniform(20, 240) * waits)
         if "disposition" in props:  # the resolving call of the journey
             props = {**props, "handle_seconds": self.rng.randrange(120, 900)}
-            self._emit(human, "call_center", "contact_ended", touchpoint=queue,
-                       identity=identity, t=t, props=props)  # fmt: skip
+            self._emit(
+                human,
+                "call_center",
+                "contact_ended",
+                touchpoint=queue,
+                identity=identity,
+                t=t,
+                props=props,
+            )
             return
         answered = t + wait
         for event_type, when, extra in (
@@ -209,8 +247,15 @@ class Simulation:
             ("contact_answered", answered, {"wait_seconds": int(wait.total_seconds())}),
             ("contact_ended", answered + timedelta(minutes=5), {"disposition": "unresolved"}),
         ):
-            self._emit(human, "call_center", event_type, touchpoint=queue, identity=identity,
-                       t=when, props=extra)  # fmt: skip
+            self._emit(
+                human,
+                "call_center",
+                event_type,
+                touchpoint=queue,
+                identity=identity,
+                t=when,
+                props=extra,
+            )
 
     def _channel_identity(
         self, human: Human, channel: str, ident: dict[str, str]
@@ -255,9 +300,17 @@ class Simulation:
         return out
 
     def _emit(
-        self, human: Human, channel: str, event_type: str, *, touchpoint: str,
-        identity: dict[str, str], t: datetime, props: dict[str, Any], session: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        human: Human,
+        channel: str,
+        event_type: str,
+        *,
+        touchpoint: str,
+        identity: dict[str, str],
+        t: datetime,
+        props: dict[str, Any],
+        session: str | None = None,
+    ) -> None:
         human.links.append({f"{k}:{v}" for k, v in identity.items()})
         event = {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),

@@ -42,9 +42,12 @@ def main() -> int:
 
         print("faust: ingest stage (decode, validate, dedup, forward) ...", flush=True)
         ingest = pipeline.stage_rate(
-            settings, "ingest", topics.raw, work / "ingest.log",
+            settings,
+            "ingest",
+            topics.raw,
+            work / "ingest.log",
             "faust ingest stage: validate + dedup + forward",
-        )  # fmt: skip
+        )
         ingest.baseline, ingest.target = raw.value, ">= 80,000 events/s"
         results.append(ingest)
 
@@ -56,9 +59,12 @@ def main() -> int:
         big = pipeline.valid_fragments(1_000_000, keys=1_000_000)
         pipeline.publish(state, state_topics.raw, big)
         counts = pipeline.stage_rate(
-            state, "counts", state_topics.raw, work / "counts.log",
+            state,
+            "counts",
+            state_topics.raw,
+            work / "counts.log",
             "faust counts stage: 1 state write per event",
-        )  # fmt: skip
+        )
         counts.baseline, counts.target = raw.value, ">= 100,000 events/s"
         results.append(counts)
 

@@ -47,14 +47,21 @@ def batch_bodies(events: int, per_request: int) -> list[bytes]:
         calls = []
         for i in range(start, min(start + per_request, events)):
             call = {
-                "type": "track" if i % 4 else "page", "event": "Product Viewed",
+                "type": "track" if i % 4 else "page",
+                "event": "Product Viewed",
                 "messageId": str(uuid.UUID(int=i + 1, version=4)),
-                "userId": f"user-{i % 5000}", "anonymousId": f"anon-{i % 9000}",
+                "userId": f"user-{i % 5000}",
+                "anonymousId": f"anon-{i % 9000}",
                 "timestamp": (base + timedelta(milliseconds=i)).isoformat(),
-                "properties": {"sku": f"sku-{i % 300}", "price": 19.99, "currency": "EUR",
-                               "path": f"/p/{i % 50}", "product": {"brand": "acme", "size": "M"}},
+                "properties": {
+                    "sku": f"sku-{i % 300}",
+                    "price": 19.99,
+                    "currency": "EUR",
+                    "path": f"/p/{i % 50}",
+                    "product": {"brand": "acme", "size": "M"},
+                },
                 "context": {"library": {"name": "analytics-python", "version": "2.4.0"}},
-            }  # fmt: skip
+            }
             calls.append(call)
         bodies.append(orjson.dumps({"batch": calls, "sentAt": datetime.now(UTC).isoformat()}))
     return bodies
@@ -161,10 +168,14 @@ def _free_port() -> int:
 
 def _start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
     return journeys(
-        settings, "collector", "--port", str(port), log=log,
+        settings,
+        "collector",
+        "--port",
+        str(port),
+        log=log,
         JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
         JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9",
-    )  # fmt: skip
+    )
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -12,8 +12,8 @@ import orjson
 
 from producers.synthetic import generate
 from schemas import envelope
-from stream_processors.core.ingest import Ingest
-from stream_processors.worker import GC_THRESHOLDS
+from stream_processors.ingest.core.admission import Ingest
+from stream_processors.runtime.worker import GC_THRESHOLDS
 from tests.unit.ingest_reference import ReferenceIngest
 
 from .report import Result

@@ -37,7 +37,7 @@ from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from schemas.touchpoint import Touchpoint
-from stream_processors.core.friction_series import default_person
+from stream_processors.friction.core.series import default_person
 
 from .pipeline import PER_MESSAGE, _produce, raw_consume, stage_rate, start_stage
 from .report import Result
@@ -50,9 +50,14 @@ WINDOW_MS = 300_000
 def simulated(customers: int, incidents: tuple[Incident, ...] = ()) -> list[dict[str, Any]]:
     """The second day of a two-day simulation, as ingest and identity forward it."""
     config = SimConfig(
-        customers=customers, days=2.0, start=START, seed=11, incidents=incidents,
-        conversion_scale=1.5, support_journeys_per_day=0.3,
-    )  # fmt: skip
+        customers=customers,
+        days=2.0,
+        start=START,
+        seed=11,
+        incidents=incidents,
+        conversion_scale=1.5,
+        support_journeys_per_day=0.3,
+    )
     events, _ = Simulation(config, PiiHasher(Settings().pii)).run()
     day_two = START + timedelta(days=1)
     out = []
@@ -100,9 +105,15 @@ def envelopes(events: list[dict[str, Any]], n: int) -> Iterator[tuple[int, bytes
 
 def _producer(settings: Settings) -> Producer:
     return Producer(
-        {**settings.kafka.as_librdkafka_dict(), "linger.ms": 5, "compression.type": "lz4",
-         "batch.size": 1_000_000, "enable.idempotence": True, "acks": "all"}
-    )  # fmt: skip
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "batch.size": 1_000_000,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
 
 
 def bench_friction_stage(settings: Settings, log: Path, customers: int = 100_000) -> list[Result]:
@@ -117,10 +128,13 @@ def bench_friction_stage(settings: Settings, log: Path, customers: int = 100_000
     producer.flush(120)
     raw = raw_consume(settings, topics.stitched, messages)
     stage = stage_rate(
-        settings, "friction", topics.stitched, log,
+        settings,
+        "friction",
+        topics.stitched,
+        log,
         f"faust friction stage: series, windows, detector ({len(events):,} events)",
         env={"JOURNEYS_FRICTION__STAGE_SERIES": "false"},
-    )  # fmt: skip
+    )
     stage.baseline, stage.target = raw.value, ">= 50,000 events/s"
     return [raw, core_rate([m for _p, m in envelopes(events, 1)]), stage]
 
@@ -128,11 +142,11 @@ def bench_friction_stage(settings: Settings, log: Path, customers: int = 100_000
 def core_rate(messages: list[bytes]) -> Result:
     """The same events through the friction core in this process, no Kafka: decode, count,
     advance and detect per message (the ceiling the stage's Kafka and state work is under)."""
-    from stream_processors.core.detector import Detector
-    from stream_processors.core.friction import FrictionMatcher
-    from stream_processors.core.friction_series import FrictionSeries
-    from stream_processors.core.windows import TumblingWindows
-    from stream_processors.friction_stage import load_mapping
+    from stream_processors.core.friction_signals import FrictionMatcher
+    from stream_processors.friction.core.detector import Detector
+    from stream_processors.friction.core.series import FrictionSeries
+    from stream_processors.friction.core.windows import TumblingWindows
+    from stream_processors.friction.stage import load_mapping
 
     settings = Settings()
     windows = TumblingWindows(settings.friction.window, settings.friction.allowed_lateness)
@@ -148,8 +162,9 @@ def core_rate(messages: list[bytes]) -> Result:
         if decoded.watermark_ms is not None:
             detector.process(series.advance(decoded.watermark_ms))
     elapsed = time.perf_counter() - started
-    return Result("friction core alone, same events (no Kafka, no state)", events / elapsed,
-                  "events/s", None)  # fmt: skip
+    return Result(
+        "friction core alone, same events (no Kafka, no state)", events / elapsed, "events/s", None
+    )
 
 
 class _Receiver(ThreadingHTTPServer):
@@ -215,11 +230,16 @@ def bench_alert_delay(
         raise RuntimeError(f"no alert arrived: {log.read_text()[-2000:]}")
     delays.sort()
     return [
-        Result(f"alert delay: window closed -> webhook received ({len(delays)} alerts, "
-               f"{speed:g}x real time)", sum(delays) / len(delays), "s (mean)", None,
-               "<= 10 s"),
+        Result(
+            f"alert delay: window closed -> webhook received ({len(delays)} alerts, "
+            f"{speed:g}x real time)",
+            sum(delays) / len(delays),
+            "s (mean)",
+            None,
+            "<= 10 s",
+        ),
         Result("alert delay: worst", delays[-1], "s", None, "<= 10 s"),
-    ]  # fmt: skip
+    ]
 
 
 def _ms_at(start: datetime, minutes: int) -> int:

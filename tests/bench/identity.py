@@ -25,11 +25,11 @@ from typing import Any
 import orjson
 
 from schemas import envelope
+from schemas.identity_rules import IdentityRules
 from schemas.touchpoint import IDENTIFIER_FIELDS
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_authority import Authority
-from stream_processors.core.identity_rules import IdentityRules
-from stream_processors.core.routing import Router
+from stream_processors.identity.core.authority import Authority
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.routing import Router
 
 from .report import Result
 
@@ -75,13 +75,15 @@ def events(count: int, seed: int = 11) -> list[dict[str, Any]]:
         late = channel in ("call_center", "store") and rng.random() < 0.3
         delay = rng.uniform(3600, 6 * 3600) if late else 0.0
         occurred = START + timedelta(seconds=i * 0.05 - delay)
-        out.append({
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            "channel": channel,
-            "event_type": "touch",
-            "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
-            "identity": _identity(rng, rng.choice(persons), channel),
-        })  # fmt: skip
+        out.append(
+            {
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "channel": channel,
+                "event_type": "touch",
+                "occurred_at": occurred.isoformat().replace("+00:00", "Z"),
+                "identity": _identity(rng, rng.choice(persons), channel),
+            }
+        )
     return out
 
 
@@ -126,14 +128,27 @@ def bench_identity_core(count: int = 200_000) -> list[Result]:
     assert again.persons() == graph.persons(), "arrival order changed the persons"
     return [
         Result("decode only (orjson, 500-event envelopes)", decode_rate, "events/s", None),
-        Result("identity core: stitch, ~15% linking events", count / core_s, "events/s",
-               decode_rate, ">= 200,000 events/s"),
-        Result("identity core: same events shuffled (late links)", count / shuffled_s,
-               "events/s", decode_rate),
-        Result("identity core: late link, device shared by 1,000 customers",
-               late_link_into_shared_device(), "ms/link", None),
+        Result(
+            "identity core: stitch, ~15% linking events",
+            count / core_s,
+            "events/s",
+            decode_rate,
+            ">= 200,000 events/s",
+        ),
+        Result(
+            "identity core: same events shuffled (late links)",
+            count / shuffled_s,
+            "events/s",
+            decode_rate,
+        ),
+        Result(
+            "identity core: late link, device shared by 1,000 customers",
+            late_link_into_shared_device(),
+            "ms/link",
+            None,
+        ),
         *bench_identity_authority(),
-    ]  # fmt: skip
+    ]
 
 
 def bench_identity_authority(count: int = 500_000, runs: int = 3) -> list[Result]:
@@ -164,11 +179,19 @@ def bench_identity_authority(count: int = 500_000, runs: int = 3) -> list[Result
     share = len(links) / count
     return [
         Result("routing core: route + pick links, no broker", count / route_s, "events/s", None),
-        Result(f"identity authority: decide ({share:.1%} of events link)",
-               len(links) / decide_s, "links/s", None),
-        Result("identity stage core: route + decide, no broker", count / (route_s + decide_s),
-               "events/s", None),
-    ]  # fmt: skip
+        Result(
+            f"identity authority: decide ({share:.1%} of events link)",
+            len(links) / decide_s,
+            "links/s",
+            None,
+        ),
+        Result(
+            "identity stage core: route + decide, no broker",
+            count / (route_s + decide_s),
+            "events/s",
+            None,
+        ),
+    ]
 
 
 def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[Result]:
@@ -200,8 +223,13 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
 
         routed = time.perf_counter()
         group = settings.topics.group("identity")
-        probe = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": group,
-                          "isolation.level": "read_uncommitted"})  # fmt: skip
+        probe = Consumer(
+            {
+                **settings.kafka.as_librdkafka_dict(),
+                "group.id": group,
+                "isolation.level": "read_uncommitted",
+            }
+        )
         links = TopicPartition(topics.identity_links, 0)
         try:
             # Routing is done, so the links log is complete: it ends with the commit marker
@@ -217,21 +245,28 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
         lag.append(_mean_replica_lag(port))
 
     routing = pipeline.stage_rate(
-        settings, "identity", topics.touchpoints, log,
-        "faust identity stage: route + stitched + links", then=authority_done,
+        settings,
+        "identity",
+        topics.touchpoints,
+        log,
+        "faust identity stage: route + stitched + links",
+        then=authority_done,
         env={"JOURNEYS_PROCESSOR__METRICS_PORT": str(port)},
-    )  # fmt: skip
+    )
     routing.baseline, routing.target = raw.value, ">= 50,000 events/s"
     return [
         raw,
         routing,
-        Result("identity stage incl. authority: first commit to all links decided",
-               count / whole[0], "events/s", raw.value, ">= 50,000 events/s"),
-        Result("identity authority: still deciding after routing ended", whole[1], "seconds",
-               None),
-        Result("identity map replica: mean lag, publish to applied", lag[0] * 1000, "ms",
-               None),
-    ]  # fmt: skip
+        Result(
+            "identity stage incl. authority: first commit to all links decided",
+            count / whole[0],
+            "events/s",
+            raw.value,
+            ">= 50,000 events/s",
+        ),
+        Result("identity authority: still deciding after routing ended", whole[1], "seconds", None),
+        Result("identity map replica: mean lag, publish to applied", lag[0] * 1000, "ms", None),
+    ]
 
 
 def _free_port() -> int:

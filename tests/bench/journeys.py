@@ -10,8 +10,7 @@ pages; 3% carry friction), calls (queued, answered, ended; half resolved) and st
 purchases, 30% of which arrive 1-6 hours late. The watermark moves once per 500-event
 envelope (newest timely event time minus 5 s).
 
-It runs as the journeys stage runs it: compiled when `make setup` built it
-(`stream_processors.compiled`), with the worker's GC thresholds, and each envelope decoded
+It runs as the journeys stage runs it: with the worker's GC thresholds, and each envelope decoded
 just before the core takes it. Only time spent in the core counts (generating the warm-up's
 events and decoding do not). Memory per
 open journey is measured apart, with tracemalloc, on 100,000 customers built the same way
@@ -34,9 +33,8 @@ import orjson
 from schemas import envelope
 from schemas.definitions import load_definitions
 from schemas.settings import Settings
-from stream_processors.compiled import is_compiled
-from stream_processors.core.journeys import JourneyCore, event_ms
-from stream_processors.worker import GC_THRESHOLDS
+from stream_processors.journeys.core.engine import JourneyCore, event_ms
+from stream_processors.runtime.worker import GC_THRESHOLDS
 
 from .report import Result
 
@@ -45,9 +43,15 @@ START_MS = 1_740_787_200_000  # 2025-03-01T00:00:00Z: the timed hour starts here
 HOUR_MS = 3_600_000
 LATENESS_MS = 5_000
 _WEB = (
-    ("page_view", 40), ("product_view", 25), ("home_view", 5), ("search", 5),
-    ("add_to_cart", 10), ("checkout_step", 7), ("order_completed", 3), ("help_view", 5),
-)  # fmt: skip
+    ("page_view", 40),
+    ("product_view", 25),
+    ("home_view", 5),
+    ("search", 5),
+    ("add_to_cart", 10),
+    ("checkout_step", 7),
+    ("order_completed", 3),
+    ("help_view", 5),
+)
 _WEB_TYPES = [name for name, weight in _WEB for _ in range(weight)]
 
 
@@ -58,9 +62,14 @@ def _iso(ms: int) -> str:
 
 
 def _event(
-    rng: random.Random, person: int, ms: int, channel: str, event_type: str,
-    *, properties: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    rng: random.Random,
+    person: int,
+    ms: int,
+    channel: str,
+    event_type: str,
+    *,
+    properties: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "channel": channel,
@@ -173,7 +182,7 @@ def memory_per_open_journey(persons: int = 100_000) -> float:
 
 def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[Result]:
     """Events/s through the journey core with a million open journeys, beside decoding; as
-    the journeys stage runs it: compiled if built, the worker's GC thresholds, each envelope
+    the journeys stage runs it: the worker's GC thresholds, each envelope
     decoded just before the core takes it."""
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
@@ -200,17 +209,24 @@ def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[R
         gc.unfreeze()
     finally:
         gc.set_threshold(*thresholds)
-    how = "compiled" if is_compiled() else "plain Python"
     return [
         Result("decode only (orjson, 500-event envelopes)", decode_rate, "events/s", None),
-        Result(f"journey core: warm-up, {warm_events:,} events opening {opened:,} journeys",
-               warm_events / warm_s, "events/s", None),
-        Result(f"journey core ({how}): {count:,} events, {opened:,} open journeys "
-               f"({outputs / count:.2f} records/event)", count / core_s, "events/s",
-               decode_rate, ">= 150,000 events/s"),
-        Result("journey core: memory per open journey", memory_per_open_journey(), "bytes",
-               None),
-    ]  # fmt: skip
+        Result(
+            f"journey core: warm-up, {warm_events:,} events opening {opened:,} journeys",
+            warm_events / warm_s,
+            "events/s",
+            None,
+        ),
+        Result(
+            f"journey core: {count:,} events, {opened:,} open journeys "
+            f"({outputs / count:.2f} records/event)",
+            count / core_s,
+            "events/s",
+            decode_rate,
+            ">= 150,000 events/s",
+        ),
+        Result("journey core: memory per open journey", memory_per_open_journey(), "bytes", None),
+    ]
 
 
 def bench_journeys_stage(settings: Settings, log: Path, count: int = 400_000) -> list[Result]:
@@ -228,9 +244,15 @@ def bench_journeys_stage(settings: Settings, log: Path, count: int = 400_000) ->
     topics = Topics.from_settings(settings.topics)
     n = settings.topics.partitions
     producer = Producer(
-        {**settings.kafka.as_librdkafka_dict(), "linger.ms": 50, "compression.type": "lz4",
-         "batch.size": 1_000_000, "enable.idempotence": True, "acks": "all"}
-    )  # fmt: skip
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "linger.ms": 50,
+            "compression.type": "lz4",
+            "batch.size": 1_000_000,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     # The identity authority's announcement: every link decided, so time follows `stitched`.
     for p in range(n):
         _produce(producer, topics.identity_merges, p, envelope.encode([], START_MS + 10 * HOUR_MS))
@@ -253,8 +275,11 @@ def bench_journeys_stage(settings: Settings, log: Path, count: int = 400_000) ->
     producer.flush(120)
     raw = raw_consume(settings, topics.stitched, messages)
     stage = stage_rate(
-        settings, "journeys", topics.stitched, log,
+        settings,
+        "journeys",
+        topics.stitched,
+        log,
         "faust journeys stage: journeys, transitions, drop-offs, sessions + changelog",
-    )  # fmt: skip
+    )
     stage.baseline, stage.target = raw.value, ">= 50,000 events/s"
     return [raw, stage]

@@ -39,9 +39,13 @@ def bench_producers(settings: Settings, fragments: list[tuple[str, bytes]]) -> l
 
 def _raw_produce(settings: Settings, topic: str, fragments: list[tuple[str, bytes]]) -> float:
     producer = Producer(
-        {**settings.kafka.as_librdkafka_dict(), "linger.ms": 20, "compression.type": "lz4",
-         "partitioner": "murmur2_random"}
-    )  # fmt: skip
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "partitioner": "murmur2_random",
+        }
+    )
     started = time.perf_counter()
     for key, fragment in fragments:
         while True:

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from deploy.kafka_admin import committed_offsets
 from schemas.settings import Settings
-from stream_processors.topic_reader import read_to_end
+from stream_processors.runtime.topic_reader import read_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,9 +56,12 @@ def committed(settings: Settings, group: str, topic: str) -> dict[int, int]:
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
     """Log end offsets (not the last stable offset: an open transaction does not hide them)."""
     consumer = Consumer(
-        {**settings.kafka.as_librdkafka_dict(), "group.id": "x",
-         "isolation.level": "read_uncommitted"}
-    )  # fmt: skip
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "group.id": "x",
+            "isolation.level": "read_uncommitted",
+        }
+    )
     try:
         return {
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10.0)[1]
@@ -100,9 +103,21 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
 
 def journeys(settings: Settings, *args: str, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     """Start `journeys ARGS...` as a separate process (so it can be killed for real)."""
+    return python_module(settings, "deploy.cli", *args, log=log, **extra)
+
+
+def counts_stage(settings: Settings, log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    """Start the test-only counts stage (`tests.stages.counts`) as a worker process."""
+    return python_module(settings, "tests.stages.counts", log=log, **extra)
+
+
+def python_module(
+    settings: Settings, module: str, *args: str, log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    """Start `python -m MODULE ARGS...` with these settings, its output appended to `log`."""
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", *args],
+            [sys.executable, "-m", module, *args],
             env=env_for(settings, **extra),
             cwd=ROOT,
             stdout=out,

@@ -54,10 +54,17 @@ APP = Incident.parse("app:payment errors x15 @2400m for 30m")
 CALLS = Incident.parse("call_center:queue:support waits x5 @2520m for 30m")
 OUTAGE_MINUTE, OUTAGE_MINUTES = 2640, 30  # store tills down: no POS rows for half an hour
 CONFIG = SimConfig(
-    customers=50_000, days=2, seed=7, conversion_scale=1.5, support_journeys_per_day=0.3,
-    app_share=1.0, store_purchase_share=1.0, account_share=0.9, login_probability=0.9,
+    customers=50_000,
+    days=2,
+    seed=7,
+    conversion_scale=1.5,
+    support_journeys_per_day=0.3,
+    app_share=1.0,
+    store_purchase_share=1.0,
+    account_share=0.9,
+    login_probability=0.9,
     incidents=(WEB, APP, CALLS),
-)  # fmt: skip
+)
 
 
 class Receiver(ThreadingHTTPServer):
@@ -123,8 +130,13 @@ def drain(settings: Settings, stages: dict[str, list[str]], watch: list[Any], lo
     group = settings.topics.group
     for _ in range(2):  # the detector's input is written by the stage that reads it
         for stage, topics in stages.items():
-            wait_for(lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
-                     240, f"{stage} to drain", watch, log)  # fmt: skip
+            wait_for(
+                lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
+                240,
+                f"{stage} to drain",
+                watch,
+                log,
+            )
 
 
 def stop(watch: list[Any], log: Path) -> None:
@@ -144,16 +156,39 @@ def firing_at(settings: Settings, scope: str) -> bool:
 
 
 EXPECTED = [  # incident start (minute), end, series kind and scope, team, cause text
-    (WEB.start_minute, WEB.start_minute + WEB.duration_minutes, "friction", "web:/checkout",
-     "payments", "at web:/checkout"),
-    (APP.start_minute, APP.start_minute + APP.duration_minutes, "friction", "app:payment",
-     "payments", "app_crash at app:payment"),
-    (CALLS.start_minute, CALLS.start_minute + CALLS.duration_minutes, "friction",
-     "call_center:queue:support", "customer-care",
-     "long_queue_wait at call_center:queue:support"),
-    (OUTAGE_MINUTE, OUTAGE_MINUTE + OUTAGE_MINUTES, "volume", "store:pos", "data-platform",
-     "source pos (store) went quiet"),
-]  # fmt: skip
+    (
+        WEB.start_minute,
+        WEB.start_minute + WEB.duration_minutes,
+        "friction",
+        "web:/checkout",
+        "payments",
+        "at web:/checkout",
+    ),
+    (
+        APP.start_minute,
+        APP.start_minute + APP.duration_minutes,
+        "friction",
+        "app:payment",
+        "payments",
+        "app_crash at app:payment",
+    ),
+    (
+        CALLS.start_minute,
+        CALLS.start_minute + CALLS.duration_minutes,
+        "friction",
+        "call_center:queue:support",
+        "customer-care",
+        "long_queue_wait at call_center:queue:support",
+    ),
+    (
+        OUTAGE_MINUTE,
+        OUTAGE_MINUTE + OUTAGE_MINUTES,
+        "volume",
+        "store:pos",
+        "data-platform",
+        "source pos (store) went quiet",
+    ),
+]
 
 
 def series_tested(ch: Any) -> dict[str, int]:
@@ -185,8 +220,10 @@ def report(rows: list[dict[str, Any]], records: list[dict[str, Any]], start: dat
         began = start + timedelta(minutes=begin)
         at = fired.get(alert["incident_id"])
         delay = "-" if at is None else f"{(at - began) / WINDOW:g}"
-        print(f"{began:%a %H:%M} | {kind} {scope} | {alert['started_at']:%H:%M} | {delay} | "
-              f"{alert['cause']}")  # fmt: skip
+        print(
+            f"{began:%a %H:%M} | {kind} {scope} | {alert['started_at']:%H:%M} | {delay} | "
+            f"{alert['cause']}"
+        )
 
 
 def check_alerts(
@@ -224,8 +261,10 @@ def test_simulated_incidents_give_one_alert_each_across_a_crash(
         "JOURNEYS_ALERTS__BASE_DELAY_SECONDS": "0.2",
     }
     t = Topics.from_settings(settings.topics)
-    watch = [journeys(settings, "process", stage, log=log, **env)
-             for stage in ("ingest", "identity", "journeys", "friction")]  # fmt: skip
+    watch = [
+        journeys(settings, "process", stage, log=log, **env)
+        for stage in ("ingest", "identity", "journeys", "friction")
+    ]
     watch.append(journeys(settings, "sink", log=log))
     processes += watch
     events, _truth = Simulation(CONFIG, PiiHasher(settings.pii)).run()
@@ -235,15 +274,18 @@ def test_simulated_incidents_give_one_alert_each_across_a_crash(
     cut = start + timedelta(minutes=WEB.start_minute + 20)
     first = [e for e in events if e.occurred_at < cut]
     publish_events(settings, first, None)
-    wait_for(lambda: firing_at(settings, "web:/checkout"), 180, "the web alert to fire",
-             watch, log)  # fmt: skip
+    wait_for(lambda: firing_at(settings, "web:/checkout"), 180, "the web alert to fire", watch, log)
     stitched, group = t.stitched, settings.topics.group("friction")
     before = end_offsets(settings, stitched)
     feeder = threading.Thread(target=publish_events, args=(settings, events[len(first) :], None))
     feeder.start()
-    wait_for(lambda: any(o > before[p] for p, o in
-                         committed_offsets(settings, group, stitched).items()),
-             120, "the friction stage to take more input", watch, log)  # fmt: skip
+    wait_for(
+        lambda: any(o > before[p] for p, o in committed_offsets(settings, group, stitched).items()),
+        120,
+        "the friction stage to take more input",
+        watch,
+        log,
+    )
     victim = watch[3]
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
@@ -252,11 +294,12 @@ def test_simulated_incidents_give_one_alert_each_across_a_crash(
     feeder.join()
     send_heartbeats(settings, ms(CONFIG.end))
     stages = {
-        "ingest": [t.raw], "identity": [t.touchpoints, t.identity_links],
+        "ingest": [t.raw],
+        "identity": [t.touchpoints, t.identity_links],
         "journeys": [t.stitched, t.identity_merges, t.journey_handoff],
         "friction": [t.stitched, t.journey_transitions, t.journey_dropoffs, t.friction_partials],
         "sink": sorted(pipeline_routes(t)),
-    }  # fmt: skip
+    }
     drain(settings, stages, watch, log)
     notified = {
         f"{r['incident_id']}:{r['version']}": r for r in alert_records(settings) if r["notify"]
@@ -303,8 +346,10 @@ def test_stage_series_count_what_the_journeys_stage_reported(
     partitions, equal the transitions and standing drop-offs in ClickHouse."""
     log = tmp_path / "pipeline.log"
     t = Topics.from_settings(settings.topics)
-    watch = [journeys(settings, "process", stage, log=log)
-             for stage in ("ingest", "identity", "journeys", "friction")]  # fmt: skip
+    watch = [
+        journeys(settings, "process", stage, log=log)
+        for stage in ("ingest", "identity", "journeys", "friction")
+    ]
     watch.append(journeys(settings, "sink", log=log))
     processes += watch
     config = SimConfig(customers=3_000, days=2, seed=31)
@@ -313,11 +358,12 @@ def test_stage_series_count_what_the_journeys_stage_reported(
     # Past the last deadline and the window that holds it, so that window closes too.
     send_heartbeats(settings, ms(truth.closes_at + WINDOW))
     stages = {
-        "ingest": [t.raw], "identity": [t.touchpoints, t.identity_links],
+        "ingest": [t.raw],
+        "identity": [t.touchpoints, t.identity_links],
         "journeys": [t.stitched, t.identity_merges, t.journey_handoff],
         "friction": [t.stitched, t.journey_transitions, t.journey_dropoffs, t.friction_partials],
         "sink": sorted(pipeline_routes(t)),
-    }  # fmt: skip
+    }
     drain(settings, stages, watch, log)
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:

@@ -27,8 +27,10 @@ from tests.integration.helpers import journeys, read_all, wait_for
 pytestmark = pytest.mark.integration
 
 WEB_KEY, APP_KEY = "wk_it_web", "wk_it_app"
-SOURCES = {WEB_KEY: {"name": "web-shop", "channel": "web"},
-           APP_KEY: {"name": "shop-app", "channel": "app"}}  # fmt: skip
+SOURCES = {
+    WEB_KEY: {"name": "web-shop", "channel": "web"},
+    APP_KEY: {"name": "shop-app", "channel": "app"},
+}
 EMAIL, PHONE = "Jane.Doe@example.com", "+44 20 7946 0958"
 RAW_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+(@|%40)[A-Za-z0-9-]+\.[A-Za-z]{2,}")
 RAW_PHONE = re.compile(rb"7946[ -]?0958")
@@ -66,10 +68,14 @@ def collector(settings: Settings, tmp_path: Path) -> Iterator[int]:
     """A `journeys collector` process on a free port; stopped with SIGTERM, as in production."""
     port, log = free_port(), tmp_path / "collector.log"
     proc = journeys(
-        settings, "collector", "--port", str(port), log=log,
+        settings,
+        "collector",
+        "--port",
+        str(port),
+        log=log,
         JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
         JOURNEYS_LOG_LEVEL="INFO",
-    )  # fmt: skip
+    )
     try:
         wait_for(lambda: _healthy(port), 60, "the collector's /health", [proc], log)
         yield port
@@ -98,12 +104,17 @@ def send_with_segment(port: int) -> None:
     analytics.on_error = lambda error, _batch: errors.append(error)
     analytics.max_retries = 1
     try:
-        analytics.identify("user-1", {"email": EMAIL, "phone": PHONE, "plan": "gold"},
-                           anonymous_id="anon-1")  # fmt: skip
+        analytics.identify(
+            "user-1", {"email": EMAIL, "phone": PHONE, "plan": "gold"}, anonymous_id="anon-1"
+        )
         url = "https://shop.example/?e=jane%40x.io"
         analytics.page(anonymous_id="anon-1", name="Home", properties={"path": "/home", "url": url})
-        analytics.track("user-1", "Order Completed", {"total": 42.5, "items": [{"sku": "s1"}],
-                        "note": f"call me on {PHONE}"}, anonymous_id="anon-1")  # fmt: skip
+        analytics.track(
+            "user-1",
+            "Order Completed",
+            {"total": 42.5, "items": [{"sku": "s1"}], "note": f"call me on {PHONE}"},
+            anonymous_id="anon-1",
+        )
         analytics.screen("user-1", name="Basket", context={"os": {"name": "iOS"}})
         analytics.flush()
     finally:
@@ -134,8 +145,13 @@ def test_sdks_reach_raw_with_channels_identifiers_and_no_contact_details(
     send_with_rudderstack(collector)
     events, raw = raw_events(settings)
     by_type = {e["event_type"]: e for e in events}
-    assert sorted(by_type) == sorted(["identify", "page_view", "Order Completed", "screen_view",
-                                      "Cart Viewed", "alias"]) and len(events) == 7  # fmt: skip
+    assert (
+        sorted(by_type)
+        == sorted(
+            ["identify", "page_view", "Order Completed", "screen_view", "Cart Viewed", "alias"]
+        )
+        and len(events) == 7
+    )
     hasher = PiiHasher(settings.pii)
 
     identify = next(
@@ -150,7 +166,10 @@ def test_sdks_reach_raw_with_channels_identifiers_and_no_contact_details(
 
     page = by_type["page_view"]
     assert (page["channel"], page["touchpoint"], page["identity"]["anonymous_id"]) == (
-        "web", "/home", "anon-1")  # fmt: skip
+        "web",
+        "/home",
+        "anon-1",
+    )
     order = by_type["Order Completed"]
     assert order["properties"]["total"] == 42.5 and order["properties"]["items"] == '[{"sku":"s1"}]'
     assert by_type["screen_view"]["channel"] == "app"  # context.os says iOS
@@ -179,8 +198,14 @@ def test_partly_bad_batches_dead_letter_the_bad_calls_and_refusals_say_why(
     bad = {"type": "track", "userId": "u-9", "traits": {"email": "leak@example.com"}}
     status, body = post(collector, "/v1/batch", {"batch": [good, bad]}, auth)
     assert status == 200 and body["accepted"] == 1
-    assert body["rejected"] == [{"index": 1, "field": "batch[1].event", "reason": "invalid_field",
-                                 "message": "required: the name of the tracked event"}]  # fmt: skip
+    assert body["rejected"] == [
+        {
+            "index": 1,
+            "field": "batch[1].event",
+            "reason": "invalid_field",
+            "message": "required: the name of the tracked event",
+        }
+    ]
     status, body = post(collector, "/v1/batch", {"batch": [bad]}, auth)
     assert (status, body["field"]) == (400, "batch[0].event")
     status, body = post(collector, "/v1/track", good, {"Content-Type": "application/json"})

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from sinks.clickhouse import insert_json_rows, migrate, session
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 
 V2 = Path(__file__).resolve().parents[1] / "fixtures" / "contracts" / "v2"
 
@@ -46,8 +46,10 @@ def test_v2_blocks_and_stated_friction_are_stored_and_queryable(tmp_path: Path) 
     }
     assert stored == {k: float(v) for k, v in want.items()}
     # Every sample's block lands in its own channel's column and nowhere else.
-    per_channel = {ch_name: sum(1 for s in samples if s["channel"] == ch_name and ch_name in s)
-                   for ch_name in ("app", "call_center", "store", "web")}  # fmt: skip
+    per_channel = {
+        ch_name: sum(1 for s in samples if s["channel"] == ch_name and ch_name in s)
+        for ch_name in ("app", "call_center", "store", "web")
+    }
     for channel, web, app, call, store in blocks:
         counts = {"web": web, "app": app, "call_center": call, "store": store}
         assert counts[channel] == per_channel[channel]

@@ -23,10 +23,22 @@ def _demo(tmp_path: Path, customers: int) -> subprocess.Popen[str]:
     env["JOURNEYS_LOCAL_BROKER__JARS_DIR"] = str(ROOT / ".local" / "kafka-jars")
     env["JOURNEYS_LOCAL_BROKER__HEAP"] = "384m"
     return subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "demo", "--customers", str(customers),
-         "--port", str(PORT)],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "demo",
+            "--customers",
+            str(customers),
+            "--port",
+            str(PORT),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _left_running(tmp_path: Path) -> list[int]:

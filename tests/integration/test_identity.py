@@ -24,7 +24,7 @@ from producers.simulator.truth import GroundTruth
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import session
-from stream_processors.core.identity_records import person_id
+from stream_processors.identity.core.records import person_id
 
 from .helpers import end_offsets, journeys, wait_for
 

@@ -27,7 +27,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import session
 from sinks.runner import pipeline_routes
-from stream_processors.core.identity_records import person_id
+from stream_processors.identity.core.records import person_id
 
 from .helpers import end_offsets, journeys, wait_for
 
@@ -38,21 +38,32 @@ Drop = tuple[str, str, int]
 
 def config(seed: int) -> SimConfig:
     return SimConfig(
-        customers=1_500, days=2, seed=seed,
+        customers=1_500,
+        days=2,
+        seed=seed,
         incidents=(Incident.parse("web:/checkout errors x8 @600m for 240m"),),
-    )  # fmt: skip
+    )
 
 
 def start(
     settings: Settings, processes: list[Any], log: Path, workers: int = 1, **env: str
 ) -> list[subprocess.Popen[bytes]]:
     """ingest, identity, `workers` journeys workers (from index 2), then the sink (last)."""
-    started = [journeys(settings, "process", stage, log=log, **env)
-               for stage in ("ingest", "identity")]  # fmt: skip
+    started = [
+        journeys(settings, "process", stage, log=log, **env) for stage in ("ingest", "identity")
+    ]
     worker = settings.processor.worker_id
-    started += [journeys(settings, "process", "journeys", log=log,
-                         JOURNEYS_PROCESSOR__WORKER_ID=f"{worker}-j{n}", **env)
-                for n in range(workers)]  # fmt: skip
+    started += [
+        journeys(
+            settings,
+            "process",
+            "journeys",
+            log=log,
+            JOURNEYS_PROCESSOR__WORKER_ID=f"{worker}-j{n}",
+            **env,
+        )
+        for n in range(workers)
+    ]
     started.append(journeys(settings, "sink", log=log))
     processes += started
     return started
@@ -69,8 +80,13 @@ def drain(settings: Settings, watch: list[Any], log: Path) -> None:
     ]
     for _ in range(2):  # handoffs are written by the stage that reads them
         for stage, topics in steps:
-            wait_for(lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
-                     240, f"{stage} to drain", watch, log)  # fmt: skip
+            wait_for(
+                lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
+                240,
+                f"{stage} to drain",
+                watch,
+                log,
+            )
 
 
 def stop(watch: list[Any], log: Path) -> None:
@@ -105,8 +121,9 @@ def standing(ch: Client) -> Counter[Drop]:
 def truth_drops(truth: GroundTruth) -> Counter[Drop]:
     return Counter(
         (j.definition, str(j.dropped_stage), int(j.dropped_at.timestamp() * 1000))
-        for j in truth.journeys if j.dropped_at is not None
-    )  # fmt: skip
+        for j in truth.journeys
+        if j.dropped_at is not None
+    )
 
 
 def drops_per_stage_and_channel(ch: Client) -> Counter[tuple[str, str, str]]:
@@ -122,8 +139,9 @@ def drops_per_stage_and_channel(ch: Client) -> Counter[tuple[str, str, str]]:
 def truth_per_stage_and_channel(truth: GroundTruth) -> Counter[tuple[str, str, str]]:
     return Counter(
         (j.definition, str(j.dropped_stage), j.stages[-1].channel)
-        for j in truth.journeys if j.dropped_at is not None
-    )  # fmt: skip
+        for j in truth.journeys
+        if j.dropped_at is not None
+    )
 
 
 def check(ch: Client, truth: GroundTruth) -> None:
@@ -141,8 +159,11 @@ def check(ch: Client, truth: GroundTruth) -> None:
     ).result_rows[0]
     assert mismatched == 0 and named > 0
     # Redelivery never double-counts: every table holds each key once.
-    for table, key in (("journeys", "journey_id"), ("dropoffs", "dropoff_id"),
-                       ("journey_transitions", "transition_id")):  # fmt: skip
+    for table, key in (
+        ("journeys", "journey_id"),
+        ("dropoffs", "dropoff_id"),
+        ("journey_transitions", "transition_id"),
+    ):
         plain, distinct = ch.query(f"SELECT count(), uniqExact({key}) FROM {table}").result_rows[0]
         final = ch.query(f"SELECT count() FROM {table} FINAL").result_rows[0][0]
         assert final == distinct <= plain, table
@@ -156,18 +177,21 @@ def test_a_replay_from_a_file_gives_the_true_journeys(
     events = tmp_path / "events.jsonl"
     truth = simulate(settings, config(23), None, write=events)
     logged_in_later = {
-        p.person for p in truth.persons
+        p.person
+        for p in truth.persons
         if any(i.startswith("anonymous_id") for i in p.identifiers)
         and any(i.startswith("customer_id") for i in p.identifiers)
-    }  # fmt: skip
+    }
     begun_anonymously = [
-        j for j in truth.journeys
+        j
+        for j in truth.journeys
         if j.anchor.startswith("anonymous_id") and j.person in logged_in_later
-    ]  # fmt: skip
+    ]
     assert begun_anonymously, "the traffic must include journeys begun before a login"
     watch = start(settings, processes, log, workers)
-    replay = journeys(settings, "publish", str(events), "--close-at",
-                      truth.closes_at.isoformat(), log=log)  # fmt: skip
+    replay = journeys(
+        settings, "publish", str(events), "--close-at", truth.closes_at.isoformat(), log=log
+    )
     assert replay.wait(timeout=300) == 0, log.read_text()[-3000:]
     drain(settings, watch, log)
     stop(watch, log)
@@ -196,20 +220,32 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     publish_events(settings, head, rate=None)
     stitched, group = Topics.from_settings(settings.topics).stitched, settings.topics.group
     done = lambda: committed_offsets(settings, group("journeys"), stitched)  # noqa: E731
-    wait_for(lambda: sum(max(o, 0) for o in done().values()) > 0, 120,
-             "the journeys stage to commit", watch, log)  # fmt: skip
+    wait_for(
+        lambda: sum(max(o, 0) for o in done().values()) > 0,
+        120,
+        "the journeys stage to commit",
+        watch,
+        log,
+    )
     feeder = threading.Thread(target=publish_events, args=(settings, rest, 400))
     feeder.start()
-    wait_for(lambda: any(end - max(done().get(p, 0), 0) > 1
-                         for p, end in end_offsets(settings, stitched).items()),
-             60, "the journeys stage to have uncommitted input", watch, log)  # fmt: skip
+    wait_for(
+        lambda: any(
+            end - max(done().get(p, 0), 0) > 1 for p, end in end_offsets(settings, stitched).items()
+        ),
+        60,
+        "the journeys stage to have uncommitted input",
+        watch,
+        log,
+    )
     assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
     victim = watch[2]
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL
     same_id = f"{settings.processor.worker_id}-j0"  # fences the killed one's transaction
-    watch[2] = journeys(settings, "process", "journeys", log=log,
-                        JOURNEYS_PROCESSOR__WORKER_ID=same_id, **env)  # fmt: skip
+    watch[2] = journeys(
+        settings, "process", "journeys", log=log, JOURNEYS_PROCESSOR__WORKER_ID=same_id, **env
+    )
     processes.append(watch[2])
     feeder.join()
     send_heartbeats(settings, closes)
@@ -230,10 +266,12 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:
         check(ch, truth)
-        reasons = dict(ch.query(
-            "SELECT reason, count() FROM journey_retractions FINAL "
-            "WHERE retracted = 'dropped_off' GROUP BY reason"
-        ).result_rows)  # fmt: skip
+        reasons = dict(
+            ch.query(
+                "SELECT reason, count() FROM journey_retractions FINAL "
+                "WHERE retracted = 'dropped_off' GROUP BY reason"
+            ).result_rows
+        )
         after = standing(ch)
     assert reasons.get("late_event", 0) > 0, reasons
     assert sum(after.values()) < sum(before.values())

@@ -21,11 +21,14 @@ PORT = 19592
 def broker() -> Iterator[LocalBroker]:
     made = LocalBroker(
         LocalBrokerSettings(
-            instance=f"life-{uuid.uuid4().hex[:6]}", port=PORT, controller_port=PORT + 1,
-            heap="256m", start_timeout_seconds=60,
+            instance=f"life-{uuid.uuid4().hex[:6]}",
+            port=PORT,
+            controller_port=PORT + 1,
+            heap="256m",
+            start_timeout_seconds=60,
         ),
         ROOT / ".local",  # shares the jar cache; the instance folder is its own
-    )  # fmt: skip
+    )
     yield made
     made.stop()
     made.wipe()

@@ -49,18 +49,31 @@ def _digits(value: bytes) -> bytes:
 
 
 def _send_to_collector(port: int) -> None:
-    auth = {"Content-Type": "application/json", "Authorization": "Basic "
-            + __import__("base64").b64encode(f"{WEB_KEY}:".encode()).decode()}  # fmt: skip
+    auth = {
+        "Content-Type": "application/json",
+        "Authorization": "Basic " + __import__("base64").b64encode(f"{WEB_KEY}:".encode()).decode(),
+    }
     batch = {
         "batch": [
-            {"type": "identify", "userId": "u-77", "anonymousId": "a-77",
-             "traits": {"email": EMAILS[0], "phone": PHONES[0], "mobile": PHONES[2]}},
-            {"type": "track", "userId": "u-77", "event": "Callback Requested",
-             "properties": {"contact": EMAILS[1], "note": f"ring me on {PHONES[1]}",
-                            "nested": {"backup_phone": PHONES[2]}}},
+            {
+                "type": "identify",
+                "userId": "u-77",
+                "anonymousId": "a-77",
+                "traits": {"email": EMAILS[0], "phone": PHONES[0], "mobile": PHONES[2]},
+            },
+            {
+                "type": "track",
+                "userId": "u-77",
+                "event": "Callback Requested",
+                "properties": {
+                    "contact": EMAILS[1],
+                    "note": f"ring me on {PHONES[1]}",
+                    "nested": {"backup_phone": PHONES[2]},
+                },
+            },
             {"type": "track", "event": "", "properties": {"email": EMAILS[1]}},  # invalid
         ]
-    }  # fmt: skip
+    }
     status, body = post(port, "/v1/batch", batch, auth)
     assert status == 200, body
 
@@ -71,9 +84,13 @@ def test_every_topic_is_free_of_contact_details(
     log = tmp_path / "run.log"
     port = free_port()
     collector = journeys(
-        settings, "collector", "--port", str(port), log=log,
+        settings,
+        "collector",
+        "--port",
+        str(port),
+        log=log,
         JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
-    )  # fmt: skip
+    )
     processes.append(collector)
     wait_for(lambda: _healthy(port), 60, "the collector", [collector], log)
     _send_to_collector(port)
@@ -82,8 +99,13 @@ def test_every_topic_is_free_of_contact_details(
 
     err = tmp_path / "ingest.err"
     with open(err, "w") as out:
-        run_ingest(settings, "call-center", EXAMPLES / "contacts.csv",
-                   MAPPINGS / "contact_center.toml", out)  # fmt: skip
+        run_ingest(
+            settings,
+            "call-center",
+            EXAMPLES / "contacts.csv",
+            MAPPINGS / "contact_center.toml",
+            out,
+        )
         run_ingest(settings, "store", EXAMPLES / "pos.jsonl", MAPPINGS / "pos.toml", out)
     assert not ANY_EMAIL.search(err.read_bytes()) and not ANY_PHONE.search(err.read_bytes())
 
@@ -92,15 +114,22 @@ def test_every_topic_is_free_of_contact_details(
     topics = Topics.from_settings(settings.topics)
     wait_for(
         lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
-        120, "the ingest stage", [ingest], log,
-    )  # fmt: skip
+        120,
+        "the ingest stage",
+        [ingest],
+        log,
+    )
     identity = journeys(settings, "process", "identity", log=log)
     processes.append(identity)
     wait_for(
-        lambda: group_drained(settings, settings.topics.group("identity"),
-                              [topics.touchpoints, topics.identity_links]),
-        120, "the identity stage", [ingest, identity], log,
-    )  # fmt: skip
+        lambda: group_drained(
+            settings, settings.topics.group("identity"), [topics.touchpoints, topics.identity_links]
+        ),
+        120,
+        "the identity stage",
+        [ingest, identity],
+        log,
+    )
     for stage in (ingest, identity):
         stage.terminate()
         assert stage.wait(60) == 0
@@ -109,8 +138,14 @@ def test_every_topic_is_free_of_contact_details(
     mine = sorted(
         t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topics.prefix)
     )
-    assert {topics.raw, topics.touchpoints, topics.dlq_ingest, topics.stitched,
-            topics.identity_links, topics.identity_audit} <= set(mine)  # fmt: skip
+    assert {
+        topics.raw,
+        topics.touchpoints,
+        topics.dlq_ingest,
+        topics.stitched,
+        topics.identity_links,
+        topics.identity_audit,
+    } <= set(mine)
     known = _contact_values()
     scanned = 0
     for topic in mine:

@@ -33,10 +33,14 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     topics = Topics.from_settings(settings.topics)
     items = list(
         generate(
-            12_000, seed=11, invalid_ratio=0.02, duplicate_ratio=0.02, persons=800,
+            12_000,
+            seed=11,
+            invalid_ratio=0.02,
+            duplicate_ratio=0.02,
+            persons=800,
             start=datetime.now(UTC) - timedelta(days=1),
         )
-    )  # fmt: skip
+    )
     kinds = Counter(i.kind for i in items)
     assert kinds["duplicate"] >= 120 and sum(kinds[k] for k in EXPECTED_REASON) >= 120
     assert all(kinds[k] > 0 for k in EXPECTED_REASON)
@@ -49,19 +53,29 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     processes.append(ingest)
     wait_for(
         lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
-        120, "the ingest stage to consume raw", [ingest], log,
-    )  # fmt: skip
+        120,
+        "the ingest stage to consume raw",
+        [ingest],
+        log,
+    )
     identity = journeys(settings, "process", "identity", log=log)
     processes.append(identity)
     wait_for(
         lambda: group_drained(settings, settings.topics.group("identity"), [topics.touchpoints]),
-        120, "the identity stage to route touchpoints", [identity], log,
-    )  # fmt: skip
+        120,
+        "the identity stage to route touchpoints",
+        [identity],
+        log,
+    )
 
     crashing = journeys(
-        settings, "sink", "--idle-exit", "20", log=log,
+        settings,
+        "sink",
+        "--idle-exit",
+        "20",
+        log=log,
         JOURNEYS_FAULTS__SINK_EXIT_AFTER_INSERTS="2",
-    )  # fmt: skip
+    )
     processes.append(crashing)
     assert crashing.wait(timeout=120) == EXIT_FAULT_INJECTED
 

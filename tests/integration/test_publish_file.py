@@ -38,9 +38,13 @@ def test_publish_reports_bad_lines_and_publishes_the_rest(
 
     done = subprocess.run(
         [sys.executable, "-m", "deploy.cli", "publish", str(path)],
-        env=env_for(settings), cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=env_for(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"{path}:")]
     assert [e.split(":")[1] for e in errors] == ["7", "40", "41"]

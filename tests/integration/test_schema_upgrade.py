@@ -26,12 +26,20 @@ def _older_dropoffs() -> tuple[str, str]:
 
 def _row(dropoff_id: str, **extra: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "dropoff_id": dropoff_id, "journey_id": "j-" + dropoff_id, "definition_id": "purchase",
-        "definition_version": 1, "person_id": "p1", "stage": "cart",
-        "stage_entered_at": "2025-03-01 10:00:00.000", "dropped_at": "2025-03-01 11:00:00.000",
-        "reason": "time_limit", "last_channel": "web", "channels": ["web"], "version": 1,
+        "dropoff_id": dropoff_id,
+        "journey_id": "j-" + dropoff_id,
+        "definition_id": "purchase",
+        "definition_version": 1,
+        "person_id": "p1",
+        "stage": "cart",
+        "stage_entered_at": "2025-03-01 10:00:00.000",
+        "dropped_at": "2025-03-01 11:00:00.000",
+        "reason": "time_limit",
+        "last_channel": "web",
+        "channels": ["web"],
+        "version": 1,
         "retracted": False,
-    }  # fmt: skip
+    }
     return row | extra
 
 

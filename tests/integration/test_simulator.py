@@ -24,15 +24,22 @@ from .helpers import read_all
 # The stage rules, written out independently of the simulator's catalog.
 RULES: dict[str, tuple[dict[str, int], list[timedelta]]] = {
     "purchase": (
-        {"home_view": 0, "search": 0, "product_view": 1, "add_to_cart": 2,
-         "checkout_step": 3, "order_completed": 4, "pos_purchase": 4},
+        {
+            "home_view": 0,
+            "search": 0,
+            "product_view": 1,
+            "add_to_cart": 2,
+            "checkout_step": 3,
+            "order_completed": 4,
+            "pos_purchase": 4,
+        },
         [timedelta(hours=24), timedelta(hours=48), timedelta(hours=24), timedelta(hours=1)],
     ),
     "support": (
         {"help_view": 0, "contact_queued": 1, "contact_ended:resolved": 2},
         [timedelta(hours=48), timedelta(hours=24)],
     ),
-}  # fmt: skip
+}
 STAGE_NAMES = {
     "purchase": ["discover", "consider", "cart", "checkout", "purchase"],
     "support": ["issue", "contact", "resolved"],
@@ -113,10 +120,14 @@ def test_simulator_truth_matches_an_independent_recomputation(
     settings: Settings, tmp_path: Path
 ) -> None:
     config = SimConfig(
-        customers=400, days=2, seed=5,
-        incidents=(Incident.parse("web:/checkout errors x8 @600m for 120m"),
-                   Incident.parse("call_center:queue:support waits x5 @900m for 60m")),
-    )  # fmt: skip
+        customers=400,
+        days=2,
+        seed=5,
+        incidents=(
+            Incident.parse("web:/checkout errors x8 @600m for 120m"),
+            Incident.parse("call_center:queue:support waits x5 @900m for 60m"),
+        ),
+    )
     truth = simulate(settings, config, tmp_path / "truth.json", rate=None)
     assert GroundTruth.model_validate_json((tmp_path / "truth.json").read_text()) == truth
 

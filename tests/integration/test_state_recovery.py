@@ -13,10 +13,10 @@ import pytest
 from producers.files import publisher
 from schemas.settings import Settings
 from schemas.topics import Topics
-from stream_processors.runtime import EXIT_FAULT_INJECTED
-from stream_processors.state import restore
+from stream_processors.runtime.app import EXIT_FAULT_INJECTED
+from stream_processors.runtime.state import restore
 
-from .helpers import committed, end_offsets, journeys, wait_for
+from .helpers import committed, counts_stage, end_offsets, wait_for
 
 EVENTS = 600_000
 KEYS = 5_000
@@ -51,7 +51,7 @@ def test_counts_survive_a_crash_mid_stream(
         # Dies after its state and outputs are durable but before faust commits the offsets,
         # so the restarted worker is handed inputs it already applied.
         faults["JOURNEYS_FAULTS__STAGE_EXIT_AFTER_TRANSACTIONS"] = "3"
-    first = journeys(settings, "process", "counts", log=log, **faults)
+    first = counts_stage(settings, log=log, **faults)
     processes.append(first)
 
     if crash == "sigkill":
@@ -68,7 +68,7 @@ def test_counts_survive_a_crash_mid_stream(
     at_kill = committed(settings, group, topics.raw)
     assert sum(max(o, 0) for o in at_kill.values()) < sum(ends.values()), "killed too late"
 
-    second = journeys(settings, "process", "counts", log=log)
+    second = counts_stage(settings, log=log)
     processes.append(second)
     wait_for(lambda: committed(settings, group, topics.raw) == ends, 180, "catch-up", [second], log)
     second.terminate()

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_processors.core.alert_incident_records import Incident, incident_id
-from stream_processors.core.alert_incidents import Incidents
-from stream_processors.core.friction_alerts import Alert, Series
+from stream_processors.friction.alerts.core.incident_records import Incident, incident_id
+from stream_processors.friction.alerts.core.incidents import Incidents
+from stream_processors.friction.core.rules import Alert, Series
 from tests.unit.test_alert_builders import CART, CHECKOUT, SIZE, T0, at, closed, make_alert, tracker
 
 SERIES = (CHECKOUT, CART)
@@ -113,9 +113,13 @@ def test_one_incident_per_contiguous_firing_run(case: OnTime) -> None:
             over = case.length - 1 - run[-1] >= case.resolve_after
             resolved = at(run[-1] + case.resolve_after + 1) if over else None
             expected[incident_id(series, T0 + run[0] * SIZE)] = (
-                series, "resolved" if over else "firing", at(run[0]), at(run[-1]), len(run),
+                series,
+                "resolved" if over else "firing",
+                at(run[0]),
+                at(run[-1]),
+                len(run),
                 resolved,
-            )  # fmt: skip
+            )
     got = {
         iid: (r.series, r.status, r.started_at, r.last_window_start, r.windows, r.resolved_at)
         for iid, r in latest.items()

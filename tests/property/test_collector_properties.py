@@ -32,9 +32,12 @@ DOCUMENTED = {400, 401, 404, 405, 413, 415, 429}
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
-)  # fmt: skip
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+)
 json_values = st.recursive(
     scalars,
     lambda kids: (
@@ -61,11 +64,14 @@ field_values = {
         optional={
             "library": st.fixed_dictionaries({"name": json_values}),
             "device": st.fixed_dictionaries({"id": json_values, "type": json_values}),
-            "os": json_values, "page": json_values, "traits": json_values,
+            "os": json_values,
+            "page": json_values,
+            "traits": json_values,
             "sessionId": json_values,
         },
-    ) | json_values,
-}  # fmt: skip
+    )
+    | json_values,
+}
 segmentish = st.fixed_dictionaries({}, optional=field_values)
 big_calls = st.integers(30_000, 40_000).map(
     lambda n: {"type": "track", "event": "e", "userId": "u", "properties": {"p": "x" * n}}
@@ -80,8 +86,19 @@ bodies = st.one_of(
     big_calls.map(orjson.dumps),
 )
 # Weighted towards requests that get past routing and auth, where most of the logic is.
-auths = st.sampled_from([None, basic(WEB_KEY), basic(WEB_KEY), basic(WEB_KEY), basic(CALL_KEY),
-                         basic("nope"), "Bearer x", "Basic %%%", "Basic "])  # fmt: skip
+auths = st.sampled_from(
+    [
+        None,
+        basic(WEB_KEY),
+        basic(WEB_KEY),
+        basic(WEB_KEY),
+        basic(CALL_KEY),
+        basic("nope"),
+        "Bearer x",
+        "Basic %%%",
+        "Basic ",
+    ]
+)
 paths = st.sampled_from(
     [*sorted(ROUTES), "/health", "/metrics", "/", "/v1/batch/", "/v2/track", "/V1/TRACK"]
 )
@@ -194,12 +211,16 @@ def test_valid_batches_map_to_touchpoints_of_the_same_meaning(
         assert event.source == source.name and event.channel.value == source.channel
         assert event.occurred_at == datetime.fromisoformat(msg["timestamp"])
         assert event.received_at == NOW
-        assert event.event_type == (msg["event"] if msg["type"] == "track" else
-                                    {"page": "page_view", "screen": "screen_view"}.get(
-                                        msg["type"], msg["type"]))  # fmt: skip
+        assert event.event_type == (
+            msg["event"]
+            if msg["type"] == "track"
+            else {"page": "page_view", "screen": "screen_view"}.get(msg["type"], msg["type"])
+        )
         anonymous = msg["previousId"] if msg["type"] == "alias" else msg["anonymousId"]
         assert (event.identity.customer_id, event.identity.anonymous_id) == (
-            msg["userId"], anonymous)  # fmt: skip
+            msg["userId"],
+            anonymous,
+        )
         assert event.properties == expected_properties(msg)
         if msg["type"] in ("page", "screen"):
             assert event.touchpoint == msg["name"]

@@ -21,9 +21,12 @@ APP = Source("wk_app", "shop-app", Channel.APP)
 odd_times = st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat())
 whitespace_texts = st.text(" \t\u00a0\u2003x", min_size=1, max_size=4)
 edge_values = st.one_of(
-    st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False), whitespace_texts,
-    st.text(min_size=1000, max_size=1100), st.text(min_size=120, max_size=300),
-)  # fmt: skip
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False),
+    whitespace_texts,
+    st.text(min_size=1000, max_size=1100),
+    st.text(min_size=120, max_size=300),
+)
 edgy_calls = st.fixed_dictionaries(
     {"type": st.sampled_from(CALLS)},
     optional={

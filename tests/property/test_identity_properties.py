@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_records import RefusalRecord, Resolution, person_id
-from stream_processors.core.identity_rules import IdentityRules
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import RefusalRecord, Resolution, person_id
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 VALUES = {
@@ -28,13 +28,23 @@ VALUES = {
 JUNK = ("null", " NULL ", '"undefined"', "0", "Guest", "[object Object]", "NaN", "test-7")
 RULE_SETS = (
     IdentityRules(deny_patterns=(r"test-\d+",)),
-    IdentityRules(deny_patterns=(r"test-\d+",), caps={"device_id": 1, "anonymous_id": 2},
-                  max_identifiers=4),
-    IdentityRules(deny_patterns=(r"test-\d+",), caps={"customer_id": 2},
-                  allow_customer_id_merge=True,
-                  priorities=("device_id", "customer_id", "anonymous_id", "loyalty_id",
-                              "email_hash", "phone_hash")),
-)  # fmt: skip
+    IdentityRules(
+        deny_patterns=(r"test-\d+",), caps={"device_id": 1, "anonymous_id": 2}, max_identifiers=4
+    ),
+    IdentityRules(
+        deny_patterns=(r"test-\d+",),
+        caps={"customer_id": 2},
+        allow_customer_id_merge=True,
+        priorities=(
+            "device_id",
+            "customer_id",
+            "anonymous_id",
+            "loyalty_id",
+            "email_hash",
+            "phone_hash",
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -189,8 +199,9 @@ def oracle(events: list[Event], rules: IdentityRules) -> dict[str, list[str]]:
     for event in events:
         keys = sorted_keys(event, rules)
         nodes.update(keys)
-        links += [(event.minutes, event.event_id, rank[v.partition(":")[0]], v, keys[0])
-                  for v in keys[1:]]  # fmt: skip
+        links += [
+            (event.minutes, event.event_id, rank[v.partition(":")[0]], v, keys[0]) for v in keys[1:]
+        ]
     person = {key: frozenset({key}) for key in nodes}
     for *_, v, u in sorted(links):
         a, b = person[u], person[v]

@@ -17,17 +17,17 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_authority import (
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.authority import (
     Authority,
     MapUpdate,
     link_from,
     link_key,
     link_record,
 )
-from stream_processors.core.identity_records import person_id
-from stream_processors.core.identity_rules import IdentityRules
-from stream_processors.core.routing import Router
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import person_id
+from stream_processors.identity.core.routing import Router
 
 from .test_identity_properties import RULE_SETS, T0, VALUES, Event, event_lists
 
@@ -73,8 +73,9 @@ def test_routing_workers_and_one_authority_match_one_graph(
     updates: list[MapUpdate] = []
     persisted: dict[str, list[object]] = {}
     for event in arrival:
-        decision = authority.decide(event.identifiers, T0 + timedelta(minutes=event.minutes),
-                                    event.event_id)  # fmt: skip
+        decision = authority.decide(
+            event.identifiers, T0 + timedelta(minutes=event.minutes), event.event_id
+        )
         updates.extend(decision.updates)
         for link in decision.links:
             persisted[link_key(link)] = link_record(link)
@@ -115,8 +116,9 @@ def test_map_updates_are_exactly_the_remapped_identifiers_that_changed(
     authority = Authority(rules)
     for event in data.draw(st.permutations(events), label="arrival"):
         before = dict(authority.remapped)
-        decision = authority.decide(event.identifiers, T0 + timedelta(minutes=event.minutes),
-                                    event.event_id)  # fmt: skip
+        decision = authority.decide(
+            event.identifiers, T0 + timedelta(minutes=event.minutes), event.event_id
+        )
         ids: dict[str, str] = authority.graph.snapshot()["ids"]
         remapped = {key: pid for key, pid in ids.items() if pid != person_id(key)}
         assert authority.remapped == remapped
@@ -140,10 +142,13 @@ def test_stamping_a_batch_is_routing_its_events_one_by_one(
     picked = data.draw(st.lists(st.sampled_from(keys), unique=True), label="remapped")
     remapped = {key: person_id(f"customer_id:c{n}") for n, key in enumerate(picked)}
     docs: list[dict[str, Any]] = [
-        {"event_id": e.event_id, "occurred_at": (T0 + timedelta(minutes=e.minutes)).isoformat(),
-         "identity": {**dict.fromkeys(VALUES), **e.identifiers}}
+        {
+            "event_id": e.event_id,
+            "occurred_at": (T0 + timedelta(minutes=e.minutes)).isoformat(),
+            "identity": {**dict.fromkeys(VALUES), **e.identifiers},
+        }
         for e in events
-    ]  # fmt: skip
+    ]
     for odd in ({}, None, {"customer_id": 7, "device_id": "d1"}):  # none, and not a string
         at = data.draw(st.integers(0, len(docs)), label="odd one at")
         docs.insert(at, {"event_id": f"x{at}", "occurred_at": T0.isoformat(), "identity": odd})

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_processors.core.ingest import Ingest, IngestResult
+from stream_processors.ingest.core.admission import Ingest, IngestResult
 from tests.unit.builders import NOW, event_id, touchpoint
 
 KINDS = ("valid", "valid_upper_id", "invalid", "future", "not_an_object")

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Channel, SignalName
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW
 from tests.unit.ingest_reference import ReferenceIngest
 
@@ -29,15 +29,23 @@ LATE = frozenset({"store"})
 # Integers as orjson decodes them (the stage's input): beyond 64 bits JSON gives floats.
 ints64 = st.integers(-(2**63), 2**64 - 1)
 junk = st.one_of(
-    st.none(), st.booleans(), ints64, st.floats(), st.text(max_size=5),
-    st.lists(ints64, max_size=2), st.dictionaries(st.text(max_size=3), ints64, max_size=2),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    ints64,
+    st.floats(),
+    st.text(max_size=5),
+    st.lists(ints64, max_size=2),
+    st.dictionaries(st.text(max_size=3), ints64, max_size=2),
+)
 # Mostly valid (so the row path is exercised), with each type's edges now and then.
 text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=10).filter(str.strip)
 names = st.one_of(
-    text, text, text, st.text(max_size=12),
-    st.sampled_from(["page_view", " padded ", "x" * 128, "x" * 129, "", "  ", "é\u2028\x00\"\\"]),
-)  # fmt: skip
+    text,
+    text,
+    text,
+    st.text(max_size=12),
+    st.sampled_from(["page_view", " padded ", "x" * 128, "x" * 129, "", "  ", 'é\u2028\x00"\\']),
+)
 ids = st.one_of(text, text, text, text, text, st.sampled_from(["", " ", "x" * 256, "x" * 257]))
 
 
@@ -47,9 +55,14 @@ def event_ids(draw: st.DrawFn) -> Any:
     spellings = ["str", "str", "str", "upper", "hex", "urn", "braces", "uuid", "bad"]
     spelling = draw(st.sampled_from(spellings))
     return {
-        "str": str(value), "upper": str(value).upper(), "hex": value.hex,
-        "urn": value.urn, "braces": f"{{{value}}}", "uuid": value, "bad": str(value)[:-1],
-    }[spelling]  # fmt: skip
+        "str": str(value),
+        "upper": str(value).upper(),
+        "hex": value.hex,
+        "urn": value.urn,
+        "braces": f"{{{value}}}",
+        "uuid": value,
+        "bad": str(value)[:-1],
+    }[spelling]
 
 
 @st.composite
@@ -73,9 +86,14 @@ def times(draw: st.DrawFn) -> Any:
 
 
 property_values = st.one_of(
-    st.text(max_size=6), ints64, st.floats(), st.booleans(), st.none(),
-    st.sampled_from(["x" * 1024, "x" * 1025, 1e16, -0.0, 2**64 - 1]), junk,
-)  # fmt: skip
+    st.text(max_size=6),
+    ints64,
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["x" * 1024, "x" * 1025, 1e16, -0.0, 2**64 - 1]),
+    junk,
+)
 properties = st.dictionaries(names, property_values, max_size=6) | st.sampled_from(
     [{f"k{i}": i for i in range(65)}, {f"k{i}": "x" * 1000 for i in range(40)}]
 )
@@ -87,14 +105,29 @@ def block_fields(channel: str) -> dict[str, st.SearchStrategy[Any]]:
     ints = st.one_of(st.integers(0, 599), st.integers(0, 599), st.sampled_from([-1, True, 5.0]))
     flags = st.one_of(st.booleans(), st.booleans(), st.sampled_from([1, "true", None]))
     return {
-        "web": {"path": st.sampled_from(["/a", "/", "a", "/a?b", None]), "http_status": ints,
-                "load_ms": floats, "rage_clicks": ints, "referrer": ids},
+        "web": {
+            "path": st.sampled_from(["/a", "/", "a", "/a?b", None]),
+            "http_status": ints,
+            "load_ms": floats,
+            "rage_clicks": ints,
+            "referrer": ids,
+        },
         "app": {"screen": names, "os": names, "crash": flags, "response_ms": floats},
-        "call_center": {"queue": names, "wait_seconds": floats, "transfers": ints,
-                        "abandoned": flags, "survey_score": st.floats(0, 11)},
-        "store": {"store_id": names, "amount": floats, "currency": st.sampled_from(["EUR", "eur"]),
-                  "items": ints, "is_return": flags},
-    }[channel]  # fmt: skip
+        "call_center": {
+            "queue": names,
+            "wait_seconds": floats,
+            "transfers": ints,
+            "abandoned": flags,
+            "survey_score": st.floats(0, 11),
+        },
+        "store": {
+            "store_id": names,
+            "amount": floats,
+            "currency": st.sampled_from(["EUR", "eur"]),
+            "items": ints,
+            "is_return": flags,
+        },
+    }[channel]
 
 
 @st.composite
@@ -118,19 +151,24 @@ def events(draw: st.DrawFn) -> Any:
     channel = draw(st.sampled_from([c.value for c in Channel]))
     ident = draw(st.lists(st.sampled_from(IDENTIFIER_FIELDS), min_size=1, max_size=3, unique=True))
     event: dict[str, Any] = {
-        "event_id": draw(event_ids()), "channel": channel, "source": draw(names),
-        "event_type": draw(names), "occurred_at": draw(times()),
+        "event_id": draw(event_ids()),
+        "channel": channel,
+        "source": draw(names),
+        "event_type": draw(names),
+        "occurred_at": draw(times()),
         "identity": {name: draw(ids) for name in ident},
-    }  # fmt: skip
+    }
     optional = {
         "schema_version": st.sampled_from([1, 1, 2, 2, 2, 0, 3, "2", True, 2.0]),
-        "received_at": st.none() | times(), "session_id": st.none() | ids,
-        "touchpoint": st.none() | names, "properties": properties,
+        "received_at": st.none() | times(),
+        "session_id": st.none() | ids,
+        "touchpoint": st.none() | names,
+        "properties": properties,
         "backfill": st.sampled_from([True, False, "true", 1, "x"]),
         channel: blocks(channel) | blocks(channel) | st.none(),
         "friction": st.lists(stated, max_size=3) | st.just([{"signal": "error"}] * 17),
         draw(st.sampled_from([*BLOCK_FIELDS, "surprise"])): st.none() | st.just({}) | junk,
-    }  # fmt: skip
+    }
     for name in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=6)):
         event[name] = draw(optional[name])
     if (channel in event or "friction" in event) and draw(st.integers(0, 3)):

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.definitions import DefinitionSpec
-from stream_processors.core.journey_outputs import (
+from stream_processors.journeys.core.engine import JourneyCore
+from stream_processors.journeys.core.outputs import (
     DropOff,
     JourneyUpdate,
     Output,
     Retraction,
 )
-from stream_processors.core.journeys import JourneyCore
 
 MIN = 60_000
 T0 = 1_740_787_200_000
@@ -35,23 +35,39 @@ def stage(name: str, *types: str, channels: tuple[str, ...] = (), **more: Any) -
     return {"name": name, "match": [rule], **more}
 
 
-FLOW = DefinitionSpec.model_validate({
-    "id": "flow", "version": 1, "reopen_window": "15m", "lifetime": "80m", "stages": [
-        stage("a", "a", channels=("web", "app"), time_limit="30m"),
-        stage("b", "b", time_limit="20m"),
-        stage("c", "c", channels=("web", "store"), time_limit="40m"),
-        stage("done", "done", success=True),
-        stage("cancel", "cancel", failure=True),
-    ],
-})  # fmt: skip
-CASE = DefinitionSpec.model_validate({
-    "id": "case", "version": 3, "reopen_window": "10m", "stages": [
-        stage("open", "help", channels=("web",), time_limit="45m"),
-        stage("call", "call", channels=("call_center",), time_limit="30m"),
-        stage("fixed", "call_end", channels=("call_center",), properties={"ok": True},
-              success=True),
-    ],
-})  # fmt: skip
+FLOW = DefinitionSpec.model_validate(
+    {
+        "id": "flow",
+        "version": 1,
+        "reopen_window": "15m",
+        "lifetime": "80m",
+        "stages": [
+            stage("a", "a", channels=("web", "app"), time_limit="30m"),
+            stage("b", "b", time_limit="20m"),
+            stage("c", "c", channels=("web", "store"), time_limit="40m"),
+            stage("done", "done", success=True),
+            stage("cancel", "cancel", failure=True),
+        ],
+    }
+)
+CASE = DefinitionSpec.model_validate(
+    {
+        "id": "case",
+        "version": 3,
+        "reopen_window": "10m",
+        "stages": [
+            stage("open", "help", channels=("web",), time_limit="45m"),
+            stage("call", "call", channels=("call_center",), time_limit="30m"),
+            stage(
+                "fixed",
+                "call_end",
+                channels=("call_center",),
+                properties={"ok": True},
+                success=True,
+            ),
+        ],
+    }
+)
 DEFINITIONS = (FLOW, CASE)
 LIMITS = {d.id: {s.name: s.time_limit for s in d.stages} for d in DEFINITIONS}
 # For the independent check of drop-offs: which stage an event reaches, per definition.
@@ -76,10 +92,9 @@ class Sent:
 
 # Channels each stage's events may come from (late-arriving ones included), and noise.
 WALKS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
-    "flow": [("a", ("web", "app")), ("b", CHANNELS), ("c", ("web", "store")),
-             ("done", CHANNELS)],
+    "flow": [("a", ("web", "app")), ("b", CHANNELS), ("c", ("web", "store")), ("done", CHANNELS)],
     "case": [("help", ("web",)), ("call", ("call_center",)), ("call_end", ("call_center",))],
-}  # fmt: skip
+}
 
 
 @st.composite
@@ -104,16 +119,28 @@ def histories(draw: st.DrawFn) -> list[Sent]:
             minute += draw(st.sampled_from((0, 1, 5, 15, 19, 20, 21, 35, 45, 60)))
             stage += draw(st.sampled_from((1, 0, 1, 1, 2, 9)))  # advance, repeat, skip, stop
     for _ in range(draw(st.integers(0, 8))):
-        steps.append((draw(st.sampled_from(TYPES)), draw(st.sampled_from(CHANNELS)),
-                      draw(st.integers(0, 240)), draw(st.sampled_from(("p1", "p2")))))  # fmt: skip
+        steps.append(
+            (
+                draw(st.sampled_from(TYPES)),
+                draw(st.sampled_from(CHANNELS)),
+                draw(st.integers(0, 240)),
+                draw(st.sampled_from(("p1", "p2"))),
+            )
+        )
     out = []
     for n, (event_type, channel, minute, person) in enumerate(steps):
         t = T0 + minute * MIN
         late = channel in LATE
         delay = draw(st.integers(0, 6 * 60 * MIN if late else LATENESS - 1))
         props = {"ok": draw(st.booleans())} if event_type == "call_end" else {}
-        event = {"event_id": f"e{n:03d}", "channel": channel, "event_type": event_type,
-                 "occurred_at": t, "touchpoint": f"/{event_type}", "properties": props}  # fmt: skip
+        event = {
+            "event_id": f"e{n:03d}",
+            "channel": channel,
+            "event_type": event_type,
+            "occurred_at": t,
+            "touchpoint": f"/{event_type}",
+            "properties": props,
+        }
         out.append(Sent(event, person, t, t + delay))
     return out
 
@@ -209,13 +236,18 @@ def test_every_journey_has_exactly_one_outcome(sent: list[Sent], in_order: bool)
 def test_a_contradicted_drop_off_is_always_retracted(sent: list[Sent], in_order: bool) -> None:
     fed = feed(sent, in_order)
     records = [record for _, record in fed.outputs]
-    starts = [(j.person_id, j.definition_id, j.started_ms) for j in final(fed).values()
-              if j.status != "merged"]  # fmt: skip
+    starts = [
+        (j.person_id, j.definition_id, j.started_ms)
+        for j in final(fed).values()
+        if j.status != "merged"
+    ]
     for i, drop in enumerate(records):
         if not isinstance(drop, DropOff):
             continue
-        retracted = any(isinstance(r, Retraction) and r.retracted_id == drop.dropoff_id
-                        for r in records[i + 1 :])  # fmt: skip
+        retracted = any(
+            isinstance(r, Retraction) and r.retracted_id == drop.dropoff_id
+            for r in records[i + 1 :]
+        )
         started = final(fed)[drop.journey_id].started_ms
         if drop.reason == "time_limit" and _contradicted(drop, sent, starts, started):
             assert retracted, drop
@@ -242,8 +274,10 @@ def _contradicted(
             continue
         if drop.stage_entered_ms < s.t <= drop.deadline_ms:
             return True
-        newer = any(p == drop.person_id and d == drop.definition_id and drop.deadline_ms < t0 <= s.t
-                    for p, d, t0 in starts)  # fmt: skip
+        newer = any(
+            p == drop.person_id and d == drop.definition_id and drop.deadline_ms < t0 <= s.t
+            for p, d, t0 in starts
+        )
         failure = definition.stages[reached].failure
         alive = lifetime is None or s.t <= started + lifetime
         in_window = drop.deadline_ms < s.t <= drop.deadline_ms + reopen
@@ -346,13 +380,23 @@ def test_a_late_failure_at_the_passed_time_limit_replaces_the_drop_off_under_a_n
 
     def event(n: int, kind: str, channel: str, minutes: int) -> Sent:
         t = T0 + minutes * MIN
-        body = {"event_id": f"e{n:03d}", "channel": channel, "event_type": kind,
-                "occurred_at": t, "touchpoint": f"/{kind}", "properties": {}}  # fmt: skip
+        body = {
+            "event_id": f"e{n:03d}",
+            "channel": channel,
+            "event_type": kind,
+            "occurred_at": t,
+            "touchpoint": f"/{kind}",
+            "properties": {},
+        }
         return Sent(body, "p1", t, t)
 
     late_cancel = event(3, "cancel", "store", 20)
-    sent = [event(1, "a", "web", 0), event(2, "b", "web", 0), event(4, "noise", "web", 30),
-            Sent(late_cancel.event, "p1", late_cancel.t, T0 + 31 * MIN)]  # fmt: skip
+    sent = [
+        event(1, "a", "web", 0),
+        event(2, "b", "web", 0),
+        event(4, "noise", "web", 30),
+        Sent(late_cancel.event, "p1", late_cancel.t, T0 + 31 * MIN),
+    ]
     records = [record for _, record in feed(sent, in_order=False).outputs]
     drops = [r for r in records if isinstance(r, DropOff)]
     assert [(d.reason, d.failure_stage) for d in drops] == [

@@ -12,7 +12,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_processors.core.windows import TumblingWindows, WindowCounts, WindowKey
+from stream_processors.friction.core.windows import TumblingWindows, WindowCounts, WindowKey
 
 SIZE = 5 * 60_000
 WINDOW_LATENESS = 20 * 60_000  # how long a closed window takes late events

@@ -89,9 +89,12 @@ class FakeDeliverer:
         return self.started and not self.closed
 
     async def deliver(
-        self, events: list[tuple[str, bytes]], dead_letters: list[bytes], dead_key: str,
+        self,
+        events: list[tuple[str, bytes]],
+        dead_letters: list[bytes],
+        dead_key: str,
         timeout: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if self.fail:
             raise DeliveryError("broker down")
         self.events += events
@@ -100,9 +103,13 @@ class FakeDeliverer:
 
 def app(deliverer: FakeDeliverer | None = None, **intake_args: Any) -> CollectorApp:
     return CollectorApp(
-        intake(**intake_args), deliverer or FakeDeliverer(), ["*"], 5.0,
-        clock=lambda: NOW, monotonic=lambda: 0.0,
-    )  # fmt: skip
+        intake(**intake_args),
+        deliverer or FakeDeliverer(),
+        ["*"],
+        5.0,
+        clock=lambda: NOW,
+        monotonic=lambda: 0.0,
+    )
 
 
 @dataclass
@@ -132,9 +139,15 @@ def call(
 
 
 async def _call(
-    application: CollectorApp, method: str, path: str, body: bytes, *,
-    headers: dict[str, str], query: bytes, chunk: int,
-) -> Answer:  # fmt: skip
+    application: CollectorApp,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    query: bytes,
+    chunk: int,
+) -> Answer:
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
     incoming = [
         {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
@@ -149,9 +162,12 @@ async def _call(
         sent.append(message)
 
     scope = {
-        "type": "http", "method": method, "path": path, "query_string": query,
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }  # fmt: skip
+    }
     await application(scope, receive, send)
     start = sent[0]
     return Answer(

@@ -22,17 +22,17 @@ from producers.simulator.engine import SimEvent, Simulation
 from producers.simulator.truth import GroundTruth, TruthJourney
 from schemas.friction import FrictionMapping, load_friction_mapping
 from schemas.settings import PiiSettings
-from stream_processors.core.detector import Detector, DetectorConfig
-from stream_processors.core.friction import FrictionMatcher, RepeatContacts
-from stream_processors.core.friction_alerts import Alert
-from stream_processors.core.friction_series import (
+from stream_processors.core.friction_signals import FrictionMatcher, RepeatContacts
+from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.rules import Alert
+from stream_processors.friction.core.series import (
     DROPPED,
     ENTERED,
     PROGRESSED,
     FrictionSeries,
     count_stage,
 )
-from stream_processors.core.windows import TumblingWindows
+from stream_processors.friction.core.windows import TumblingWindows
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = ROOT / "deploy" / "friction" / "defaults.toml"
@@ -115,8 +115,14 @@ class Pipeline:
                 at = payload.at_ms
                 if until_ms is not None and at >= until_ms:
                     continue
-                count_stage(self.windows, payload.journey, payload.stage, payload.channel,
-                            what=payload.what, at_ms=at)  # fmt: skip
+                count_stage(
+                    self.windows,
+                    payload.journey,
+                    payload.stage,
+                    payload.channel,
+                    what=payload.what,
+                    at_ms=at,
+                )
             else:
                 at = self.series.clock.ms(payload)
                 if until_ms is not None and at >= until_ms:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_records import Resolution, person_id
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import Resolution, person_id
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 

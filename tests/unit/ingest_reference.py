@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from schemas.deadletter import FieldError, Reason
 from schemas.touchpoint import MAX_EVENT_BYTES, Touchpoint
-from stream_processors.core.ingest import Rejection
+from stream_processors.ingest.core.admission import Rejection
 
 
 @dataclass(slots=True)
@@ -70,11 +70,13 @@ class ReferenceIngest:
         if event.occurred_at > latest:
             out.rejected.append(
                 Rejection(
-                    "future_timestamp", orjson.dumps(raw), event_id=str(event.event_id),
+                    "future_timestamp",
+                    orjson.dumps(raw),
+                    event_id=str(event.event_id),
                     detail=f"occurred_at {event.occurred_at.isoformat()} is more than "
                     f"{self.future_tolerance} ahead of {now.isoformat()}",
                 )
-            )  # fmt: skip
+            )
             return
         key = str(event.event_id)
         if key in self.seen:
@@ -85,9 +87,13 @@ class ReferenceIngest:
         fragment = event.normalize_utc().model_dump_json().encode()
         if len(fragment) > MAX_EVENT_BYTES:
             out.rejected.append(
-                Rejection("oversized", orjson.dumps(raw), event_id=key,
-                          detail=f"{len(fragment)} bytes > {MAX_EVENT_BYTES}")
-            )  # fmt: skip
+                Rejection(
+                    "oversized",
+                    orjson.dumps(raw),
+                    event_id=key,
+                    detail=f"{len(fragment)} bytes > {MAX_EVENT_BYTES}",
+                )
+            )
             return
         self.seen[key] = now_s
         out.accepted.append(event)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stream_processors.core.alert_incident_records import Incident
-from stream_processors.core.alert_incidents import IncidentConfig, Incidents
-from stream_processors.core.friction_alerts import Alert, Rule, Series, Severity, alert_id
+from stream_processors.friction.alerts.core.incident_records import Incident
+from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
+from stream_processors.friction.core.rules import Alert, Rule, Series, Severity, alert_id
 
 SIZE = 5 * 60_000
 T0 = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp() * 1000)  # a Monday, 00:00 UTC

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from stream_processors.core.alert_causes import (
+from stream_processors.friction.alerts.core.causes import (
     CauseConfig,
     likely_cause,
     place,
     rises,
     seen_by_dropped,
 )
-from stream_processors.core.friction_alerts import Series
+from stream_processors.friction.core.rules import Series
 
 # Twelve reference windows of 100 exposures at each touchpoint.
 BEFORE = {

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from stream_processors.core.alert_incident_records import Incident, incident_id
-from stream_processors.core.alert_incidents import IncidentConfig, Incidents
-from stream_processors.core.detector import Detector
-from stream_processors.core.friction_alerts import Alert
-from stream_processors.core.windows import TumblingWindows
+from stream_processors.friction.alerts.core.incident_records import Incident, incident_id
+from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
+from stream_processors.friction.core.detector import Detector
+from stream_processors.friction.core.rules import Alert
+from stream_processors.friction.core.windows import TumblingWindows
 from tests.unit.test_alert_builders import (
     CART,
     CHECKOUT,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from schemas.alerting import AlertRoutingError, load_alert_routing, parse_alert_routing
-from stream_processors.core.alert_routing import AlertRouter, dimensions
-from stream_processors.core.friction_alerts import Series
+from stream_processors.friction.alerts.core.routing import AlertRouter, dimensions
+from stream_processors.friction.core.rules import Series
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "alerts" / "routing.toml"
 ENV = {"SLACK_PAY": "https://hooks.slack.test/services/T0/B0/secret", "HOOK": "http://h:8080/a"}
@@ -108,14 +108,18 @@ def test_a_pattern_on_a_dimension_the_series_lacks_never_matches() -> None:
 @pytest.mark.parametrize(
     ("series", "found"),
     [
-        (Series("friction", "web:/product/:id", "error"),
-         {"channel": "web", "touchpoint": "/product/:id"}),
+        (
+            Series("friction", "web:/product/:id", "error"),
+            {"channel": "web", "touchpoint": "/product/:id"},
+        ),
         (Series("volume", "web:web-shop", "events"), {"channel": "web", "source": "web-shop"}),
-        (Series("dropoff", "purchase:cart:*", "dropoff"),
-         {"journey": "purchase", "stage": "cart", "channel": "*"}),
+        (
+            Series("dropoff", "purchase:cart:*", "dropoff"),
+            {"journey": "purchase", "stage": "cart", "channel": "*"},
+        ),
         (Series("dropoff", "broken", "dropoff"), {}),
     ],
-)  # fmt: skip
+)
 def test_dimensions_of_a_series(series: Series, found: dict[str, str]) -> None:
     assert dimensions(series) == {"kind": series.kind, **found}
 
@@ -128,22 +132,32 @@ ROUTE = '\n[default]\nteam = "oncall"\n\n[[route]]\nteam = "a"\nchannel = "web"\
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[default]\nteam = "x"\n\n[[route]]\nteam = "a"\nchanel = "web"\n',
-         ["line 6: route[0].chanel: unknown key (misspelt?)"]),
-        ('[default]\nteam = "x"\n\n[[route]]\nteam = "a"\n',
-         ["line 4: route[0]: give at least one of kind, channel"]),
+        (
+            '[default]\nteam = "x"\n\n[[route]]\nteam = "a"\nchanel = "web"\n',
+            ["line 6: route[0].chanel: unknown key (misspelt?)"],
+        ),
+        (
+            '[default]\nteam = "x"\n\n[[route]]\nteam = "a"\n',
+            ["line 4: route[0]: give at least one of kind, channel"],
+        ),
         (ROUTE + '\n[[route]]\nchannel = "app"\n', ["line 9: route[1].team: required"]),
-        (ROUTE + '\n[[route]]\nteam = "b"\nchannel = "wbe"\n',
-         ["line 9: route[1]: channel 'wbe' is not a channel"]),
-        (ROUTE + '\n[[route]]\nteam = "b"\nkind = "dropof"\n',
-         ["line 9: route[1]: kind 'dropof' is not one of"]),
-        (ROUTE + 'slack = "${NOPE}"\n',
-         ["line 8: route[0].slack: environment variable NOPE is not set"]),
+        (
+            ROUTE + '\n[[route]]\nteam = "b"\nchannel = "wbe"\n',
+            ["line 9: route[1]: channel 'wbe' is not a channel"],
+        ),
+        (
+            ROUTE + '\n[[route]]\nteam = "b"\nkind = "dropof"\n',
+            ["line 9: route[1]: kind 'dropof' is not one of"],
+        ),
+        (
+            ROUTE + 'slack = "${NOPE}"\n',
+            ["line 8: route[0].slack: environment variable NOPE is not set"],
+        ),
         (ROUTE + 'webhook = "ftp://x/y"\n', ["line 8: route[0].webhook: not an http(s) URL"]),
         ('[default]\nwebhook = "${HOOK}"\n', ["line 1: default.team: required"]),
         ("version = 2\n", ["line 1: version: Input should be 1", "default: required"]),
     ],
-)  # fmt: skip
+)
 def test_bad_files_say_where(text: str, expected: list[str]) -> None:
     found = problems(text)
     assert len(found) == len(expected), found

@@ -7,11 +7,28 @@ import pytest
 from deploy.cli import _parser, main
 
 COMMANDS = [
-    [], ["broker"], ["broker", "start"], ["broker", "stop"], ["broker", "status"],
-    ["broker", "run"], ["broker", "fetch"], ["topics"], ["db"], ["db", "migrate"], ["db", "ddl"],
-    ["process"], ["sink"], ["publish"], ["generate"], ["report"], ["demo"], ["identity"],
-    ["identity", "show"], ["definitions"], ["definitions", "check"],
-]  # fmt: skip
+    [],
+    ["broker"],
+    ["broker", "start"],
+    ["broker", "stop"],
+    ["broker", "status"],
+    ["broker", "run"],
+    ["broker", "fetch"],
+    ["topics"],
+    ["db"],
+    ["db", "migrate"],
+    ["db", "ddl"],
+    ["process"],
+    ["sink"],
+    ["publish"],
+    ["generate"],
+    ["report"],
+    ["demo"],
+    ["identity"],
+    ["identity", "show"],
+    ["definitions"],
+    ["definitions", "check"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "journeys")

@@ -19,8 +19,9 @@ def post(application: CollectorApp, path: str, doc: Any, **headers: str) -> Any:
 
 def test_a_batch_reaches_the_deliverer_before_the_200() -> None:
     deliverer = FakeDeliverer()
-    answer = post(app(deliverer), "/v1/batch", {"batch": [track(1), track(2)]},
-                  Authorization=basic(WEB_KEY))  # fmt: skip
+    answer = post(
+        app(deliverer), "/v1/batch", {"batch": [track(1), track(2)]}, Authorization=basic(WEB_KEY)
+    )
     assert answer.status == 200 and answer.json() == {"success": True, "accepted": 2}
     assert len(deliverer.events) == 2
 
@@ -28,14 +29,19 @@ def test_a_batch_reaches_the_deliverer_before_the_200() -> None:
 def test_bodies_arriving_in_chunks_are_joined() -> None:
     deliverer = FakeDeliverer()
     body = orjson.dumps({"batch": [track(i) for i in range(20)]})
-    answer = call(app(deliverer), "POST", "/v1/batch", body,
-                  {"Authorization": basic(WEB_KEY)}, chunk=100)  # fmt: skip
+    answer = call(
+        app(deliverer), "POST", "/v1/batch", body, {"Authorization": basic(WEB_KEY)}, chunk=100
+    )
     assert answer.status == 200 and len(deliverer.events) == 20
 
 
 def test_kafka_not_acknowledging_is_503_with_retry_after() -> None:
-    answer = post(app(FakeDeliverer(fail=True)), "/v1/batch", {"batch": [track()]},
-                  Authorization=basic(WEB_KEY))  # fmt: skip
+    answer = post(
+        app(FakeDeliverer(fail=True)),
+        "/v1/batch",
+        {"batch": [track()]},
+        Authorization=basic(WEB_KEY),
+    )
     assert answer.status == 503 and answer.headers["retry-after"] == "5"
     assert answer.json()["code"] == "unavailable"
 

@@ -21,9 +21,12 @@ def test_basic_auth_with_the_key_as_user_and_an_empty_password() -> None:
 
 @pytest.mark.parametrize(
     ("header", "says"),
-    [("Bearer abc", "unsupported Authorization scheme"), ("Basic !!!", "not valid Basic"),
-     ("Basic " + base64.b64encode(b"\xff\xfe:").decode(), "not valid Basic")],
-)  # fmt: skip
+    [
+        ("Bearer abc", "unsupported Authorization scheme"),
+        ("Basic !!!", "not valid Basic"),
+        ("Basic " + base64.b64encode(b"\xff\xfe:").decode(), "not valid Basic"),
+    ],
+)
 def test_bad_authorization_headers_are_401_with_a_reason(header: str, says: str) -> None:
     with pytest.raises(HttpError) as caught:
         basic_user(header)

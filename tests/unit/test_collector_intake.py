@@ -18,9 +18,15 @@ def batch(messages: list[Any], **extra: Any) -> bytes:
 
 
 def handle(
-    body: bytes, kind: str = "batch", auth: str | None = basic(WEB_KEY), *,
-    core: Intake | None = None, encoding: str | None = None, query: str = "", at: float = 0.0,
-) -> Outcome:  # fmt: skip
+    body: bytes,
+    kind: str = "batch",
+    auth: str | None = basic(WEB_KEY),
+    *,
+    core: Intake | None = None,
+    encoding: str | None = None,
+    query: str = "",
+    at: float = 0.0,
+) -> Outcome:
     path = "/v1/batch" if kind == "batch" else f"/v1/{kind}"
     request = Request(kind, path, body, auth, encoding, query)
     return (core or intake()).handle(request, NOW, at)
@@ -64,13 +70,25 @@ def test_some_invalid_calls_publish_the_rest_and_dead_letter_those() -> None:
     assert out.status == 200 and len(out.events) == 1
     assert out.body["accepted"] == 1
     assert out.body["rejected"] == [
-        {"index": 1, "field": "batch[1].event", "reason": "invalid_field",
-         "message": "required: the name of the tracked event"},
-        {"index": 2, "field": "batch[2]", "reason": "not_an_object",
-         "message": "expected a JSON object, got int"},
-        {"index": 3, "field": "batch[3].type", "reason": "invalid_field",
-         "message": "must be one of track, identify, page, screen, alias, group"},
-    ]  # fmt: skip
+        {
+            "index": 1,
+            "field": "batch[1].event",
+            "reason": "invalid_field",
+            "message": "required: the name of the tracked event",
+        },
+        {
+            "index": 2,
+            "field": "batch[2]",
+            "reason": "not_an_object",
+            "message": "expected a JSON object, got int",
+        },
+        {
+            "index": 3,
+            "field": "batch[3].type",
+            "reason": "invalid_field",
+            "message": "must be one of track, identify, page, screen, alias, group",
+        },
+    ]
     letters = [DeadLetter.model_validate_json(d) for d in out.dead_letters]
     assert [d.source_offset for d in letters] == [1, 2, 3]
     assert {d.stage for d in letters} == {"collector"}
@@ -80,8 +98,12 @@ def test_some_invalid_calls_publish_the_rest_and_dead_letter_those() -> None:
 
 
 def test_dead_letters_keep_no_contact_details() -> None:
-    bad = {"type": "track", "userId": "u", "traits": {"email": "jane@x.io"},
-           "properties": {"note": "call +44 20 7946 0958"}}  # fmt: skip
+    bad = {
+        "type": "track",
+        "userId": "u",
+        "traits": {"email": "jane@x.io"},
+        "properties": {"note": "call +44 20 7946 0958"},
+    }
     out = handle(batch([track(), bad]))
     assert out.status == 200 and len(out.dead_letters) == 1
     assert b"jane@x.io" not in out.dead_letters[0] and b"7946" not in out.dead_letters[0]
@@ -157,8 +179,14 @@ def test_notes_about_changed_properties_come_back_as_warnings() -> None:
 
 
 def test_no_raw_contact_detail_reaches_an_event() -> None:
-    msg = track(userId="jane@x.io", properties={"email": "jane@x.io", "msg": "+1 555 123 4567",
-                                                "nested": {"phone": "555 123 4567"}})  # fmt: skip
+    msg = track(
+        userId="jane@x.io",
+        properties={
+            "email": "jane@x.io",
+            "msg": "+1 555 123 4567",
+            "nested": {"phone": "555 123 4567"},
+        },
+    )
     out = handle(batch([msg]))
     payload = b"".join(fragment for _key, fragment in out.events)
     for secret in (b"jane@x.io", b"555 123 4567"):

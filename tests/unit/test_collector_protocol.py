@@ -72,9 +72,13 @@ def test_other_encodings_are_415() -> None:
 
 @pytest.mark.parametrize(
     ("body", "code", "says"),
-    [(b"", "malformed_json", "empty"), (b"{", "malformed_json", "not valid JSON"),
-     (b"[1]", "not_an_object", "got list"), (b'"x"', "not_an_object", "got str")],
-)  # fmt: skip
+    [
+        (b"", "malformed_json", "empty"),
+        (b"{", "malformed_json", "not valid JSON"),
+        (b"[1]", "not_an_object", "got list"),
+        (b'"x"', "not_an_object", "got str"),
+    ],
+)
 def test_json_problems_are_400_naming_the_body(body: bytes, code: str, says: str) -> None:
     err = error(parse_json, body)
     assert (err.status, err.code, err.field) == (400, code, "body")
@@ -96,5 +100,9 @@ def test_a_single_call_is_its_own_body() -> None:
 
 def test_error_bodies_carry_segments_code_and_message() -> None:
     err = HttpError(400, "invalid_field", "is empty", "batch")
-    assert err.body() == {"success": False, "code": "invalid_field", "message": "is empty",
-                          "field": "batch"}  # fmt: skip
+    assert err.body() == {
+        "success": False,
+        "code": "invalid_field",
+        "message": "is empty",
+        "field": "batch",
+    }

@@ -15,9 +15,17 @@ from tests.unit.collector_builders import HASHER, SCRUBBER
 
 @pytest.mark.parametrize(
     ("key", "kind"),
-    [("email", "email"), ("Email_Address", "email"), ("e-mail", "email"), ("phone", "phone"),
-     ("phoneNumber", "phone"), ("mobile", "phone"), ("emails_sent", None), ("sku", None)],
-)  # fmt: skip
+    [
+        ("email", "email"),
+        ("Email_Address", "email"),
+        ("e-mail", "email"),
+        ("phone", "phone"),
+        ("phoneNumber", "phone"),
+        ("mobile", "phone"),
+        ("emails_sent", None),
+        ("sku", None),
+    ],
+)
 def test_contact_keys(key: str, kind: str | None) -> None:
     assert contact_kind(key) == kind
 
@@ -110,7 +118,8 @@ def test_beyond_the_limit_keys_are_dropped_and_listed() -> None:
 
 
 def test_contact_details_inside_properties_are_hashed_in_place() -> None:
-    out = bound({"customer": {"email": "a@b.io"}, "support": "write to help@shop.io",
-                 "tags": ["x@y.io"]})  # fmt: skip
+    out = bound(
+        {"customer": {"email": "a@b.io"}, "support": "write to help@shop.io", "tags": ["x@y.io"]}
+    )
     assert out.values["customer.email"] == HASHER.email("a@b.io")
     assert "@" not in str(out.values)

@@ -99,12 +99,21 @@ def test_future_timestamps_beyond_the_tolerance_are_refused() -> None:
 
 
 def test_page_is_a_page_view_at_its_path() -> None:
-    msg = {"type": "page", "anonymousId": "a", "name": "Home", "category": "Shop",
-           "properties": {"path": "/home", "title": "Welcome"}}  # fmt: skip
+    msg = {
+        "type": "page",
+        "anonymousId": "a",
+        "name": "Home",
+        "category": "Shop",
+        "properties": {"path": "/home", "title": "Welcome"},
+    }
     event = mapped(msg).event
     assert (event.event_type, event.touchpoint) == ("page_view", "/home")
-    assert event.properties == {"path": "/home", "title": "Welcome", "name": "Home",
-                                "category": "Shop"}  # fmt: skip
+    assert event.properties == {
+        "path": "/home",
+        "title": "Welcome",
+        "name": "Home",
+        "category": "Shop",
+    }
 
 
 def test_page_path_falls_back_to_the_context_page() -> None:
@@ -133,8 +142,11 @@ def test_identify_links_user_and_anonymous_ids_and_hashes_contacts() -> None:
 
 
 def test_rudderstack_identify_traits_in_the_context_count_too() -> None:
-    msg = {"type": "identify", "userId": "u1",
-           "context": {"traits": {"email": "jane@example.com", "tier": 2}}}  # fmt: skip
+    msg = {
+        "type": "identify",
+        "userId": "u1",
+        "context": {"traits": {"email": "jane@example.com", "tier": 2}},
+    }
     event = mapped(msg).event
     assert event.identity.email_hash == HASHER.email("jane@example.com")
     assert event.properties == {"tier": 2}

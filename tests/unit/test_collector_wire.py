@@ -24,13 +24,19 @@ def document(**changes: Any) -> dict[str, Any]:
         "schema_version": 1,
         "occurred_at": datetime(2025, 3, 1, 11, 59, 0, 120_000, tzinfo=UTC),
         "received_at": datetime(2025, 3, 1, 12, tzinfo=UTC),
-        "identity": {"customer_id": "user-1", "anonymous_id": "anon-1", "device_id": None,
-                     "email_hash": None, "phone_hash": None, "loyalty_id": None},
+        "identity": {
+            "customer_id": "user-1",
+            "anonymous_id": "anon-1",
+            "device_id": None,
+            "email_hash": None,
+            "phone_hash": None,
+            "loyalty_id": None,
+        },
         "session_id": None,
         "touchpoint": "/p/1",
         "properties": {"sku": "sku-1", "price": 9.5, "n": 3, "ok": True, "none": None},
         "backfill": False,
-    }  # fmt: skip
+    }
     doc.update(changes)
     return doc
 

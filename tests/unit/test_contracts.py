@@ -24,7 +24,7 @@ from schemas.touchpoint import (
     Touchpoint,
     WebDetail,
 )
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 
 ROOT = Path(__file__).resolve().parents[2]
 RELEASED = ROOT / "tests" / "fixtures" / "contracts"
@@ -93,8 +93,12 @@ def test_version_2_samples_use_every_typed_field() -> None:
     for doc in docs:
         blocks = [name for name in BLOCK_FIELDS if name in doc]
         assert blocks == [doc["channel"]], doc["event_id"]
-    models = {"web": WebDetail, "app": AppDetail, "call_center": CallCenterDetail,
-              "store": StoreDetail}  # fmt: skip
+    models = {
+        "web": WebDetail,
+        "app": AppDetail,
+        "call_center": CallCenterDetail,
+        "store": StoreDetail,
+    }
     for name, model in models.items():
         used = {field for doc in docs for field in doc.get(name, {})}
         assert used == set(model.model_fields), name
@@ -105,8 +109,14 @@ def test_version_2_samples_use_every_typed_field() -> None:
 # -- through the ingest stage --------------------------------------------------------------------
 
 LATER = datetime(2025, 7, 1, tzinfo=UTC)  # after every sample, so none is in the future
-ENVELOPE_DEFAULTS = {"schema_version", "received_at", "session_id", "touchpoint", "properties",
-                     "backfill"}  # fmt: skip
+ENVELOPE_DEFAULTS = {
+    "schema_version",
+    "received_at",
+    "session_id",
+    "touchpoint",
+    "properties",
+    "backfill",
+}
 
 
 def ingest(raw: dict[str, Any]) -> Any:

@@ -98,9 +98,18 @@ def test_a_valid_file_with_every_option(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30m", 1800), ("24h", 86400), ("1h30m", 5400), ("2d", 172800), ("1w", 604800),
-     ("500ms", 0.5), ("90", None), (90, 90), (1.5, 1.5)],
-)  # fmt: skip
+    [
+        ("30m", 1800),
+        ("24h", 86400),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("1w", 604800),
+        ("500ms", 0.5),
+        ("90", None),
+        (90, 90),
+        (1.5, 1.5),
+    ],
+)
 def test_durations(value: object, seconds: float | None) -> None:
     if seconds is None:
         with pytest.raises(ValueError, match="not a duration"):
@@ -124,22 +133,41 @@ def test_bad_durations(value: object) -> None:
         (("version = 2", "version = 0"), 2, "version", "greater than or equal to 1"),
         (('id = "returns"', 'id = "Returns Desk"'), 1, "id", "lower-case letters"),
         (('reopen_window = "30m"', 'reopen_windw = "30m"'), 3, "reopen_windw", "unknown key"),
-        (('time_limit = "2d"', 'time_limit = "soon"'), 7, "stages[0].time_limit",
-         "not a duration"),
+        (('time_limit = "2d"', 'time_limit = "soon"'), 7, "stages[0].time_limit", "not a duration"),
         (('time_limit = "2d"\n', ""), 5, "stages[0].time_limit", "required on a stage before"),
-        (('["return_requested"]', '["return_requested"]\n  channels = ["fax"]'), 10,
-         "stages[0].match[0].channels[0]", "'web', 'app', 'call_center' or 'store'"),
-        (('success = true', 'success = true\ntime_limit = "1h"'), 14, "stages[1].time_limit",
-         "no time limit"),
-        (('["card", "cash"]', "{ nested = 1 }"), 17, "stages[1].match[0].properties.method",
-         "a property rule is a value"),
-        (('name = "refunded"', 'name = "request"'), 12, "stages[1].name",
-         "also the name of stages[0]"),
+        (
+            ('["return_requested"]', '["return_requested"]\n  channels = ["fax"]'),
+            10,
+            "stages[0].match[0].channels[0]",
+            "'web', 'app', 'call_center' or 'store'",
+        ),
+        (
+            ("success = true", 'success = true\ntime_limit = "1h"'),
+            14,
+            "stages[1].time_limit",
+            "no time limit",
+        ),
+        (
+            ('["card", "cash"]', "{ nested = 1 }"),
+            17,
+            "stages[1].match[0].properties.method",
+            "a property rule is a value",
+        ),
+        (
+            ('name = "refunded"', 'name = "request"'),
+            12,
+            "stages[1].name",
+            "also the name of stages[0]",
+        ),
         (("success = true\n", ""), None, "stages", "no stage has success = true"),
-        (('  event_types = ["refund"]\n  properties = { method = ["card", "cash"] }\n', ""), 14,
-         "stages[1].match[0]", "matches every event"),
+        (
+            ('  event_types = ["refund"]\n  properties = { method = ["card", "cash"] }\n', ""),
+            14,
+            "stages[1].match[0]",
+            "matches every event",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_error_names_its_line_and_path(
     tmp_path: Path, edit: tuple[str, str], line: int | None, path: str, message: str
 ) -> None:
@@ -151,9 +179,11 @@ def test_each_error_names_its_line_and_path(
 
 
 def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
-    text = (VALID.replace("version = 2", "version = 0")
-            .replace('time_limit = "2d"', 'time_limit = "soon"')
-            .replace("success = true", "success = true\nfailure = true"))  # fmt: skip
+    text = (
+        VALID.replace("version = 2", "version = 0")
+        .replace('time_limit = "2d"', 'time_limit = "soon"')
+        .replace("success = true", "success = true\nfailure = true")
+    )
     paths = {p for _, p, _ in where(tmp_path, text)}
     assert {"version", "stages[0].time_limit", "stages[1].failure"} <= paths
 
@@ -239,14 +269,19 @@ def test_check_lists_every_error_on_its_own_line(
 
 
 def test_summary_shows_options() -> None:
-    spec = DefinitionSpec.model_validate({
-        "id": "x", "version": 1, "lifetime": "14d", "hold_constant": "order_id",
-        "stages": [
-            {"name": "a", "time_limit": 90, "match": [{"event_types": ["a"]}]},
-            {"name": "b", "success": True, "match": [{"event_types": ["b"]}]},
-            {"name": "c", "failure": True, "match": [{"event_types": ["c"]}]},
-        ],
-    })  # fmt: skip
+    spec = DefinitionSpec.model_validate(
+        {
+            "id": "x",
+            "version": 1,
+            "lifetime": "14d",
+            "hold_constant": "order_id",
+            "stages": [
+                {"name": "a", "time_limit": 90, "match": [{"event_types": ["a"]}]},
+                {"name": "b", "success": True, "match": [{"event_types": ["b"]}]},
+                {"name": "c", "failure": True, "match": [{"event_types": ["c"]}]},
+            ],
+        }
+    )
     assert command.summary(spec) == (
         "x v1: a (90s) -> b; channels any; failure stages c; lifetime 14d; same order_id throughout"
     )

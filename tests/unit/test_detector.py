@@ -13,16 +13,16 @@ from fractions import Fraction
 
 import pytest
 
-from stream_processors.core.baselines import (
+from stream_processors.friction.core.baselines import (
     Baseline,
     BaselineConfig,
     BaselineParams,
     poisson_lower,
     poisson_upper,
 )
-from stream_processors.core.detector import Detector, DetectorConfig
-from stream_processors.core.friction_alerts import Alert, FixedThreshold, Series
-from stream_processors.core.windows import TumblingWindows, WindowKey
+from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.rules import Alert, FixedThreshold, Series
+from stream_processors.friction.core.windows import TumblingWindows, WindowKey
 
 SIZE = 5 * 60_000
 T0 = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp() * 1000)  # a Monday, 00:00 UTC

@@ -12,12 +12,12 @@ import orjson
 
 from schemas import envelope
 from schemas.topics import Topics
-from stream_processors.core.alert_context import AlertContext
-from stream_processors.core.friction_alerts import Series
-from stream_processors.core.friction_series import MAX_STAGE_COUNTERS, SAW, count_seen
-from stream_processors.core.friction_windows_state import RecordedWindows
-from stream_processors.core.windows import Advance, WindowCounts
-from stream_processors.friction_partitions import FrictionPartitions
+from stream_processors.friction.alerts.core.context import AlertContext
+from stream_processors.friction.core.rules import Series
+from stream_processors.friction.core.series import MAX_STAGE_COUNTERS, SAW, count_seen
+from stream_processors.friction.core.window_state import RecordedWindows
+from stream_processors.friction.core.windows import Advance, WindowCounts
+from stream_processors.friction.partitions import FrictionPartitions
 from tests.unit.test_alert_builders import SIZE, T0, at, closed
 from tests.unit.test_friction_stage import T0 as STAGE_T0
 from tests.unit.test_friction_stage import (
@@ -99,8 +99,11 @@ def started() -> tuple[FrictionPartitions, RecordingSender, Topics]:
 
 def test_drop_offs_count_their_labels_and_retractions_take_them_back() -> None:
     parts, sender, topics = started()
-    rows = [seen_row("d1", STAGE_T0 + 10, [DECLINED, RAGE]), seen_row("d2", STAGE_T0 + 20,
-            [DECLINED]), seen_row("d3", STAGE_T0 + 30, [])]  # fmt: skip
+    rows = [
+        seen_row("d1", STAGE_T0 + 10, [DECLINED, RAGE]),
+        seen_row("d2", STAGE_T0 + 20, [DECLINED]),
+        seen_row("d3", STAGE_T0 + 30, []),
+    ]
     parts.handle_dropoffs(envelope.encode(rows, None), 0, 0)
     retract = orjson.loads(drop_row("d2", 0, retracted=True, version=2))
     parts.handle_dropoffs(envelope.encode([orjson.dumps(retract)], None), 0, 1)
@@ -110,10 +113,12 @@ def test_drop_offs_count_their_labels_and_retractions_take_them_back() -> None:
     assert counts_of(first, "purchase:checkout:web") == [(STAGE_T0, want)]
     # A late retraction re-emits the window without d1's labels, and says what it replaces.
     late = orjson.loads(drop_row("d1", 0, retracted=True, version=2))
-    parts.handle_dropoffs(envelope.encode([orjson.dumps(late)], STAGE_T0 + STAGE_WINDOW + 1),
-                          0, 3)  # fmt: skip
-    (reemitted,) = [r for r in partials(sender, topics)[len(first) :]
-                    if r.get("w", [None, None])[1] == "purchase:checkout:*"]  # fmt: skip
+    parts.handle_dropoffs(envelope.encode([orjson.dumps(late)], STAGE_T0 + STAGE_WINDOW + 1), 0, 3)
+    (reemitted,) = [
+        r
+        for r in partials(sender, topics)[len(first) :]
+        if r.get("w", [None, None])[1] == "purchase:checkout:*"
+    ]
     assert reemitted["c"] == {"dropped": 1, SAW + DECLINED: 0, SAW + RAGE: 0}
     assert reemitted["p"] == want
 
@@ -161,9 +166,11 @@ def checkout_drops(declined: int, total: int) -> dict[str, int]:
 
 def test_a_drop_off_alert_says_what_share_of_the_dropped_journeys_saw_what() -> None:
     windows = [stage_window(i, "purchase:checkout:web", checkout_drops(0, 2)) for i in range(12)]
-    windows += [stage_window(12, "purchase:checkout:web", checkout_drops(20, 25)),
-                stage_window(13, "purchase:checkout:web", checkout_drops(21, 25)),
-                stage_window(13, "purchase:checkout:app", checkout_drops(0, 40))]  # fmt: skip
+    windows += [
+        stage_window(12, "purchase:checkout:web", checkout_drops(20, 25)),
+        stage_window(13, "purchase:checkout:web", checkout_drops(21, 25)),
+        stage_window(13, "purchase:checkout:app", checkout_drops(0, 40)),
+    ]
     context = context_with(windows, 0, 13)
     record = replace(record_of(CHECKOUT_DROPS), last_window_end=at(14), started_at=at(12))
     cause = context.cause(record)
@@ -174,11 +181,19 @@ def test_a_drop_off_alert_says_what_share_of_the_dropped_journeys_saw_what() -> 
 
 
 def test_an_entries_collapse_names_what_the_journeys_that_dropped_before_saw() -> None:
-    windows = [stage_window(13, "purchase:cart:web", checkout_drops(9, 10)),
-               stage_window(13, "purchase:cart:*", checkout_drops(9, 30))]  # fmt: skip
+    windows = [
+        stage_window(13, "purchase:cart:web", checkout_drops(9, 10)),
+        stage_window(13, "purchase:cart:*", checkout_drops(9, 30)),
+    ]
     context = context_with(windows, 0, 13)
-    record = replace(record_of(CHECKOUT_ENTRIES), kind="entries_collapse", observed=0,
-                     expected=40.0, last_window_end=at(14), started_at=at(13))  # fmt: skip
+    record = replace(
+        record_of(CHECKOUT_ENTRIES),
+        kind="entries_collapse",
+        observed=0,
+        expected=40.0,
+        last_window_end=at(14),
+        started_at=at(13),
+    )
     cause = context.cause(record)
     assert cause == (
         "journeys stopped reaching web checkout: 0 vs 40.0 expected per window; "

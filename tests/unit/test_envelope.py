@@ -124,10 +124,14 @@ def test_builder_cuts_by_count() -> None:
     builder = BatchBuilder(max_events=3, max_bytes=1 << 20)
     emitted = [builder.add(0, fragment(i)) for i in range(7)]
     assert emitted == [
-        None, None, [fragment(0), fragment(1), fragment(2)],
-        None, None, [fragment(3), fragment(4), fragment(5)],
         None,
-    ]  # fmt: skip
+        None,
+        [fragment(0), fragment(1), fragment(2)],
+        None,
+        None,
+        [fragment(3), fragment(4), fragment(5)],
+        None,
+    ]
     assert len(builder) == 1
     assert builder.drain() == {0: [fragment(6)]}
 

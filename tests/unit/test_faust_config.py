@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from schemas.settings import KafkaSettings
-from stream_processors.runtime import faust_broker_kwargs
+from stream_processors.runtime.app import faust_broker_kwargs
 
 
 def test_plaintext_brokers_become_faust_urls() -> None:

@@ -23,7 +23,7 @@ from schemas.friction import (
     load_friction_mapping,
 )
 from schemas.touchpoint import Channel, Touchpoint
-from stream_processors.core.friction import (
+from stream_processors.core.friction_signals import (
     FrictionMatcher,
     RepeatContacts,
     event_signals,
@@ -109,7 +109,7 @@ def segment(call: dict[str, Any], source: Source = WEB) -> dict[str, Any]:
         ("Checkout Step Viewed", {"step": 2, "timing": {"load_ms": 4200}}, ()),
         ("Checkout Step Viewed", {"step": 2, "load_ms": 4200}, (Signal.SLOW_RESPONSE,)),
     ],
-)  # fmt: skip
+)
 def test_segment_ecommerce_spec(
     name: str, properties: dict[str, Any], signals: tuple[Signal, ...]
 ) -> None:
@@ -166,8 +166,12 @@ def test_pos_adapter_returns_and_purchases() -> None:
 )
 def test_every_simulator_friction_property_is_a_signal(channel: str, key: str, value: str) -> None:
     # The simulator attaches friction to a stage's own events, which stay exposures.
-    stage_event = {"web": "checkout_step", "app": "checkout_step", "store": "pos_purchase",
-                   "call_center": "contact_queued"}[channel]  # fmt: skip
+    stage_event = {
+        "web": "checkout_step",
+        "app": "checkout_step",
+        "store": "pos_purchase",
+        "call_center": "contact_queued",
+    }[channel]
     exposure, signals = classify(event(channel, stage_event, **{key: value}))
     friction = [s for s in signals if not s.positive]
     assert len(friction) == 1, signals
@@ -196,8 +200,9 @@ def test_two_rules_for_one_signal_count_it_once() -> None:
 # -- schema_version 2: typed blocks and stated signals -------------------------------------------
 
 
-def v2(channel: str, event_type: str, block: dict[str, Any] | None = None,
-       **fields: Any) -> dict[str, Any]:  # fmt: skip
+def v2(
+    channel: str, event_type: str, block: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
     """A version 2 event as a stage reads it: `block` is its channel's typed block."""
     doc = {"channel": channel, "event_type": event_type, "schema_version": 2, **fields}
     if block is not None:
@@ -209,22 +214,41 @@ def v2(channel: str, event_type: str, block: dict[str, Any] | None = None,
     ("fixture", "exposure", "signals"),
     [
         ("web_page_view.json", True, (Signal.SLOW_RESPONSE,)),  # load_ms 4210.5, by the mapping
-        ("web_checkout_error.json", True, (Signal.ERROR, Signal.RETRY, Signal.PAYMENT_DECLINED,
-                                           Signal.RAGE_CLICK, Signal.DEAD_CLICK)),
+        (
+            "web_checkout_error.json",
+            True,
+            (
+                Signal.ERROR,
+                Signal.RETRY,
+                Signal.PAYMENT_DECLINED,
+                Signal.RAGE_CLICK,
+                Signal.DEAD_CLICK,
+            ),
+        ),
         ("web_search.json", True, (Signal.SEARCH_NO_RESULTS,)),
         ("app_crash.json", False, (Signal.APP_CRASH,)),
         ("app_api_call.json", True, (Signal.ERROR, Signal.SLOW_RESPONSE)),
         ("call_center_contact_answered.json", False, (Signal.LONG_QUEUE_WAIT,)),
-        ("call_center_contact_ended.json", True, (Signal.TRANSFER, Signal.REPEAT_CONTACT,
-                                                  Signal.FAST_RESOLUTION,
-                                                  Signal.HIGH_SURVEY_SCORE)),
-        ("call_center_contact_abandoned.json", True, (Signal.ABANDONED_CALL,
-                                                      Signal.LONG_QUEUE_WAIT)),
+        (
+            "call_center_contact_ended.json",
+            True,
+            (
+                Signal.TRANSFER,
+                Signal.REPEAT_CONTACT,
+                Signal.FAST_RESOLUTION,
+                Signal.HIGH_SURVEY_SCORE,
+            ),
+        ),
+        (
+            "call_center_contact_abandoned.json",
+            True,
+            (Signal.ABANDONED_CALL, Signal.LONG_QUEUE_WAIT),
+        ),
         ("store_purchase.json", True, (Signal.ORDER_COMPLETED, Signal.LONG_TILL_WAIT)),
         ("store_return.json", True, (Signal.STORE_RETURN,)),
         ("store_visit_out_of_stock.json", True, (Signal.OUT_OF_STOCK, Signal.LOW_SURVEY_SCORE)),
     ],
-)  # fmt: skip
+)
 def test_contract_fixtures_of_version_2(
     fixture: str, exposure: bool, signals: tuple[Signal, ...]
 ) -> None:
@@ -264,8 +288,12 @@ def test_typed_signal_fields(channel: str, field: str, value: Any, signal: Signa
 
 
 def test_stated_signals_count_once_each_positive_ones_too() -> None:
-    listed = [{"signal": "order_completed"}, {"signal": "retry", "value": 2.0},
-              {"signal": "retry", "detail": "again"}, {"signal": "unheard_of"}]  # fmt: skip
+    listed = [
+        {"signal": "order_completed"},
+        {"signal": "retry", "value": 2.0},
+        {"signal": "retry", "detail": "again"},
+        {"signal": "unheard_of"},
+    ]
     doc = v2("web", "interaction", friction=listed)
     assert typed_signals(doc) == (Signal.ORDER_COMPLETED, Signal.RETRY)
     assert classify(doc) == (True, (Signal.ORDER_COMPLETED, Signal.RETRY))
@@ -275,15 +303,29 @@ def test_stated_signals_count_once_each_positive_ones_too() -> None:
     ("doc", "signal"),
     [
         # A mapped property, the typed field and a stated entry for one signal.
-        (v2("web", "page_view", {"http_status": 502}, properties={"http_status": 502},
-            friction=[{"signal": "error"}]), Signal.ERROR),
+        (
+            v2(
+                "web",
+                "page_view",
+                {"http_status": 502},
+                properties={"http_status": 502},
+                friction=[{"signal": "error"}],
+            ),
+            Signal.ERROR,
+        ),
         (v2("web", "error", {"http_status": 503}), Signal.ERROR),  # mapped event type too
-        (v2("app", "crash", {"crash": True}, friction=[{"signal": "app_crash"}]),
-         Signal.APP_CRASH),
-        (v2("call_center", "contact_ended", {"abandoned": True, "disposition": "abandoned"},
-            properties={"answered": False}), Signal.ABANDONED_CALL),
+        (v2("app", "crash", {"crash": True}, friction=[{"signal": "app_crash"}]), Signal.APP_CRASH),
+        (
+            v2(
+                "call_center",
+                "contact_ended",
+                {"abandoned": True, "disposition": "abandoned"},
+                properties={"answered": False},
+            ),
+            Signal.ABANDONED_CALL,
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_signal_found_several_ways_counts_once(doc: dict[str, Any], signal: Signal) -> None:
     assert classify(doc)[1] == (signal,)
 
@@ -309,10 +351,12 @@ def test_the_mapping_reads_typed_fields_like_properties(
 
 
 def test_the_typed_value_wins_over_a_property_of_the_same_name() -> None:
-    long_typed = v2("call_center", "contact_answered", {"wait_seconds": 400.0},
-                    properties={"wait_seconds": 100})  # fmt: skip
-    short_typed = v2("call_center", "contact_answered", {"wait_seconds": 100.0},
-                     properties={"wait_seconds": 400})  # fmt: skip
+    long_typed = v2(
+        "call_center", "contact_answered", {"wait_seconds": 400.0}, properties={"wait_seconds": 100}
+    )
+    short_typed = v2(
+        "call_center", "contact_answered", {"wait_seconds": 100.0}, properties={"wait_seconds": 400}
+    )
     assert classify(long_typed)[1] == (Signal.LONG_QUEUE_WAIT,)
     assert classify(short_typed)[1] == ()
 

@@ -16,7 +16,7 @@ import pytest
 
 from producers.simulator.config import Incident, SimConfig
 from producers.simulator.truth import GroundTruth
-from stream_processors.core.friction_alerts import Alert
+from stream_processors.friction.core.rules import Alert
 from tests.unit.friction_builders import (
     START,
     Pipeline,
@@ -71,9 +71,10 @@ def test_quiet_through_the_incident_free_hours(outcome: Outcome) -> None:
 def test_checkout_errors_fire_within_two_closed_windows(outcome: Outcome) -> None:
     first_window = window_start(starts(ERRORS))
     spikes = [
-        a for a in outcome.alerts
+        a
+        for a in outcome.alerts
         if a.kind == "friction_spike" and a.series.scope == "web:/checkout"
-    ]  # fmt: skip
+    ]
     assert spikes
     first = min(decided_at(a) for a in spikes)
     assert first_window <= first < first_window + 2 * WINDOW_MS
@@ -102,9 +103,10 @@ def test_a_broken_confirmation_page_is_an_entries_collapse(outcome: Outcome) -> 
         s for s in range(begin, begin + 24 * WINDOW_MS, WINDOW_MS) if entries[s] <= 0.2 * usual
     )
     collapses = [
-        decided_at(a) for a in outcome.alerts
+        decided_at(a)
+        for a in outcome.alerts
         if a.kind == "entries_collapse" and a.series.scope == "purchase:purchase:web"
-    ]  # fmt: skip
+    ]
     assert collapses
     assert begin <= min(collapses) < collapsed + 2 * WINDOW_MS
 

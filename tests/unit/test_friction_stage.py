@@ -16,12 +16,18 @@ from schemas import envelope
 from schemas.friction import load_friction_mapping
 from schemas.settings import Settings
 from schemas.topics import Topics
-from stream_processors.core.alert_records import AlertRecord
-from stream_processors.friction_detection import DETECTOR, FrictionDetection
-from stream_processors.friction_partitions import FrictionPartitions
-from stream_processors.friction_rows import read_partials
-from stream_processors.sender import TransactionalSender, chunked
-from stream_processors.state import Applied, ChangelogTable, PartitionState, Restored, _apply
+from stream_processors.friction.alerts.core.records import AlertRecord
+from stream_processors.friction.detection import DETECTOR, FrictionDetection
+from stream_processors.friction.partitions import FrictionPartitions
+from stream_processors.friction.rows import read_partials
+from stream_processors.runtime.sender import TransactionalSender, chunked
+from stream_processors.runtime.state import (
+    Applied,
+    ChangelogTable,
+    PartitionState,
+    Restored,
+    _apply,
+)
 
 S = 300_000
 T0 = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp() * 1000)
@@ -42,9 +48,12 @@ class RecordingSender:
         self.hooks.append(hook)
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None = None,
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
         partition: int | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.records.append((topic, value, key, partition))
 
     def commit(self) -> None:
@@ -58,10 +67,14 @@ class RecordingSender:
 def settings(**friction: Any) -> Settings:
     return Settings(
         topics={"prefix": "u.", "partitions": 2},
-        friction={"detector": {"thresholds": [{"kind": "friction", "scope": "web:/checkout",
-                                               "max_rate": 0.2}]}, **friction},
+        friction={
+            "detector": {
+                "thresholds": [{"kind": "friction", "scope": "web:/checkout", "max_rate": 0.2}]
+            },
+            **friction,
+        },
         alerts={"routing_file": None},
-    )  # fmt: skip
+    )
 
 
 def table(
@@ -89,11 +102,19 @@ def iso(ms: int) -> str:
 
 
 def touch(at: int, person: str, **props: Any) -> bytes:
-    return orjson.dumps({
-        "event_id": f"e{at}{person}", "channel": "web", "source": "web-shop",
-        "event_type": "checkout_step", "occurred_at": iso(at), "touchpoint": "/checkout",
-        "identity": {"customer_id": person}, "person_id": person, "properties": props,
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "event_id": f"e{at}{person}",
+            "channel": "web",
+            "source": "web-shop",
+            "event_type": "checkout_step",
+            "occurred_at": iso(at),
+            "touchpoint": "/checkout",
+            "identity": {"customer_id": person},
+            "person_id": person,
+            "properties": props,
+        }
+    )
 
 
 def stitched(rows: list[bytes], watermark: int | None, source: int) -> bytes:
@@ -110,29 +131,52 @@ def partials(sender: RecordingSender, topics: Topics) -> list[dict[str, Any]]:
     out = []
     for value, _key, _p in sender.on(topics.friction_partials):
         decoded = envelope.decode(value or b"")
-        out += [{**row, "front": decoded.watermark_ms, "from": decoded.source}
-                for row in decoded.events]  # fmt: skip
+        out += [
+            {**row, "front": decoded.watermark_ms, "from": decoded.source} for row in decoded.events
+        ]
     return out
 
 
 def drop_row(dropoff_id: str, at: int, *, retracted: bool = False, version: int = 1) -> bytes:
     if retracted:
-        return orjson.dumps({"dropoff_id": dropoff_id, "definition_id": "purchase",
-                             "stage": "checkout", "person_id": "p1", "version": version,
-                             "retracted": True})  # fmt: skip
-    return orjson.dumps({
-        "dropoff_id": dropoff_id, "journey_id": "j1", "definition_id": "purchase",
-        "person_id": "p1", "stage": "checkout", "dropped_at": at / 1000,
-        "last_channel": "web", "last_touchpoint": "/checkout", "version": version,
-        "retracted": False,
-    })  # fmt: skip
+        return orjson.dumps(
+            {
+                "dropoff_id": dropoff_id,
+                "definition_id": "purchase",
+                "stage": "checkout",
+                "person_id": "p1",
+                "version": version,
+                "retracted": True,
+            }
+        )
+    return orjson.dumps(
+        {
+            "dropoff_id": dropoff_id,
+            "journey_id": "j1",
+            "definition_id": "purchase",
+            "person_id": "p1",
+            "stage": "checkout",
+            "dropped_at": at / 1000,
+            "last_channel": "web",
+            "last_touchpoint": "/checkout",
+            "version": version,
+            "retracted": False,
+        }
+    )
 
 
 def transition_row(tid: str, at: int, channel: str = "web", *, retracted: bool = False) -> bytes:
-    return orjson.dumps({
-        "transition_id": tid, "definition_id": "purchase", "from_stage": "cart",
-        "to_stage": "checkout", "at": at / 1000, "channel": channel, "retracted": retracted,
-    })  # fmt: skip
+    return orjson.dumps(
+        {
+            "transition_id": tid,
+            "definition_id": "purchase",
+            "from_stage": "cart",
+            "to_stage": "checkout",
+            "at": at / 1000,
+            "channel": channel,
+            "retracted": retracted,
+        }
+    )
 
 
 def counts_of(rows: list[dict[str, Any]], scope: str) -> list[tuple[int, dict[str, int]]]:
@@ -142,8 +186,7 @@ def counts_of(rows: list[dict[str, Any]], scope: str) -> list[tuple[int, dict[st
 def test_windows_close_at_the_lowest_input_time_and_go_to_the_detector() -> None:
     sender, s = RecordingSender(), settings()
     parts, topics = stage(sender, s), Topics.from_settings(s.topics)
-    parts.handle_stitched(stitched([touch(T0 + 1000, "p1", error="http_500")], T0 + 2 * S, 0),
-                          0, 0)  # fmt: skip
+    parts.handle_stitched(stitched([touch(T0 + 1000, "p1", error="http_500")], T0 + 2 * S, 0), 0, 0)
     parts.handle_stitched(stitched([], T0 + 2 * S, 1), 0, 1)
     assert partials(sender, topics) == []  # the journeys stage has not spoken yet
     journeys_time(parts, 0, T0 + S + 10, 0)
@@ -159,21 +202,24 @@ def test_drop_offs_and_transitions_are_taken_back_exactly() -> None:
     parts, topics = stage(sender, s), Topics.from_settings(s.topics)
     for source in (0, 1):
         parts.handle_stitched(stitched([], T0 + 5 * S, source), 0, source)
-    parts.handle_dropoffs(envelope.encode([drop_row("d1", T0 + 10), drop_row("d2", T0 + 20)],
-                                          None), 0, 0)  # fmt: skip
+    parts.handle_dropoffs(
+        envelope.encode([drop_row("d1", T0 + 10), drop_row("d2", T0 + 20)], None), 0, 0
+    )
     parts.handle_transitions(envelope.encode([transition_row("t1", T0 + 30)], None), 0, 0)
     # The journey re-folded: t1 reached checkout on the app, d2 was retracted.
     parts.handle_transitions(envelope.encode([transition_row("t1", T0 + 40, "app")], None), 0, 1)
-    parts.handle_dropoffs(envelope.encode([drop_row("d2", 0, retracted=True, version=2)], None),
-                          0, 1)  # fmt: skip
+    parts.handle_dropoffs(
+        envelope.encode([drop_row("d2", 0, retracted=True, version=2)], None), 0, 1
+    )
     journeys_time(parts, 0, T0 + S, 2)
     rows = partials(sender, topics)
     assert counts_of(rows, "purchase:checkout:web") == [(T0, {"dropped": 1, "entered": 0})]
     assert counts_of(rows, "purchase:checkout:app") == [(T0, {"entered": 1})]
     assert counts_of(rows, "purchase:cart:*") == [(T0, {"progressed": 1})]
     # A retraction after the window closed re-emits it, with what it replaces.
-    parts.handle_dropoffs(envelope.encode([drop_row("d1", 0, retracted=True, version=2)],
-                                          T0 + S + 1), 0, 3)  # fmt: skip
+    parts.handle_dropoffs(
+        envelope.encode([drop_row("d1", 0, retracted=True, version=2)], T0 + S + 1), 0, 3
+    )
     late = counts_of(partials(sender, topics)[len(rows) :], "purchase:checkout:*")
     assert late == [(T0, {"dropped": 0, "entered": 1})]
 
@@ -234,8 +280,9 @@ def detection(
 
 
 def partial_message(partition: int, start: int, counts: dict[str, int], front: int) -> bytes:
-    row = orjson.dumps({"w": ["friction", "web:/checkout"], "s": start, "c": counts, "p": None,
-                        "b": False})  # fmt: skip
+    row = orjson.dumps(
+        {"w": ["friction", "web:/checkout"], "s": start, "c": counts, "p": None, "b": False}
+    )
     return envelope.encode([row], front, partition)
 
 
@@ -270,11 +317,15 @@ def test_the_detector_sums_partitions_and_alerts_once_across_a_restart() -> None
         detect.handle(message, offset)
     records = alerts(sender, topics)
     assert [(r.status, r.notify) for r in records if r.notify] == [
-        ("firing", True), ("resolved", True)
-    ]  # fmt: skip
+        ("firing", True),
+        ("resolved", True),
+    ]
     assert records[0].observed == 17 and records[0].volume == 60  # both partitions, summed
-    windows = [row for v, _k, _p in sender.on(topics.friction_windows)
-               for row in envelope.decode(v or b"").events]  # fmt: skip
+    windows = [
+        row
+        for v, _k, _p in sender.on(topics.friction_windows)
+        for row in envelope.decode(v or b"").events
+    ]
     assert windows[0]["counts"] == {"exposures": 60, "friction": 17}
 
     again = RecordingSender()
@@ -311,8 +362,11 @@ def test_a_backlog_closed_at_once_fires_and_resolves_window_by_window() -> None:
         start = T0 + window * S
         bad = window in (1, 2)
         counts = {"exposures": 60, "friction": 16 if bad else 1, "error": 16 if bad else 1}
-        rows.append(orjson.dumps({"w": ["friction", "web:/checkout"], "s": start, "c": counts,
-                                  "p": None, "b": False}))  # fmt: skip
+        rows.append(
+            orjson.dumps(
+                {"w": ["friction", "web:/checkout"], "s": start, "c": counts, "p": None, "b": False}
+            )
+        )
     front = T0 + 8 * S
     sender = RecordingSender()
     detect = detection(sender, s)

@@ -11,13 +11,13 @@ import pytest
 from deploy.cli import _parser
 from deploy.commands.alerts import latest, render_list, render_show
 from schemas.settings import SHIPPED_ALERT_ROUTING, SHIPPED_FRICTION_MAPPING, Settings
-from stream_processors.core.alert_records import AlertRecord, Example
-from stream_processors.friction_detection import detector_config
+from stream_processors.friction.alerts.core.records import AlertRecord, Example
+from stream_processors.friction.detection import detector_config
 from tests.unit.test_alert_builders import CHECKOUT, at, closed, make_alert, tracker
 
 
 def one_alert() -> list[AlertRecord]:
-    from stream_processors.core.alert_groups import AlertGroups
+    from stream_processors.friction.alerts.core.groups import AlertGroups
 
     incidents, groups, out = tracker(), AlertGroups(), []
     for index in range(10, 16):

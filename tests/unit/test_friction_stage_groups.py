@@ -8,18 +8,18 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from stream_processors.core.alert_context import (
+from stream_processors.friction.alerts.core.context import (
     DROPOFF_EXAMPLE,
     FRICTION_EXAMPLE,
     AlertContext,
     example_scope,
 )
-from stream_processors.core.alert_groups import AlertGroups, Group, relation_keys
-from stream_processors.core.alert_incident_records import Incident
-from stream_processors.core.alert_incidents import Incidents
-from stream_processors.core.alert_records import AlertRecord, Example
-from stream_processors.core.friction_alerts import Series
-from stream_processors.core.windows import Advance, WindowCounts
+from stream_processors.friction.alerts.core.groups import AlertGroups, Group, relation_keys
+from stream_processors.friction.alerts.core.incident_records import Incident
+from stream_processors.friction.alerts.core.incidents import Incidents
+from stream_processors.friction.alerts.core.records import AlertRecord, Example
+from stream_processors.friction.core.rules import Series
+from stream_processors.friction.core.windows import Advance, WindowCounts
 from tests.unit.test_alert_builders import CHECKOUT, SIZE, T0, at, closed, make_alert, tracker
 
 WEB_WIDE = Series("friction", "web:*", "friction")
@@ -59,8 +59,9 @@ def test_related_series_of_one_problem_are_one_alert() -> None:
     assert last.series == CHECKOUT  # the touchpoint is the headline, not the whole channel
     assert [r.series for r in last.related] == [WEB_WIDE]
     assert [(r.status, r.notify) for r in published if r.notify] == [
-        ("firing", True), ("resolved", True)
-    ]  # fmt: skip
+        ("firing", True),
+        ("resolved", True),
+    ]
     assert [r.version for r in published] == list(range(1, len(published) + 1))
 
 
@@ -120,10 +121,12 @@ def test_a_restart_neither_loses_nor_repages() -> None:
         (Series("friction", "web:*", "friction"), {"channel:web"}),
         (Series("volume", "store:pos", "events"), {"channel:store"}),
         (Series("dropoff", "purchase:checkout:*", "dropoff"), {"journey:purchase"}),
-        (Series("entries", "support:contact:call_center", "entered"),
-         {"journey:support", "channel:call_center"}),
+        (
+            Series("entries", "support:contact:call_center", "entered"),
+            {"journey:support", "channel:call_center"},
+        ),
     ],
-)  # fmt: skip
+)
 def test_relation_keys(series: Series, keys: set[str]) -> None:
     assert relation_keys(series) == keys
 
@@ -135,9 +138,12 @@ def record_of(*series: Series) -> AlertRecord:
 
 def test_a_record_reads_back_from_its_json_and_its_row() -> None:
     record = replace(
-        record_of(CHECKOUT, WEB_WIDE), team="payments", cause="rose", route="route[0]",
+        record_of(CHECKOUT, WEB_WIDE),
+        team="payments",
+        cause="rose",
+        route="route[0]",
         examples=(Example("p1", T0, "web", "/checkout", "error", "j1"),),
-    )  # fmt: skip
+    )
     assert AlertRecord.from_dict(orjson.loads(orjson.dumps(record.to_dict()))) == record
     row = record.row()
     assert (row["series_kind"], row["scope"], row["series_name"]) == tuple(CHECKOUT)
@@ -171,8 +177,7 @@ def test_the_cause_names_what_rose_at_the_touchpoint() -> None:
     windows = [friction_window(i, "web:/checkout", normal) for i in range(12)]
     spike = {"exposures": 100, "error": 30, "friction": 31}
     windows += [friction_window(i, "web:/checkout", spike) for i in (12, 13)]
-    windows += [friction_window(i, "app:home", {"exposures": 50, "app_crash": 9})
-                for i in (12, 13)]  # fmt: skip
+    windows += [friction_window(i, "app:home", {"exposures": 50, "app_crash": 9}) for i in (12, 13)]
     context = context_with(windows, 0, 13)
     record = replace(record_of(CHECKOUT), last_window_end=at(14), started_at=at(12))
     context.remember_reference(record.incident_id, T0 + 12 * SIZE)
@@ -196,8 +201,7 @@ def test_examples_come_from_the_alerts_own_places_and_windows() -> None:
     context.add_examples(
         T0 + 11 * SIZE, example_scope(DROPOFF_EXAMPLE, "purchase:checkout:web"), [dropped]
     )
-    record = replace(record_of(CHECKOUT, CHECKOUT_DROPS), started_at=at(10),
-                     last_window_end=at(12))  # fmt: skip
+    record = replace(record_of(CHECKOUT, CHECKOUT_DROPS), started_at=at(10), last_window_end=at(12))
     assert context.examples_for(record) == (mine, dropped)
 
 

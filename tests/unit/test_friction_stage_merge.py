@@ -13,18 +13,18 @@ import pytest
 
 from producers.simulator.config import SimConfig
 from schemas.partitioning import partition_for
-from stream_processors.core import detector_state
-from stream_processors.core.detector import Detector, DetectorConfig
-from stream_processors.core.friction import FrictionMatcher
-from stream_processors.core.friction_alerts import Alert, FixedThreshold
-from stream_processors.core.friction_series import FrictionSeries, default_person
-from stream_processors.core.friction_windows_merge import Partial, WindowMerger
-from stream_processors.core.friction_windows_state import (
+from stream_processors.core.friction_signals import FrictionMatcher
+from stream_processors.friction.core import detector_state
+from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.rules import Alert, FixedThreshold
+from stream_processors.friction.core.series import FrictionSeries, default_person
+from stream_processors.friction.core.window_merge import Partial, WindowMerger
+from stream_processors.friction.core.window_state import (
     RecordedRepeats,
     RecordedWindows,
     recorded_series,
 )
-from stream_processors.core.windows import Advance, TumblingWindows, WindowCounts
+from stream_processors.friction.core.windows import Advance, TumblingWindows, WindowCounts
 from tests.unit.friction_builders import START, Pipeline, ms, simulate
 
 # A fixed threshold below the usual friction of the web: alerts that need no baseline.
@@ -126,8 +126,11 @@ def test_a_window_closes_once_every_partition_has() -> None:
     second = merger.apply(1, [partial(0, {"exposures": 4, "error": 1})], 1 * S)
     assert list(second.closed) == [0]
     (window,) = second.windows
-    assert (window.version, window.counts, window.previous) == (1, {"exposures": 7, "error": 1},
-                                                                None)  # fmt: skip
+    assert (window.version, window.counts, window.previous) == (
+        1,
+        {"exposures": 7, "error": 1},
+        None,
+    )
 
 
 def test_a_late_partial_reemits_the_window_with_what_it_replaces() -> None:
@@ -137,8 +140,10 @@ def test_a_late_partial_reemits_the_window_with_what_it_replaces() -> None:
     late = merger.apply(1, [partial(0, {"exposures": 6, "error": 2}, {"exposures": 4})], None)
     (window,) = late.windows
     assert (window.version, window.counts, window.previous) == (
-        2, {"exposures": 9, "error": 2}, {"exposures": 7}
-    )  # fmt: skip
+        2,
+        {"exposures": 9, "error": 2},
+        {"exposures": 7},
+    )
     assert not len(late.closed)
 
 

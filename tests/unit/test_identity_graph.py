@@ -1,4 +1,4 @@
-"""stream_processors.core.identity: linking, person ids and the guards, events in time order."""
+"""The identity graph: linking, person ids and the guards, events in time order."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from datetime import datetime
 
 import pytest
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_records import (
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import (
     PERSON_NAMESPACE,
     MergeRecord,
     RefusalRecord,
     person_id,
 )
-from stream_processors.core.identity_rules import IdentityRules
 from tests.unit.identity_builders import at, pid, see
 
 # -- linking ------------------------------------------------------------------------------
@@ -29,11 +29,14 @@ def test_login_links_the_anonymous_browsing_before_it() -> None:
     # The merge names the browsing person, so its earlier events move to the customer.
     assert login.merges == (
         MergeRecord(
-            "link", "login", at(10), ("customer_id:c1", "anonymous_id:a1"),
+            "link",
+            "login",
+            at(10),
+            ("customer_id:c1", "anonymous_id:a1"),
             tuple(sorted((pid("anonymous_id:a1"), pid("customer_id:c1")))),
             pid("customer_id:c1"),
         ),
-    )  # fmt: skip
+    )
     assert login.moves == () and login.refusals == ()
     assert graph.person_of("anonymous_id:a1") == pid("customer_id:c1")
     assert see(graph, "later", 20, anonymous_id="a1").person_id == pid("customer_id:c1")
@@ -50,8 +53,10 @@ def test_a_phone_hash_links_a_call_to_the_customer() -> None:
     # A later call matched only by the number belongs to the same person.
     assert see(graph, "call-2", 30, phone_hash="p1").person_id == pid("customer_id:c1")
     assert graph.persons()[pid("customer_id:c1")] == [
-        "customer_id:c1", "device_id:d1", "phone_hash:p1"
-    ]  # fmt: skip
+        "customer_id:c1",
+        "device_id:d1",
+        "phone_hash:p1",
+    ]
 
 
 def test_a_loyalty_card_joins_store_visits_to_the_customer() -> None:
@@ -133,10 +138,13 @@ def test_two_customer_ids_on_one_device_are_refused_and_the_earliest_link_wins()
     assert second.merges == ()
     assert second.refusals == (
         RefusalRecord(
-            "customer_id_conflict", "e2", at(60), ("customer_id:c2", "device_id:d1"),
+            "customer_id_conflict",
+            "e2",
+            at(60),
+            ("customer_id:c2", "device_id:d1"),
             "customer_id:c1 and customer_id:c2 are different customers",
         ),
-    )  # fmt: skip
+    )
     assert graph.person_of("device_id:d1") == pid("customer_id:c1")
     assert graph.refusals() == list(second.refusals)
 
@@ -160,9 +168,20 @@ def test_customer_ids_merge_when_allowed_up_to_their_cap() -> None:
 
 @pytest.mark.parametrize(
     "junk",
-    ["", "null", "NULL", ' "null" ', "'undefined'", "0", "anonymous", "Guest",
-     "[object Object]", "NaN", "00000000-0000-0000-0000-000000000000"],
-)  # fmt: skip
+    [
+        "",
+        "null",
+        "NULL",
+        ' "null" ',
+        "'undefined'",
+        "0",
+        "anonymous",
+        "Guest",
+        "[object Object]",
+        "NaN",
+        "00000000-0000-0000-0000-000000000000",
+    ],
+)
 def test_denylisted_values_never_link(junk: str) -> None:
     graph = IdentityGraph()
     first = see(graph, "e1", 0, anonymous_id=junk, customer_id="c1")
@@ -198,18 +217,23 @@ def test_a_cap_per_type_holds_and_names_the_type() -> None:
     assert [(r.rule, r.detail) for r in third.refusals] == [("cap", "anonymous_id: 2 + 1 > cap 2")]
     assert graph.person_of("anonymous_id:a3") == pid("anonymous_id:a3")
     assert graph.persons()[pid("device_id:d1")] == [
-        "anonymous_id:a1", "anonymous_id:a2", "device_id:d1"
-    ]  # fmt: skip
+        "anonymous_id:a1",
+        "anonymous_id:a2",
+        "device_id:d1",
+    ]
 
 
 @pytest.mark.parametrize(
     ("priorities", "kept", "refused"),
     [
         (None, "device_id:d1", "anonymous_id:a1"),
-        (("customer_id", "anonymous_id", "loyalty_id", "email_hash", "phone_hash", "device_id"),
-         "anonymous_id:a1", "device_id:d1"),
+        (
+            ("customer_id", "anonymous_id", "loyalty_id", "email_hash", "phone_hash", "device_id"),
+            "anonymous_id:a1",
+            "device_id:d1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_priorities_decide_which_link_of_an_event_gives_way_at_a_cap(
     priorities: tuple[str, ...] | None, kept: str, refused: str
 ) -> None:

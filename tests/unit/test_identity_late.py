@@ -1,11 +1,11 @@
-"""stream_processors.core.identity: links that arrive late but are earlier in event time take
+"""stream_processors.identity.core.graph: links that arrive late but are earlier in event time take
 over, and the change is sent as corrections (merges, moves, refusals and their retractions)."""
 
 from __future__ import annotations
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_records import MergeRecord, MoveRecord, RefusalRecord
-from stream_processors.core.identity_rules import IdentityRules
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import MergeRecord, MoveRecord, RefusalRecord
 from tests.unit.identity_builders import at, pid, see
 
 CONFLICT_C1_C2 = "customer_id:c1 and customer_id:c2 are different customers"
@@ -22,10 +22,13 @@ def test_a_late_earlier_link_takes_the_device_over_and_emits_a_move() -> None:
     assert late.merges == ()
     assert late.refusals == (
         RefusalRecord(
-            "customer_id_conflict", "e2", at(60), ("customer_id:c2", "device_id:d1"),
+            "customer_id_conflict",
+            "e2",
+            at(60),
+            ("customer_id:c2", "device_id:d1"),
             CONFLICT_C1_C2,
         ),
-    )  # fmt: skip
+    )
     in_order = IdentityGraph()
     see(in_order, "e1", 0, device_id="d1", customer_id="c1")
     see(in_order, "e2", 60, device_id="d1", customer_id="c2")
@@ -55,14 +58,21 @@ def test_a_late_link_retracts_the_refusal_it_makes_obsolete() -> None:
     )
     assert late.refusals == (
         RefusalRecord(
-            "customer_id_conflict", "e3", at(120), ("customer_id:c1", "device_id:d1"),
-            CONFLICT_C1_C2, retracted=True,
+            "customer_id_conflict",
+            "e3",
+            at(120),
+            ("customer_id:c1", "device_id:d1"),
+            CONFLICT_C1_C2,
+            retracted=True,
         ),
         RefusalRecord(
-            "customer_id_conflict", "e2", at(60), ("customer_id:c2", "device_id:d1"),
+            "customer_id_conflict",
+            "e2",
+            at(60),
+            ("customer_id:c2", "device_id:d1"),
             CONFLICT_C1_C2,
         ),
-    )  # fmt: skip
+    )
     assert late.refusals[0].record_id == refused[0].record_id
     assert [r.event_id for r in graph.refusals()] == ["e2"]
 
@@ -74,10 +84,14 @@ def test_a_late_link_that_only_joins_is_a_correction_merge() -> None:
     assert late.person_id == pid("customer_id:c1")
     assert late.merges == (
         MergeRecord(
-            "correction", "app", at(0), ("device_id:d1",),
-            tuple(sorted((pid("device_id:d1"), pid("customer_id:c1")))), pid("customer_id:c1"),
+            "correction",
+            "app",
+            at(0),
+            ("device_id:d1",),
+            tuple(sorted((pid("device_id:d1"), pid("customer_id:c1")))),
+            pid("customer_id:c1"),
         ),
-    )  # fmt: skip
+    )
     assert late.moves == () and late.refusals == ()
 
 
@@ -100,9 +114,14 @@ def test_a_late_link_that_changes_the_naming_identifier_renames_the_person() -> 
     late = see(graph, "e1", 0, device_id="d1", customer_id="c1")
     # d1 and a1 leave c2 for c1 together: one move carries both.
     assert late.moves == (
-        MoveRecord("e1", at(0), ("anonymous_id:a1", "device_id:d1"), pid("customer_id:c2"),
-                   pid("customer_id:c1")),
-    )  # fmt: skip
+        MoveRecord(
+            "e1",
+            at(0),
+            ("anonymous_id:a1", "device_id:d1"),
+            pid("customer_id:c2"),
+            pid("customer_id:c1"),
+        ),
+    )
     assert graph.persons()[pid("customer_id:c2")] == ["customer_id:c2"]
 
 

@@ -1,4 +1,4 @@
-"""stream_processors.core.identity_rules: defaults, junk values and validation of the guards."""
+"""schemas.identity_rules: defaults, junk values and validation of the guards."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from schemas.identity_rules import DEFAULT_CAPS, IdentityRules, normalize
 from schemas.touchpoint import IDENTIFIER_FIELDS
-from stream_processors.core.identity_rules import DEFAULT_CAPS, IdentityRules, normalize
 
 
 def test_defaults_follow_the_domain() -> None:

@@ -1,4 +1,4 @@
-"""stream_processors.core.identity_persons, identity_corrections and identity_records: the
+"""stream_processors.identity.core.persons, identity_corrections and identity_records: the
 shortcuts of the hot path give exactly what the general code gives.
 
 - `Guards.refusal_of_one` (a person and a lone identifier, without making it a `Person`) says
@@ -17,9 +17,10 @@ from operator import add
 
 import pytest
 
-from stream_processors.core.identity_corrections import joined_changes, person_changes
-from stream_processors.core.identity_persons import Guards, Partition, Person
-from stream_processors.core.identity_records import (
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.corrections import joined_changes, person_changes
+from stream_processors.identity.core.persons import Guards, Partition, Person
+from stream_processors.identity.core.records import (
     PERSON_NAMESPACE,
     RECORD_NAMESPACE,
     MergeRecord,
@@ -27,16 +28,24 @@ from stream_processors.core.identity_records import (
     RefusalRecord,
     person_id,
 )
-from stream_processors.core.identity_rules import IdentityRules
 from tests.unit.identity_builders import at
 
 RULE_SETS = (
     IdentityRules(),
     IdentityRules(caps={"device_id": 1, "anonymous_id": 2}, max_identifiers=4),
-    IdentityRules(caps={"customer_id": 2}, allow_customer_id_merge=True,
-                  priorities=("device_id", "customer_id", "anonymous_id", "loyalty_id",
-                              "email_hash", "phone_hash")),
-)  # fmt: skip
+    IdentityRules(
+        caps={"customer_id": 2},
+        allow_customer_id_merge=True,
+        priorities=(
+            "device_id",
+            "customer_id",
+            "anonymous_id",
+            "loyalty_id",
+            "email_hash",
+            "phone_hash",
+        ),
+    ),
+)
 
 
 def person_of(guards: Guards, counts: list[int] | tuple[int, ...]) -> Person:

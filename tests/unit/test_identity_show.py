@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy.commands.identity import describe, render
-from stream_processors.core.identity_records import person_id
+from stream_processors.identity.core.records import person_id
 
 CUSTOMER = "customer_id:c-1"
 ANON = "anonymous_id:a-1"
@@ -21,11 +21,17 @@ def audit_row(
     kind: str, ids: list[str], person: str, old: list[str], **extra: Any
 ) -> dict[str, Any]:
     return {
-        "kind": kind, "rule": extra.get("rule", "link"), "identifiers": ids, "person_id": person,
-        "old_person_ids": old, "event_id": extra.get("event_id", "e1"),
-        "event_time": extra.get("at", "2025-03-01T09:00:00+00:00"), "version": 1,
-        "detail": extra.get("detail", ""), "retracted": extra.get("retracted", False),
-    }  # fmt: skip
+        "kind": kind,
+        "rule": extra.get("rule", "link"),
+        "identifiers": ids,
+        "person_id": person,
+        "old_person_ids": old,
+        "event_id": extra.get("event_id", "e1"),
+        "event_time": extra.get("at", "2025-03-01T09:00:00+00:00"),
+        "version": 1,
+        "detail": extra.get("detail", ""),
+        "retracted": extra.get("retracted", False),
+    }
 
 
 P1 = person_id(CUSTOMER)

@@ -10,14 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_processors import metrics
-from stream_processors.core.identity_records import (
+from stream_processors.identity.core.records import (
     MergeRecord,
     MoveRecord,
     RefusalRecord,
     Resolution,
 )
-from stream_processors.identity_stage import Resolving
+from stream_processors.identity.stage import Resolving
+from stream_processors.runtime import metrics
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 PARTITION = {"P": 0, "R": 0, "Q": 1, "S": 1, "U": 2}

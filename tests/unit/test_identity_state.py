@@ -1,4 +1,4 @@
-"""stream_processors.core.identity_state and identity_corrections: snapshots as plain data, and
+"""stream_processors.identity.core.state and identity_corrections: snapshots as plain data, and
 the records that describe a change of persons or refusals."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_processors.core.identity import IdentityGraph
-from stream_processors.core.identity_corrections import person_changes, refusal_changes
-from stream_processors.core.identity_records import MergeRecord, MoveRecord, RefusalRecord
-from stream_processors.core.identity_rules import IdentityRules
+from schemas.identity_rules import IdentityRules
+from stream_processors.identity.core.corrections import person_changes, refusal_changes
+from stream_processors.identity.core.graph import IdentityGraph
+from stream_processors.identity.core.records import MergeRecord, MoveRecord, RefusalRecord
 from tests.unit.identity_builders import at, pid, see
 
 RULES = IdentityRules(caps={"customer_id": 1, "anonymous_id": 2})
@@ -48,9 +48,13 @@ def test_a_snapshot_keeps_singletons_and_one_link_per_pair() -> None:
     assert snapshot["ids"]["loyalty_id:L1"] == pid("loyalty_id:L1")
     assert len(snapshot["links"]) == 4
     assert snapshot["refusals"] == [
-        ["customer_id:c1", "device_id:d1", "customer_id_conflict",
-         "customer_id:c1 and customer_id:c2 are different customers"],
-    ]  # fmt: skip
+        [
+            "customer_id:c1",
+            "device_id:d1",
+            "customer_id_conflict",
+            "customer_id:c1 and customer_id:c2 are different customers",
+        ],
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""stream_processors.core.ingest: validation, rejection reasons, deduplication and expiry."""
+"""Ingest admission: validation, rejection reasons, deduplication and expiry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from schemas.touchpoint import MAX_EVENT_BYTES, Touchpoint
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW, event_id, touchpoint
 
 NOW_S = 1_740_830_400  # NOW as epoch seconds
@@ -123,7 +123,7 @@ def test_the_same_id_in_another_spelling_is_a_duplicate() -> None:
         ({"occurred_at": "2025-03-01T11:00:00"}, {"occurred_at"}),
         ({"channel": 7, "surprise": True}, {"channel", "surprise"}),
     ],
-)  # fmt: skip
+)
 def test_invalid_events_are_rejected_with_field_paths(
     overrides: dict[str, Any], fields: set[str]
 ) -> None:

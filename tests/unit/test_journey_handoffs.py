@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from schemas.partitioning import partition_for
-from stream_processors.journey_handoffs import AWAITED, EARLY, FORWARD, Handoffs, Outbox
+from stream_processors.journeys.handoffs import AWAITED, EARLY, FORWARD, Handoffs, Outbox
 
 
 def written(h: Handoffs, into: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +94,10 @@ def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
     assert not rest and target == partition_for(b"new", 4)
     person, event = (orjson.loads(r) for r in rows)
     assert person == {
-        "kind": "person", "person_id": "new", "from": "old",
-        "state": {"journeys": []}, "relay": False,
-    }  # fmt: skip
+        "kind": "person",
+        "person_id": "new",
+        "from": "old",
+        "state": {"journeys": []},
+        "relay": False,
+    }
     assert event["event"]["person_id"] == "new"  # restamped for the receiver

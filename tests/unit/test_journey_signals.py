@@ -11,10 +11,11 @@ import pytest
 
 from schemas.definitions import load_definitions
 from schemas.friction import load_friction_mapping
-from stream_processors.core.friction import FrictionMatcher
-from stream_processors.core.journey_outputs import DropOff
-from stream_processors.core.journey_settings import DEFAULT_FRICTION, friction_by_properties
-from stream_processors.core.journey_signals import (
+from stream_processors.core.friction_signals import FrictionMatcher
+from stream_processors.journeys.core.engine import JourneyCore
+from stream_processors.journeys.core.outputs import DropOff
+from stream_processors.journeys.core.settings import DEFAULT_FRICTION, friction_by_properties
+from stream_processors.journeys.core.signals import (
     MAX_LABELS,
     label,
     label_text,
@@ -22,8 +23,7 @@ from stream_processors.core.journey_signals import (
     remember,
     stated_signals,
 )
-from stream_processors.core.journeys import JourneyCore
-from stream_processors.journey_rows import dropoff_row
+from stream_processors.journeys.rows import dropoff_row
 from tests.unit.test_friction_stage import DEFAULTS
 from tests.unit.test_journeys_core import SHIPPED, Run
 
@@ -113,8 +113,10 @@ def test_a_drop_off_carries_the_signals_its_journey_met() -> None:
     )
     drop = dropped(run)
     assert drop.signals == (
-        CHECKOUT_DECLINED, "error@web:/page_view", "rage_click@web:/help_view",
-    )  # fmt: skip
+        CHECKOUT_DECLINED,
+        "error@web:/page_view",
+        "rage_click@web:/help_view",
+    )
     assert drop.friction == 4  # events with friction, each once
     row = orjson.loads(dropoff_row(drop))
     assert row["signals"] == list(drop.signals)

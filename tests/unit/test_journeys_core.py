@@ -1,4 +1,4 @@
-"""stream_processors.core.journeys: the journey state machine, deadlines, sessions, late
+"""stream_processors.journeys.core.engine: the journey state machine, deadlines, sessions, late
 events and retractions, identity merges, snapshots, and the simulator's ground truth."""
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from producers.simulator.engine import Simulation
 from producers.simulator.truth import GroundTruth
 from schemas.definitions import DefinitionSpec, load_definitions
 from schemas.settings import PiiSettings
-from stream_processors.core.journey_deadlines import NEVER, DeadlineWheel, Timed
-from stream_processors.core.journey_match import compile_definition
-from stream_processors.core.journey_outputs import (
+from stream_processors.core.uuids import namespace, uuid5
+from stream_processors.journeys.core.deadlines import NEVER, DeadlineWheel, Timed
+from stream_processors.journeys.core.engine import JourneyCore, JourneySettings, event_ms
+from stream_processors.journeys.core.match import compile_definition
+from stream_processors.journeys.core.outputs import (
     DropOff,
     JourneyUpdate,
     Output,
@@ -32,10 +34,8 @@ from stream_processors.core.journey_outputs import (
     SessionRecord,
     StageTransition,
 )
-from stream_processors.core.journey_settings import EventTimes
-from stream_processors.core.journey_state import journey_id, session_id
-from stream_processors.core.journeys import JourneyCore, JourneySettings, event_ms
-from stream_processors.core.uuids import namespace, uuid5
+from stream_processors.journeys.core.settings import EventTimes
+from stream_processors.journeys.core.state import journey_id, session_id
 
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "deploy" / "definitions").glob("*.toml"))
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -48,13 +48,14 @@ LATE = {"call_center", "store"}
 def spec(**fields: Any) -> DefinitionSpec:
     """A small definition: a (1h) -> b (1h) -> done, plus what the test adds."""
     base: dict[str, Any] = {
-        "id": "flow", "version": 1,
+        "id": "flow",
+        "version": 1,
         "stages": [
             {"name": "a", "time_limit": "1h", "match": [{"event_types": ["a"]}]},
             {"name": "b", "time_limit": "1h", "match": [{"event_types": ["b"]}]},
             {"name": "done", "success": True, "match": [{"event_types": ["done"]}]},
         ],
-    }  # fmt: skip
+    }
     base.update(fields)
     return DefinitionSpec.model_validate(base)
 
@@ -118,9 +119,20 @@ def stages(update: JourneyUpdate) -> list[str]:
 
 def test_a_purchase_journey_converts_with_its_transitions() -> None:
     run = Run()
-    run.send("p1", *(run.event(m, et) for m, et in (
-        (0, "home_view"), (5, "page_view"), (10, "product_view"), (20, "add_to_cart"),
-        (30, "checkout_step"), (40, "order_completed"))))  # fmt: skip
+    run.send(
+        "p1",
+        *(
+            run.event(m, et)
+            for m, et in (
+                (0, "home_view"),
+                (5, "page_view"),
+                (10, "product_view"),
+                (20, "add_to_cart"),
+                (30, "checkout_step"),
+                (40, "order_completed"),
+            )
+        ),
+    )
     run.at(41)
     journey = run.only()
     assert (journey.status, journey.stage, journey.person_id) == ("converted", "purchase", "p1")
@@ -128,9 +140,13 @@ def test_a_purchase_journey_converts_with_its_transitions() -> None:
     assert journey.time_to_convert_ms == 40 * MIN
     assert (journey.touchpoints, journey.channels) == (6, ("web",))
     moves = [(t.from_stage, t.to_stage, t.elapsed_ms) for t in run.of(StageTransition)]
-    assert moves == [(None, "discover", None), ("discover", "consider", 10 * MIN),
-                     ("consider", "cart", 10 * MIN), ("cart", "checkout", 10 * MIN),
-                     ("checkout", "purchase", 10 * MIN)]  # fmt: skip
+    assert moves == [
+        (None, "discover", None),
+        ("discover", "consider", 10 * MIN),
+        ("consider", "cart", 10 * MIN),
+        ("cart", "checkout", 10 * MIN),
+        ("checkout", "purchase", 10 * MIN),
+    ]
     assert not run.of(DropOff)
 
 
@@ -145,8 +161,16 @@ def test_events_wait_for_the_watermark() -> None:
 def test_arrival_order_within_the_lateness_does_not_matter() -> None:
     def outcome(order: Sequence[int]) -> tuple[list[Any], list[Any]]:
         run = Run()
-        events = [run.event(m, et) for m, et in ((0, "home_view"), (1, "search"),
-                  (3, "product_view"), (4, "add_to_cart"), (4, "page_view"))]  # fmt: skip
+        events = [
+            run.event(m, et)
+            for m, et in (
+                (0, "home_view"),
+                (1, "search"),
+                (3, "product_view"),
+                (4, "add_to_cart"),
+                (4, "page_view"),
+            )
+        ]
         run.send("p1", *(events[i] for i in order))
         run.at(30 * 60)
         return sorted(run.journeys().values()), run.of(StageTransition)
@@ -192,11 +216,16 @@ def test_repeating_a_stage_does_not_extend_its_time_limit() -> None:
 
 def test_a_later_event_starts_a_new_instance_after_an_outcome() -> None:
     run = Run()
-    run.send("p1", run.event(0, "home_view"), run.event(1, "product_view"),
-             run.event(26 * 60, "home_view"),  # a visit while it is open starts nothing
-             run.event(27 * 60, "add_to_cart"), run.event(28 * 60, "checkout_step"),
-             run.event(28 * 60 + 30, "order_completed"),
-             run.event(30 * 60, "search"))  # fmt: skip
+    run.send(
+        "p1",
+        run.event(0, "home_view"),
+        run.event(1, "product_view"),
+        run.event(26 * 60, "home_view"),  # a visit while it is open starts nothing
+        run.event(27 * 60, "add_to_cart"),
+        run.event(28 * 60, "checkout_step"),
+        run.event(28 * 60 + 30, "order_completed"),
+        run.event(30 * 60, "search"),
+    )
     run.at(31 * 60)
     journeys = sorted(run.journeys().values(), key=lambda j: j.started_ms)
     assert [(j.status, stages(j)) for j in journeys] == [
@@ -454,16 +483,18 @@ def test_late_channel_sessions_close_on_their_own_watermark() -> None:
 
 
 def test_friction_is_a_pluggable_predicate() -> None:
-    run = Run(JourneyCore(load_definitions(SHIPPED),
-                          is_friction=lambda e: e["event_type"] == "app_crash"))  # fmt: skip
+    run = Run(
+        JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: e["event_type"] == "app_crash")
+    )
     run.send("p1", run.event(0, "home_view", error="x"), run.event(1, "app_crash", "app"))
     run.at(25 * 60)
     (drop,) = run.of(DropOff)
     assert (drop.friction, drop.touchpoints, drop.last_channel) == (1, 2, "app")
 
 
-@pytest.mark.parametrize(("value", "counts"), [("http_500", 1), ("true", 1), ("false", 0),
-                                               ("", 0), (0, 0), (None, 0)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "counts"), [("http_500", 1), ("true", 1), ("false", 0), ("", 0), (0, 0), (None, 0)]
+)
 def test_default_friction_is_a_property_with_a_true_value(value: Any, counts: int) -> None:
     run = Run()
     run.send("p1", run.event(0, "home_view", error=value))
@@ -583,8 +614,10 @@ def scenario(run: Run, second_half: bool) -> None:
 def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
     original = Run()
     scenario(original, False)
-    saved = {pid: orjson.loads(orjson.dumps(original.core.snapshot_person(pid)))
-             for pid in original.core.take_dirty()}  # fmt: skip
+    saved = {
+        pid: orjson.loads(orjson.dumps(original.core.snapshot_person(pid)))
+        for pid in original.core.take_dirty()
+    }
     restored = Run()
     for pid, data in saved.items():
         if data is not None:
@@ -682,17 +715,40 @@ def test_never_is_an_unboxed_int_when_compiled() -> None:
 # -- the per-event shortcuts ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [
-    "2025-03-01T10:15:00.123Z", "2025-03-01T10:15:00.123456Z", "2025-03-01T10:15:00Z",
-    "2025-03-01T10:15:00+00:00", "2025-03-01T10:15:00.123+00:00", "1969-12-31T23:59:59.999Z",
-    "2025-03-01T10:15:00.1Z", "2025-03-01T10:15:00.1234567Z", "2025-03-01T10:15:00,123Z",
-    "2025-03-01T12:15:00.123+02:00", "2025-03-01 10:15:00.123Z", "20250301T101500Z",
-    "2025-03-01T10:15:00.123", "2025-03-01T10:15:00", "2025-03-01T10:15:00.12٣Z",
-    "2025-03-01T10:15:00.1_2Z", "2025-03-01T24:00:00Z", "2025-02-30T10:15:00Z", "", "x",
-    "2025-03-01T10:15:59.999Z", "2025-03-01T10:15:60Z", "2025-03-01T10:15:7٣Z",
-    "2025-03-01T10:15:٣1Z", "2025-03-01T10:15:+1Z", "2025-03-01T10:15: 1Z",
-    1_740_824_100_123, T0, T0.replace(tzinfo=None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-03-01T10:15:00.123Z",
+        "2025-03-01T10:15:00.123456Z",
+        "2025-03-01T10:15:00Z",
+        "2025-03-01T10:15:00+00:00",
+        "2025-03-01T10:15:00.123+00:00",
+        "1969-12-31T23:59:59.999Z",
+        "2025-03-01T10:15:00.1Z",
+        "2025-03-01T10:15:00.1234567Z",
+        "2025-03-01T10:15:00,123Z",
+        "2025-03-01T12:15:00.123+02:00",
+        "2025-03-01 10:15:00.123Z",
+        "20250301T101500Z",
+        "2025-03-01T10:15:00.123",
+        "2025-03-01T10:15:00",
+        "2025-03-01T10:15:00.12٣Z",
+        "2025-03-01T10:15:00.1_2Z",
+        "2025-03-01T24:00:00Z",
+        "2025-02-30T10:15:00Z",
+        "",
+        "x",
+        "2025-03-01T10:15:59.999Z",
+        "2025-03-01T10:15:60Z",
+        "2025-03-01T10:15:7٣Z",
+        "2025-03-01T10:15:٣1Z",
+        "2025-03-01T10:15:+1Z",
+        "2025-03-01T10:15: 1Z",
+        1_740_824_100_123,
+        T0,
+        T0.replace(tzinfo=None),
+    ],
+)
 def test_event_times_read_like_event_ms(value: Any) -> None:
     def read(parse: Any) -> tuple[str, Any]:
         try:
@@ -758,8 +814,13 @@ def test_a_merge_joins_the_buffered_events_of_both_persons() -> None:
 
 
 def simulate(seed: int) -> tuple[list[dict[str, Any]], GroundTruth]:
-    config = SimConfig(customers=150, days=3, seed=seed, start=T0, incidents=(
-        Incident.parse("web:/checkout errors x8 @600m for 240m"),))  # fmt: skip
+    config = SimConfig(
+        customers=150,
+        days=3,
+        seed=seed,
+        start=T0,
+        incidents=(Incident.parse("web:/checkout errors x8 @600m for 240m"),),
+    )
     events, truth = Simulation(config, PiiHasher(PiiSettings())).run()
     return [e.event for e in events], truth
 
@@ -781,8 +842,12 @@ def person_of(truth: GroundTruth) -> dict[str, str]:
     return {i: p.person for p in truth.persons for i in p.identifiers}
 
 
-def replay(events: Iterable[tuple[int, dict[str, Any]]], owner: dict[str, str],
-           closes_ms: int, lateness_ms: int) -> Run:  # fmt: skip
+def replay(
+    events: Iterable[tuple[int, dict[str, Any]]],
+    owner: dict[str, str],
+    closes_ms: int,
+    lateness_ms: int,
+) -> Run:
     """Feed events in arrival order; the watermark follows the timely channels."""
     run = Run()
     high = -NEVER
@@ -797,13 +862,18 @@ def replay(events: Iterable[tuple[int, dict[str, Any]]], owner: dict[str, str],
 
 
 def outcomes(run: Run) -> Counter[tuple[str, str, tuple[str, ...], str]]:
-    return Counter((j.person_id, j.definition_id, tuple(stages(j)), j.status)
-                   for j in run.journeys().values() if j.status != "merged")  # fmt: skip
+    return Counter(
+        (j.person_id, j.definition_id, tuple(stages(j)), j.status)
+        for j in run.journeys().values()
+        if j.status != "merged"
+    )
 
 
 def truth_outcomes(truth: GroundTruth) -> Counter[tuple[str, str, tuple[str, ...], str]]:
-    return Counter((j.person, j.definition, tuple(s.stage for s in j.stages), str(j.outcome))
-                   for j in truth.journeys)  # fmt: skip
+    return Counter(
+        (j.person, j.definition, tuple(s.stage for s in j.stages), str(j.outcome))
+        for j in truth.journeys
+    )
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -813,8 +883,9 @@ def test_the_simulators_outcomes_in_event_time_order(seed: int) -> None:
     run = replay(((0, e) for e in events), person_of(truth), closes, 0)
     assert outcomes(run) == truth_outcomes(truth)
     drops = Counter((d.person_id, d.stage, d.deadline_ms) for d in run.of(DropOff))
-    want = Counter((j.person, j.dropped_stage, event_ms(j.dropped_at))
-                   for j in truth.journeys if j.dropped_at)  # fmt: skip
+    want = Counter(
+        (j.person, j.dropped_stage, event_ms(j.dropped_at)) for j in truth.journeys if j.dropped_at
+    )
     assert drops == want and not run.of(Retraction)
 
 
@@ -827,8 +898,12 @@ def test_the_simulators_outcomes_with_late_call_center_and_store_batches(seed: i
     assert outcomes(run) == truth_outcomes(truth)
     retracted = {r.retracted_id for r in run.of(Retraction)}
     assert retracted, "late batches should have contradicted some drop-offs"
-    standing = Counter((d.person_id, d.stage, d.deadline_ms)
-                       for d in run.of(DropOff) if d.dropoff_id not in retracted)  # fmt: skip
-    want = Counter((j.person, j.dropped_stage, event_ms(j.dropped_at))
-                   for j in truth.journeys if j.dropped_at)  # fmt: skip
+    standing = Counter(
+        (d.person_id, d.stage, d.deadline_ms)
+        for d in run.of(DropOff)
+        if d.dropoff_id not in retracted
+    )
+    want = Counter(
+        (j.person, j.dropped_stage, event_ms(j.dropped_at)) for j in truth.journeys if j.dropped_at
+    )
     assert standing == want

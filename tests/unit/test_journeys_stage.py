@@ -1,4 +1,4 @@
-"""stream_processors.journeys_stage without Kafka: a fake transactional sender records what
+"""stream_processors.journeys.stage without Kafka: a fake transactional sender records what
 the stage would send. Time waits for the identity authority and for merged persons in
 transit; a merged person's state and later events follow it to its new partition; state
 persisted in one transaction restores to the same journeys."""
@@ -17,9 +17,9 @@ from schemas.definitions import load_definitions
 from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
-from stream_processors.journeys_stage import JourneyStage
-from stream_processors.sender import TransactionalSender
-from stream_processors.state import Applied, ChangelogTable, PartitionState
+from stream_processors.journeys.stage import JourneyStage
+from stream_processors.runtime.sender import TransactionalSender
+from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
 from tests.unit.test_journeys_core import HOUR, T0, T0_MS
 
 PARTITIONS = 2
@@ -36,8 +36,13 @@ class FakeSender:
 
     produce_rows = TransactionalSender.produce_rows
 
-    def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
-                partition: int | None = None) -> None:  # fmt: skip
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> None:
         assert partition is not None
         if topic.endswith(".changelog"):
             self.changelog[(partition, key or b"")] = value
@@ -63,15 +68,25 @@ class Harness:
         self.settings = Settings(topics={"partitions": PARTITIONS, "prefix": "u."})
         self.topics = Topics.from_settings(self.settings.topics)
         self.sender = sender or FakeSender()
-        tables = [self._table(name, source) for name, source in (
-            ("persons", self.topics.stitched), ("merges", self.topics.identity_merges),
-            ("handoff", self.topics.journey_handoff))]  # fmt: skip
+        tables = [
+            self._table(name, source)
+            for name, source in (
+                ("persons", self.topics.stitched),
+                ("merges", self.topics.identity_merges),
+                ("handoff", self.topics.journey_handoff),
+            )
+        ]
         duck: Any = self.sender  # a TransactionalSender's produce and before_commit
         persons, merges, handoff = tables
         self.stage = JourneyStage(
-            self.settings, self.topics, duck, persons, merges, handoff,
+            self.settings,
+            self.topics,
+            duck,
+            persons,
+            merges,
+            handoff,
             load_definitions(self.settings.journeys.definitions),
-        )  # fmt: skip
+        )
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
 
     def _table(self, name: str, source: str) -> ChangelogTable:
@@ -85,8 +100,9 @@ class Harness:
         self.offsets[(topic, p)] += 1
         return self.offsets[(topic, p)]
 
-    def stitched(self, p: int, events: list[dict[str, Any]], watermark_ms: int | None = None,
-                 source: int = 0) -> None:  # fmt: skip
+    def stitched(
+        self, p: int, events: list[dict[str, Any]], watermark_ms: int | None = None, source: int = 0
+    ) -> None:
         payload = envelope.encode([orjson.dumps(e) for e in events], watermark_ms, source)
         self.stage.handle_stitched(payload, p, self._next("s", p))
 
@@ -127,16 +143,23 @@ class Harness:
 
 
 def person_on(partition: int, prefix: str) -> str:
-    return next(f"{prefix}-{n}" for n in range(1000)
-                if partition_for(f"{prefix}-{n}".encode(), PARTITIONS) == partition)  # fmt: skip
+    return next(
+        f"{prefix}-{n}"
+        for n in range(1000)
+        if partition_for(f"{prefix}-{n}".encode(), PARTITIONS) == partition
+    )
 
 
 def event(pid: str, n: int, minutes: float, event_type: str, **properties: Any) -> dict[str, Any]:
     return {
-        "event_id": f"{pid}-{n}", "channel": "web", "event_type": event_type,
+        "event_id": f"{pid}-{n}",
+        "channel": "web",
+        "event_type": event_type,
         "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
-        "touchpoint": f"/{event_type}", "properties": properties, "person_id": pid,
-    }  # fmt: skip
+        "touchpoint": f"/{event_type}",
+        "properties": properties,
+        "person_id": pid,
+    }
 
 
 def merge(old: str, new: str) -> dict[str, Any]:

@@ -3,10 +3,10 @@ anchor's own id; junk never anchors; what must reach the authority."""
 
 from __future__ import annotations
 
+from schemas.identity_rules import IdentityRules
 from schemas.partitioning import partition_for
-from stream_processors.core.identity_records import person_id
-from stream_processors.core.identity_rules import IdentityRules
-from stream_processors.core.routing import Router
+from stream_processors.identity.core.records import person_id
+from stream_processors.identity.core.routing import Router
 
 RULES = IdentityRules()
 T = "2025-03-01T09:00:00+00:00"

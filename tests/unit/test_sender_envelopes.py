@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas import envelope
-from stream_processors.sender import TransactionalSender, envelopes
+from stream_processors.runtime.sender import TransactionalSender, envelopes
 
 
 def test_rows_split_under_the_limit_in_order_with_the_watermark_last() -> None:
@@ -11,8 +11,9 @@ def test_rows_split_under_the_limit_in_order_with_the_watermark_last() -> None:
     messages = envelopes(rows, watermark_ms=5_000, source=3, max_bytes=10_000)
     assert len(messages) > 5 and all(len(m) <= 10_000 + 200 for m in messages)
     decoded = [envelope.decode(m) for m in messages]
-    assert [e for d in decoded for e in d.events] == [envelope.decode(
-        envelope.encode(rows, None)).events[n] for n in range(1_000)]  # fmt: skip
+    assert [e for d in decoded for e in d.events] == [
+        envelope.decode(envelope.encode(rows, None)).events[n] for n in range(1_000)
+    ]
     assert [d.watermark_ms for d in decoded] == [None] * (len(messages) - 1) + [5_000]
     assert {d.source for d in decoded} == {3}
 

@@ -56,14 +56,22 @@ def test_clickhouse_dsn_when_set_is_used_as_is(monkeypatch: pytest.MonkeyPatch) 
     ("name", "value", "path", "expected"),
     [
         ("JOURNEYS_LOG_LEVEL", "DEBUG", ("log_level",), "DEBUG"),
-        ("JOURNEYS_KAFKA__BOOTSTRAP_SERVERS", "b1:9092,b2:9092", ("kafka", "bootstrap_servers"),
-         "b1:9092,b2:9092"),
+        (
+            "JOURNEYS_KAFKA__BOOTSTRAP_SERVERS",
+            "b1:9092,b2:9092",
+            ("kafka", "bootstrap_servers"),
+            "b1:9092,b2:9092",
+        ),
         ("JOURNEYS_TOPICS__PARTITIONS", "3", ("topics", "partitions"), 3),
-        ("JOURNEYS_PROCESSOR__DEDUP_HORIZON", "PT1H", ("processor", "dedup_horizon"),
-         timedelta(hours=1)),
+        (
+            "JOURNEYS_PROCESSOR__DEDUP_HORIZON",
+            "PT1H",
+            ("processor", "dedup_horizon"),
+            timedelta(hours=1),
+        ),
         ("journeys_batch__max_events", "7", ("batch", "max_events"), 7),
     ],
-)  # fmt: skip
+)
 def test_environment_variables(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, path: tuple[str, ...], expected: Any
 ) -> None:

@@ -86,8 +86,15 @@ def test_planned_end_cuts_exactly_at_the_planned_offset(max_bytes: int) -> None:
     # After the planned batch, the size bound applies again.
     after = feed(batcher, range(106, 120))
     if max_bytes == 18:
-        assert spans(after) == [(106, 107), (108, 109), (110, 111), (112, 113), (114, 115),
-                                (116, 117), (118, 119)]  # fmt: skip
+        assert spans(after) == [
+            (106, 107),
+            (108, 109),
+            (110, 111),
+            (112, 113),
+            (114, 115),
+            (116, 117),
+            (118, 119),
+        ]
     else:
         assert after == []
 

@@ -1,4 +1,4 @@
-"""stream_processors.state, the pure parts: dirty tracking and applying changelog records."""
+"""Stage state, the pure parts: dirty tracking and applying changelog records."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_processors.state import (
+from stream_processors.runtime.state import (
     APPLIED_KEY,
     Applied,
     ChangelogTable,

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from producers.synthetic import INVALID_KINDS, Item, generate
 from schemas.envelope import EnvelopeError, decode
 from schemas.touchpoint import Touchpoint
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW
 
 COUNT = 20_000

@@ -206,9 +206,12 @@ def test_a_version_2_event_carries_the_block_of_its_channel(channel: str) -> Non
 def test_a_block_on_another_channel_is_rejected_naming_it(channel: str, block: str) -> None:
     raw = touchpoint(channel=channel, schema_version=2, **{block: BLOCKS[block]})
     assert rejected(raw) == [
-        ((block,), f"a `{block}` block belongs on channel {block} events; "
-                   f"this event's channel is {channel}")
-    ]  # fmt: skip
+        (
+            (block,),
+            f"a `{block}` block belongs on channel {block} events; "
+            f"this event's channel is {channel}",
+        )
+    ]
 
 
 @pytest.mark.parametrize("field", VERSION_2_FIELDS)
@@ -308,8 +311,11 @@ def test_the_stated_signals_are_the_friction_signals() -> None:
 
 
 MODELS: dict[str, type[BaseModel]] = {
-    "web": WebDetail, "app": AppDetail, "call_center": CallCenterDetail, "store": StoreDetail,
-}  # fmt: skip
+    "web": WebDetail,
+    "app": AppDetail,
+    "call_center": CallCenterDetail,
+    "store": StoreDetail,
+}
 values = st.one_of(
     st.none(),
     st.booleans(),

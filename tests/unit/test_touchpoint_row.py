@@ -19,7 +19,7 @@ from schemas.touchpoint_row import (
     read_row,
     row_json,
 )
-from stream_processors.core.ingest import Ingest
+from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW, touchpoint
 from tests.unit.ingest_reference import ReferenceIngest
 

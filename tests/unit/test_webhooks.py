@@ -18,16 +18,16 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.alerting import WebhookTarget
-from sinks.webhook_bodies import json_body, slack_body
-from sinks.webhook_retry import (
+from stream_processors.friction.alerts.core.bodies import json_body, slack_body
+from stream_processors.friction.alerts.core.incident_records import Incident
+from stream_processors.friction.alerts.core.retry import (
     RetryPolicy,
     backoff_delay,
     next_wait,
     parse_retry_after,
     verdict,
 )
-from sinks.webhooks import FailedDelivery, WebhookSender
-from stream_processors.core.alert_incident_records import Incident
+from stream_processors.friction.alerts.webhooks import FailedDelivery, WebhookSender
 from tests.unit.test_alert_builders import closed, make_alert, tracker
 
 FAST = RetryPolicy(max_attempts=10, max_elapsed=10.0, base_delay=0.01, max_delay=0.05, timeout=2.0)
@@ -279,10 +279,20 @@ def test_next_wait_stops_at_the_attempts_or_the_time() -> None:
 
 @pytest.mark.parametrize(
     ("status", "said"),
-    [(None, "retry"), (200, "delivered"), (204, "delivered"), (301, "reject"), (400, "reject"),
-     (403, "reject"), (408, "retry"), (425, "retry"), (429, "retry"), (500, "retry"),
-     (503, "retry")],
-)  # fmt: skip
+    [
+        (None, "retry"),
+        (200, "delivered"),
+        (204, "delivered"),
+        (301, "reject"),
+        (400, "reject"),
+        (403, "reject"),
+        (408, "retry"),
+        (425, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+    ],
+)
 def test_verdicts(status: int | None, said: str) -> None:
     assert verdict(status) == said
 

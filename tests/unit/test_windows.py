@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from schemas.friction import Signal, load_friction_mapping
-from stream_processors.core.friction import FrictionMatcher, RepeatContacts
-from stream_processors.core.friction_series import (
+from stream_processors.core.friction_signals import FrictionMatcher, RepeatContacts
+from stream_processors.friction.core.series import (
     DROPPED,
     ENTERED,
     EventClock,
@@ -20,7 +20,7 @@ from stream_processors.core.friction_series import (
     count_stage,
     event_time_ms,
 )
-from stream_processors.core.windows import TumblingWindows, WindowCounts, WindowKey
+from stream_processors.friction.core.windows import TumblingWindows, WindowCounts, WindowKey
 
 MIN = 60_000
 DAY_MS = 86_400_000
@@ -192,9 +192,12 @@ def test_an_event_counts_in_its_source_touchpoint_and_channel() -> None:
         ("volume", "web:web-shop"): {"events": 4},
         ("friction", "web:*"): {"exposures": 2, "payment_declined": 1, "friction": 2, "error": 1},
         ("friction", "web:/checkout"): {
-            "exposures": 2, "payment_declined": 1, "friction": 2, "error": 1,
+            "exposures": 2,
+            "payment_declined": 1,
+            "friction": 2,
+            "error": 1,
         },
-    }  # fmt: skip
+    }
 
 
 def test_positive_moments_are_counted_apart_from_friction() -> None:
@@ -220,10 +223,14 @@ def test_a_late_earlier_contact_re_emits_the_later_ones_window() -> None:
 
     def call(day: int) -> dict[str, Any]:
         return touchpoint(
-            0, channel="call_center", source="genesys", event_type="contact_ended",
-            touchpoint="queue:billing", identity={"phone_hash": "p1"},
+            0,
+            channel="call_center",
+            source="genesys",
+            event_type="contact_ended",
+            touchpoint="queue:billing",
+            identity={"phone_hash": "p1"},
             occurred_at=f"2025-03-{day:02d}T10:00:00Z",
-        )  # fmt: skip
+        )
 
     s.windows = TumblingWindows(timedelta(minutes=5), timedelta(days=10))
     later = T0 + 6 * DAY_MS + 10 * MIN
@@ -280,7 +287,9 @@ def test_stage_windows_are_backfill_only_where_the_traffic_was() -> None:
     windows.add(stage, 10 * MIN, ("dropped",))  # nothing else in that window
     closed = {(w.key[0], w.start_ms): w.backfill for w in windows.advance(15 * MIN).windows}
     assert closed == {
-        ("volume", 0): True, ("stage", 0): True,
-        ("volume", 5 * MIN): False, ("stage", 5 * MIN): False,
+        ("volume", 0): True,
+        ("stage", 0): True,
+        ("volume", 5 * MIN): False,
+        ("stage", 5 * MIN): False,
         ("stage", 10 * MIN): False,
-    }  # fmt: skip
+    }

@@ -1,0 +1,453 @@
+"""Friction spikes and sudden drop-off, decided per closed window (domain.md §5, issue 8).
+
+The detector reads what `TumblingWindows.advance()` emits and answers with alerts:
+
+- **friction spike** (`friction` windows): signals per exposure at a scope, per signal and
+  for all friction together; **drop-off spike** (`stage` windows): drop-offs per journey
+  leaving the stage (`dropped / (dropped + progressed)`). Count tests: the count against a
+  Poisson of the baseline rate times this window's volume, scaled by the learned
+  dispersion, and the count must also be `spike_ratio` times the expectation.
+- **collapse** (`entered` of `stage` windows, `events` of `volume` windows): the count falls
+  to `collapse_ratio` of its expectation or less, with a Poisson lower tail below `alpha`.
+  A broken checkout shows as entries falling to near zero, and a silent source as no events;
+  empty windows are evaluated too, which is why every known series is visited per window.
+- Each test is run on the window alone and on it together with the window before, which
+  doubles the evidence for a change that lasts: that is what finds a moderate spike on a
+  quiet touchpoint by the second window of an incident.
+- **fixed thresholds**, optional per series (`FixedThreshold`), need no baseline.
+
+Quiet series never page: no test before `warmup_windows`, fewer than `min_exposures` or
+`min_signals`, or an expectation under `min_expected`. Backfilled windows are learned but
+raise nothing. A window re-emitted with late events is tested again: the alert keeps its id
+(so a sink replaces it), and an alert that no longer holds is sent again as retracted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from schemas.friction import POSITIVE_SIGNALS
+from stream_processors.friction.core.baselines import (
+    Baseline,
+    BaselineConfig,
+    BaselineParams,
+    poisson_lower,
+    poisson_upper,
+)
+from stream_processors.friction.core.rules import (
+    RULES,
+    Alert,
+    AlertKind,
+    FixedThreshold,
+    Rule,
+    Series,
+    Severity,
+    alert_id,
+    explain,
+    retracted,
+)
+from stream_processors.friction.core.series import (
+    ANY_FRICTION,
+    DROPPED,
+    ENTERED,
+    EVENTS,
+    EXPOSURES,
+    FRICTION,
+    PROGRESSED,
+    STAGE,
+    VOLUME,
+)
+from stream_processors.friction.core.windows import Advance, WindowCounts, WindowKey
+
+_SPIKE_KINDS: dict[str, AlertKind] = {"friction": "friction_spike", "dropoff": "dropoff_spike"}
+_COLLAPSE_KINDS: dict[str, AlertKind] = {"entries": "entries_collapse", "volume": "volume_collapse"}
+_SERIES_KINDS = {FRICTION: (FRICTION,), STAGE: ("dropoff", "entries"), VOLUME: ("volume",)}
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorConfig:
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    alpha: float = 1e-6  # the p-value an alert needs
+    critical_alpha: float = 1e-9  # ... and a critical one
+    spike_ratio: float = 2.0  # a spike is also at least this many times the expectation
+    collapse_ratio: float = 0.2  # a collapse is at most this share of the expectation
+    min_signals: int = 5
+    min_exposures: int = 20
+    min_rate: float = 0.001  # the floor of a learned rate: "never happened" is not "never will"
+    min_expected: float = 10.0  # a collapse needs at least this many expected per window
+    pair_test: bool = True  # also test each window together with the one before
+    thresholds: tuple[FixedThreshold, ...] = ()
+    forget_after: timedelta = timedelta(days=7)  # series without data this long are dropped
+    revisable_for: timedelta = timedelta(days=1)  # at least the windows' allowed lateness
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    series: Series
+    hits: int
+    trials: int  # for counts: 1 per window
+    rate_series: bool
+    windows: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """A series' last on-time window, for the pair test."""
+
+    start: int
+    hits: int
+    trials: int
+    expected: float | None
+
+
+class Detector:
+    """Baselines per series and the tests above; feed it every `Advance` in order."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self._params = BaselineParams(self.config.baseline)
+        self._size = self.config.baseline.window_ms
+        self._baselines: dict[Series, Baseline] = {}
+        self._last: dict[Series, _Seen] = {}
+        self._names: dict[WindowKey, set[str]] = {}  # signal counters seen per friction key
+        self._last_data: dict[WindowKey, int] = {}
+        self._alerted: dict[tuple[Series, int, Rule], Alert] = {}
+        self._thresholds: dict[Series, tuple[FixedThreshold, ...]] = {}
+        self._backfilling = False
+
+    def process(self, advance: Advance) -> list[Alert]:
+        """Alerts for the windows one watermark advance closed or re-emitted."""
+        if len(advance.closed) and advance.closed.step != self._size:
+            raise ValueError(
+                f"windows of {advance.closed.step} ms, but the detector's baseline config "
+                f"says {self._size} ms: give both the same window"
+            )
+        on_time: dict[int, dict[WindowKey, WindowCounts]] = {}
+        alerts: list[Alert] = []
+        for window in advance.windows:
+            if window.previous is None:
+                on_time.setdefault(window.start_ms, {})[window.key] = window
+            else:
+                alerts += self._revise(window)
+        # `TumblingWindows` emits on-time first versions only for the starts in `closed`.
+        for start in advance.closed:
+            alerts += self._close(start, on_time.get(start, {}))
+        return alerts
+
+    @property
+    def series_count(self) -> int:
+        return len(self._baselines)
+
+    # -- one closed window start ------------------------------------------------------------
+
+    def _close(self, start: int, present: Mapping[WindowKey, WindowCounts]) -> list[Alert]:
+        if present:
+            # A window with no data of its own is backfill when the stream is backfilling.
+            self._backfilling = all(w.backfill for w in present.values())
+        for key in present:
+            self._last_data[key] = start
+        alerts: list[Alert] = []
+        for key in list(self._last_data):
+            window = present.get(key)
+            counts = window.counts if window is not None else {}
+            backfill = window.backfill if window is not None else self._backfilling
+            version = window.version if window is not None else 0
+            for test in self._tests(key, counts):
+                alerts += self._run(test, start, version, backfill)
+        self._forget(start)
+        return alerts
+
+    def _tests(self, key: WindowKey, counts: Mapping[str, int]) -> Iterable[_Test]:
+        kind, scope = key
+        if kind == FRICTION:
+            yield from self._friction_tests(key, counts)
+        elif kind == STAGE:
+            dropped = counts.get(DROPPED, 0)
+            leaving = dropped + counts.get(PROGRESSED, 0)
+            yield _Test(Series("dropoff", scope, "dropoff"), dropped, leaving, True)
+            yield _Test(Series("entries", scope, ENTERED), counts.get(ENTERED, 0), 1, False)
+        elif kind == VOLUME:
+            yield _Test(Series("volume", scope, EVENTS), counts.get(EVENTS, 0), 1, False)
+
+    def _friction_tests(self, key: WindowKey, counts: Mapping[str, int]) -> Iterable[_Test]:
+        scope = key[1]
+        exposures = counts.get(EXPOSURES, 0)
+        names = self._names.setdefault(key, set())
+        names.update(n for n in counts if n != EXPOSURES and n not in POSITIVE_SIGNALS)
+        for name in sorted(names):
+            yield _Test(Series(FRICTION, scope, name), counts.get(name, 0), exposures, True)
+        # The exposures are learned (not tested), last, so that a signal first seen at a scope
+        # starts from "zero in every exposure so far" (`Baseline.start_silent`), not nothing.
+        yield _Test(Series(FRICTION, scope, EXPOSURES), exposures, 1, False)
+
+    def _run(self, test: _Test, start: int, version: int, backfill: bool) -> list[Alert]:
+        series = test.series
+        baseline = self._baseline(series)
+        expected = self._expected(test, baseline, start)
+        alerts = [] if backfill else self._judge(test, baseline, start, version, expected)
+        self._last[series] = _Seen(start, test.hits, test.trials, expected)
+        if test.rate_series and test.trials == 0 and test.hits == 0:
+            return alerts  # nothing was exposed: nothing to learn
+        if series.kind == "dropoff" and baseline.windows == 0 and test.hits == 0:
+            # Drop-offs are reported a stage's time limit after entry: until the first one,
+            # a rate of zero is the pipeline starting, not a baseline.
+            return alerts
+        baseline.learn(self._params, start, test.hits, test.trials, two_sided=not test.rate_series)
+        return alerts
+
+    def _judge(
+        self,
+        test: _Test,
+        baseline: Baseline,
+        start: int,
+        version: int,
+        expected: float | None,
+        *,
+        pair: bool = True,
+    ) -> list[Alert]:
+        alerts = []
+        for found in (
+            self._baseline_alert(
+                test, baseline, start, version=version, expected=expected, pair=pair
+            ),
+            self._threshold_alert(test, start, version, expected),
+        ):
+            if found is not None:
+                self._alerted[(test.series, start, found.rule)] = found
+                alerts.append(found)
+        return alerts
+
+    # -- the tests --------------------------------------------------------------------------
+
+    def _expected(self, test: _Test, baseline: Baseline, start: int) -> float | None:
+        rate = baseline.rate(self._params, start)
+        if rate is None or not baseline.warm(self._params):
+            return None
+        if test.rate_series:
+            return max(rate, self.config.min_rate) * test.trials
+        return rate
+
+    def _baseline_alert(
+        self,
+        test: _Test,
+        baseline: Baseline,
+        start: int,
+        *,
+        version: int,
+        expected: float | None,
+        pair: bool,
+    ) -> Alert | None:
+        # A scope's exposures are learned, not tested (friction is about its signals).
+        kinds = _SPIKE_KINDS if test.rate_series else _COLLAPSE_KINDS
+        kind = kinds.get(test.series.kind)
+        if expected is None or kind is None:
+            return None
+        phi = self._dispersion(test.series, baseline)
+        best: tuple[float, _Test, float] | None = None
+        for candidate, wanted in self._candidates(test, start, expected, pair):
+            p = self._p_value(candidate, wanted, phi)
+            if p is not None and p <= self.config.alpha and (best is None or p < best[0]):
+                best = (p, candidate, wanted)
+        if best is None:
+            return None
+        p, decided, wanted = best
+        severity: Severity = "critical" if p <= self.config.critical_alpha else "warning"
+        return self._alert(
+            decided,
+            start,
+            version=version,
+            kind=kind,
+            rule="baseline",
+            expected=wanted,
+            p=p,
+            severity=severity,
+        )
+
+    def _candidates(
+        self, test: _Test, start: int, expected: float, pair: bool
+    ) -> list[tuple[_Test, float]]:
+        """The window alone, and with the window before when that one was tested too."""
+        out = [(test, expected)]
+        before = self._last.get(test.series)
+        if (
+            pair
+            and self.config.pair_test
+            and before is not None
+            and before.start == start - self._size
+            and before.expected is not None
+        ):
+            hits, trials = test.hits + before.hits, test.trials + before.trials
+            both = _Test(test.series, hits, trials, test.rate_series, windows=2)
+            out.append((both, expected + before.expected))
+        return out
+
+    def _p_value(self, test: _Test, expected: float, phi: float) -> float | None:
+        cfg, n = self.config, test.windows
+        if test.rate_series:
+            # Volume and size gates first: a quiet series never pages, whatever its p-value.
+            if test.trials < cfg.min_exposures * n or test.hits < cfg.min_signals:
+                return None
+            if test.hits < cfg.spike_ratio * expected:
+                return None
+            # Quasi-Poisson: scaling by the dispersion keeps clumped signals from paging.
+            return poisson_upper(math.floor(test.hits / phi + 1e-9), expected / phi)
+        if expected < cfg.min_expected * n or test.hits > cfg.collapse_ratio * expected:
+            return None
+        return poisson_lower(math.ceil(test.hits / phi - 1e-9), expected / phi)
+
+    def _dispersion(self, series: Series, baseline: Baseline) -> float:
+        """The series' own dispersion, or its scope's (all friction together) when larger:
+        clumping (an event sent twice, an error retried) is a property of the touchpoint,
+        and a rare signal alone has too few hits to learn it."""
+        phi = baseline.dispersion(self._params)
+        if series.kind == FRICTION and series.name != ANY_FRICTION:
+            scope = self._baselines.get(Series(FRICTION, series.scope, ANY_FRICTION))
+            if scope is not None:
+                phi = max(phi, scope.dispersion(self._params))
+        return phi
+
+    def _threshold_alert(
+        self, test: _Test, start: int, version: int, expected: float | None
+    ) -> Alert | None:
+        kinds = _SPIKE_KINDS if test.rate_series else _COLLAPSE_KINDS
+        kind = kinds.get(test.series.kind)
+        if kind is None:
+            return None
+        for threshold in self._thresholds_for(test.series):
+            if self._crosses(threshold, test):
+                known = expected if expected is not None else math.nan
+                return self._alert(
+                    test,
+                    start,
+                    version=version,
+                    kind=kind,
+                    rule="threshold",
+                    expected=known,
+                    p=None,
+                    severity=threshold.severity,
+                )
+        return None
+
+    def _crosses(self, threshold: FixedThreshold, test: _Test) -> bool:
+        if test.rate_series:
+            return (
+                threshold.max_rate is not None
+                and test.trials >= self.config.min_exposures
+                and test.hits > threshold.max_rate * test.trials
+            )
+        return threshold.min_count is not None and test.hits < threshold.min_count
+
+    def _thresholds_for(self, series: Series) -> tuple[FixedThreshold, ...]:
+        found = self._thresholds.get(series)
+        if found is None:
+            found = tuple(t for t in self.config.thresholds if t.matches(series))
+            self._thresholds[series] = found
+        return found
+
+    def _alert(
+        self,
+        test: _Test,
+        start: int,
+        *,
+        version: int,
+        kind: AlertKind,
+        rule: Rule,
+        expected: float,
+        p: float | None,
+        severity: Severity,
+    ) -> Alert:
+        first = start - (test.windows - 1) * self._size
+        begin = datetime.fromtimestamp(first / 1000, UTC)
+        end = datetime.fromtimestamp((start + self._size) / 1000, UTC)
+        return Alert(
+            alert_id=alert_id(rule, test.series, start),
+            kind=kind,
+            rule=rule,
+            series=test.series,
+            window_start=begin,
+            window_end=end,
+            window_version=version,
+            windows=test.windows,
+            observed=test.hits,
+            volume=test.trials if test.rate_series else test.hits,
+            expected=expected,
+            p_value=p,
+            severity=severity,
+            explanation=explain(
+                test.series,
+                hits=test.hits,
+                trials=test.trials,
+                rate_series=test.rate_series,
+                expected=expected,
+                p=p,
+                begin=begin,
+                end=end,
+                version=version,
+            ),
+        )
+
+    # -- late versions ----------------------------------------------------------------------
+
+    def _revise(self, window: WindowCounts) -> list[Alert]:
+        """A closed window changed: test it again (alone), then correct what was learned."""
+        start, previous = window.start_ms, window.previous or {}
+        self._last_data[window.key] = max(self._last_data.get(window.key, start), start)
+        old = {t.series: t for t in self._tests(window.key, previous)}
+        alerts: list[Alert] = []
+        for test in self._tests(window.key, window.counts):
+            baseline = self._baseline(test.series)
+            expected = self._expected(test, baseline, start)
+            found = (
+                []
+                if window.backfill
+                else self._judge(test, baseline, start, window.version, expected, pair=False)
+            )
+            alerts += found + self._retractions(test.series, start, found, window.version)
+            before = old.get(test.series)
+            if before is not None and not found:  # an alerting window taught nothing extra
+                baseline.revise(
+                    self._params, start, test.hits - before.hits, test.trials - before.trials
+                )
+        return alerts
+
+    def _retractions(
+        self, series: Series, start: int, found: list[Alert], version: int
+    ) -> list[Alert]:
+        still = {a.rule for a in found}
+        out = []
+        for rule in RULES:
+            earlier = self._alerted.get((series, start, rule))
+            if earlier is not None and rule not in still and not earlier.retracted:
+                withdrawn = retracted(earlier, version)
+                self._alerted[(series, start, rule)] = withdrawn
+                out.append(withdrawn)
+        return out
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def _baseline(self, series: Series) -> Baseline:
+        baseline = self._baselines.get(series)
+        if baseline is None:
+            baseline = Baseline(self._params)
+            exposures = self._baselines.get(Series(FRICTION, series.scope, EXPOSURES))
+            if series.kind == FRICTION and series.name != EXPOSURES and exposures is not None:
+                baseline.start_silent(exposures)
+            self._baselines[series] = baseline
+        return baseline
+
+    def _forget(self, start: int) -> None:
+        horizon = start - int(self.config.forget_after.total_seconds() * 1000)
+        for key in [k for k, last in self._last_data.items() if last < horizon]:
+            del self._last_data[key]
+            self._names.pop(key, None)
+            kinds, scope = _SERIES_KINDS.get(key[0], ()), key[1]
+            for series in [s for s in self._baselines if s.scope == scope and s.kind in kinds]:
+                del self._baselines[series]
+                self._last.pop(series, None)
+                self._thresholds.pop(series, None)
+        keep = start - int(self.config.revisable_for.total_seconds() * 1000)
+        for stale in [k for k in self._alerted if k[1] < keep]:
+            del self._alerted[stale]

@@ -1,0 +1,161 @@
+"""The detector's memory as JSON data, so a restarted stage keeps every baseline (issue 8).
+
+`Detector` keeps its learning in plain fields: a `Baseline` per series (decayed sums, the
+time-of-day buckets, the learned dispersion), the last window seen per series (for the pair
+test), the signal names seen per friction scope, when each window key last had data, and
+the alerts it may still retract. `DetectorMemory` writes them as rows keyed the way a stage
+changelog wants them (one row per series, per window key, and one for the rest) and builds
+a detector back from such rows; the rows of a restored detector are the rows it was saved
+from.
+
+It reads the detector's and the baselines' private fields: they are the detector's own
+state, and this module is its persistence, kept apart so the detector stays a plain
+algorithm.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from stream_processors.friction.core.baselines import Baseline
+from stream_processors.friction.core.detector import Detector, DetectorConfig, _Seen
+from stream_processors.friction.core.rules import Alert, AlertKind, Rule, Series, Severity
+
+STATE_VERSION = 1
+SERIES = "s"  # row key prefixes
+KEY = "k"
+META = "meta"
+_SEP = "\x1f"
+
+
+def series_key(series: Series) -> str:
+    return _SEP.join((SERIES, series.kind, series.scope, series.name))
+
+
+def rows(detector: Detector) -> Iterator[tuple[str, Any]]:
+    """Every row of the detector's state: `(key, JSON-ready value)`."""
+    d = detector
+    for series, baseline in d._baselines.items():
+        seen = d._last.get(series)
+        last = None if seen is None else [seen.start, seen.hits, seen.trials, seen.expected]
+        yield series_key(series), [_baseline(baseline), last]
+    for (kind, scope), last_data in d._last_data.items():
+        yield _SEP.join((KEY, kind, scope)), [last_data, sorted(d._names.get((kind, scope), ()))]
+    alerted = [
+        [list(series), start, rule, _alert(alert)]
+        for (series, start, rule), alert in d._alerted.items()
+    ]
+    yield META, [STATE_VERSION, d._backfilling, alerted]
+
+
+def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
+    """A detector with the state `rows()` wrote (`data`: key -> value, other keys ignored)."""
+    d = Detector(config)
+    meta = data.get(META)
+    if meta is not None:
+        version, backfilling, alerted = meta
+        if version != STATE_VERSION:
+            raise ValueError(f"detector state of an unknown version: {version!r}")
+        d._backfilling = bool(backfilling)
+        for series, start, rule, alert in alerted:
+            d._alerted[(Series(*series), int(start), cast(Rule, rule))] = _load_alert(alert)
+    for name, value in data.items():
+        parts = name.split(_SEP)
+        if parts[0] == SERIES and len(parts) == 4:
+            series = Series(parts[1], parts[2], parts[3])
+            state, last = value
+            d._baselines[series] = _load_baseline(d, state)
+            if last is not None:
+                start, hits, trials, expected = last
+                d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
+        elif parts[0] == KEY and len(parts) == 3:
+            last_data, names = value
+            d._last_data[(parts[1], parts[2])] = int(last_data)
+            if names:
+                d._names[(parts[1], parts[2])] = set(names)
+    return d
+
+
+def _baseline(b: Baseline) -> list[Any]:
+    seasonal = list(b._seasonal) if b._seasonal is not None else None
+    return [b.hits, b.trials, b.windows, b.streak, b._disp, b._disp_weight, seasonal]
+
+
+def _load_baseline(d: Detector, state: list[Any]) -> Baseline:
+    hits, trials, windows, streak, disp, weight, seasonal = state
+    b = Baseline(d._params)
+    b.hits, b.trials, b.windows, b.streak = float(hits), float(trials), int(windows), int(streak)
+    b._disp, b._disp_weight = float(disp), float(weight)
+    if seasonal is not None and b._seasonal is not None and len(seasonal) == len(b._seasonal):
+        b._seasonal = array("d", (float(v) for v in seasonal))
+    return b
+
+
+def _alert(a: Alert) -> list[Any]:
+    expected = None if math.isnan(a.expected) else a.expected
+    return [
+        a.alert_id,
+        a.kind,
+        a.rule,
+        list(a.series),
+        _ms(a.window_start),
+        _ms(a.window_end),
+        a.window_version,
+        a.windows,
+        a.observed,
+        a.volume,
+        expected,
+        a.p_value,
+        a.severity,
+        a.explanation,
+        a.retracted,
+    ]
+
+
+def _load_alert(row: list[Any]) -> Alert:
+    (
+        aid,
+        kind,
+        rule,
+        series,
+        begin,
+        end,
+        version,
+        windows,
+        observed,
+        volume,
+        expected,
+        p,
+        severity,
+        explanation,
+        retracted,
+    ) = row
+    return Alert(
+        alert_id=str(aid),
+        kind=cast(AlertKind, kind),
+        rule=cast(Rule, rule),
+        series=Series(*series),
+        window_start=_utc(begin),
+        window_end=_utc(end),
+        window_version=int(version),
+        windows=int(windows),
+        observed=int(observed),
+        volume=int(volume),
+        expected=math.nan if expected is None else float(expected),
+        p_value=None if p is None else float(p),
+        severity=cast(Severity, severity),
+        explanation=str(explanation),
+        retracted=bool(retracted),
+    )
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(int(ms) / 1000, UTC)

@@ -1,0 +1,294 @@
+"""The friction stage's detector: every partition's windows summed, tested, and turned into
+alerts (ARCHITECTURE.md "Friction and alerts").
+
+`friction-partials` has one partition, so one worker of the group runs this at a time (as
+the identity authority). Per message (one partition's window versions, examples and
+frontier):
+
+1. `WindowMerger` sums the partials and closes a window once every partition has;
+2. the `Detector` tests what closed (baselines per series), `Incidents` makes one incident
+   per series and episode, `AlertGroups` one alert per problem;
+3. each alert that changed is routed to its owning team, given its likely cause and example
+   journeys (`AlertContext`), and published to `alerts` (keyed by alert id) in the stage's
+   transaction, with the global windows to `friction-windows`.
+
+State (the `detector` table, one partition): the merged windows per start, the detector's
+rows (one per series, `detector_state`), the incidents, the alerts and the context. All of
+it is written in the transaction that publishes what it decided, so a restarted worker
+neither loses a firing alert, nor fires it twice, nor forgets a baseline. Webhooks are not
+sent from here: `friction_webhooks` reads the committed alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.settings import FrictionSettings, Settings
+from schemas.topics import Topics
+from stream_processors.friction.alerts.core.context import AlertContext, ContextConfig
+from stream_processors.friction.alerts.core.groups import AlertGroups, Group, GroupConfig
+from stream_processors.friction.alerts.core.incident_records import epoch_ms
+from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
+from stream_processors.friction.alerts.core.routing import AlertRouter
+from stream_processors.friction.core import detector_state
+from stream_processors.friction.core.baselines import BaselineConfig
+from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.rules import FixedThreshold
+from stream_processors.friction.core.window_merge import WindowMerger
+from stream_processors.friction.core.windows import Advance, one_start_at_a_time
+from stream_processors.friction.rows import (
+    StateWriter,
+    global_window_row,
+    read_partials,
+)
+from stream_processors.runtime import metrics
+from stream_processors.runtime.sender import TransactionalSender, chunked
+from stream_processors.runtime.state import ChangelogTable, PartitionState
+
+log = logging.getLogger(__name__)
+
+STAGE = "friction"
+DETECTOR = 0  # the one partition of `friction-partials`
+MERGE_META = "\x00merge"
+INCIDENTS_KEY = "\x00incidents"
+GROUPS_KEY = "\x00groups"
+REFERENCES_KEY = "\x00references"
+MERGED = "m"  # key prefixes: merged window start, detector row, context window start
+DETECTOR_ROW = "d"
+CONTEXT = "x"
+
+
+def detector_config(f: FrictionSettings) -> DetectorConfig:
+    d = f.detector
+    return DetectorConfig(
+        baseline=BaselineConfig(
+            window=f.window,
+            half_life_windows=d.half_life_windows,
+            warmup_windows=d.warmup_windows,
+            season_buckets=d.season_buckets,
+            season_min_periods=d.season_min_periods,
+        ),
+        alpha=d.alpha,
+        critical_alpha=d.critical_alpha,
+        spike_ratio=d.spike_ratio,
+        collapse_ratio=d.collapse_ratio,
+        min_signals=d.min_signals,
+        min_exposures=d.min_exposures,
+        min_rate=d.min_rate,
+        min_expected=d.min_expected,
+        thresholds=tuple(FixedThreshold(**t.model_dump()) for t in d.thresholds),
+        forget_after=d.forget_after,
+        revisable_for=max(d.revisable_for, f.allowed_lateness),
+    )
+
+
+@dataclass(slots=True)
+class Decision:
+    """The pure pieces of the detector half, restored from one state."""
+
+    merger: WindowMerger
+    detector: Detector
+    incidents: Incidents
+    groups: AlertGroups
+    context: AlertContext
+    state: PartitionState
+    detector_keys: set[str] = field(default_factory=set)
+    decided: bool = False  # something closed since the last transaction
+    merged: bool = False
+    writer: StateWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = StateWriter(self.state)
+
+
+@dataclass
+class FrictionDetection:
+    settings: Settings
+    topics: Topics
+    sender: TransactionalSender
+    table: ChangelogTable
+    router: AlertRouter | None
+    _decision: Decision | None = None
+
+    def __post_init__(self) -> None:
+        f = self.settings.friction
+        self.config = detector_config(f)
+        revisable = self.config.revisable_for
+        self.incident_config = IncidentConfig(f.window, f.resolve_after, revisable)
+        self.group_config = GroupConfig(f.window, f.resolve_after, revisable)
+        self.context_config = ContextConfig(
+            f.window,
+            reference_windows=f.reference_windows,
+            examples=f.examples,
+            keep_windows=max(36, f.reference_windows + 4),
+        )
+        self.table.before_flush.append(self.persist)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def decision(self) -> Decision:
+        state = self.table[DETECTOR]
+        if self._decision is None or self._decision.state is not state:
+            self._decision = self._restore(state)
+        return self._decision
+
+    def _restore(self, state: PartitionState) -> Decision:
+        f, data = self.settings.friction, state.data
+        merger = WindowMerger(self.settings.topics.partitions, f.window, f.allowed_lateness)
+        merger.restore(data.get(MERGE_META), _prefixed(data, MERGED, int))
+        detector_rows = _prefixed(data, DETECTOR_ROW, str)
+        detector = detector_state.restore(self.config, detector_rows)
+        incidents = Incidents(self.incident_config)
+        if INCIDENTS_KEY in data:
+            incidents.restore(data[INCIDENTS_KEY])
+        groups = AlertGroups(self.group_config)
+        if GROUPS_KEY in data:
+            groups.restore(data[GROUPS_KEY])
+        context = AlertContext(self.context_config)
+        context.restore(_prefixed(data, CONTEXT, int), data.get(REFERENCES_KEY) or {})
+        log.info(
+            "friction detector restored",
+            extra={
+                "series": detector.series_count,
+                "frontier_ms": merger.frontier_ms,
+                "alerts": len(groups.groups()),
+            },
+        )
+        data.clear()
+        return Decision(merger, detector, incidents, groups, context, state, set(detector_rows))
+
+    def persist(self) -> None:
+        """Write what changed since the last transaction into the table (sent with it)."""
+        d = self._decision
+        if d is None:
+            return
+        state = self.table.partitions.get(DETECTOR)
+        if state is not d.state:
+            self._decision = None  # revoked or restored since
+            return
+        d.writer.begin()
+        put = d.writer.put
+        touched, evicted = d.merger.take_changes()
+        for start in touched:
+            put(f"{MERGED}{start}", d.merger.snapshot_start(start))
+        for start in evicted:
+            put(f"{MERGED}{start}", None)
+        if d.merged:
+            put(MERGE_META, d.merger.snapshot_meta())
+            d.merged = False
+        if d.decided:
+            rows = dict(detector_state.rows(d.detector))
+            for key, value in rows.items():
+                put(f"{DETECTOR_ROW}{key}", value)
+            for gone in d.detector_keys - rows.keys():
+                put(f"{DETECTOR_ROW}{gone}", None)
+            d.detector_keys = set(rows)
+            put(INCIDENTS_KEY, d.incidents.snapshot())
+            put(GROUPS_KEY, d.groups.snapshot())
+            d.decided = False
+        touched, evicted = d.context.take_changes()
+        for start in touched:
+            put(f"{CONTEXT}{start}", d.context.snapshot_start(start))
+        for start in evicted:
+            put(f"{CONTEXT}{start}", None)
+        if d.context.references_changed:
+            put(REFERENCES_KEY, d.context.snapshot_references())
+
+    # -- input --------------------------------------------------------------------------------
+
+    def handle(self, payload: bytes | None, offset: int) -> None:
+        if offset <= self.table.applied_offset(DETECTOR):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        d = self.decision()
+        decoded = _decode(payload, offset)
+        if decoded is not None and decoded.source is not None:
+            if decoded.source >= d.merger.partitions:
+                log.error("partials from an unknown partition", extra={"source": decoded.source})
+            else:
+                partials, examples = read_partials(decoded.events)
+                for start, scope, found in examples:
+                    d.context.add_examples(start, scope, found)
+                advance = d.merger.apply(decoded.source, partials, decoded.watermark_ms)
+                d.merged = True
+                if advance.windows or len(advance.closed):
+                    for step in one_start_at_a_time(advance):
+                        self._decide(d, step)
+        self.table.mark_applied(DETECTOR, offset, d.merger.frontier_ms)
+
+    def _decide(self, d: Decision, advance: Advance) -> None:
+        alerts = d.detector.process(advance)
+        d.context.observe(advance)
+        records = d.incidents.process(alerts, advance.closed)
+        for record in records:
+            if record.version == 1:
+                metrics.ALERT_INCIDENTS.labels(record.kind).inc()
+        for group in d.groups.process(records, d.incidents.front_ms):
+            self._publish(d, group)
+        d.context.keep_references(g.group_id for g in d.groups.groups())
+        rows = [global_window_row(w) for w in advance.windows]
+        if rows:
+            for chunk in chunked(rows):
+                message = envelope.encode(chunk, d.merger.frontier_ms)
+                self.sender.produce(self.topics.friction_windows, message, None, 0)
+        d.decided = True
+        self._count(d, advance)
+
+    def _publish(self, d: Decision, group: Group) -> None:
+        record = group.record()
+        d.context.remember_reference(group.group_id, epoch_ms(record.started_at))
+        if self.router is not None:
+            route = self.router.route(record.series)
+            record = replace(record, team=route.team, route=route.matched)
+        record = replace(
+            record, cause=d.context.cause(record), examples=d.context.examples_for(record)
+        )
+        published = d.groups.publish(group, record)
+        if published is None:
+            return
+        key = published.incident_id.encode()
+        self.sender.produce(self.topics.alerts, orjson.dumps(published.row()), key, 0)
+        metrics.ALERT_RECORDS.labels(published.status).inc()
+        if published.notify and published.status == "firing":
+            metrics.ALERTS_FIRED.labels(published.kind, published.severity).inc()
+        if published.notify:
+            log.warning(
+                "alert %s: %s",
+                published.status,
+                published.explanation,
+                extra={
+                    "alert_id": published.incident_id,
+                    "version": published.version,
+                    "team": published.team,
+                    "cause": published.cause,
+                },
+            )
+
+    def _count(self, d: Decision, advance: Advance) -> None:
+        closed = len(advance.closed)
+        if closed:
+            metrics.FRICTION_WINDOWS_CLOSED.labels("global").inc(closed)
+        reemitted = sum(1 for w in advance.windows if w.previous is not None)
+        if reemitted:
+            metrics.FRICTION_WINDOWS_REEMITTED.labels("global").inc(reemitted)
+        if d.merger.frontier_ms is not None:
+            metrics.FRICTION_WATERMARK.set(d.merger.frontier_ms / 1000)
+        metrics.FRICTION_SERIES.set(d.detector.series_count)
+
+
+def _prefixed(data: dict[str, Any], prefix: str, key: Callable[[str], Any]) -> dict[Any, Any]:
+    return {key(k[len(prefix) :]): v for k, v in data.items() if k.startswith(prefix)}
+
+
+def _decode(payload: bytes | None, offset: int) -> envelope.Decoded | None:
+    try:
+        return envelope.decode(payload or b"")
+    except envelope.EnvelopeError:
+        log.error("undecodable friction-partials message", extra={"offset": offset})
+        return None

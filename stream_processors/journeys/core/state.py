@@ -1,0 +1,310 @@
+"""The journey core's state: persons, their tracks (one per definition and hold value), the
+journey instances of each track, UX sessions and buffered events, and their plain-data form.
+
+Plain classes with `__slots__`: a million open journeys must fit in memory, and the per-event
+path reads and writes these attributes directly. `dump_person` / `load_person` turn one
+person's state into JSON-ready lists and dicts and back (one changelog value per person).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from stream_processors.core.uuids import namespace, uuid5
+from stream_processors.journeys.core.deadlines import NEVER, Timed
+from stream_processors.journeys.core.match import Definition, Hit
+
+# Final: compiled (stream_processors.compiled), constants are inlined, not looked up.
+OPEN: Final = 0
+CONVERTED: Final = 1
+DROPPED: Final = 2
+EXPIRED: Final = 3
+MERGED: Final = 4
+STATUS: Final = ("open", "converted", "dropped_off", "expired", "merged")
+SNAPSHOT_VERSION: Final = 1
+_NAMESPACE = namespace(uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20"))
+
+
+def journey_id(definition: Definition, start_event: str) -> str:
+    """Deterministic instance id: definition id and version, and the event that started it.
+    No person in it: the id survives identity merges and replays alike (event ids are unique
+    end to end, and one event starts at most one instance per definition)."""
+    return uuid5(_NAMESPACE, f"{definition.id}\x1f{definition.version}\x1f{start_event}")
+
+
+def session_id(channel: str, first_event: str) -> str:
+    """Deterministic session id: its channel and first event (stable across merges)."""
+    return uuid5(_NAMESPACE, f"session\x1f{channel}\x1f{first_event}")
+
+
+# Memory and the garbage collector set the shapes below: a million open journeys are a few
+# million objects, and every container the collector tracks is one it must visit. So growing
+# collections are tuples (rebuilt when they grow, which is rare and they are short; tuples of
+# plain values are untracked by the collector), and empty ones are None.
+
+
+class Instance:
+    """One journey instance. `reached` holds the hits that advanced it, in order; `ended_ms`
+    is when it converted, expired or dropped off (the passed deadline, or the failure event)."""
+
+    # What each event reads and writes first: these share the object's first cache lines.
+    __slots__ = (  # noqa: RUF023
+        "status",
+        "start_ms",
+        "deadline_ms",
+        "touches",
+        "friction",
+        "last_channel",
+        "last_ms",
+        "last_touchpoint",
+        "stage",
+        "ended_ms",
+        "channels",
+        "failure",
+        "id",
+        "merged_into",
+        "reached",
+        "reopened_ms",
+        "stage_ms",
+        "start_event",
+        "version",
+        "signals",
+    )
+
+    def __init__(self, iid: str, hit: Hit) -> None:
+        t, event_id, stage, channel, touchpoint = hit
+        self.id = iid
+        self.start_ms = t
+        self.start_event = event_id
+        self.stage = stage
+        self.stage_ms = t
+        self.deadline_ms = NEVER  # while open: when it drops off or expires (set by the fold)
+        self.status = OPEN
+        self.ended_ms: int | None = None
+        self.failure = -1  # the failure stage that ended it, if one did
+        self.reopened_ms: int | None = None
+        self.reached: tuple[Hit, ...] = (hit,)
+        self.touches = 1
+        self.friction = 0
+        self.channels: tuple[str, ...] = (channel,)
+        self.last_channel = channel
+        self.last_touchpoint = touchpoint
+        self.last_ms = t
+        self.version = 0
+        self.merged_into: str | None = None
+        # The distinct friction signals it met (`journey_signals` labels, the most recent
+        # last, at most MAX_LABELS); None until the first: most journeys meet none.
+        self.signals: tuple[str, ...] | None = None
+
+
+class Track(Timed):
+    """A person's journeys of one definition (and hold value): the instances not yet sealed
+    and every stage hit after `floor_ms`, from which they can be folded again."""
+
+    __slots__ = ("definition", "floor_ms", "ghosts", "hits", "hold", "instances", "person")
+
+    def __init__(self, definition: Definition, hold: str | None, person: str) -> None:
+        self.definition = definition
+        self.hold = hold
+        self.person = person
+        self.hits: tuple[Hit, ...] = ()
+        self.floor_ms = -NEVER
+        self.instances: tuple[Instance, ...] = ()
+        # Instances a later fold absorbed into another (status MERGED), kept until sealing
+        # so their versions keep counting if a fold brings them back.
+        self.ghosts: dict[str, Instance] | None = None
+        self.wake_ms = NEVER
+
+
+class Session(Timed):
+    """A UX session: one channel, ended by an inactivity gap."""
+
+    __slots__ = (
+        "channel",
+        "events",
+        "first_event",
+        "first_touchpoint",
+        "friction",
+        "last_ms",
+        "last_touchpoint",
+        "person",
+        "start_ms",
+        "task",
+    )
+
+    def __init__(
+        self, person: str, channel: str, t: int, event_id: str, touchpoint: str | None
+    ) -> None:
+        self.person = person
+        self.channel = channel
+        self.first_event = event_id
+        self.start_ms = t
+        self.last_ms = t
+        self.events = 0
+        self.friction = 0
+        self.task = False
+        self.first_touchpoint = touchpoint
+        self.last_touchpoint = touchpoint
+        self.wake_ms = NEVER
+
+
+# Buffered event: (event time ms, event id, the event as decoded).
+Pending = tuple[int, str, dict[str, Any]]
+
+
+class Person(Timed):
+    """Everything the core holds for one person."""
+
+    __slots__ = ("gone", "id", "pending", "sessions", "tracks")
+
+    def __init__(self, pid: str) -> None:
+        self.id = pid
+        # Set when the core lets go of it (forgotten, merged away, dropped, restored over):
+        # wheel entries filed for it then wake nothing, without a lookup in a million persons.
+        self.gone = False
+        self.tracks: tuple[Track, ...] = ()
+        self.sessions: list[Session] | None = None
+        # Buffered events: most persons wait with one at a time, which is then kept as is
+        # (a list for one costs two more allocations and the collector one more object).
+        self.pending: Pending | list[Pending] | None = None
+        self.wake_ms = NEVER  # when its earliest buffered event is due for release
+
+    def is_empty(self) -> bool:
+        return not (self.tracks or self.sessions or self.pending)
+
+    def track(self, definition: Definition, hold: str | None) -> Track:
+        for track in self.tracks:
+            if track.definition is definition and track.hold == hold:
+                return track
+        track = Track(definition, hold, self.id)
+        self.tracks = self.tracks + (track,)
+        return track
+
+    def drop_track(self, track: Track) -> None:
+        self.tracks = tuple(t for t in self.tracks if t is not track)
+
+    def buffered(self) -> list[Pending]:
+        """The buffered events as a list (a new one if there is a single event)."""
+        pending = self.pending
+        if pending is None:
+            return []
+        return pending if isinstance(pending, list) else [pending]
+
+
+# -- plain data ------------------------------------------------------------------------------
+
+
+def dump_person(person: Person) -> dict[str, Any]:
+    """One person's state as JSON-ready data (tuples stay tuples: orjson writes them as
+    arrays, and copying them into lists was most of the cost of a snapshot)."""
+    return {
+        "v": SNAPSHOT_VERSION,
+        "tracks": [_dump_track(t) for t in person.tracks],
+        "sessions": [_dump_session(s) for s in person.sessions or ()],
+        "pending": tuple(person.buffered()),
+    }
+
+
+def _dump_session(s: Session) -> list[Any]:
+    return [
+        s.channel,
+        s.first_event,
+        s.start_ms,
+        s.last_ms,
+        s.events,
+        s.friction,
+        s.task,
+        s.first_touchpoint,
+        s.last_touchpoint,
+    ]
+
+
+def _dump_track(track: Track) -> dict[str, Any]:
+    return {
+        "d": track.definition.key,
+        "h": track.hold,
+        "f": track.floor_ms,
+        "hits": track.hits,
+        "i": [_dump_instance(i) for i in track.instances],
+        "g": [_dump_instance(i) for i in (track.ghosts or {}).values()],
+    }
+
+
+def _dump_instance(i: Instance) -> list[Any]:
+    # Fields added later go at the end and are optional on load (`_load_instance`): older
+    # snapshots still restore, and the snapshot version stays.
+    return [
+        i.id,
+        i.start_ms,
+        i.start_event,
+        i.stage,
+        i.stage_ms,
+        i.status,
+        i.ended_ms,
+        i.failure,
+        i.reopened_ms,
+        i.version,
+        i.touches,
+        i.friction,
+        i.channels,
+        i.last_channel,
+        i.last_touchpoint,
+        i.last_ms,
+        i.reached,
+        i.merged_into,
+        i.deadline_ms,
+        i.signals,
+    ]
+
+
+def load_person(
+    pid: str, data: Mapping[str, Any], definitions: Mapping[str, Definition]
+) -> tuple[Person, int]:
+    """A person from `dump_person` output, and how many tracks were left out because their
+    definition (id and version) is not loaded."""
+    if data.get("v") != SNAPSHOT_VERSION:
+        raise ValueError(f"unsupported journey snapshot version {data.get('v')!r}")
+    person = Person(pid)
+    tracks = [(definitions.get(raw["d"]), raw) for raw in data["tracks"]]
+    person.tracks = tuple(_load_track(pid, raw, d) for d, raw in tracks if d is not None)
+    sessions = []
+    for row in data["sessions"]:
+        session = Session(pid, row[0], row[2], row[1], row[7])
+        session.last_ms, session.events, session.friction, session.task = row[3:7]
+        session.last_touchpoint = row[8]
+        sessions.append(session)
+    person.sessions = sessions or None
+    person.pending = [(p[0], p[1], p[2]) for p in data["pending"]] or None
+    return person, len(tracks) - len(person.tracks)
+
+
+def _load_track(pid: str, raw: Mapping[str, Any], definition: Definition) -> Track:
+    track = Track(definition, raw["h"], pid)
+    track.floor_ms = raw["f"]
+    track.hits = tuple(_hit(h) for h in raw["hits"])
+    track.instances = tuple(_load_instance(row) for row in raw["i"])
+    if raw["g"]:
+        track.ghosts = {row[0]: _load_instance(row) for row in raw["g"]}
+    return track
+
+
+def _hit(row: list[Any]) -> Hit:
+    return (row[0], row[1], row[2], row[3], row[4])
+
+
+def _load_instance(row: list[Any]) -> Instance:
+    reached = tuple(_hit(h) for h in row[16])
+    inst = Instance(row[0], reached[0])
+    inst.start_ms, inst.start_event, inst.stage, inst.stage_ms = row[1:5]
+    inst.status, inst.ended_ms, inst.failure, inst.reopened_ms, inst.version = row[5:10]
+    inst.touches, inst.friction = row[10], row[11]
+    inst.deadline_ms = row[18]
+    inst.channels = tuple(row[12])
+    inst.last_channel, inst.last_touchpoint, inst.last_ms = row[13:16]
+    inst.reached = reached
+    inst.merged_into = row[17]
+    if len(row) > 19 and row[19]:  # snapshots written before journeys kept signals have none
+        inst.signals = tuple(row[19])
+    return inst

@@ -1,0 +1,404 @@
+"""The journeys stage: `stitched` (keyed by person) -> journeys, stage transitions, drop-offs,
+retractions and sessions, decided in event time by the journey core (ARCHITECTURE.md
+"Journeys").
+
+Three agents in one faust app; their topics have the same partition count, so faust gives a
+worker the same partition numbers of all three, and one `JourneyCore` per partition serves
+them:
+- `journeys` on `stitched`: events into the core; the envelope's watermark (with its
+  `source`) moves the partition's event time, the minimum over all `touchpoints` partitions;
+- `merges` on `identity-merges`: the authority joined person `old` into `new`. Both on this
+  partition: the core moves the person. Otherwise the old person's state goes to `new`'s
+  partition through `journey-handoff`, and events still stamped `old` follow it there for
+  the alias lifetime;
+- `handoff` on `journey-handoff`: persons and events arriving from other partitions, and
+  how far every partition has read (a timer announces it): a partition's time waits for the
+  slowest, which may still forward events here.
+
+State: one changelog key per person (the core's snapshot, written once per transaction for
+the persons that changed), plus the sources' watermarks and the persons in transit
+(`journey_handoffs`).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.definitions import DefinitionSpec, load_definitions
+from schemas.partitioning import partition_for
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors.core.friction_signals import FrictionMatcher
+from stream_processors.friction.stage import load_mapping
+from stream_processors.journeys.core.engine import JourneyCore
+from stream_processors.journeys.core.settings import JourneySettings
+from stream_processors.journeys.core.signals import mapped_signals
+from stream_processors.journeys.handoffs import Outbox
+from stream_processors.journeys.partition import PartitionJourneys
+from stream_processors.journeys.rows import Outputs
+from stream_processors.runtime import metrics
+from stream_processors.runtime.app import StageRuntime, stage_runtime
+from stream_processors.runtime.sender import TransactionalSender
+from stream_processors.runtime.state import ChangelogTable, PartitionState
+
+log = logging.getLogger(__name__)
+
+STAGE = "journeys"
+_FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
+
+
+@dataclass
+class JourneyStage:
+    settings: Settings
+    topics: Topics
+    sender: TransactionalSender
+    persons: ChangelogTable
+    merges: ChangelogTable
+    handoff: ChangelogTable
+    definitions: list[DefinitionSpec]
+    _parts: dict[int, PartitionJourneys] = field(default_factory=dict)
+    _told: dict[int, int] = field(default_factory=dict)  # the read last announced, by partition
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.core_settings = JourneySettings(
+            session_gap_ms=_ms(s.journeys.session_gap),
+            late_channels=frozenset(s.processor.late_channels),
+            late_tolerance_ms=_ms(s.journeys.late_tolerance),
+        )
+        self.partitions = s.topics.partitions
+        t = self.topics
+        self.names = {
+            "journeys": t.journey_updates,
+            "transitions": t.journey_transitions,
+            "dropoffs": t.journey_dropoffs,
+            "retractions": t.journey_retractions,
+            "sessions": t.journey_sessions,
+        }
+        # The friction stage's mapping names the signals a drop-off's journey met, so that
+        # its alerts can say what share of the dropped journeys saw which.
+        self.signals = mapped_signals(FrictionMatcher(load_mapping(s)))
+        self.persons.before_flush.append(self.persist)
+
+    # -- partitions -----------------------------------------------------------------------
+
+    def part(self, partition: int) -> PartitionJourneys:
+        state = self.persons[partition]
+        part = self._parts.get(partition)
+        if part is None or part.state is not state:
+            part = self._parts[partition] = self._restore(partition, state)
+        return part
+
+    def _restore(self, partition: int, state: PartitionState) -> PartitionJourneys:
+        started = time.perf_counter()
+        core = JourneyCore(self.definitions, self.core_settings, signals=self.signals)
+        data = state.data
+        part = PartitionJourneys.restore(core, self.partitions, state)
+        applied = self.persons.applied[partition].watermark_ms
+        if applied is not None:
+            core.restore_watermark(applied)
+        for pid, snapshot in data.items():
+            core.restore_person(pid, snapshot)
+        restored = len(data)
+        # The core holds the persons now; the table only needs the keys that change.
+        data.clear()
+        if restored >= _FREEZE_AFTER:
+            # Restored state lives long: keep full collections from walking it again.
+            gc.collect()
+            gc.freeze()
+        log.info(
+            "journeys restored",
+            extra={
+                "partition": partition,
+                "persons": restored,
+                "watermark_ms": core.watermark_ms,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
+        return part
+
+    def persist(self) -> None:
+        """Write the snapshots of the persons changed since the last transaction (the table
+        sends them in the transaction about to commit)."""
+        for partition, part in list(self._parts.items()):
+            state = self.persons.partitions.get(partition)
+            if state is not part.state:
+                del self._parts[partition]  # revoked or restored since
+                continue
+            data, dirty = state.data, state.dirty
+            for key in part.written:  # sent last time: no need to hold them twice
+                data.pop(key, None)
+            written = part.written = []
+            core = part.core
+            for pid in core.take_dirty():
+                snapshot = core.snapshot_person(pid)
+                if snapshot is not None:
+                    data[pid] = snapshot
+                    written.append(pid)
+                dirty.add(pid)  # a key without data becomes a tombstone
+            for key, value in part.take_bookkeeping():
+                if value is not None:
+                    data[key] = value
+                    written.append(key)
+                dirty.add(key)  # without data: a tombstone
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def handle_stitched(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.persons.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "stitched")
+        part = self.part(partition)
+        if decoded is not None:
+            core, target = part.core, part.handoffs.target
+            pairs: list[tuple[dict[str, Any], str]] = []
+            moved = Outbox(self.partitions)
+            anonymous = 0
+            for event in decoded.events:
+                pid = event.get("person_id")
+                if not pid:
+                    anonymous += 1  # no usable identifier: no person, no journey
+                elif (new := target(pid)) is not None:
+                    moved.event(new, event)
+                else:
+                    pairs.append((event, pid))
+            out = Outputs()
+            out.add(core.observe_batch(pairs))
+            if decoded.watermark_ms is not None and decoded.source is not None:
+                part.marks.hear(decoded.source, decoded.watermark_ms)
+                part.marks_changed = True
+                self._advance(part, out)
+            self._send(out, partition, part.time_known())
+            self._send_moved(moved)
+            metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
+            if anonymous:
+                metrics.JOURNEY_ANONYMOUS.inc(anonymous)
+        self.persons.mark_applied(partition, offset, part.time_known())
+
+    def handle_merges(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.merges.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "identity-merges")
+        if decoded is not None:
+            part = self.part(partition)
+            out = Outputs()
+            moved = Outbox(self.partitions)
+            for record in decoded.events:
+                if record.get("kind") != "merge":
+                    # A move takes single identifiers, not a person: the events routed by
+                    # them stay in the journeys they were folded into (noted in the docs).
+                    metrics.JOURNEY_MOVES_IGNORED.inc()
+                    continue
+                new = record["person_id"]
+                home = partition_for(new.encode(), self.partitions)
+                for old in record["old_person_ids"]:
+                    if old == new:
+                        continue
+                    if partition_for(old.encode(), self.partitions) == partition:
+                        self._merge(part, partition, old, new, out=out, moved=moved)
+                    elif home == partition:
+                        part.handoffs.expect(old)
+            announced = decoded.watermark_ms  # up to when the authority decided all links
+            if announced is not None and (part.decided_ms is None or announced > part.decided_ms):
+                part.decided_ms = announced
+                part.merges_changed = True
+            self._advance(part, out)
+            self._send(out, partition, part.time_known())
+            self._send_moved(moved)
+            self._keep_time(partition, part)
+        self.merges.mark_applied(partition, offset, None)
+
+    def handle_handoff(self, payload: bytes | None, partition: int, offset: int) -> None:
+        if offset <= self.handoff.applied_offset(partition):
+            metrics.REDELIVERED.labels(STAGE).inc()
+            return
+        decoded = self._decode(payload, partition, offset, "journey-handoff")
+        if decoded is not None:
+            part = self.part(partition)
+            core, handoffs = part.core, part.handoffs
+            out = Outputs()
+            moved = Outbox(self.partitions)
+            pairs: list[tuple[dict[str, Any], str]] = []
+            for row in decoded.events:
+                if row["kind"] == "read":
+                    for source, read in row["reads"]:
+                        part.reads.hear(source, read)
+                    part.reads_changed = True
+                    continue
+                pid = row["person_id"]
+                new = handoffs.target(pid)  # not None: merged on again meanwhile
+                if row["kind"] == "event":
+                    if new is not None:
+                        moved.event(new, row["event"])
+                    else:
+                        pairs.append((row["event"], pid))
+                else:
+                    if not row.get("relay"):
+                        handoffs.arrived(row["from"])
+                    if row["state"] is None:
+                        continue
+                    if new is not None:
+                        moved.person(new, row["from"], row["state"], relay=True)
+                        metrics.JOURNEY_HANDOFFS.labels("out").inc()
+                        continue
+                    out.add(core.observe_batch(pairs))
+                    pairs = []
+                    out.add(core.import_person(pid, row["state"]))
+                    metrics.JOURNEY_HANDOFFS.labels("in").inc()
+            out.add(core.observe_batch(pairs))
+            self._advance(part, out)
+            self._send(out, partition, part.time_known())
+            self._send_moved(moved)
+            self._keep_time(partition, part)
+        self.handoff.mark_applied(partition, offset, None)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _advance(self, part: PartitionJourneys, out: Outputs) -> None:
+        """Move the partition's event time as far as its inputs allow."""
+        watermark = part.time_to()
+        if watermark is None or watermark <= part.core.watermark_ms:
+            return
+        out.add(part.core.advance_watermark(watermark))
+        out.moved = True
+        part.handoffs.expire(watermark)
+        metrics.JOURNEY_WATERMARK.set(watermark / 1000)
+
+    def _keep_time(self, partition: int, part: PartitionJourneys) -> None:
+        """Time moved by an input other than `stitched` is restored with the persons too."""
+        known = part.time_known()
+        applied = self.persons.applied[partition]
+        if known is not None and (applied.watermark_ms is None or known > applied.watermark_ms):
+            self.persons.mark_applied(partition, applied.offset, known)
+
+    # -- merges across partitions ---------------------------------------------------------
+
+    def _merge(
+        self,
+        part: PartitionJourneys,
+        partition: int,
+        old: str,
+        new: str,
+        *,
+        out: Outputs,
+        moved: Outbox,
+    ) -> None:
+        core = part.core
+        if partition_for(new.encode(), self.partitions) == partition:
+            out.add(core.move_person(old, new))
+            metrics.JOURNEY_HANDOFFS.labels("local").inc()
+            return
+        snapshot = core.export_person(old)
+        core.drop_person(old)
+        until = core.watermark_ms + self.core_settings.late_tolerance_ms
+        part.handoffs.forward_to(old, new, until)
+        # Sent even without state: the receiving partition holds its time until it hears.
+        moved.person(new, old, snapshot)
+        metrics.JOURNEY_HANDOFFS.labels("out").inc()
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def _send(self, out: Outputs, partition: int, watermark_ms: int | None) -> None:
+        """One envelope per output topic with rows, each with the partition's watermark; when
+        time moved, the drop-offs and transitions topics hear it even without rows, so their
+        readers (the friction stage's stage series) can close windows."""
+        sender = self.sender
+        sent = set()
+        for topic, rows in out.by_topic(self.names):
+            sender.produce_rows(topic, rows, watermark_ms, partition)
+            sent.add(topic)
+        if out.moved:
+            for topic in (self.topics.journey_dropoffs, self.topics.journey_transitions):
+                if topic not in sent:
+                    sender.produce(topic, envelope.encode([], watermark_ms), None, partition)
+        if out.dropoffs:
+            metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
+        if out.retractions:
+            metrics.JOURNEY_RECORDS.labels("retractions").inc(len(out.retractions))
+        if out.rejected:
+            metrics.REJECTED.labels(STAGE, "too_late").inc(out.rejected)
+
+    def _send_moved(self, moved: Outbox) -> None:
+        for target, rows in sorted(moved.rows.items()):
+            self.sender.produce_rows(self.topics.journey_handoff, rows, None, target)
+
+    def announce(self) -> bool:
+        """Tell every partition how far ours have read, after the events they forwarded
+        (same producer, so the same order): a partition's time waits for every other's, or
+        it could move past events still stamped with a merged person's old id that a slower
+        partition has yet to read and forward. Called on a timer: one marker per partition
+        a few times a second, however many messages pass."""
+        reads = []
+        for partition, part in list(self._parts.items()):
+            read = part.time_read()
+            if read is None or self.persons.partitions.get(partition) is not part.state:
+                continue
+            if read > self._told.get(partition, read - 1):
+                reads.append([partition, read])
+                self._told[partition] = read
+        if not reads:
+            return False
+        marker = envelope.encode([orjson.dumps({"kind": "read", "reads": reads})], None)
+        for target in range(self.partitions):
+            self.sender.produce(self.topics.journey_handoff, marker, None, target)
+        return True
+
+    def _decode(
+        self, payload: bytes | None, partition: int, offset: int, topic: str
+    ) -> envelope.Decoded | None:
+        try:
+            return envelope.decode(payload or b"")
+        except envelope.EnvelopeError:
+            # Only Journeys stages write these topics; anything else is a bug upstream.
+            log.error(
+                "undecodable message",
+                extra={"topic": topic, "partition": partition, "offset": offset},
+            )
+            return None
+
+    def open_journeys(self) -> int:
+        return sum(part.core.open_journeys() for part in self._parts.values())
+
+
+def _ms(delta: Any) -> int:
+    return int(delta.total_seconds() * 1000)
+
+
+def build(settings: Settings) -> tuple[Any, StageRuntime]:
+    """The faust app of the journeys stage, ready for a worker."""
+    topics = Topics.from_settings(settings.topics)
+    definitions = load_definitions(settings.journeys.definitions)
+    runtime, persons = stage_runtime(settings, STAGE, topics.stitched, "persons")
+    merges = runtime.add_table(settings, STAGE, "merges", topics.identity_merges)
+    handoff = runtime.add_table(settings, STAGE, "handoff", topics.journey_handoff)
+    app = runtime.app
+    stage = JourneyStage(settings, topics, runtime.sender, persons, merges, handoff, definitions)
+    log.info(
+        "journey definitions loaded",
+        extra={"definitions": [f"{d.id} v{d.version}" for d in definitions]},
+    )
+
+    agent = runtime.partition_agent
+    agent(topics.stitched, "journeys", (persons,), stage.handle_stitched)
+    agent(topics.identity_merges, "merges", (persons, merges), stage.handle_merges)
+    agent(topics.journey_handoff, "handoff", (persons, handoff), stage.handle_handoff)
+
+    @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
+    async def gauges() -> None:
+        metrics.JOURNEYS_OPEN.set(stage.open_journeys())
+
+    @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
+    async def announce() -> None:
+        if stage.announce():
+            runtime.sender.poll()
+
+    return app, runtime
