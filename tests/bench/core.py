@@ -14,7 +14,7 @@ from producers.synthetic import generate
 from schemas import envelope
 from stream_processors.ingest.core.admission import Ingest
 from stream_processors.runtime.worker import GC_THRESHOLDS
-from tests.unit.ingest_reference import ReferenceIngest
+from tests.unit.ingest.reference import ReferenceIngest
 
 from .report import Result
 
@@ -39,7 +39,7 @@ def _cpu_seconds(run: Callable[[], Any], repeats: int = 2) -> float:
 
 def bench_ingest_core(count: int = 200_000) -> list[Result]:
     """Decode, then the ingest core over the decoded events: the core before the row path
-    (one model per event, `tests/unit/ingest_reference.py`) beside the current one, in the
+    (one model per event, `tests/unit/ingest/reference.py`) beside the current one, in the
     same process, under the worker's garbage-collector thresholds."""
     messages = envelopes(count)
     decode_s = _cpu_seconds(lambda: [envelope.decode(m) for m in messages])

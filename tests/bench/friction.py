@@ -27,7 +27,7 @@ from producers.simulator.config import SimConfig
 from schemas import envelope
 from schemas.touchpoint import Touchpoint
 from stream_processors.core.friction_signals import FrictionMatcher
-from tests.unit.friction_builders import START, Pipeline, arrivals, ms, simulate
+from tests.unit.friction.builders import START, Pipeline, arrivals, ms, simulate
 
 from .report import Result
 

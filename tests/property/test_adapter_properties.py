@@ -13,7 +13,13 @@ from producers.adapters.errors import RecordError
 from producers.adapters.pos import derive_sale
 from producers.adapters.records import Record
 from schemas.touchpoint import Touchpoint
-from tests.unit.adapter_builders import HASHER, contact, contact_mapping, pos_mapping, sale
+from tests.unit.producers.adapters.builders import (
+    HASHER,
+    contact,
+    contact_mapping,
+    pos_mapping,
+    sale,
+)
 
 CONTACT = contact_mapping(values={"disposition": {"RES": "resolved", "ABN": "abandoned"}})
 POS = pos_mapping()

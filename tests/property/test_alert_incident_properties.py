@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from stream_processors.friction.alerts.core.incident_records import Incident, incident_id
 from stream_processors.friction.alerts.core.incidents import Incidents
 from stream_processors.friction.core.rules import Alert, Series
-from tests.unit.test_alert_builders import CART, CHECKOUT, SIZE, T0, at, closed, make_alert, tracker
+from tests.unit.friction.alerts.builders import (
+    CART,
+    CHECKOUT,
+    SIZE,
+    T0,
+    at,
+    closed,
+    make_alert,
+    tracker,
+)
 
 SERIES = (CHECKOUT, CART)
 

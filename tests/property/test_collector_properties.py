@@ -15,7 +15,7 @@ from producers.collector.protocol import CALLS, ROUTES
 from producers.collector.scrub import contact_kind
 from producers.collector.segment import event_id_for
 from schemas.touchpoint import Touchpoint
-from tests.unit.collector_builders import (
+from tests.unit.producers.collector.builders import (
     APP_KEY,
     CALL_KEY,
     NOW,

@@ -15,7 +15,7 @@ from producers.collector.scrub import Scrubber
 from producers.collector.segment import Encoded, Problem, Rejected, to_fragment, to_touchpoint
 from schemas.touchpoint import Channel
 from tests.property.test_collector_properties import FAST, segmentish, valid_calls
-from tests.unit.collector_builders import HASHER, WEB, received
+from tests.unit.producers.collector.builders import HASHER, WEB, received
 
 APP = Source("wk_app", "shop-app", Channel.APP)
 odd_times = st.datetimes(timezones=st.timezones()).map(lambda t: t.isoformat())

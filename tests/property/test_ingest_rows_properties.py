@@ -1,6 +1,6 @@
 """The row path of ingest (`schemas.touchpoint_row`) changes nothing observable: on generated
 events, valid and mutated, the core gives exactly what the per-event model path gave
-(`tests/unit/ingest_reference.py`, the core before the row path): the same fragments byte for
+(`tests/unit/ingest/reference.py`, the core before the row path): the same fragments byte for
 byte, the same rejections (reason, field errors, detail, raw bytes, event id), the same
 duplicates, watermark input and first-seen state."""
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Channel, SignalName
 from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW
-from tests.unit.ingest_reference import ReferenceIngest
+from tests.unit.ingest.reference import ReferenceIngest
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "fixtures" / "contracts"
 SAMPLES = [orjson.loads(p.read_bytes()) for p in sorted(CONTRACTS.glob("v*/*.json"))]

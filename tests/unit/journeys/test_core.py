@@ -1,0 +1,909 @@
+"""stream_processors.journeys.core.engine: the journey state machine, deadlines, sessions, late
+events and retractions, identity merges, snapshots, and the simulator's ground truth."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from producers.pii import PiiHasher
+from producers.simulator.config import Incident, SimConfig
+from producers.simulator.engine import Simulation
+from producers.simulator.truth import GroundTruth
+from schemas.definitions import DefinitionSpec, load_definitions
+from schemas.settings import PiiSettings
+from stream_processors.core.uuids import namespace, uuid5
+from stream_processors.journeys.core.deadlines import NEVER, DeadlineWheel, Timed
+from stream_processors.journeys.core.engine import JourneyCore, JourneySettings, event_ms
+from stream_processors.journeys.core.match import compile_definition
+from stream_processors.journeys.core.outputs import (
+    DropOff,
+    JourneyUpdate,
+    Output,
+    Rejected,
+    Retraction,
+    SessionRecord,
+    StageTransition,
+)
+from stream_processors.journeys.core.settings import EventTimes
+from stream_processors.journeys.core.state import journey_id, session_id
+
+SHIPPED = sorted((Path(__file__).resolve().parents[3] / "deploy" / "definitions").glob("*.toml"))
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+T0_MS = event_ms(T0)
+MIN = 60_000
+HOUR = 60 * MIN
+LATE = {"call_center", "store"}
+
+
+def spec(**fields: Any) -> DefinitionSpec:
+    """A small definition: a (1h) -> b (1h) -> done, plus what the test adds."""
+    base: dict[str, Any] = {
+        "id": "flow",
+        "version": 1,
+        "stages": [
+            {"name": "a", "time_limit": "1h", "match": [{"event_types": ["a"]}]},
+            {"name": "b", "time_limit": "1h", "match": [{"event_types": ["b"]}]},
+            {"name": "done", "success": True, "match": [{"event_types": ["done"]}]},
+        ],
+    }
+    base.update(fields)
+    return DefinitionSpec.model_validate(base)
+
+
+class Run:
+    """A core fed like a stage feeds it: events, then the watermark; outputs collected."""
+
+    def __init__(self, core: JourneyCore | None = None) -> None:
+        self.core = core or JourneyCore(load_definitions(SHIPPED))
+        self.out: list[Output] = []
+        self.seq = 0
+
+    def event(
+        self, minutes: float, event_type: str, channel: str = "web", **properties: Any
+    ) -> dict[str, Any]:
+        self.seq += 1
+        return {
+            "event_id": f"ev-{self.seq:05d}",
+            "channel": channel,
+            "event_type": event_type,
+            "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+            "touchpoint": f"/{event_type}",
+            "properties": properties,
+        }
+
+    def send(self, person: str, *events: dict[str, Any]) -> list[Output]:
+        new: list[Output] = []
+        for event in events:
+            new += self.core.observe(event, person)
+        self.out += new
+        return new
+
+    def at(self, minutes: float, late_minutes: float | None = None) -> list[Output]:
+        late = None if late_minutes is None else T0_MS + round(late_minutes * MIN)
+        new = self.core.advance_watermark(T0_MS + round(minutes * MIN), late)
+        self.out += new
+        return new
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [o for o in self.out if isinstance(o, kind)]
+
+    def journeys(self) -> dict[str, JourneyUpdate]:
+        latest: dict[str, JourneyUpdate] = {}
+        for update in self.of(JourneyUpdate):
+            known = latest.get(update.journey_id)
+            assert known is None or update.version > known.version, "versions must grow"
+            latest[update.journey_id] = update
+        return latest
+
+    def only(self) -> JourneyUpdate:
+        (journey,) = self.journeys().values()
+        return journey
+
+
+def stages(update: JourneyUpdate) -> list[str]:
+    return [s[0] for s in update.stages]
+
+
+# -- the state machine ----------------------------------------------------------------------
+
+
+def test_a_purchase_journey_converts_with_its_transitions() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        *(
+            run.event(m, et)
+            for m, et in (
+                (0, "home_view"),
+                (5, "page_view"),
+                (10, "product_view"),
+                (20, "add_to_cart"),
+                (30, "checkout_step"),
+                (40, "order_completed"),
+            )
+        ),
+    )
+    run.at(41)
+    journey = run.only()
+    assert (journey.status, journey.stage, journey.person_id) == ("converted", "purchase", "p1")
+    assert stages(journey) == ["discover", "consider", "cart", "checkout", "purchase"]
+    assert journey.time_to_convert_ms == 40 * MIN
+    assert (journey.touchpoints, journey.channels) == (6, ("web",))
+    moves = [(t.from_stage, t.to_stage, t.elapsed_ms) for t in run.of(StageTransition)]
+    assert moves == [
+        (None, "discover", None),
+        ("discover", "consider", 10 * MIN),
+        ("consider", "cart", 10 * MIN),
+        ("cart", "checkout", 10 * MIN),
+        ("checkout", "purchase", 10 * MIN),
+    ]
+    assert not run.of(DropOff)
+
+
+def test_events_wait_for_the_watermark() -> None:
+    run = Run()
+    assert run.send("p1", run.event(0, "home_view"), run.event(10, "product_view")) == []
+    assert run.at(5) and stages(run.only()) == ["discover"]  # released up to the watermark
+    run.at(10)
+    assert stages(run.only()) == ["discover", "consider"]
+
+
+def test_arrival_order_within_the_lateness_does_not_matter() -> None:
+    def outcome(order: Sequence[int]) -> tuple[list[Any], list[Any]]:
+        run = Run()
+        events = [
+            run.event(m, et)
+            for m, et in (
+                (0, "home_view"),
+                (1, "search"),
+                (3, "product_view"),
+                (4, "add_to_cart"),
+                (4, "page_view"),
+            )
+        ]
+        run.send("p1", *(events[i] for i in order))
+        run.at(30 * 60)
+        return sorted(run.journeys().values()), run.of(StageTransition)
+
+    assert outcome([4, 3, 1, 0, 2]) == outcome([0, 1, 2, 3, 4])
+
+
+def test_the_drop_off_fires_when_the_watermark_reaches_the_deadline() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(5, "page_view", error="http_500"))
+    run.at(5)
+    assert not run.of(DropOff)
+    assert not [o for o in run.at(24 * 60 - 1 / MIN) if isinstance(o, DropOff)]
+    (drop,) = [o for o in run.at(24 * 60) if isinstance(o, DropOff)]
+    assert (drop.stage, drop.reason, drop.deadline_ms) == (
+        "discover",
+        "time_limit",
+        T0_MS + 24 * HOUR,
+    )
+    assert (drop.stage_entered_ms, drop.last_touchpoint, drop.friction, drop.touchpoints) == (
+        T0_MS,
+        "/page_view",
+        1,
+        2,
+    )
+    assert run.only().status == "dropped_off" and run.only().ended_ms == drop.deadline_ms
+
+
+def test_progress_exactly_at_the_deadline_is_in_time() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(24 * 60, "product_view"))
+    run.at(26 * 60)
+    assert not run.of(DropOff)
+    assert stages(run.only()) == ["discover", "consider"]
+
+
+def test_repeating_a_stage_does_not_extend_its_time_limit() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(23 * 60, "home_view"))
+    run.at(24 * 60)
+    assert [d.deadline_ms for d in run.of(DropOff)] == [T0_MS + 24 * HOUR]
+
+
+def test_a_later_event_starts_a_new_instance_after_an_outcome() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        run.event(0, "home_view"),
+        run.event(1, "product_view"),
+        run.event(26 * 60, "home_view"),  # a visit while it is open starts nothing
+        run.event(27 * 60, "add_to_cart"),
+        run.event(28 * 60, "checkout_step"),
+        run.event(28 * 60 + 30, "order_completed"),
+        run.event(30 * 60, "search"),
+    )
+    run.at(31 * 60)
+    journeys = sorted(run.journeys().values(), key=lambda j: j.started_ms)
+    assert [(j.status, stages(j)) for j in journeys] == [
+        ("converted", ["discover", "consider", "cart", "checkout", "purchase"]),
+        ("open", ["discover"]),
+    ]
+    assert journeys[1].journey_id == journey_id(run.core.definitions[0], "ev-00007")
+
+
+def test_a_drop_off_then_a_new_start() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(25 * 60, "home_view"))
+    run.at(26 * 60)
+    journeys = sorted(run.journeys().values(), key=lambda j: j.started_ms)
+    assert [j.status for j in journeys] == ["dropped_off", "open"]
+    assert journeys[0].journey_id != journeys[1].journey_id
+
+
+def test_a_person_walks_several_definitions_at_once() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(1, "help_view"))
+    run.at(2)
+    assert sorted(j.definition_id for j in run.journeys().values()) == ["purchase", "support"]
+    # Counts are as of each record; the current state has the help page on the purchase too.
+    now = {j.definition_id: j.touchpoints for j in run.core.journeys_of("p1")}
+    assert now == {"purchase": 2, "support": 1}
+
+
+def test_a_call_that_ends_unresolved_is_not_progress() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        run.event(0, "help_view"),
+        run.event(10, "contact_queued", "call_center"),
+        run.event(20, "contact_ended", "call_center", disposition="unresolved"),
+    )
+    run.at(30)
+    assert run.only().stage == "contact"
+    run.send("p1", run.event(40, "contact_ended", "call_center", disposition="resolved"))
+    run.at(50)
+    assert run.only().status == "converted"
+
+
+# -- late events and the reopen window ------------------------------------------------------
+
+
+def test_a_late_store_purchase_retracts_the_drop_off() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        *(
+            run.event(m, et)
+            for m, et in (
+                (0, "home_view"),
+                (10, "product_view"),
+                (20, "add_to_cart"),
+                (30, "checkout_step"),
+            )
+        ),
+    )
+    run.at(95)
+    (drop,) = run.of(DropOff)
+    assert (drop.stage, drop.deadline_ms) == ("checkout", T0_MS + 90 * MIN)
+    new = run.send("p1", run.event(60, "pos_purchase", "store"))  # behind the watermark
+    (retraction,) = [o for o in new if isinstance(o, Retraction)]
+    assert (retraction.retracted_id, retraction.retracted, retraction.reason) == (
+        drop.dropoff_id,
+        "dropped_off",
+        "late_event",
+    )
+    assert retraction.at_ms == T0_MS + 60 * MIN
+    journey = run.only()
+    assert (journey.status, journey.stage, journey.time_to_convert_ms) == (
+        "converted",
+        "purchase",
+        60 * MIN,
+    )
+    assert journey.channels == ("web", "store")
+    assert [t.to_stage for t in new if isinstance(t, StageTransition)] == ["purchase"]
+    assert new.index(retraction) < new.index(journey)
+
+
+def test_late_progress_can_drop_off_again_at_the_next_stage() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "help_view"))
+    run.at(80 * 60)  # past the issue's 48 h and the contact's 24 h below
+    first = run.of(DropOff)
+    new = run.send("p1", run.event(47 * 60, "contact_queued", "call_center"))
+    kinds = [type(o).__name__ for o in new if not isinstance(o, StageTransition)]
+    assert kinds == ["Retraction", "DropOff", "JourneyUpdate"]
+    retraction, second = new[0], next(o for o in new if isinstance(o, DropOff))
+    assert isinstance(retraction, Retraction) and retraction.retracted_id == first[0].dropoff_id
+    assert (second.stage, second.deadline_ms) == ("contact", T0_MS + 71 * HOUR)
+    assert run.only().status == "dropped_off" and run.only().stage == "contact"
+
+
+def test_a_customer_returning_within_the_reopen_window_reopens_the_journey() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "add_to_cart"))  # not an entry stage: nothing starts
+    run.send(
+        "p1",
+        run.event(1, "home_view"),
+        run.event(2, "product_view"),
+        run.event(3, "add_to_cart"),
+        run.event(4, "checkout_step"),
+    )
+    run.at(64 + 60)  # checkout's 1 h passed at 64 min
+    (drop,) = run.of(DropOff)
+    run.send("p1", run.event(64 + 110, "order_completed"))  # 110 min later: inside 2 h
+    run.at(64 + 120)
+    (retraction,) = run.of(Retraction)
+    assert (retraction.retracted_id, retraction.reason) == (drop.dropoff_id, "reopened")
+    journey = run.only()
+    assert (journey.status, journey.journey_id) == ("converted", drop.journey_id)
+
+
+def test_returning_after_the_reopen_window_changes_nothing() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        run.event(0, "home_view"),
+        run.event(1, "product_view"),
+        run.event(2, "add_to_cart"),
+        run.event(3, "checkout_step"),
+    )
+    run.at(63 + 60)
+    run.send("p1", run.event(63 + 121, "order_completed"))
+    run.at(63 + 130)
+    assert not run.of(Retraction)
+    assert run.only().status == "dropped_off"
+
+
+def test_too_late_events_are_rejected() -> None:
+    run = Run(JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=HOUR)))
+    run.send("p1", run.event(0, "home_view"))
+    run.at(3 * 60)
+    (rejected,) = run.send("p1", run.event(60, "product_view"))
+    assert isinstance(rejected, Rejected) and rejected.reason == "too_late"
+    assert run.core.counters["rejected"] == 1
+    assert stages(run.only()) == ["discover"]
+
+
+# -- failure stages, lifetimes, hold-constant keys -------------------------------------------
+
+
+def test_a_failure_stage_drops_off_at_once_and_is_final() -> None:
+    definition = spec(
+        reopen_window="1h",
+        stages=[
+            *spec().model_dump()["stages"],
+            {"name": "cancelled", "failure": True, "match": [{"event_types": ["cancel"]}]},
+        ],
+    )
+    run = Run(JourneyCore([definition]))
+    run.send(
+        "p1", run.event(0, "a"), run.event(10, "b"), run.event(20, "cancel"), run.event(25, "done")
+    )
+    run.at(200)
+    (drop,) = run.of(DropOff)
+    assert (drop.reason, drop.stage, drop.failure_stage, drop.deadline_ms) == (
+        "failure",
+        "b",
+        "cancelled",
+        T0_MS + 20 * MIN,
+    )
+    assert not run.of(Retraction) and run.only().status == "dropped_off"
+
+
+def test_the_lifetime_expires_a_journey_and_late_progress_retracts_it() -> None:
+    run = Run(JourneyCore([spec(lifetime="90m")]))
+    run.send("p1", run.event(0, "a"), run.event(50, "b"))
+    run.at(100)
+    journey = run.only()
+    assert (journey.status, journey.ended_ms) == ("expired", T0_MS + 90 * MIN)
+    assert not run.of(DropOff)
+    run.send("p1", run.event(80, "done", "store"))
+    (retraction,) = run.of(Retraction)
+    assert (retraction.retracted, retraction.reason) == ("expired", "late_event")
+    assert run.only().status == "converted"
+
+
+def test_no_reopening_once_the_lifetime_has_passed() -> None:
+    run = Run(JourneyCore([spec(lifetime="100m", reopen_window="1h")]))
+    run.send("p1", run.event(0, "a"), run.event(30, "b"), run.event(95, "done"))
+    run.send("p2", run.event(0, "a"), run.event(20, "b"), run.event(105, "done"))
+    run.at(200)
+    status = {j.person_id: j.status for j in run.journeys().values()}
+    assert status == {"p1": "converted", "p2": "dropped_off"}  # p2 came back at 105 > 100
+    assert [r.reason for r in run.of(Retraction)] == ["reopened"]
+
+
+def test_a_hold_constant_key_keeps_journeys_apart() -> None:
+    run = Run(JourneyCore([spec(hold_constant="order_id")]))
+    run.send(
+        "p1",
+        run.event(0, "a", order_id="o1"),
+        run.event(1, "a", order_id="o2"),
+        run.event(2, "b", order_id="o1"),
+        run.event(3, "b"),  # no order: counts for none
+        run.event(4, "done", order_id="o2"),
+    )
+    run.at(5)
+    by_hold = {j.hold: (j.status, stages(j)) for j in run.journeys().values()}
+    assert by_hold == {"o1": ("open", ["a", "b"]), "o2": ("converted", ["a", "done"])}
+
+
+def test_entry_stages_can_be_chosen() -> None:
+    run = Run(JourneyCore([spec(entry_stages=["a", "b"])]))
+    run.send("p1", run.event(0, "b"), run.event(1, "done"))
+    run.at(2)
+    assert stages(run.only()) == ["b", "done"]
+
+
+# -- sessions and friction --------------------------------------------------------------------
+
+
+def test_sessions_end_after_the_inactivity_gap() -> None:
+    run = Run()
+    run.send(
+        "p1",
+        run.event(0, "home_view"),
+        run.event(10, "page_view", rage_click="true"),
+        run.event(45, "product_view"),
+        run.event(50, "add_to_cart"),
+        run.event(51, "checkout_step"),
+        run.event(52, "order_completed"),
+    )
+    run.at(60)
+    (first,) = run.of(SessionRecord)
+    assert (first.started_ms, first.ended_ms, first.events, first.friction) == (
+        T0_MS,
+        T0_MS + 10 * MIN,
+        2,
+        1,
+    )
+    assert not first.task_completed and first.session_id == session_id("web", "ev-00001")
+    run.at(52 + 29)
+    assert len(run.of(SessionRecord)) == 1
+    run.at(52 + 30)
+    second = run.of(SessionRecord)[1]
+    assert (second.events, second.task_completed, second.first_touchpoint) == (
+        4,
+        True,
+        "/product_view",
+    )
+
+
+def test_late_channel_sessions_close_on_their_own_watermark() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "contact_queued", "call_center"), run.event(1, "home_view"))
+    run.at(120)
+    assert [s.channel for s in run.of(SessionRecord)] == ["web"]
+    run.at(121, late_minutes=40)
+    assert [s.channel for s in run.of(SessionRecord)] == ["web", "call_center"]
+
+
+def test_friction_is_a_pluggable_predicate() -> None:
+    run = Run(
+        JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: e["event_type"] == "app_crash")
+    )
+    run.send("p1", run.event(0, "home_view", error="x"), run.event(1, "app_crash", "app"))
+    run.at(25 * 60)
+    (drop,) = run.of(DropOff)
+    assert (drop.friction, drop.touchpoints, drop.last_channel) == (1, 2, "app")
+
+
+@pytest.mark.parametrize(
+    ("value", "counts"), [("http_500", 1), ("true", 1), ("false", 0), ("", 0), (0, 0), (None, 0)]
+)
+def test_default_friction_is_a_property_with_a_true_value(value: Any, counts: int) -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view", error=value))
+    run.at(25 * 60)
+    assert run.of(DropOff)[0].friction == counts
+
+
+# -- identity merges --------------------------------------------------------------------------
+
+
+def test_moving_a_person_merges_their_open_journeys() -> None:
+    run = Run()
+    run.send("anon", run.event(0, "home_view"), run.event(10, "product_view"))
+    run.send("cust", run.event(5, "search"), run.event(20, "add_to_cart"))
+    run.at(30)
+    before = {j.person_id: j.journey_id for j in run.journeys().values()}
+    new = run.core.move_person("anon", "cust")
+    run.out += new
+    journeys = run.journeys()
+    kept = journeys[before["anon"]]  # the earlier start keeps its id
+    assert (kept.person_id, kept.status, stages(kept)) == (
+        "cust",
+        "open",
+        ["discover", "consider", "cart"],
+    )
+    assert kept.touchpoints == 4
+    gone = journeys[before["cust"]]
+    assert (gone.status, gone.merged_into) == ("merged", before["anon"])
+    run.send("anon", run.event(31, "checkout_step"))  # stitched before the merge was known
+    run.at(32)
+    assert run.core.persons() == ["cust"]
+    assert run.journeys()[before["anon"]].stage == "checkout"
+
+
+def test_moving_a_person_carries_buffered_events_and_sessions() -> None:
+    run = Run()
+    run.send("anon", run.event(0, "home_view"))
+    run.at(1)
+    run.send("anon", run.event(5, "product_view"))  # still waiting for the watermark
+    run.core.move_person("anon", "cust")
+    run.at(40)
+    assert [(j.person_id, stages(j)) for j in run.journeys().values()][-1] == (
+        "cust",
+        ["discover", "consider"],
+    )
+    assert [(s.person_id, s.events) for s in run.of(SessionRecord)] == [("cust", 2)]
+
+
+def test_export_and_import_carry_a_person_between_partitions() -> None:
+    one, two = Run(), Run()
+    one.send("anon", one.event(0, "home_view"))
+    two.seq = 100
+    two.send("cust", two.event(5, "help_view"))
+    one.at(6)
+    two.at(6)
+    data = orjson.loads(orjson.dumps(one.core.export_person("anon")))
+    one.core.drop_person("anon", moved_to="cust")
+    two.out += two.core.import_person("cust", data)
+    assert one.core.persons() == [] and one.core.snapshot_person("anon") == {
+        "v": 1,
+        "moved_to": "cust",
+        "until": T0_MS + 6 * MIN + 72 * HOUR,
+    }
+    assert sorted((j.definition_id, j.person_id) for j in two.journeys().values()) == [
+        ("purchase", "cust"),
+        ("support", "cust"),
+    ]
+
+
+def test_an_import_fires_the_deadlines_this_partition_has_already_passed() -> None:
+    behind, ahead = Run(), Run()
+    behind.send("anon", behind.event(0, "home_view"))
+    behind.at(1)
+    ahead.seq = 100
+    ahead.at(48 * 60)  # a day past the discover stage's 24 h limit, and no input follows
+    data = orjson.loads(orjson.dumps(behind.core.export_person("anon")))
+    ahead.out += ahead.core.import_person("cust", data)
+    (drop,) = ahead.of(DropOff)
+    assert (drop.person_id, drop.stage, drop.deadline_ms) == ("cust", "discover", T0_MS + 24 * HOUR)
+
+
+def test_a_person_from_a_partition_ahead_in_time_still_takes_this_ones_events() -> None:
+    """The exporter raised the track's floor with its own, later, watermark: the importer
+    must not ignore the events it still accepts."""
+    ahead, behind = Run(), Run()
+    ahead.send("device", ahead.event(80 * 60, "help_view", "app"))
+    ahead.at(130 * 60)  # the support journey dropped off at 128 h: its track was swept
+    data = orjson.loads(orjson.dumps(ahead.core.export_person("device")))
+    assert data["tracks"][0]["f"] > T0_MS, "the exporter raised the track's floor"
+    behind.seq = 100
+    behind.at(60)
+    behind.out += behind.core.import_person("cust", data)
+    behind.send("cust", behind.event(0, "help_view"))
+    assert behind.core.counters["ignored_hits"] == 0
+    started = sorted(j.started_ms for j in behind.journeys().values())
+    assert started == [T0_MS, T0_MS + 80 * HOUR]
+
+
+# -- state ------------------------------------------------------------------------------------
+
+
+def scenario(run: Run, second_half: bool) -> None:
+    steps = [
+        (0, "home_view", "web"),
+        (3, "help_view", "app"),
+        (10, "product_view", "web"),
+        (70, "add_to_cart", "web"),
+        (71, "checkout_step", "web"),
+    ]
+    if second_half:
+        steps = [(100, "contact_queued", "call_center"), (30 * 60, "page_view", "web")]
+    for minutes, event_type, channel in steps:
+        run.send("p1", run.event(minutes, event_type, channel))
+    run.at(steps[-1][0] + 1)
+
+
+def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
+    original = Run()
+    scenario(original, False)
+    saved = {
+        pid: orjson.loads(orjson.dumps(original.core.snapshot_person(pid)))
+        for pid in original.core.take_dirty()
+    }
+    restored = Run()
+    for pid, data in saved.items():
+        if data is not None:
+            restored.core.restore_person(pid, data)
+    restored.core.restore_watermark(original.core.watermark_ms)
+    restored.seq = original.seq
+    original.out.clear()
+    scenario(original, True)
+    scenario(restored, True)
+    assert restored.out == original.out
+    assert any(isinstance(o, DropOff) for o in restored.out)
+
+
+def test_buffered_events_of_a_person_restored_over_or_dropped_are_not_applied() -> None:
+    # Their release entries stay filed in the wheel; they must wake nothing.
+    run = Run()
+    run.send("p1", run.event(0, "home_view"))
+    run.send("p2", run.event(0, "home_view"))
+    run.core.restore_person("p1", {"v": 1, "tracks": [], "sessions": [], "pending": []})
+    run.core.drop_person("p2")
+    assert run.at(60) == []
+    run.send("p1", run.event(61, "home_view"))
+    run.at(62)
+    assert stages(run.only()) == ["discover"]  # the restored person itself goes on
+
+
+def test_dirty_persons_are_reported_once() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"))
+    run.send("p2", run.event(0, "help_view"))
+    assert run.core.take_dirty() == {"p1", "p2"}
+    assert run.core.take_dirty() == set()
+    run.at(1)
+    assert run.core.take_dirty() == {"p1", "p2"}
+
+
+def test_ended_journeys_are_forgotten_after_the_late_tolerance() -> None:
+    run = Run(JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=HOUR)))
+    run.send("p1", run.event(0, "help_view"))
+    run.at(48 * 60)
+    assert run.core.persons() == ["p1"]
+    run.at(48 * 60 + 2 * 60 + 60 - 1)  # drop-off + reopen window + tolerance, not yet
+    assert run.core.persons() == ["p1"]
+    run.at(48 * 60 + 2 * 60 + 60)
+    assert run.core.persons() == [] and run.core.snapshot_person("p1") is None
+    assert "p1" in run.core.take_dirty()
+
+
+def test_instance_ids_name_the_definition_and_its_version() -> None:
+    one = compile_definition(spec(), 0)
+    two = compile_definition(spec(version=2), 0)
+    assert journey_id(one, "e1") != journey_id(two, "e1")
+    assert journey_id(one, "e1") == str(
+        uuid.uuid5(uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20"), "flow\x1f1\x1fe1")
+    )
+    space = uuid.UUID("6f1c3a2e-2b0d-5c43-9a57-0e4c7d1b8f20")
+    names = ["x", "", "é", *(f"name-{i}" for i in range(300))]  # every variant digit
+    assert [uuid5(namespace(space), n) for n in names] == [str(uuid.uuid5(space, n)) for n in names]
+
+
+# -- the deadline wheel -----------------------------------------------------------------------
+
+
+def test_the_wheel_visits_only_what_is_due() -> None:
+    # Plain `Timed` items (compiled, it cannot be subclassed here): their due time is the
+    # key of `due`.
+    wheel: DeadlineWheel[Timed] = DeadlineWheel(resolution_ms=1_000)
+    due = {Timed(): 10_000_000 + i for i in range(50_000)}
+    near = {Timed(): 5_000 + i for i in range(10)}
+    due.update(near)
+    for item, ms in due.items():
+        wheel.schedule(item, ms)
+    assert wheel.pop_due(4_999) == []
+    popped = wheel.pop_due(5_500)  # the bucket [5000, 6000) comes out whole
+    assert sorted(due[i] for i in popped) == sorted(near.values())
+    assert len(wheel) == 50_000
+    assert all(i.wake_ms == NEVER for i in popped)
+
+
+def test_moving_a_deadline_earlier_files_it_again_later_does_not() -> None:
+    wheel: DeadlineWheel[Timed] = DeadlineWheel(resolution_ms=10)
+    item = Timed()
+    wheel.schedule(item, 1_000)
+    wheel.schedule(item, 2_000)
+    assert len(wheel) == 1
+    wheel.schedule(item, 500)
+    assert len(wheel) == 2 and wheel.pop_due(500) == [item]
+
+
+def test_never_is_an_unboxed_int_when_compiled() -> None:
+    # mypyc holds ints in [-2**62, 2**62) unboxed; outside it each comparison is a call.
+    assert NEVER == 2**62 - 1 and -NEVER >= -(2**62)
+
+
+# -- the per-event shortcuts ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-03-01T10:15:00.123Z",
+        "2025-03-01T10:15:00.123456Z",
+        "2025-03-01T10:15:00Z",
+        "2025-03-01T10:15:00+00:00",
+        "2025-03-01T10:15:00.123+00:00",
+        "1969-12-31T23:59:59.999Z",
+        "2025-03-01T10:15:00.1Z",
+        "2025-03-01T10:15:00.1234567Z",
+        "2025-03-01T10:15:00,123Z",
+        "2025-03-01T12:15:00.123+02:00",
+        "2025-03-01 10:15:00.123Z",
+        "20250301T101500Z",
+        "2025-03-01T10:15:00.123",
+        "2025-03-01T10:15:00",
+        "2025-03-01T10:15:00.12٣Z",
+        "2025-03-01T10:15:00.1_2Z",
+        "2025-03-01T24:00:00Z",
+        "2025-02-30T10:15:00Z",
+        "",
+        "x",
+        "2025-03-01T10:15:59.999Z",
+        "2025-03-01T10:15:60Z",
+        "2025-03-01T10:15:7٣Z",
+        "2025-03-01T10:15:٣1Z",
+        "2025-03-01T10:15:+1Z",
+        "2025-03-01T10:15: 1Z",
+        1_740_824_100_123,
+        T0,
+        T0.replace(tzinfo=None),
+    ],
+)
+def test_event_times_read_like_event_ms(value: Any) -> None:
+    def read(parse: Any) -> tuple[str, Any]:
+        try:
+            return "ok", parse(value)
+        except ValueError as exc:
+            return "error", type(exc)
+
+    expected = read(event_ms)
+    warm = EventTimes()  # knows the minute: a new second in it is arithmetic
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            warm.ms(value[:16] + ":00Z")
+    for times in (EventTimes(), EventTimes(limit=1), warm):
+        for _ in range(2):  # the second read takes the cached path
+            assert read(times.ms) == expected
+
+
+def test_every_record_lists_all_its_fields() -> None:
+    """The record builders bypass the named tuples' own constructors."""
+    run = Run(JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=HOUR)))
+    run.send("p1", run.event(0, "home_view"), run.event(10, "page_view"))
+    run.at(25 * 60)  # the purchase journey drops off
+    run.send("p1", run.event(24 * 60 + 30, "pos_purchase", "store"))  # late: reopens it
+    run.send("p2", run.event(0, "home_view"))  # more than the tolerance behind: rejected
+    run.at(26 * 60)
+    kinds = {type(o) for o in run.out}
+    assert kinds == {JourneyUpdate, StageTransition, DropOff, Retraction, SessionRecord, Rejected}
+    for record in run.out:
+        assert len(record) == len(type(record)._fields), record
+        assert type(record)(*record) == record
+
+
+@pytest.mark.parametrize("buffered", [1, 3])
+def test_buffered_events_survive_a_snapshot(buffered: int) -> None:
+    original = Run()
+    original.send("p1", original.event(0, "home_view"))
+    original.at(1)
+    events = [original.event(2 + i, "product_view") for i in range(buffered)]
+    original.send("p1", *reversed(events))  # out of order: released sorted
+    data = orjson.loads(orjson.dumps(original.core.snapshot_person("p1")))
+    assert [p[1] for p in data["pending"]] == [e["event_id"] for e in reversed(events)]
+    restored = Run()
+    restored.core.restore_person("p1", data)
+    restored.core.restore_watermark(original.core.watermark_ms)
+    original.out.clear()
+    assert restored.at(3) == original.at(3)  # the first buffered event is due
+    assert restored.at(60) == original.at(60)
+    assert [t.event_id for t in original.of(StageTransition)] == [events[0]["event_id"]]
+
+
+def test_a_merge_joins_the_buffered_events_of_both_persons() -> None:
+    run = Run()
+    run.send("anon", run.event(0, "home_view"))
+    run.send("cust", run.event(5, "product_view"))
+    run.send("anon", run.event(10, "add_to_cart"))
+    run.core.move_person("anon", "cust")
+    run.at(20)
+    (journey,) = run.journeys().values()
+    assert (journey.person_id, stages(journey)) == ("cust", ["discover", "consider", "cart"])
+
+
+# -- the simulator's ground truth -------------------------------------------------------------
+
+
+def simulate(seed: int) -> tuple[list[dict[str, Any]], GroundTruth]:
+    config = SimConfig(
+        customers=150,
+        days=3,
+        seed=seed,
+        start=T0,
+        incidents=(Incident.parse("web:/checkout errors x8 @600m for 240m"),),
+    )
+    events, truth = Simulation(config, PiiHasher(PiiSettings())).run()
+    return [e.event for e in events], truth
+
+
+def late_arrivals(events: list[dict[str, Any]], seed: int) -> list[tuple[int, dict[str, Any]]]:
+    """(arrival ms, event) in arrival order: call-center and store events 1-30 hours late,
+    the others within a minute."""
+    rng = random.Random(seed)
+    arrivals = []
+    for event in events:
+        t = event_ms(event["occurred_at"])
+        delay = rng.randrange(HOUR, 30 * HOUR) if event["channel"] in LATE else rng.randrange(MIN)
+        arrivals.append((t + delay, event))
+    arrivals.sort(key=lambda pair: pair[0])
+    return arrivals
+
+
+def person_of(truth: GroundTruth) -> dict[str, str]:
+    return {i: p.person for p in truth.persons for i in p.identifiers}
+
+
+def replay(
+    events: Iterable[tuple[int, dict[str, Any]]],
+    owner: dict[str, str],
+    closes_ms: int,
+    lateness_ms: int,
+) -> Run:
+    """Feed events in arrival order; the watermark follows the timely channels."""
+    run = Run()
+    high = -NEVER
+    for _arrival, event in events:
+        person = owner[next(f"{k}:{v}" for k, v in event["identity"].items())]
+        run.send(person, event)
+        if event["channel"] not in LATE:
+            high = max(high, event_ms(event["occurred_at"]))
+            run.out += run.core.advance_watermark(high - lateness_ms)
+    run.out += run.core.advance_watermark(closes_ms, closes_ms)
+    return run
+
+
+def outcomes(run: Run) -> Counter[tuple[str, str, tuple[str, ...], str]]:
+    return Counter(
+        (j.person_id, j.definition_id, tuple(stages(j)), j.status)
+        for j in run.journeys().values()
+        if j.status != "merged"
+    )
+
+
+def truth_outcomes(truth: GroundTruth) -> Counter[tuple[str, str, tuple[str, ...], str]]:
+    return Counter(
+        (j.person, j.definition, tuple(s.stage for s in j.stages), str(j.outcome))
+        for j in truth.journeys
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_simulators_outcomes_in_event_time_order(seed: int) -> None:
+    events, truth = simulate(seed)
+    closes = event_ms(truth.closes_at) + 80 * HOUR
+    run = replay(((0, e) for e in events), person_of(truth), closes, 0)
+    assert outcomes(run) == truth_outcomes(truth)
+    drops = Counter((d.person_id, d.stage, d.deadline_ms) for d in run.of(DropOff))
+    want = Counter(
+        (j.person, j.dropped_stage, event_ms(j.dropped_at)) for j in truth.journeys if j.dropped_at
+    )
+    assert drops == want and not run.of(Retraction)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_the_simulators_outcomes_with_late_call_center_and_store_batches(seed: int) -> None:
+    events, truth = simulate(seed)
+    arrivals = late_arrivals(events, seed)
+    closes = event_ms(truth.closes_at) + 80 * HOUR
+    run = replay(arrivals, person_of(truth), closes, 2 * MIN)
+    assert outcomes(run) == truth_outcomes(truth)
+    retracted = {r.retracted_id for r in run.of(Retraction)}
+    assert retracted, "late batches should have contradicted some drop-offs"
+    standing = Counter(
+        (d.person_id, d.stage, d.deadline_ms)
+        for d in run.of(DropOff)
+        if d.dropoff_id not in retracted
+    )
+    want = Counter(
+        (j.person, j.dropped_stage, event_ms(j.dropped_at)) for j in truth.journeys if j.dropped_at
+    )
+    assert standing == want

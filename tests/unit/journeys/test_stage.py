@@ -1,0 +1,309 @@
+"""stream_processors.journeys.stage without Kafka: a fake transactional sender records what
+the stage would send. Time waits for the identity authority and for merged persons in
+transit; a merged person's state and later events follow it to its new partition; state
+persisted in one transaction restores to the same journeys."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from schemas import envelope
+from schemas.definitions import load_definitions
+from schemas.partitioning import partition_for
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors.journeys.stage import JourneyStage
+from stream_processors.runtime.sender import TransactionalSender
+from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
+from tests.unit.journeys.test_core import HOUR, T0, T0_MS
+
+PARTITIONS = 2
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.hooks: list[Callable[[], None]] = []
+        self.sent: dict[tuple[str, int], list[bytes]] = defaultdict(list)
+        self.changelog: dict[tuple[int, bytes], bytes | None] = {}
+
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        self.hooks.append(hook)
+
+    produce_rows = TransactionalSender.produce_rows
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        partition: int | None = None,
+    ) -> None:
+        assert partition is not None
+        if topic.endswith(".changelog"):
+            self.changelog[(partition, key or b"")] = value
+        else:
+            self.sent[(topic, partition)].append(value or b"")
+
+    def commit(self) -> None:
+        for hook in self.hooks:
+            hook()
+
+    def rows(self, topic: str, partition: int | None = None) -> list[dict[str, Any]]:
+        return [
+            row
+            for (t, p), values in self.sent.items()
+            if t == topic and partition in (None, p)
+            for value in values
+            for row in envelope.decode(value).events
+        ]
+
+
+class Harness:
+    def __init__(self, sender: FakeSender | None = None) -> None:
+        self.settings = Settings(topics={"partitions": PARTITIONS, "prefix": "u."})
+        self.topics = Topics.from_settings(self.settings.topics)
+        self.sender = sender or FakeSender()
+        tables = [
+            self._table(name, source)
+            for name, source in (
+                ("persons", self.topics.stitched),
+                ("merges", self.topics.identity_merges),
+                ("handoff", self.topics.journey_handoff),
+            )
+        ]
+        duck: Any = self.sender  # a TransactionalSender's produce and before_commit
+        persons, merges, handoff = tables
+        self.stage = JourneyStage(
+            self.settings,
+            self.topics,
+            duck,
+            persons,
+            merges,
+            handoff,
+            load_definitions(self.settings.journeys.definitions),
+        )
+        self.offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    def _table(self, name: str, source: str) -> ChangelogTable:
+        duck: Any = self.sender
+        table = ChangelogTable(name, f"u.journeys.{name}.changelog", duck, self.settings.kafka)
+        for p in range(PARTITIONS):
+            table.partitions[p], table.applied[p] = PartitionState(), Applied()
+        return table
+
+    def _next(self, topic: str, p: int) -> int:
+        self.offsets[(topic, p)] += 1
+        return self.offsets[(topic, p)]
+
+    def stitched(
+        self, p: int, events: list[dict[str, Any]], watermark_ms: int | None = None, source: int = 0
+    ) -> None:
+        payload = envelope.encode([orjson.dumps(e) for e in events], watermark_ms, source)
+        self.stage.handle_stitched(payload, p, self._next("s", p))
+
+    def time(self, watermark_ms: int, partitions: range = range(PARTITIONS)) -> None:
+        """Every source's watermark reaches `partitions`, and the authority has decided all
+        links up to it; then the partitions tell each other how far they have read."""
+        for p in partitions:
+            self.read_to(p, watermark_ms)
+        self.stage.announce()
+        self.deliver_handoffs()
+
+    def read_to(self, p: int, watermark_ms: int) -> None:
+        """Partition `p` hears every source and the authority reach `watermark_ms`."""
+        self.merges(p, [], watermark_ms)
+        for source in range(PARTITIONS):
+            self.stitched(p, [], watermark_ms, source)
+
+    def merges(self, p: int, rows: list[dict[str, Any]], watermark_ms: int | None = None) -> None:
+        payload = envelope.encode([orjson.dumps(r) for r in rows], watermark_ms)
+        self.stage.handle_merges(payload, p, self._next("m", p))
+
+    def deliver_handoffs(self) -> None:
+        """Hand the stage what it sent itself on `journey-handoff`, once."""
+        for p in range(PARTITIONS):
+            pending = self.sender.sent.pop((self.topics.journey_handoff, p), [])
+            for value in pending:
+                self.stage.handle_handoff(value, p, self._next("h", p))
+
+    def journeys(self) -> dict[str, dict[str, Any]]:
+        latest: dict[str, dict[str, Any]] = {}
+        for row in self.sender.rows(self.topics.journey_updates):
+            if (
+                row["journey_id"] not in latest
+                or row["version"] > latest[row["journey_id"]]["version"]
+            ):
+                latest[row["journey_id"]] = row
+        return latest
+
+
+def person_on(partition: int, prefix: str) -> str:
+    return next(
+        f"{prefix}-{n}"
+        for n in range(1000)
+        if partition_for(f"{prefix}-{n}".encode(), PARTITIONS) == partition
+    )
+
+
+def event(pid: str, n: int, minutes: float, event_type: str, **properties: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{pid}-{n}",
+        "channel": "web",
+        "event_type": event_type,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "touchpoint": f"/{event_type}",
+        "properties": properties,
+        "person_id": pid,
+    }
+
+
+def merge(old: str, new: str) -> dict[str, Any]:
+    return {"kind": "merge", "person_id": new, "old_person_ids": sorted([old, new])}
+
+
+ANON, CUST = person_on(0, "anon"), person_on(1, "cust")
+
+
+def test_time_moves_only_to_what_every_source_and_the_authority_have_reached() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")], T0_MS + 30 * HOUR, source=0)
+    h.stitched(0, [], T0_MS + 30 * HOUR, source=1)
+    h.read_to(1, T0_MS + 30 * HOUR)
+    h.stage.announce()
+    h.deliver_handoffs()
+    assert h.stage.part(0).core.watermark_ms < T0_MS, "the authority has not spoken yet"
+    h.merges(0, [], T0_MS + 25 * HOUR)
+    assert h.stage.part(0).core.watermark_ms < T0_MS, "partition 1 has not heard it read"
+    h.stage.announce()
+    h.deliver_handoffs()
+    assert h.stage.part(0).core.watermark_ms == T0_MS + 25 * HOUR
+    (drop,) = h.sender.rows(h.topics.journey_dropoffs, 0)
+    assert drop["stage"] == "discover" and drop["retracted"] is False
+
+
+def test_a_merged_person_moves_to_the_new_partition_and_time_waits_for_it() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view"), event(ANON, 2, 5, "product_view")])
+    h.stitched(1, [event(CUST, 1, 30, "add_to_cart")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(1, [record])  # the partition gaining the person hears of it first
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + HOUR, "waiting for the person"
+    h.merges(0, [record])
+    h.stitched(0, [event(ANON, 3, 40, "checkout_step")])  # still stamped with the old id
+    h.deliver_handoffs()
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 30 * HOUR
+    assert h.stage.part(0).core.persons() == []
+    standing = {j["person_id"]: j for j in h.journeys().values() if j["status"] != "merged"}
+    journey = standing[CUST]
+    assert [s[0] for s in journey["stages"]] == ["discover", "consider", "cart", "checkout"]
+    assert journey["status"] == "dropped_off" and ANON not in standing
+
+
+def test_time_waits_for_every_partition_to_have_read_as_far() -> None:
+    """A slower partition may still forward a merged person's events: a faster one that
+    moved its time past them would send their transitions hours behind its own watermark
+    in a replay or a catch-up (the friction stage's windows would have closed on them)."""
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")])
+    h.stitched(1, [event(CUST, 1, 30, "home_view")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(1, [record])
+    h.merges(0, [record])
+    h.deliver_handoffs()
+    h.time(T0_MS + 5 * HOUR, partitions=range(1, 2))  # partition 0 has read no further
+    assert h.stage.part(1).core.watermark_ms == T0_MS + HOUR, "partition 0 may still forward"
+    # Partition 0 reads on: an event still stamped with the old id, then the sources' time.
+    h.stitched(0, [event(ANON, 2, 70, "product_view")])
+    h.time(T0_MS + 5 * HOUR, partitions=range(1))
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 5 * HOUR
+    rows = h.sender.rows(h.topics.journey_transitions, 1)
+    assert [(t["to_stage"], t["person_id"]) for t in rows if t["to_stage"] == "consider"] == [
+        ("consider", CUST)
+    ], rows
+    # The forwarded event's transition is not behind the watermark sent before it (a merge
+    # re-folding the person's earlier journeys may be: those are corrections, counted
+    # within the friction windows' allowed lateness).
+    watermark = None
+    for value in h.sender.sent[(h.topics.journey_transitions, 1)]:
+        decoded = envelope.decode(value)
+        for row in decoded.events:
+            if row["to_stage"] == "consider":
+                assert watermark is not None and round(row["at"] * 1000) >= watermark
+        if decoded.watermark_ms is not None:
+            watermark = decoded.watermark_ms
+
+
+def test_time_read_is_kept_and_restored() -> None:
+    h = Harness()
+    h.time(T0_MS + HOUR)
+    h.sender.commit()
+    again = Harness(FakeSender())
+    state = again.stage.persons[1]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 1 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    assert again.stage.part(1).reads.low == T0_MS + HOUR  # not waiting for a new announcement
+
+
+def test_a_person_that_arrives_before_its_merge_record_does_not_stop_time() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view")])
+    h.time(T0_MS + HOUR)
+    record = merge(ANON, CUST)
+    h.merges(0, [record])
+    h.deliver_handoffs()  # faster than the merge record on partition 1
+    h.merges(1, [record])
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 30 * HOUR
+    assert h.stage.part(1).handoffs.awaiting == set() and h.stage.part(1).handoffs.early == set()
+
+
+def test_persisted_state_restores_the_same_journeys() -> None:
+    h = Harness()
+    h.stitched(0, [event(ANON, 1, 0, "home_view"), event(ANON, 2, 5, "product_view")])
+    h.time(T0_MS + HOUR)
+    h.sender.commit()
+    # A new worker: its tables hold what the changelog holds.
+    again = Harness(FakeSender())
+    state = again.stage.persons[0]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 0 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    again.stage.persons.applied[0] = h.stage.persons.applied[0]
+    restored = again.stage.part(0)
+    assert restored.core.persons() == [ANON]
+    assert restored.core.watermark_ms == T0_MS + HOUR and restored.decided_ms == T0_MS + HOUR
+    assert restored.core.journeys_of(ANON) == h.stage.part(0).core.journeys_of(ANON)
+
+
+def test_merge_bookkeeping_is_one_changelog_key_per_person_and_restores() -> None:
+    """A value per merged person, not one growing value (the broker limits record size)."""
+    h = Harness()
+    olds = [person_on(0, f"anon{n}") for n in range(30)]
+    for n, old in enumerate(olds):
+        h.stitched(0, [event(old, n, 0, "home_view")])
+    h.time(T0_MS + HOUR)
+    h.merges(0, [merge(old, CUST) for old in olds])
+    h.sender.commit()
+    forward = {k: v for (p, k), v in h.sender.changelog.items() if p == 0 and b"fwd" in k}
+    assert len(forward) == len(olds) and all(
+        v is not None and len(v) < 200 for v in forward.values()
+    )
+    again = Harness(FakeSender())
+    state = again.stage.persons[0]
+    for (p, key), value in h.sender.changelog.items():
+        if p == 0 and value is not None and not key.startswith(b"\x00applied"):
+            state.data[key.decode()] = orjson.loads(value)[1]
+    assert set(again.stage.part(0).handoffs.forward) == set(olds)
+    # Events still stamped with an old id go on to the new person's partition.
+    again.stitched(0, [event(olds[0], 99, 50, "product_view")])
+    assert [r["person_id"] for r in again.sender.rows(again.topics.journey_handoff, 1)] == [CUST]
