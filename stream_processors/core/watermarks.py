@@ -1,4 +1,10 @@
-"""A stage's event-time watermark from the watermarks of its upstream partitions.
+"""Event-time watermarks: one partition's, from the events it saw, and a stage's, from the
+watermarks of its upstream partitions.
+
+A partition's watermark is the newest event time seen minus the allowed lateness
+(docs/concepts.md): an event later than that is late. A producer may declare a watermark
+(a heartbeat, when it has nothing to send), which counts if it is later, but never past the
+clock-skew tolerance. It never moves back.
 
 A re-keying stage (identity) mixes every `touchpoints` partition into every `stitched`
 partition, and says in each envelope whose watermark it carries (`source`). A reader's
@@ -9,6 +15,27 @@ time does not move, because a silent source may still hold older events.
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+
+def partition_watermark(
+    previous_ms: int | None,
+    newest_ms: int | None,
+    declared_ms: int | None,
+    *,
+    lateness_ms: int,
+    ceiling_ms: int,
+) -> int | None:
+    """One partition's watermark after a batch: `previous_ms` (it never moves back), the
+    batch's newest event time `newest_ms` minus `lateness_ms`, and a producer's declared
+    watermark capped at `ceiling_ms` (now plus the future tolerance); None until one is known.
+    """
+    candidates = [previous_ms]
+    if newest_ms is not None:
+        candidates.append(newest_ms - lateness_ms)
+    if declared_ms is not None:
+        candidates.append(min(declared_ms, ceiling_ms))
+    known = [c for c in candidates if c is not None]
+    return max(known) if known else None
 
 
 class SourceWatermarks:

@@ -17,6 +17,7 @@ from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.core.watermarks import partition_watermark
 from stream_processors.ingest.core.admission import Ingest, Rejection
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
@@ -108,18 +109,14 @@ class IngestStage:
     def _watermark(
         self, partition: int, newest_ms: int | None, declared_ms: int | None, now: datetime
     ) -> int | None:
-        """This partition's event-time watermark: the newest event time seen minus the allowed
-        lateness, or a producer's declared watermark (a heartbeat) if later; never backwards,
-        and never beyond the clock-skew tolerance."""
         proc = self.settings.processor
-        candidates = [self.seen.applied[partition].watermark_ms]
-        if newest_ms is not None:
-            candidates.append(newest_ms - int(proc.allowed_lateness.total_seconds() * 1000))
-        if declared_ms is not None:
-            ceiling = int((now + proc.future_tolerance).timestamp() * 1000)
-            candidates.append(min(declared_ms, ceiling))
-        known = [c for c in candidates if c is not None]
-        return max(known) if known else None
+        return partition_watermark(
+            self.seen.applied[partition].watermark_ms,
+            newest_ms,
+            declared_ms,
+            lateness_ms=int(proc.allowed_lateness.total_seconds() * 1000),
+            ceiling_ms=int((now + proc.future_tolerance).timestamp() * 1000),
+        )
 
     def _dead_letter(self, rej: Rejection, partition: int, offset: int, now: datetime) -> None:
         raw, encoding = DeadLetter.wrap_raw(rej.raw)

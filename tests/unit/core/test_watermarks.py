@@ -1,4 +1,5 @@
-"""stream_processors.core.watermarks: a stage's watermark is the minimum over its sources."""
+"""stream_processors.core.watermarks: a partition's watermark, and a stage's as the minimum over its
+sources."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_processors.core.watermarks import SourceWatermarks
+from stream_processors.core.watermarks import SourceWatermarks, partition_watermark
 
 
 def test_no_watermark_until_every_source_has_spoken() -> None:
@@ -49,3 +50,23 @@ def test_the_watermark_is_the_minimum_of_each_sources_maximum(
         low = marks.hear(source, mark)
         best[source] = max(best.get(source, mark), mark)
         assert low == (min(best.values()) if len(best) == 4 else None)
+
+
+@pytest.mark.parametrize(
+    ("previous", "newest", "declared", "expected"),
+    [
+        (None, None, None, None),  # nothing known yet
+        (None, 10_000, None, 9_000),  # newest event time minus the lateness
+        (9_500, 10_000, None, 9_500),  # never moves back
+        (None, 10_000, 12_000, 12_000),  # a later heartbeat counts
+        (None, None, 99_000, 50_000),  # but never past the clock-skew ceiling
+        (60_000, None, 99_000, 60_000),
+    ],
+)
+def test_a_partition_watermark_is_the_newest_time_less_lateness_or_a_capped_heartbeat(
+    previous: int | None, newest: int | None, declared: int | None, expected: int | None
+) -> None:
+    assert (
+        partition_watermark(previous, newest, declared, lateness_ms=1_000, ceiling_ms=50_000)
+        == expected
+    )
