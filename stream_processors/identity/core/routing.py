@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from schemas.identity_rules import IdentityRules
 from schemas.partitioning import partition_for
-from stream_processors.identity.core.persons import Guards
+from stream_processors.identity.core.merge_guards import Guards
 from stream_processors.identity.core.records import person_id
 
 _CACHE_LIMIT = 1_000_000

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from schemas.identity_rules import IdentityRules
-from stream_processors.identity.core.persons import Guards, Partition, type_of
+from stream_processors.identity.core.merge_guards import Guards
+from stream_processors.identity.core.persons import Partition, type_of
 from stream_processors.identity.core.records import Link, RefusalRecord
 
 STATE_VERSION = 1
