@@ -1,4 +1,4 @@
-"""Which package may import which: the dependency direction of ARCHITECTURE.md, checked on the AST.
+"""Which package may import which (the dependency direction), checked on the AST.
 
 Every import form counts (`import a.b`, `from a import b`, relative imports, imports under
 `if TYPE_CHECKING:`, `importlib.import_module("a")` / `__import__("a")` with a literal name).
