@@ -31,6 +31,7 @@ import orjson
 from schemas import envelope
 from schemas.settings import FrictionSettings, Settings
 from schemas.topics import Topics
+from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.context import AlertContext, ContextConfig
 from stream_processors.friction.alerts.core.groups import AlertGroups, Group, GroupConfig
 from stream_processors.friction.alerts.core.incident_records import epoch_ms
@@ -228,7 +229,7 @@ class FrictionDetection:
         records = d.incidents.process(alerts, advance.closed)
         for record in records:
             if record.version == 1:
-                metrics.ALERT_INCIDENTS.labels(record.kind).inc()
+                friction_metrics.ALERT_INCIDENTS.labels(record.kind).inc()
         for group in d.groups.process(records, d.incidents.front_ms):
             self._publish(d, group)
         d.context.keep_references(g.group_id for g in d.groups.groups())
@@ -254,7 +255,7 @@ class FrictionDetection:
             return
         key = published.incident_id.encode()
         self.sender.produce(self.topics.alerts, orjson.dumps(published.row()), key, 0)
-        metrics.ALERT_RECORDS.labels(published.status).inc()
+        friction_metrics.ALERT_RECORDS.labels(published.status).inc()
         if published.notify and published.status == "firing":
             metrics.ALERTS_FIRED.labels(published.kind, published.severity).inc()
         if published.notify:
@@ -273,13 +274,13 @@ class FrictionDetection:
     def _count(self, d: Decision, advance: Advance) -> None:
         closed = len(advance.closed)
         if closed:
-            metrics.FRICTION_WINDOWS_CLOSED.labels("global").inc(closed)
+            friction_metrics.FRICTION_WINDOWS_CLOSED.labels("global").inc(closed)
         reemitted = sum(1 for w in advance.windows if w.previous is not None)
         if reemitted:
-            metrics.FRICTION_WINDOWS_REEMITTED.labels("global").inc(reemitted)
+            friction_metrics.FRICTION_WINDOWS_REEMITTED.labels("global").inc(reemitted)
         if d.merger.frontier_ms is not None:
-            metrics.FRICTION_WATERMARK.set(d.merger.frontier_ms / 1000)
-        metrics.FRICTION_SERIES.set(d.detector.series_count)
+            friction_metrics.FRICTION_WATERMARK.set(d.merger.frontier_ms / 1000)
+        friction_metrics.FRICTION_SERIES.set(d.detector.series_count)
 
 
 def _prefixed(data: dict[str, Any], prefix: str, key: Callable[[str], Any]) -> dict[Any, Any]:

@@ -42,6 +42,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.core.watermarks import SourceWatermarks
+from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.context import (
     DROPOFF_EXAMPLE,
     FRICTION_EXAMPLE,
@@ -392,11 +393,11 @@ class FrictionPartitions:
         self.sender.produce_rows(self.topics.friction_partials, rows, frontier, 0, partition)
         closed = len(advance.closed)
         if closed:
-            metrics.FRICTION_WINDOWS_CLOSED.labels("partition").inc(closed)
+            friction_metrics.FRICTION_WINDOWS_CLOSED.labels("partition").inc(closed)
             self._forget_counted(part, frontier)
         reemitted = sum(1 for w in advance.windows if w.previous is not None)
         if reemitted:
-            metrics.FRICTION_WINDOWS_REEMITTED.labels("partition").inc(reemitted)
+            friction_metrics.FRICTION_WINDOWS_REEMITTED.labels("partition").inc(reemitted)
 
     def _forget_counted(self, part: PartitionFriction, frontier: int | None) -> None:
         """Corrections older than the windows they would change can change nothing."""

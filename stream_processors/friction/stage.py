@@ -19,11 +19,11 @@ from schemas.alerting import load_alert_routing
 from schemas.friction import FrictionMapping, load_friction_mapping
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.alerts.delivery import AlertDeliverer
 from stream_processors.friction.detection import DETECTOR, FrictionDetection
 from stream_processors.friction.partitions import STAGE, FrictionPartitions
-from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         # old journeys, a store batch beyond the limit) and how many.
         dropped = parts.late_dropped()
         if dropped > late[0]:
-            metrics.FRICTION_LATE_DROPPED.labels("partition").inc(dropped - late[0])
+            friction_metrics.FRICTION_LATE_DROPPED.labels("partition").inc(dropped - late[0])
             log.warning(
                 "friction: counts older than the allowed lateness were dropped",
                 extra={

@@ -22,7 +22,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from schemas.settings import KafkaSettings
-from stream_processors.runtime import metrics
+from stream_processors.identity import metrics as identity_metrics
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,9 @@ class MapReplica:
             self.data.pop(key, None)
         self.applied += 1
         if now_ms is not None and self.caught_up.is_set():
-            metrics.REPLICA_LAG.observe(max(0, now_ms - row.get("published_at", now_ms)) / 1000)
+            identity_metrics.REPLICA_LAG.observe(
+                max(0, now_ms - row.get("published_at", now_ms)) / 1000
+            )
 
     def _run(self) -> None:
         consumer = Consumer(

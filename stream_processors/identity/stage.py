@@ -28,6 +28,7 @@ from schemas import envelope
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.watermarks import SourceWatermarks
+from stream_processors.identity import metrics as identity_metrics
 from stream_processors.identity.core.authority import (
     Authority,
     link_from,
@@ -50,9 +51,9 @@ AUTHORITY = 0  # the one partition of `identity-links`
 FRONTIER_KEY = "\x00frontier"  # in the links table: the sources' watermarks the authority heard
 _LINK_FIELDS = ("event_id", "occurred_at", "channel", "source", "identity", "person_id")
 _VERSION_STRIDE = 1_000_000  # records per input message, at most, in a version number
-_MERGES = {rule: metrics.IDENTITY_MERGES.labels(rule) for rule in ("link", "correction")}
+_MERGES = {rule: identity_metrics.IDENTITY_MERGES.labels(rule) for rule in ("link", "correction")}
 _REFUSALS = {
-    rule: metrics.IDENTITY_REFUSALS.labels(rule)
+    rule: identity_metrics.IDENTITY_REFUSALS.labels(rule)
     for rule in ("denylist", "customer_id_conflict", "cap")
 }
 
@@ -98,7 +99,7 @@ class Routing:
             produce(
                 self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
             )
-            metrics.PROVISIONAL.inc(len(sent))
+            identity_metrics.PROVISIONAL.inc(len(sent))
         metrics.EVENTS_OUT.labels(STAGE).inc(len(decoded.events))
         self.routed.mark_applied(partition, offset, watermark)
 
@@ -181,9 +182,9 @@ class Resolving:
         for counter, n in tally.items():
             counter.inc(n)
         graph = authority.graph
-        metrics.IDENTITY_IDENTIFIERS.set(graph.size())
-        metrics.IDENTITY_LINKS.set(len(state))
-        metrics.IDENTITY_REMAPPED.set(len(authority.remapped))
+        identity_metrics.IDENTITY_IDENTIFIERS.set(graph.size())
+        identity_metrics.IDENTITY_LINKS.set(len(state))
+        identity_metrics.IDENTITY_REMAPPED.set(len(authority.remapped))
 
     def announce(self, partitions: int) -> bool:
         """Tell every `identity-merges` partition the time up to which all links are decided
@@ -238,7 +239,9 @@ class Resolving:
             row = orjson.dumps(record_row(move, seq, None))
             audit.append(row)
             merges.setdefault(partition_of(move.from_person_id), []).append(row)
-            tally[metrics.IDENTITY_MOVES] = tally.get(metrics.IDENTITY_MOVES, 0) + 1
+            tally[identity_metrics.IDENTITY_MOVES] = (
+                tally.get(identity_metrics.IDENTITY_MOVES, 0) + 1
+            )
         for refusal in resolution.refusals:
             seq += 1
             audit.append(orjson.dumps(record_row(refusal, seq, resolution.person_id)))

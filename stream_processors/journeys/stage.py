@@ -37,6 +37,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.friction.stage import load_mapping
+from stream_processors.journeys import metrics as journeys_metrics
 from stream_processors.journeys.core.engine import JourneyCore
 from stream_processors.journeys.core.settings import JourneySettings
 from stream_processors.journeys.core.signals import mapped_signals
@@ -180,7 +181,7 @@ class JourneyStage:
             self._send_moved(moved)
             metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
             if anonymous:
-                metrics.JOURNEY_ANONYMOUS.inc(anonymous)
+                journeys_metrics.JOURNEY_ANONYMOUS.inc(anonymous)
         self.persons.mark_applied(partition, offset, part.time_known())
 
     def handle_merges(self, payload: bytes | None, partition: int, offset: int) -> None:
@@ -196,7 +197,7 @@ class JourneyStage:
                 if record.get("kind") != "merge":
                     # A move takes single identifiers, not a person: the events routed by
                     # them stay in the journeys they were folded into (noted in the docs).
-                    metrics.JOURNEY_MOVES_IGNORED.inc()
+                    journeys_metrics.JOURNEY_MOVES_IGNORED.inc()
                     continue
                 new = record["person_id"]
                 home = partition_for(new.encode(), self.partitions)
@@ -248,12 +249,12 @@ class JourneyStage:
                         continue
                     if new is not None:
                         moved.person(new, row["from"], row["state"], relay=True)
-                        metrics.JOURNEY_HANDOFFS.labels("out").inc()
+                        journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
                         continue
                     out.add(core.observe_batch(pairs))
                     pairs = []
                     out.add(core.import_person(pid, row["state"]))
-                    metrics.JOURNEY_HANDOFFS.labels("in").inc()
+                    journeys_metrics.JOURNEY_HANDOFFS.labels("in").inc()
             out.add(core.observe_batch(pairs))
             self._advance(part, out)
             self._send(out, partition, part.time_known())
@@ -271,7 +272,7 @@ class JourneyStage:
         out.add(part.core.advance_watermark(watermark))
         out.moved = True
         part.handoffs.expire(watermark)
-        metrics.JOURNEY_WATERMARK.set(watermark / 1000)
+        journeys_metrics.JOURNEY_WATERMARK.set(watermark / 1000)
 
     def _keep_time(self, partition: int, part: PartitionJourneys) -> None:
         """Time moved by an input other than `stitched` is restored with the persons too."""
@@ -295,7 +296,7 @@ class JourneyStage:
         core = part.core
         if partition_for(new.encode(), self.partitions) == partition:
             out.add(core.move_person(old, new))
-            metrics.JOURNEY_HANDOFFS.labels("local").inc()
+            journeys_metrics.JOURNEY_HANDOFFS.labels("local").inc()
             return
         snapshot = core.export_person(old)
         core.drop_person(old)
@@ -303,7 +304,7 @@ class JourneyStage:
         part.handoffs.forward_to(old, new, until)
         # Sent even without state: the receiving partition holds its time until it hears.
         moved.person(new, old, snapshot)
-        metrics.JOURNEY_HANDOFFS.labels("out").inc()
+        journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
 
     # -- outputs --------------------------------------------------------------------------
 
@@ -321,9 +322,9 @@ class JourneyStage:
                 if topic not in sent:
                     sender.produce(topic, envelope.encode([], watermark_ms), None, partition)
         if out.dropoffs:
-            metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
+            journeys_metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
         if out.retractions:
-            metrics.JOURNEY_RECORDS.labels("retractions").inc(len(out.retractions))
+            journeys_metrics.JOURNEY_RECORDS.labels("retractions").inc(len(out.retractions))
         if out.rejected:
             metrics.REJECTED.labels(STAGE, "too_late").inc(out.rejected)
 
@@ -394,7 +395,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def gauges() -> None:
-        metrics.JOURNEYS_OPEN.set(stage.open_journeys())
+        journeys_metrics.JOURNEYS_OPEN.set(stage.open_journeys())
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def announce() -> None:

@@ -30,16 +30,17 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from schemas.alerting import AlertRouting
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.records import AlertRecord
 from stream_processors.friction.alerts.core.retry import RetryPolicy
 from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.alerts.webhooks import FailedDelivery, WebhookSender
-from stream_processors.runtime import metrics
 
 log = logging.getLogger(__name__)
 
 _OUTCOMES = {
-    name: metrics.ALERT_DELIVERIES.labels(name) for name in ("delivered", "retried", "failed")
+    name: friction_metrics.ALERT_DELIVERIES.labels(name)
+    for name in ("delivered", "retried", "failed")
 }
 
 

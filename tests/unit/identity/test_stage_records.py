@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from stream_processors.identity import metrics as identity_metrics
 from stream_processors.identity.core.records import (
     MergeRecord,
     MoveRecord,
@@ -17,7 +18,6 @@ from stream_processors.identity.core.records import (
     Resolution,
 )
 from stream_processors.identity.stage import Resolving
-from stream_processors.runtime import metrics
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 PARTITION = {"P": 0, "R": 0, "Q": 1, "S": 1, "U": 2}
@@ -51,7 +51,7 @@ def test_a_merge_goes_to_the_partitions_that_lose_a_person_and_the_winners(
     assert [orjson.loads(row)["version"] for row in audit] == [8]
     assert set(merges) == targets
     assert all(rows == audit for rows in merges.values())
-    assert tally == {metrics.IDENTITY_MERGES.labels("link"): 1}
+    assert tally == {identity_metrics.IDENTITY_MERGES.labels("link"): 1}
 
 
 def test_moves_and_refusals_are_audited_and_counted_once_each() -> None:
@@ -72,4 +72,7 @@ def test_moves_and_refusals_are_audited_and_counted_once_each() -> None:
     ]
     assert rows[0]["old_person_ids"] == ["Q"] and rows[1]["old_person_ids"] == []
     assert merges == {1: audit[:1]}
-    assert tally == {metrics.IDENTITY_MOVES: 1, metrics.IDENTITY_REFUSALS.labels("cap"): 2}
+    assert tally == {
+        identity_metrics.IDENTITY_MOVES: 1,
+        identity_metrics.IDENTITY_REFUSALS.labels("cap"): 2,
+    }

@@ -1,0 +1,34 @@
+"""Prometheus metrics of the journeys stage (served by its worker on its metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+JOURNEYS_OPEN = Gauge("journeys_open", "Journey instances open in this worker's partitions")
+
+JOURNEY_WATERMARK = Gauge(
+    "journeys_watermark_seconds", "Event-time watermark of the journeys stage (epoch seconds)"
+)
+
+JOURNEY_RECORDS = Counter(
+    "journeys_records_total", "Drop-offs and retractions reported by the journeys stage", ["kind"]
+)
+
+JOURNEY_ANONYMOUS = Counter(
+    "journeys_events_without_person_total", "Events with no usable identifier (no journey)"
+)
+
+JOURNEY_HANDOFFS = Counter(
+    "journeys_person_handoffs_total",
+    "Persons carried over after an identity merge (local: same partition)",
+    ["direction"],
+)
+
+JOURNEY_FORWARDED = Counter(
+    "journeys_events_forwarded_total", "Events stamped with a merged person id, sent on"
+)
+
+JOURNEY_MOVES_IGNORED = Counter(
+    "journeys_identity_moves_ignored_total",
+    "Identity moves (single identifiers changing person) the journeys stage does not replay",
+)
