@@ -14,7 +14,7 @@ from producers.synthetic import generate
 from schemas import envelope
 from stream_processors.ingest.core.admission import Ingest
 from stream_processors.runtime.worker import GC_THRESHOLDS
-from tests.unit.ingest.reference import ReferenceIngest
+from tests.unit.ingest.model_path import ModelPathIngest
 
 from .report import Result
 
@@ -38,15 +38,15 @@ def _cpu_seconds(run: Callable[[], Any], repeats: int = 2) -> float:
 
 
 def bench_ingest_core(count: int = 200_000) -> list[Result]:
-    """Decode, then the ingest core over the decoded events: the core before the row path
-    (one model per event, `tests/unit/ingest/reference.py`) beside the current one, in the
+    """Decode, then the ingest core over the decoded events: the core with the row path forced
+    off (one model per event, `tests/unit/ingest/model_path.py`) beside the current one, in the
     same process, under the worker's garbage-collector thresholds."""
     messages = envelopes(count)
     decode_s = _cpu_seconds(lambda: [envelope.decode(m) for m in messages])
     decoded = [envelope.decode(m).events for m in messages]
     now = datetime.now(UTC)
 
-    def run(core: type[Ingest] | type[ReferenceIngest]) -> Callable[[], None]:
+    def run(core: type[Ingest]) -> Callable[[], None]:
         def once() -> None:
             ingest = core({}, timedelta(days=7), timedelta(minutes=5))
             for events in decoded:
@@ -57,14 +57,14 @@ def bench_ingest_core(count: int = 200_000) -> list[Result]:
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        reference_s = _cpu_seconds(run(ReferenceIngest))
+        reference_s = _cpu_seconds(run(ModelPathIngest))
         core_s = _cpu_seconds(run(Ingest))
     finally:
         gc.set_threshold(*thresholds)
     decode_rate, reference_rate = count / decode_s, count / reference_s
     return [
         Result("decode only (orjson, 500-event envelopes)", decode_rate, "events/s", None),
-        Result("ingest core, one model per event (before)", reference_rate, "events/s", None),
+        Result("ingest core, one model per event (model path)", reference_rate, "events/s", None),
         Result(
             "ingest core: validate + dedup + encode", count / core_s, "events/s", reference_rate
         ),

@@ -1,8 +1,8 @@
 """The row path of ingest (`schemas.touchpoint_row`) changes nothing observable: on generated
-events, valid and mutated, the core gives exactly what the per-event model path gave
-(`tests/unit/ingest/reference.py`, the core before the row path): the same fragments byte for
-byte, the same rejections (reason, field errors, detail, raw bytes, event id), the same
-duplicates, watermark input and first-seen state."""
+events, valid and mutated, the core gives exactly what the model path gives when it decides
+every event (`tests/unit/ingest/model_path.py`): the same fragments byte for byte, the same
+rejections (reason, field errors, detail, raw bytes, event id), the same duplicates, watermark
+input and first-seen state."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Channel, SignalName
-from stream_processors.ingest.core.admission import Ingest
+from stream_processors.ingest.core.admission import Ingest, _Call
 from tests.unit.builders import NOW
-from tests.unit.ingest.reference import ReferenceIngest
+from tests.unit.ingest.model_path import ModelPathIngest
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "fixtures" / "contracts"
 SAMPLES = [orjson.loads(p.read_bytes()) for p in sorted(CONTRACTS.glob("v*/*.json"))]
@@ -184,7 +185,7 @@ def events(draw: st.DrawFn) -> Any:
     return event
 
 
-def outcome(core: Ingest | ReferenceIngest, seen: dict[str, int], batches: list[list[Any]]) -> Any:
+def outcome(core: Ingest, seen: dict[str, int], batches: list[list[Any]]) -> Any:
     results = []
     for n, batch in enumerate(batches):
         r = core.process(batch, NOW + timedelta(seconds=n))
@@ -194,12 +195,14 @@ def outcome(core: Ingest | ReferenceIngest, seen: dict[str, int], batches: list[
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=st.lists(st.lists(events(), max_size=12), min_size=1, max_size=3))
-def test_the_row_path_gives_exactly_what_the_model_path_gave(batches: list[list[Any]]) -> None:
-    seen_new: dict[str, int] = {}
-    seen_old: dict[str, int] = {}
-    new = outcome(Ingest(seen_new, timedelta(days=7), TOLERANCE, LATE), seen_new, batches)
-    old = outcome(ReferenceIngest(seen_old, timedelta(days=7), TOLERANCE, LATE), seen_old, batches)
-    assert new == old
+def test_the_row_path_gives_exactly_what_the_model_path_gives(batches: list[list[Any]]) -> None:
+    seen_row: dict[str, int] = {}
+    seen_model: dict[str, int] = {}
+    row = outcome(Ingest(seen_row, timedelta(days=7), TOLERANCE, LATE), seen_row, batches)
+    model = outcome(
+        ModelPathIngest(seen_model, timedelta(days=7), TOLERANCE, LATE), seen_model, batches
+    )
+    assert row == model
 
 
 @settings(max_examples=50, deadline=None)
@@ -208,15 +211,34 @@ def test_a_local_now_gives_the_same_received_at(offset: int, micro: int) -> None
     utc = datetime(2025, 7, 1, microsecond=micro, tzinfo=UTC)  # after every sample
     now = utc.astimezone(timezone(timedelta(minutes=offset)))
     raws = [*SAMPLES, {**SAMPLES[0], "event_id": str(uuid.uuid4())}]
-    new = Ingest({}, timedelta(days=7), TOLERANCE).process(raws, now)
-    old = ReferenceIngest({}, timedelta(days=7), TOLERANCE).process(raws, now)
-    assert new.fragments == old.fragments and len(new.fragments) == len(raws)
-    assert all(orjson.loads(f)["received_at"].endswith("Z") for f in new.fragments)
+    row = Ingest({}, timedelta(days=7), TOLERANCE).process(raws, now)
+    model = ModelPathIngest({}, timedelta(days=7), TOLERANCE).process(raws, now)
+    assert row.fragments == model.fragments and len(row.fragments) == len(raws)
+    assert all(orjson.loads(f)["received_at"].endswith("Z") for f in row.fragments)
 
 
 def test_samples_take_the_row_path_and_match() -> None:
     """The frozen contract samples, with an explicit UTC `now` (the stage's)."""
     now = datetime(2025, 7, 1, tzinfo=UTC)
-    new = Ingest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
-    old = ReferenceIngest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
-    assert new.fragments == old.fragments and not new.rejected
+    row = Ingest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
+    model = ModelPathIngest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
+    assert row.fragments == model.fragments and not row.rejected
+
+
+def test_the_samples_take_the_row_path_unless_it_is_forced_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without this, both sides of the comparisons above could be the model path."""
+    decided: list[Any] = []
+    model_path = Ingest._model
+
+    def spy(self: Ingest, raw: Any, call: _Call) -> None:
+        decided.append(raw)
+        model_path(self, raw, call)
+
+    monkeypatch.setattr(Ingest, "_model", spy)
+    now = datetime(2025, 7, 1, tzinfo=UTC)
+    Ingest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
+    assert decided == []
+    ModelPathIngest({}, timedelta(days=7), TOLERANCE).process(SAMPLES, now)
+    assert decided == SAMPLES

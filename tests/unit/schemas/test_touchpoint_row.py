@@ -21,7 +21,7 @@ from schemas.touchpoint_row import (
 )
 from stream_processors.ingest.core.admission import Ingest
 from tests.unit.builders import NOW, touchpoint
-from tests.unit.ingest.reference import ReferenceIngest
+from tests.unit.ingest.model_path import ModelPathIngest
 
 V2 = Path(__file__).resolve().parents[2] / "fixtures" / "contracts" / "v2"
 
@@ -56,9 +56,9 @@ def test_what_the_row_cannot_vouch_for_goes_to_the_model(overrides: dict[str, An
     raw = touchpoint(1, **overrides)
     row = read_row(raw)
     assert row is None or row_json(row) is None
-    old = ReferenceIngest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], NOW)
-    new = Ingest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], NOW)
-    assert (new.fragments, new.rejected) == (old.fragments, old.rejected)
+    model = ModelPathIngest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], NOW)
+    ingest = Ingest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], NOW)
+    assert (ingest.fragments, ingest.rejected) == (model.fragments, model.rejected)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,6 @@ def test_unset_fields_and_offsets_come_out_as_the_model_writes_them(
     raw = touchpoint(1, **overrides)
     assert read_row(raw) is not None
     now = datetime(2025, 3, 1, 12, tzinfo=UTC)
-    old = ReferenceIngest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], now)
-    new = Ingest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], now)
-    assert new.fragments == old.fragments and len(new.fragments) == 1
+    model = ModelPathIngest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], now)
+    ingest = Ingest({}, timedelta(days=7), timedelta(minutes=5)).process([raw], now)
+    assert ingest.fragments == model.fragments and len(ingest.fragments) == 1
