@@ -32,8 +32,8 @@ from stream_processors.identity.core.corrections import (
     person_changes,
     refusal_changes,
 )
-from stream_processors.identity.core.merge_guards import Guards
-from stream_processors.identity.core.persons import Partition, Person, replay
+from stream_processors.identity.core.merge_guards import Guards, Person
+from stream_processors.identity.core.persons import Partition, replay
 from stream_processors.identity.core.records import (
     Link,
     MergeRecord,

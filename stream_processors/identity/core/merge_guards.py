@@ -4,17 +4,28 @@ A merge is refused when it would put two different customer ids in one person (u
 rules allow it), break a cap on identifiers of one type (shared devices, call-center lines)
 or on identifiers in all, and a junk value (`null`, `guest`, ...) never links at all. The
 rules themselves are settings (`schemas/identity_rules.py`); this module prepares them for
-the inner loop and gives each refusal its rule and reason.
+the inner loop and gives each refusal its rule and reason. A `Person` is what they judge:
+the members of a stitched person and its count of identifiers per type.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from operator import gt
 
 from schemas.identity_rules import IdentityRules, junk_reason
-from stream_processors.identity.core.persons import Person
 from stream_processors.identity.core.records import RefusalRule
+
+
+@dataclass(slots=True)
+class Person:
+    """Two or more identifiers stitched together. `best` is the identifier that names it."""
+
+    id: str
+    best: tuple[int, str]
+    members: list[str]
+    counts: list[int]
 
 
 class Guards:

@@ -12,14 +12,10 @@ the outcome a function of the set of links.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from operator import add
-from typing import TYPE_CHECKING
 
+from stream_processors.identity.core.merge_guards import Guards, Person
 from stream_processors.identity.core.records import Link, MergeRecord, RefusalRecord
-
-if TYPE_CHECKING:
-    from stream_processors.identity.core.merge_guards import Guards
 
 _new_tuple = tuple.__new__
 
@@ -27,16 +23,6 @@ _new_tuple = tuple.__new__
 def type_of(key: str) -> str:
     """The identifier type of key `"<type>:<value>"`."""
     return key.partition(":")[0]
-
-
-@dataclass(slots=True)
-class Person:
-    """Two or more identifiers stitched together. `best` is the identifier that names it."""
-
-    id: str
-    best: tuple[int, str]
-    members: list[str]
-    counts: list[int]
 
 
 class Partition:

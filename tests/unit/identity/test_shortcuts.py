@@ -19,8 +19,8 @@ import pytest
 
 from schemas.identity_rules import IdentityRules
 from stream_processors.identity.core.corrections import joined_changes, person_changes
-from stream_processors.identity.core.merge_guards import Guards
-from stream_processors.identity.core.persons import Partition, Person
+from stream_processors.identity.core.merge_guards import Guards, Person
+from stream_processors.identity.core.persons import Partition
 from stream_processors.identity.core.records import (
     PERSON_NAMESPACE,
     RECORD_NAMESPACE,
