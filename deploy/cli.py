@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from deploy import logs
-from deploy.commands import EPILOG, alerts, broker, definitions, feed, identity, pipeline
+from deploy.commands import alerts, broker, definitions, examples, feed, identity, pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="journeys",
         description="Customer journeys from web, app, call center and store events, "
         "stitched and watched in the stream, stored in ClickHouse.",
-        epilog=EPILOG,
+        epilog=examples("demo --customers 3000", "process ingest", "report"),
     )
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
     broker.register(sub)

@@ -9,3 +9,9 @@ EPILOG = (
 )
 
 SubParsers = argparse._SubParsersAction  # argparse has no public name for it
+
+
+def examples(*commands: str) -> str:
+    """An epilog: example invocations (`journeys` and its arguments), then EPILOG."""
+    label = "Examples" if len(commands) > 1 else "Example"
+    return f"{label}: " + ", ".join(f"`journeys {c}`" for c in commands) + ". " + EPILOG

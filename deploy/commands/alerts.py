@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from deploy.commands import EPILOG, SubParsers
+from deploy.commands import EPILOG, SubParsers, examples
 from schemas.settings import Settings
 from stream_processors.friction.alerts.core.causes import place
 from stream_processors.friction.alerts.core.records import AlertRecord
@@ -22,7 +22,11 @@ STATUSES = ("firing", "resolved", "retracted")
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    alerts = sub.add_parser("alerts", help="friction and drop-off alerts")
+    alerts = sub.add_parser(
+        "alerts",
+        help="friction and drop-off alerts",
+        epilog=examples("alerts list --status firing", "alerts show 3f2a"),
+    )
     asub = alerts.add_subparsers(title="actions", metavar="ACTION")
     ls = asub.add_parser(
         "list",

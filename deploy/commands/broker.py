@@ -10,7 +10,7 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from deploy.commands import EPILOG, SubParsers
+from deploy.commands import SubParsers, examples
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,16 +18,46 @@ if TYPE_CHECKING:
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    broker = sub.add_parser("broker", help="run the project-local Kafka broker (KRaft)")
+    broker = sub.add_parser(
+        "broker",
+        help="run the project-local Kafka broker (KRaft)",
+        epilog=examples("broker start", "broker status", "broker stop"),
+    )
     bsub = broker.add_subparsers(title="actions", metavar="ACTION")
-    for name, func, text in (
-        ("start", _broker_start, "start the broker and wait until it answers (no-op if running)"),
-        ("stop", _broker_stop, "stop the broker by its pid and wait for it to exit"),
-        ("status", _broker_status, "say whether the broker runs, and where"),
-        ("run", _broker_run, "start the broker, run a command against it, stop what was started"),
-        ("fetch", _broker_fetch, "download the broker's jars from Maven Central (once)"),
+    test = "--instance test --port 19192 --controller-port 19193"
+    for name, func, text, epilog in (
+        (
+            "start",
+            _broker_start,
+            "start the broker and wait until it answers (no-op if running)",
+            examples("broker start", f"broker start {test}"),
+        ),
+        (
+            "stop",
+            _broker_stop,
+            "stop the broker by its pid and wait for it to exit",
+            examples("broker stop", "broker stop --instance test"),
+        ),
+        (
+            "status",
+            _broker_status,
+            "say whether the broker runs, and where",
+            examples("broker status", "broker status --instance test"),
+        ),
+        (
+            "run",
+            _broker_run,
+            "start the broker, run a command against it, stop what was started",
+            examples(f"broker run {test} --fresh -- python -m pytest"),
+        ),
+        (
+            "fetch",
+            _broker_fetch,
+            "download the broker's jars from Maven Central (once)",
+            examples("broker fetch"),
+        ),
     ):
-        b = bsub.add_parser(name, help=text, description=text, epilog=EPILOG)
+        b = bsub.add_parser(name, help=text, description=text, epilog=epilog)
         b.add_argument("--instance", help="instance name: own ports and data folder")
         b.add_argument("--port", type=int, help="client port")
         b.add_argument("--controller-port", type=int, help="KRaft controller port")

@@ -7,7 +7,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from deploy.commands import EPILOG, SubParsers
+from deploy.commands import SubParsers, examples
 from schemas.definitions import DefinitionSpec, check_files
 from schemas.settings import Settings
 
@@ -15,7 +15,11 @@ SHIPPED = Path(__file__).resolve().parents[1] / "definitions"
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    defs = sub.add_parser("definitions", help="journey definitions (declarative TOML files)")
+    defs = sub.add_parser(
+        "definitions",
+        help="journey definitions (declarative TOML files)",
+        epilog=examples("definitions check"),
+    )
     dsub = defs.add_subparsers(title="actions", metavar="ACTION")
     text = "validate journey definition files and report every error with its location"
     check = dsub.add_parser(
@@ -24,7 +28,7 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         description=f"{text}. Exit code 0 when every file is valid (each definition is "
         "summarized), 1 otherwise, with one line per error: FILE:LINE: PATH: reason "
         "(PATH as in stages[2].time_limit). Format reference: schemas/definitions.py.",
-        epilog=EPILOG,
+        epilog=examples("definitions check", "definitions check deploy/definitions/purchase.toml"),
     )
     check.add_argument(
         "files",

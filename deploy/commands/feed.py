@@ -8,14 +8,20 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.commands import EPILOG, SubParsers
+from deploy.commands import SubParsers, examples
 from schemas.settings import Settings
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    pub = sub.add_parser("publish", help="publish touchpoints from a JSON Lines file to raw")
+    pub = sub.add_parser(
+        "publish",
+        help="publish touchpoints from a JSON Lines file to raw",
+        epilog=examples(
+            "publish events.jsonl", "publish events.jsonl --close-at 2025-03-03T00:00:00+00:00"
+        ),
+    )
     pub.add_argument("file", type=Path, help="one event per line ('-' for stdin)")
     pub.add_argument(
         "--close-at",
@@ -29,7 +35,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     _add_schema(sub)
     _collector_parser(sub)
 
-    gen = sub.add_parser("generate", help="publish synthetic multi-channel touchpoints to raw")
+    gen = sub.add_parser(
+        "generate",
+        help="publish synthetic multi-channel touchpoints to raw",
+        epilog=examples("generate --count 1000", "generate --invalid-ratio 0.05"),
+    )
     gen.add_argument("--count", type=int, default=10_000)
     gen.add_argument("--seed", type=int, default=7)
     gen.add_argument("--invalid-ratio", type=float, default=0.0)
@@ -43,7 +53,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         "call center and store over simulated days; deterministic for a seed. Ends with "
         "watermark heartbeats past the last deadline, and writes the ground truth.",
         epilog="Incidents: 'web:/checkout errors x8 @30m for 15m', "
-        "'call_center:queue:support waits x5 @60m for 20m', 'app:payment down @90m for 10m'.",
+        "'call_center:queue:support waits x5 @60m for 20m', 'app:payment down @90m for 10m'. "
+        + examples(
+            "simulate --customers 500 --days 1",
+            "simulate --incident 'web:/checkout errors x8 @30m for 15m' --truth truth.json",
+        ),
     )
     sim.add_argument("--customers", type=int, default=1_000)
     sim.add_argument("--days", type=float, default=2.0, help="simulated days")
@@ -77,12 +91,17 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
 
 def _add_ingest(sub: SubParsers[argparse.ArgumentParser]) -> None:
     ingest = sub.add_parser(
-        "ingest", help="publish touchpoints from call-center or store export files to raw"
+        "ingest",
+        help="publish touchpoints from call-center or store export files to raw",
+        epilog=examples(
+            "ingest call-center deploy/examples/contacts.csv",
+            "ingest store deploy/examples/pos.jsonl",
+        ),
     )
     isub = ingest.add_subparsers(title="sources", metavar="SOURCE")
-    for name, mapping, what in (
-        ("call-center", "contact_center.toml", "contact-center contact records"),
-        ("store", "pos.toml", "point-of-sale transactions"),
+    for name, mapping, what, example in (
+        ("call-center", "contact_center.toml", "contact-center contact records", "contacts.csv"),
+        ("store", "pos.toml", "point-of-sale transactions", "pos.jsonl"),
     ):
         text = f"publish {what} (CSV or JSON Lines) as touchpoints to raw"
         i = isub.add_parser(
@@ -91,7 +110,10 @@ def _add_ingest(sub: SubParsers[argparse.ArgumentParser]) -> None:
             description=f"{text}. Bad lines are reported as FILE:LINE: reason and the rest "
             "is published; exit code 1 if any line was rejected, 2 if the file or the mapping "
             "is unusable. Re-ingesting a file publishes the same event ids.",
-            epilog=EPILOG,
+            epilog=examples(
+                f"ingest {name} deploy/examples/{example}",
+                f"ingest {name} {example} --mapping my_{mapping}",
+            ),
         )
         i.add_argument("file", type=Path, help="the export file")
         i.add_argument(
@@ -115,14 +137,16 @@ def _ingest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _add_schema(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    schema = sub.add_parser("schema", help="the topic contracts as JSON Schema")
+    schema = sub.add_parser(
+        "schema", help="the topic contracts as JSON Schema", epilog=examples("schema export")
+    )
     ssub = schema.add_subparsers(title="actions", metavar="ACTION")
     text = "write JSON Schema files of the touchpoint and dead-letter contracts"
     export = ssub.add_parser(
         "export",
         help=text,
         description=f"{text}; schemas/COMPATIBILITY.md says when a change needs a new version.",
-        epilog=EPILOG,
+        epilog=examples("schema export", "schema export --out /tmp/schemas"),
     )
     export.add_argument("--out", type=Path, help="folder to write to (default: schemas/json/)")
     export.set_defaults(func=_schema_export)
@@ -187,7 +211,7 @@ def _collector_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
         description="HTTP collector: existing Segment and RudderStack SDKs send here by changing "
         "only their endpoint (POST /v1/track, /v1/page, /v1/batch, ...). Write keys and their "
         "sources come from the collector settings (JOURNEYS_COLLECTOR__SOURCES).",
-        epilog=EPILOG,
+        epilog=examples("collector", "collector --host 127.0.0.1 --port 8088"),
     )
     col.add_argument("--host", help="address to listen on (default: the collector.host setting)")
     col.add_argument(

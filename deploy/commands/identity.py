@@ -13,12 +13,16 @@ from typing import Any
 
 import orjson
 
-from deploy.commands import EPILOG, SubParsers
+from deploy.commands import EPILOG, SubParsers, examples
 from schemas.settings import Settings
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    ident = sub.add_parser("identity", help="inspect identity stitching")
+    ident = sub.add_parser(
+        "identity",
+        help="inspect identity stitching",
+        epilog=examples("identity show customer_id:c-42"),
+    )
     isub = ident.add_subparsers(title="actions", metavar="ACTION")
     show = isub.add_parser(
         "show",

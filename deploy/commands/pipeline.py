@@ -7,22 +7,32 @@ import signal
 import sys
 from types import FrameType
 
-from deploy.commands import SubParsers
+from deploy.commands import SubParsers, examples
 from schemas.settings import Settings
 
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
-    t = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
+    t = sub.add_parser(
+        "topics", help="create the pipeline's topics (idempotent)", epilog=examples("topics")
+    )
     t.set_defaults(func=_topics)
-    db = sub.add_parser("db", help="ClickHouse schema")
+    db = sub.add_parser("db", help="ClickHouse schema", epilog=examples("db migrate", "db ddl"))
     dsub = db.add_subparsers(title="actions", metavar="ACTION")
     m = dsub.add_parser(
-        "migrate", help="create missing tables, add missing columns, recreate views (idempotent)"
+        "migrate",
+        help="create missing tables, add missing columns, recreate views (idempotent)",
+        epilog=examples("db migrate"),
     )
     m.set_defaults(func=_migrate)
-    dsub.add_parser("ddl", help="print the CREATE TABLE statements").set_defaults(func=_ddl)
+    dsub.add_parser(
+        "ddl", help="print the CREATE TABLE statements", epilog=examples("db ddl")
+    ).set_defaults(func=_ddl)
 
-    proc = sub.add_parser("process", help="run a stream-processing stage as a faust worker")
+    proc = sub.add_parser(
+        "process",
+        help="run a stream-processing stage as a faust worker",
+        epilog=examples("process ingest", "process friction"),
+    )
     proc.add_argument(
         "stage",
         choices=["ingest", "identity", "journeys", "friction"],
@@ -34,7 +44,9 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc.set_defaults(func=_process)
 
     sink = sub.add_parser(
-        "sink", help="write touchpoints, identity records and journeys into ClickHouse"
+        "sink",
+        help="write touchpoints, identity records and journeys into ClickHouse",
+        epilog=examples("sink", "sink --idle-exit 30"),
     )
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
@@ -42,12 +54,16 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     sink.set_defaults(func=_sink)
 
     rep = sub.add_parser(
-        "report", help="summarize what reached ClickHouse and the dead-letter topic"
+        "report",
+        help="summarize what reached ClickHouse and the dead-letter topic",
+        epilog=examples("report"),
     )
     rep.set_defaults(func=_report)
 
     demo = sub.add_parser(
-        "demo", help="run the whole pipeline on synthetic traffic and show the result"
+        "demo",
+        help="run the whole pipeline on synthetic traffic and show the result",
+        epilog=examples("demo", "demo --customers 3000"),
     )
     demo.add_argument(
         "--customers", type=int, default=10_000, help="simulated customers (2 days of them)"

@@ -29,14 +29,6 @@ def one_alert() -> list[AlertRecord]:
     return out
 
 
-@pytest.mark.parametrize("command", [["alerts"], ["alerts", "list"], ["alerts", "show"]])
-def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
-        _parser().parse_args([*command, "--help"])
-    assert done.value.code == 0
-    assert capsys.readouterr().out.startswith("usage: journeys alerts")
-
-
 def test_process_takes_the_friction_stage() -> None:
     args = _parser().parse_args(["process", "friction"])
     assert args.stage == "friction"

@@ -109,23 +109,6 @@ def test_the_loop_reports_bad_lines_and_keeps_going() -> None:
     assert (summary.accepted, summary.rejected, summary.last_line) == (2, 1, 5)
 
 
-COMMANDS = [
-    ["ingest"],
-    ["ingest", "call-center"],
-    ["ingest", "store"],
-    ["schema"],
-    ["schema", "export"],
-]
-
-
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
-        _parser().parse_args([*command, "--help"])
-    assert done.value.code == 0
-    assert capsys.readouterr().out.startswith(f"usage: journeys {' '.join(command)}")
-
-
 def test_default_mappings_are_the_shipped_ones() -> None:
     args = _parser().parse_args(["ingest", "store", "x.jsonl"])
     assert args.mapping == MAPPINGS / "pos.toml" and args.kind == "store"
