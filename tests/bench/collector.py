@@ -10,12 +10,8 @@ Run alone: `journeys broker run --instance bench -- python -m tests.bench.collec
 
 from __future__ import annotations
 
-import base64
 import http.client
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +25,7 @@ import orjson
 from producers.collector.intake import Request
 from producers.collector.server import build_intake
 from schemas.settings import CollectorSettings, Settings
-from tests.integration.helpers import journeys
+from tests.integration.helpers import basic_auth, free_port, start_collector, terminate
 
 from . import pipeline
 from .report import Result, render
@@ -74,7 +70,7 @@ def core_rate(settings: Settings, bodies: list[bytes], per_request: int) -> floa
         {"sources": SOURCES, "rate_limit_per_key_per_second": 1e9}
     )
     intake = build_intake(settings.model_copy(update={"collector": collector}))
-    auth = _basic()
+    auth = basic_auth(WRITE_KEY)
     now = datetime.now(UTC)
     started = time.process_time()
     for body in bodies:
@@ -100,7 +96,7 @@ def http_rate(port: int, bodies: list[bytes], clients: int, per_request: int) ->
 
 def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    headers = {"Authorization": _basic(), "Content-Type": "application/json"}
+    headers = {"Authorization": basic_auth(WRITE_KEY), "Content-Type": "application/json"}
     try:
         for body in bodies:
             conn.request("POST", "/v1/batch", body, headers)
@@ -117,17 +113,17 @@ def bench_collector(
 ) -> list[Result]:
     bodies = batch_bodies(events, per_request)
     core = core_rate(settings, bodies, per_request)
-    port = _free_port()
-    proc = _start(settings, port, log)
+    port = free_port()
+    proc = start_collector(
+        settings, port, SOURCES, log, JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9"
+    )
     try:
-        _wait_healthy(port, proc, log)
         http_rate(port, bodies[: len(bodies) // 10], clients, per_request)  # warm-up
         cpu_before = _cpu_seconds(proc.pid)
         rate = http_rate(port, bodies, clients, per_request)
         cpu = _cpu_seconds(proc.pid) - cpu_before
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        terminate(proc)
     load = os.getloadavg()[0]
     return [
         Result("collector core: batch -> touchpoints, no I/O, per CPU s", core, "events/s", None),
@@ -153,45 +149,6 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU time of a process, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _basic() -> str:
-    return "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _start(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    return journeys(
-        settings,
-        "collector",
-        "--port",
-        str(port),
-        log=log,
-        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
-        JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9",
-    )
-
-
-def _wait_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"collector exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"collector not healthy after 60 s: {log.read_text()[-2000:]}")
 
 
 def main() -> int:

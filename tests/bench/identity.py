@@ -202,6 +202,7 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
     is all events over the time from routing's first commit to the authority's last: the rate
     one worker process sustains doing both."""
     from schemas.topics import Topics
+    from tests.integration.helpers import free_port
 
     from . import pipeline
 
@@ -215,7 +216,7 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
     messages = pipeline.publish(settings, topics.touchpoints, fragments)
     raw = pipeline.raw_consume(settings, topics.touchpoints, messages)
     whole: list[float] = []
-    port = _free_port()
+    port = free_port()
     lag: list[float] = []
 
     def authority_done(proc: Any, first_commit: float) -> None:
@@ -267,14 +268,6 @@ def bench_identity_stage(settings: Any, log: Any, count: int = 500_000) -> list[
         Result("identity authority: still deciding after routing ended", whole[1], "seconds", None),
         Result("identity map replica: mean lag, publish to applied", lag[0] * 1000, "ms", None),
     ]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _mean_replica_lag(port: int) -> float:

@@ -234,25 +234,14 @@ def bench_journeys_stage(settings: Settings, log: Path, count: int = 400_000) ->
     `stitched`, as the identity stage writes them (person-keyed envelopes of 500 events,
     each carrying its partition's watermark), with state in changelog tables; events/s
     between its first and last commit, beside raw consume + decode of the same topic."""
-    from confluent_kafka import Producer
-
     from schemas.partitioning import partition_for
     from schemas.topics import Topics
 
-    from .pipeline import PER_MESSAGE, _produce, raw_consume, stage_rate
+    from .pipeline import PER_MESSAGE, _produce, producer_for, raw_consume, stage_rate
 
     topics = Topics.from_settings(settings.topics)
     n = settings.topics.partitions
-    producer = Producer(
-        {
-            **settings.kafka.as_librdkafka_dict(),
-            "linger.ms": 50,
-            "compression.type": "lz4",
-            "batch.size": 1_000_000,
-            "enable.idempotence": True,
-            "acks": "all",
-        }
-    )
+    producer = producer_for(settings)
     # The identity authority's announcement: every link decided, so time follows `stitched`.
     for p in range(n):
         _produce(producer, topics.identity_merges, p, envelope.encode([], START_MS + 10 * HOUR_MS))

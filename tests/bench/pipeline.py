@@ -8,12 +8,12 @@ counted (they are measured separately, as the restart figure).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
@@ -25,7 +25,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import JSON_INSERT_SETTINGS, migrate, session
 from sinks.runner import TopicSink
-from tests.integration.helpers import counts_stage, journeys
+from tests.integration.helpers import counts_stage, journeys, terminate
 
 from .report import Result
 
@@ -65,18 +65,23 @@ def valid_fragments(count: int, keys: int, offset: int = 0) -> list[tuple[str, b
     return out
 
 
-def publish(settings: Settings, topic: str, fragments: list[tuple[str, bytes]]) -> int:
-    """Write fragments as per-partition envelopes of PER_MESSAGE events; returns messages."""
-    producer = Producer(
+def producer_for(settings: Settings, linger_ms: int = 50) -> Producer:
+    """An idempotent lz4 producer with large batches, for writing a topic ahead of a run."""
+    return Producer(
         {
             **settings.kafka.as_librdkafka_dict(),
-            "linger.ms": 50,
+            "linger.ms": linger_ms,
             "compression.type": "lz4",
             "batch.size": 1_000_000,
             "enable.idempotence": True,
             "acks": "all",
         }
     )
+
+
+def publish(settings: Settings, topic: str, fragments: list[tuple[str, bytes]]) -> int:
+    """Write fragments as per-partition envelopes of PER_MESSAGE events; returns messages."""
+    producer = producer_for(settings)
     builder = envelope.BatchBuilder(PER_MESSAGE, 4 * 1024 * 1024)
     n = settings.topics.partitions
     sent = 0
@@ -146,6 +151,21 @@ def end_total(settings: Settings, topic: str, consumer: Consumer) -> int:
     )
 
 
+def _commits(
+    proc: subprocess.Popen[bytes], stage: str, log: Path, committed: Callable[[], int], end: int
+) -> Iterator[tuple[float, int]]:
+    """(time, `committed()`) every 50 ms until that reaches `end`; raises if the stage exits
+    first."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{stage} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        done = committed()
+        yield time.perf_counter(), done
+        if done >= end:
+            return
+        time.sleep(0.05)
+
+
 def stage_rate(
     settings: Settings,
     stage: str,
@@ -164,21 +184,14 @@ def stage_rate(
     proc = start_stage(settings, stage, log, **(env or {}))
     first: tuple[float, int] | None = None
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{stage} exited {proc.returncode}: {log.read_text()[-2000:]}")
-            done = committed_total(settings, group, topic, probe)
-            now = time.perf_counter()
+        committed = partial(committed_total, settings, group, topic, probe)
+        for now, done in _commits(proc, stage, log, committed, end):
             if done and first is None:
                 first = (now, done)
-            if done >= end:
-                break
-            time.sleep(0.05)
         if then is not None and first is not None:
             then(proc, first[0])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        terminate(proc)
         probe.close()
     assert first is not None
     elapsed = now - first[0]
@@ -195,14 +208,12 @@ def restart_with_state(settings: Settings, topic: str, log: Path) -> Result:
     started = time.perf_counter()
     proc = start_stage(settings, "counts", log)
     try:
-        while committed_total(settings, group, topic, probe) < end:
-            if proc.poll() is not None:
-                raise RuntimeError(f"counts exited {proc.returncode}: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+        committed = partial(committed_total, settings, group, topic, probe)
+        for _now, _done in _commits(proc, "counts", log, committed, end):
+            pass
         elapsed = time.perf_counter() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        terminate(proc)
         probe.close()
     return Result("restart with 1M keys: until processing again", elapsed, "seconds", None)
 

@@ -19,6 +19,8 @@ from deploy.kafka_admin import ensure_topics
 from deploy.local.broker import LocalBroker
 from schemas.settings import LocalBrokerSettings, Settings
 
+from .helpers import reap
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,6 +66,4 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)

@@ -1,20 +1,28 @@
-"""Small waiting and reading helpers shared by the integration tests."""
+"""Waiting, reading, starting and stopping helpers shared by the integration tests and the
+benchmarks."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from deploy.kafka_admin import committed_offsets
+from deploy.kafka_admin import committed_offsets, group_drained
 from schemas.settings import Settings
+from schemas.topics import Topics
+from sinks.runner import pipeline_routes
 from stream_processors.runtime.topic_reader import read_to_end
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,3 +131,151 @@ def python_module(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def terminate(proc: subprocess.Popen[Any], timeout: float = 60.0) -> int:
+    """SIGTERM, then the exit code; a process still running after `timeout` is killed (so
+    nothing is left behind) and the timeout raised."""
+    proc.terminate()
+    return _exit_code(proc, timeout)
+
+
+def stop(procs: Sequence[subprocess.Popen[Any]], log: Path, timeout: float = 60.0) -> None:
+    """SIGTERM to every process at once, then each must exit 0 (else fail with the log)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        assert _exit_code(proc, timeout) == 0, log.read_text()[-3000:]
+
+
+def _exit_code(proc: subprocess.Popen[Any], timeout: float) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        reap(proc)
+        raise
+
+
+def reap(proc: subprocess.Popen[Any]) -> None:
+    """Kill the process if it still runs, and wait for it: nothing is left behind."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def kill(proc: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """SIGKILL, as a crash would: the process must die of it."""
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout) == -signal.SIGKILL
+
+
+# -- consumer groups ----------------------------------------------------------------------
+
+
+def stage_topics(settings: Settings, *stages: str) -> dict[str, list[str]]:
+    """What each of `stages` (its consumer group) reads, in the order given."""
+    t = Topics.from_settings(settings.topics)
+    reads = {
+        "ingest": [t.raw],
+        "identity": [t.touchpoints, t.identity_links],
+        "journeys": [t.stitched, t.identity_merges, t.journey_handoff],
+        "friction": [t.stitched, t.journey_transitions, t.journey_dropoffs, t.friction_partials],
+        "sink": sorted(pipeline_routes(t)),
+    }
+    return {stage: reads[stage] for stage in stages}
+
+
+def drain(
+    settings: Settings,
+    stages: Mapping[str, Sequence[str]],
+    watch: list[subprocess.Popen[bytes]],
+    log: Path,
+    *,
+    timeout: float = 240.0,
+    passes: int = 2,
+) -> None:
+    """Wait until each stage's group has committed everything on its topics, stage after
+    stage; `passes` times over, for topics written by the stage that reads them."""
+    for _ in range(passes):
+        for stage, topics in stages.items():
+            drained = partial(group_drained, settings, settings.topics.group(stage), list(topics))
+            wait_for(drained, timeout, f"{stage} to drain", watch, log)
+
+
+def committed_some(settings: Settings, group: str, topic: str) -> bool:
+    """Has `group` committed any offset of `topic`?"""
+    return sum(max(o, 0) for o in committed_offsets(settings, group, topic).values()) > 0
+
+
+def uncommitted_input(settings: Settings, group: str, topic: str) -> bool:
+    """Is more than a commit marker left on some partition: records `group` has not
+    committed yet (a stage killed now is killed mid-stream)?"""
+    ends = end_offsets(settings, topic)
+    done = committed_offsets(settings, group, topic)
+    return any(end - max(done.get(p, 0), 0) > 1 for p, end in ends.items())
+
+
+# -- the HTTP collector -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def basic_auth(write_key: str) -> str:
+    """The Authorization header Segment's SDKs send for a write key."""
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def post(port: int, path: str, doc: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, orjson.dumps(doc), headers)
+        response = conn.getresponse()
+        return response.status, orjson.loads(response.read())
+    finally:
+        conn.close()
+
+
+def healthy(port: int) -> bool:
+    try:
+        return get(port, "/health")[0] == 200
+    except OSError:
+        return False
+
+
+def start_collector(
+    settings: Settings, port: int, sources: Mapping[str, Any], log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    """`journeys collector` on `port` with these write keys, healthy when this returns."""
+    proc = journeys(
+        settings,
+        "collector",
+        "--port",
+        str(port),
+        log=log,
+        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(sources).decode(),
+        **extra,
+    )
+    try:
+        wait_for(lambda: healthy(port), 60, "the collector's /health", [proc], log)
+    except BaseException:
+        reap(proc)
+        raise
+    return proc

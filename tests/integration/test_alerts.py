@@ -24,8 +24,6 @@ drop-offs per stage, summed over the four partitions' windows).
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -35,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from deploy.kafka_admin import committed_offsets, group_drained
+from deploy.kafka_admin import committed_offsets
 from producers.pii import PiiHasher
 from producers.simulator.config import Incident, SimConfig
 from producers.simulator.engine import SimEvent, Simulation
@@ -44,9 +42,8 @@ from schemas.friction import POSITIVE_SIGNALS
 from schemas.settings import SHIPPED_ALERT_ROUTING, Settings
 from schemas.topics import Topics
 from sinks.clickhouse import session
-from sinks.runner import pipeline_routes
 
-from .helpers import end_offsets, journeys, read_all, wait_for
+from .helpers import drain, end_offsets, journeys, kill, read_all, stage_topics, stop, wait_for
 
 WINDOW = timedelta(minutes=5)
 WEB = Incident.parse("web:/checkout errors x15 @2280m for 30m")
@@ -126,24 +123,8 @@ def in_outage(sim: SimEvent, start: datetime) -> bool:
     )
 
 
-def drain(settings: Settings, stages: dict[str, list[str]], watch: list[Any], log: Path) -> None:
-    group = settings.topics.group
-    for _ in range(2):  # the detector's input is written by the stage that reads it
-        for stage, topics in stages.items():
-            wait_for(
-                lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
-                240,
-                f"{stage} to drain",
-                watch,
-                log,
-            )
-
-
-def stop(watch: list[Any], log: Path) -> None:
-    for proc in watch:
-        proc.terminate()
-    for proc in watch:
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+# Drained twice over: the detector's input is written by the stage that reads it.
+STAGES = ("ingest", "identity", "journeys", "friction", "sink")
 
 
 def alert_records(settings: Settings) -> list[dict[str, Any]]:
@@ -286,21 +267,12 @@ def test_simulated_incidents_give_one_alert_each_across_a_crash(
         watch,
         log,
     )
-    victim = watch[3]
-    os.kill(victim.pid, signal.SIGKILL)
-    assert victim.wait(timeout=30) == -signal.SIGKILL
+    kill(watch[3])
     watch[3] = journeys(settings, "process", "friction", log=log, **env)
     processes.append(watch[3])
     feeder.join()
     send_heartbeats(settings, ms(CONFIG.end))
-    stages = {
-        "ingest": [t.raw],
-        "identity": [t.touchpoints, t.identity_links],
-        "journeys": [t.stitched, t.identity_merges, t.journey_handoff],
-        "friction": [t.stitched, t.journey_transitions, t.journey_dropoffs, t.friction_partials],
-        "sink": sorted(pipeline_routes(t)),
-    }
-    drain(settings, stages, watch, log)
+    drain(settings, stage_topics(settings, *STAGES), watch, log)
     notified = {
         f"{r['incident_id']}:{r['version']}": r for r in alert_records(settings) if r["notify"]
     }
@@ -345,7 +317,6 @@ def test_stage_series_count_what_the_journeys_stage_reported(
     """Entries, progressions and drop-offs per stage, summed over every window of the four
     partitions, equal the transitions and standing drop-offs in ClickHouse."""
     log = tmp_path / "pipeline.log"
-    t = Topics.from_settings(settings.topics)
     watch = [
         journeys(settings, "process", stage, log=log)
         for stage in ("ingest", "identity", "journeys", "friction")
@@ -357,14 +328,7 @@ def test_stage_series_count_what_the_journeys_stage_reported(
     publish_events(settings, events, None)
     # Past the last deadline and the window that holds it, so that window closes too.
     send_heartbeats(settings, ms(truth.closes_at + WINDOW))
-    stages = {
-        "ingest": [t.raw],
-        "identity": [t.touchpoints, t.identity_links],
-        "journeys": [t.stitched, t.identity_merges, t.journey_handoff],
-        "friction": [t.stitched, t.journey_transitions, t.journey_dropoffs, t.friction_partials],
-        "sink": sorted(pipeline_routes(t)),
-    }
-    drain(settings, stages, watch, log)
+    drain(settings, stage_topics(settings, *STAGES), watch, log)
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:
         counted = {

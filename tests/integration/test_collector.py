@@ -4,11 +4,8 @@ on the ingest dead-letter topic, and no raw e-mail address or phone number reach
 
 from __future__ import annotations
 
-import base64
-import http.client
 import re
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,17 @@ from producers.pii import PiiHasher
 from schemas import envelope
 from schemas.settings import Settings
 from schemas.topics import Topics
-from tests.integration.helpers import journeys, read_all, wait_for
+from tests.integration.helpers import (
+    basic_auth,
+    free_port,
+    get,
+    journeys,
+    post,
+    read_all,
+    reap,
+    start_collector,
+    terminate,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,64 +43,18 @@ RAW_EMAIL = re.compile(rb"[A-Za-z0-9._%+-]+(@|%40)[A-Za-z0-9-]+\.[A-Za-z]{2,}")
 RAW_PHONE = re.compile(rb"7946[ -]?0958")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def get(port: int, path: str) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def post(port: int, path: str, doc: Any, headers: dict[str, str]) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("POST", path, orjson.dumps(doc), headers)
-        response = conn.getresponse()
-        return response.status, orjson.loads(response.read())
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def collector(settings: Settings, tmp_path: Path) -> Iterator[int]:
     """A `journeys collector` process on a free port; stopped with SIGTERM, as in production."""
     port, log = free_port(), tmp_path / "collector.log"
-    proc = journeys(
-        settings,
-        "collector",
-        "--port",
-        str(port),
-        log=log,
-        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
-        JOURNEYS_LOG_LEVEL="INFO",
-    )
+    proc = start_collector(settings, port, SOURCES, log, JOURNEYS_LOG_LEVEL="INFO")
     try:
-        wait_for(lambda: _healthy(port), 60, "the collector's /health", [proc], log)
         yield port
-        proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down cleanly, then re-raises the signal it caught: exit by SIGTERM.
-        assert proc.wait(30) in (0, -signal.SIGTERM), log.read_text()
+        assert terminate(proc, 30) in (0, -signal.SIGTERM), log.read_text()
         assert "Application shutdown complete" in log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return get(port, "/health")[0] == 200
-    except OSError:
-        return False
+        reap(proc)
 
 
 def send_with_segment(port: int) -> None:
@@ -190,10 +151,7 @@ def test_sdks_reach_raw_with_channels_identifiers_and_no_contact_details(
 def test_partly_bad_batches_dead_letter_the_bad_calls_and_refusals_say_why(
     settings: Settings, collector: int
 ) -> None:
-    auth = {
-        "Authorization": "Basic " + base64.b64encode(f"{WEB_KEY}:".encode()).decode(),
-        "Content-Type": "application/json",
-    }
+    auth = {"Authorization": basic_auth(WEB_KEY), "Content-Type": "application/json"}
     good = {"type": "track", "event": "Viewed", "userId": "u-9", "messageId": "m-1"}
     bad = {"type": "track", "userId": "u-9", "traits": {"email": "leak@example.com"}}
     status, body = post(collector, "/v1/batch", {"batch": [good, bad]}, auth)

@@ -4,8 +4,6 @@ two identity workers, and across a SIGKILL of a worker mid-stream."""
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 from collections import defaultdict
 from datetime import timedelta
@@ -16,7 +14,6 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from deploy.kafka_admin import committed_offsets, group_drained
 from producers.files import publisher
 from producers.simulator.config import SimConfig
 from producers.simulator.runner import simulate
@@ -26,7 +23,16 @@ from schemas.topics import Topics
 from sinks.clickhouse import session
 from stream_processors.identity.core.records import person_id
 
-from .helpers import end_offsets, journeys, wait_for
+from .helpers import (
+    committed_some,
+    drain,
+    journeys,
+    kill,
+    stage_topics,
+    stop,
+    uncommitted_input,
+    wait_for,
+)
 
 SHARED_KIOSK = "anonymous_id:kiosk-7"
 
@@ -73,7 +79,7 @@ def publish_conflicts(settings: Settings, base: GroundTruth) -> None:
 
 
 def run_pipeline(
-    settings: Settings, processes: list[Any], tmp_path: Path, workers: int, kill: bool
+    settings: Settings, processes: list[Any], tmp_path: Path, workers: int, crash: bool
 ) -> tuple[GroundTruth, Path]:
     topics = Topics.from_settings(settings.topics)
     log = tmp_path / "pipeline.log"
@@ -90,38 +96,32 @@ def run_pipeline(
         for n in range(workers)
     ]
     processes += [ingest, sink, *identity]
-    config = SimConfig(customers=20_000 if kill else 3_000, days=2, seed=17)
+    config = SimConfig(customers=20_000 if crash else 3_000, days=2, seed=17)
     truth_box: list[GroundTruth] = []
     feeder = threading.Thread(
         target=lambda: truth_box.append(
-            simulate(settings, config, tmp_path / "truth.json", rate=4_000 if kill else None)
+            simulate(settings, config, tmp_path / "truth.json", rate=4_000 if crash else None)
         )
     )
     feeder.start()
-    if kill:
+    if crash:
         group = settings.topics.group("identity")
-
-        def progressed() -> bool:
-            return (
-                sum(
-                    max(o, 0)
-                    for o in committed_offsets(settings, group, topics.touchpoints).values()
-                )
-                > 0
-            )
-
-        wait_for(progressed, 120, "the identity stage to commit", identity, log)
-
-        def behind() -> bool:
-            # More than a commit marker left: records the worker has not committed yet.
-            ends = end_offsets(settings, topics.touchpoints)
-            done = committed_offsets(settings, group, topics.touchpoints)
-            return any(end - max(done.get(p, 0), 0) > 1 for p, end in ends.items())
-
-        wait_for(behind, 60, "the identity stage to be behind the stream", identity, log)
+        wait_for(
+            lambda: committed_some(settings, group, topics.touchpoints),
+            120,
+            "the identity stage to commit",
+            identity,
+            log,
+        )
+        wait_for(
+            lambda: uncommitted_input(settings, group, topics.touchpoints),
+            60,
+            "the identity stage to be behind the stream",
+            identity,
+            log,
+        )
         assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
-        os.kill(identity[0].pid, signal.SIGKILL)
-        assert identity[0].wait(timeout=30) == -signal.SIGKILL
+        kill(identity[0])
         identity[0] = journeys(
             settings,
             "process",
@@ -134,39 +134,15 @@ def run_pipeline(
     truth = truth_box[0]
     publish_conflicts(settings, truth)
     watch = [ingest, sink, *identity]
-    wait_for(
-        lambda: group_drained(settings, settings.topics.group("ingest"), [topics.raw]),
-        180,
-        "ingest to drain raw",
-        watch,
-        log,
-    )
-    wait_for(
-        lambda: group_drained(
-            settings, settings.topics.group("identity"), [topics.touchpoints, topics.identity_links]
-        ),
-        180,
-        "identity to drain touchpoints and links",
-        watch,
-        log,
-    )
     sink_topics = [
         topics.stitched,
         topics.identity_links,
         topics.identity_map,
         topics.identity_audit,
     ]
-    wait_for(
-        lambda: group_drained(settings, settings.topics.group("sink"), sink_topics),
-        180,
-        "the sink to drain",
-        watch,
-        log,
-    )
-    for proc in watch:
-        proc.terminate()
-    for proc in watch:
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    stages = {**stage_topics(settings, "ingest", "identity"), "sink": sink_topics}
+    drain(settings, stages, watch, log, timeout=180, passes=1)
+    stop(watch, log)
     return truth, log
 
 
@@ -226,7 +202,7 @@ def check_guards_and_audit(ch: Client) -> None:
 def test_persons_in_clickhouse_match_the_simulator(
     workers: int, settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
-    truth, _log = run_pipeline(settings, processes, tmp_path, workers, kill=False)
+    truth, _log = run_pipeline(settings, processes, tmp_path, workers, crash=False)
     anonymous_then_login = [
         p
         for p in truth.persons
@@ -262,7 +238,7 @@ def test_persons_in_clickhouse_match_the_simulator(
 def test_a_worker_killed_mid_stream_changes_nothing(
     settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
-    truth, _log = run_pipeline(settings, processes, tmp_path, workers=1, kill=True)
+    truth, _log = run_pipeline(settings, processes, tmp_path, workers=1, crash=True)
     with session(settings.clickhouse_dsn) as ch:
         check_against_truth(ch, truth)
         check_guards_and_audit(ch)

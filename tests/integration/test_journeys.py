@@ -6,8 +6,6 @@ events held back and arriving as a late batch, whose progress must retract drop-
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 from collections import Counter
@@ -17,7 +15,6 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from deploy.kafka_admin import committed_offsets, group_drained
 from producers.pii import PiiHasher
 from producers.simulator.config import Incident, SimConfig
 from producers.simulator.engine import Simulation
@@ -26,10 +23,18 @@ from producers.simulator.truth import GroundTruth
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import session
-from sinks.runner import pipeline_routes
 from stream_processors.identity.core.records import person_id
 
-from .helpers import end_offsets, journeys, wait_for
+from .helpers import (
+    committed_some,
+    drain,
+    journeys,
+    kill,
+    stage_topics,
+    stop,
+    uncommitted_input,
+    wait_for,
+)
 
 LATE = ("store", "call_center")
 Outcome = tuple[str, str, tuple[str, ...], str]
@@ -69,31 +74,10 @@ def start(
     return started
 
 
-def drain(settings: Settings, watch: list[Any], log: Path) -> None:
-    """Wait until every stage and the sink have committed everything before them."""
-    t, group = Topics.from_settings(settings.topics), settings.topics.group
-    steps = [
-        ("ingest", [t.raw]),
-        ("identity", [t.touchpoints, t.identity_links]),
-        ("journeys", [t.stitched, t.identity_merges, t.journey_handoff]),
-        ("sink", sorted(pipeline_routes(t))),
-    ]
-    for _ in range(2):  # handoffs are written by the stage that reads them
-        for stage, topics in steps:
-            wait_for(
-                lambda s=stage, ts=topics: group_drained(settings, group(s), ts),
-                240,
-                f"{stage} to drain",
-                watch,
-                log,
-            )
-
-
-def stop(watch: list[Any], log: Path) -> None:
-    for proc in watch:
-        proc.terminate()
-    for proc in watch:
-        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+def drain_all(settings: Settings, watch: list[subprocess.Popen[bytes]], log: Path) -> None:
+    """Wait until every stage and the sink have committed everything before them (twice
+    over: handoffs are written by the stage that reads them)."""
+    drain(settings, stage_topics(settings, "ingest", "identity", "journeys", "sink"), watch, log)
 
 
 def outcomes(ch: Client) -> Counter[Outcome]:
@@ -193,7 +177,7 @@ def test_a_replay_from_a_file_gives_the_true_journeys(
         settings, "publish", str(events), "--close-at", truth.closes_at.isoformat(), log=log
     )
     assert replay.wait(timeout=300) == 0, log.read_text()[-3000:]
-    drain(settings, watch, log)
+    drain_all(settings, watch, log)
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:
         check(ch, truth)
@@ -219,9 +203,8 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     head, rest = timely[: len(timely) // 10], timely[len(timely) // 10 :]
     publish_events(settings, head, rate=None)
     stitched, group = Topics.from_settings(settings.topics).stitched, settings.topics.group
-    done = lambda: committed_offsets(settings, group("journeys"), stitched)  # noqa: E731
     wait_for(
-        lambda: sum(max(o, 0) for o in done().values()) > 0,
+        lambda: committed_some(settings, group("journeys"), stitched),
         120,
         "the journeys stage to commit",
         watch,
@@ -230,18 +213,14 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     feeder = threading.Thread(target=publish_events, args=(settings, rest, 400))
     feeder.start()
     wait_for(
-        lambda: any(
-            end - max(done().get(p, 0), 0) > 1 for p, end in end_offsets(settings, stitched).items()
-        ),
+        lambda: uncommitted_input(settings, group("journeys"), stitched),
         60,
         "the journeys stage to have uncommitted input",
         watch,
         log,
     )
     assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
-    victim = watch[2]
-    os.kill(victim.pid, signal.SIGKILL)
-    assert victim.wait(timeout=30) == -signal.SIGKILL
+    kill(watch[2])
     same_id = f"{settings.processor.worker_id}-j0"  # fences the killed one's transaction
     watch[2] = journeys(
         settings, "process", "journeys", log=log, JOURNEYS_PROCESSOR__WORKER_ID=same_id, **env
@@ -249,11 +228,9 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     processes.append(watch[2])
     feeder.join()
     send_heartbeats(settings, closes)
-    drain(settings, watch, log)
+    drain_all(settings, watch, log)
     # The sink holds the embedded ClickHouse: stop it to look, then start another.
-    sink = watch.pop()
-    sink.terminate()
-    assert sink.wait(timeout=60) == 0, log.read_text()[-3000:]
+    stop([watch.pop()], log)
     with session(settings.clickhouse_dsn) as ch:
         before = standing(ch)
     watch.append(journeys(settings, "sink", log=log))
@@ -262,7 +239,7 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     assert sum(before.values()) > sum(truth_drops(truth).values())
     publish_events(settings, late, rate=None)
     send_heartbeats(settings, closes)
-    drain(settings, watch, log)
+    drain_all(settings, watch, log)
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:
         check(ch, truth)

@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import csv
 import re
-import signal
 from pathlib import Path
 
-import orjson
 from confluent_kafka.admin import AdminClient
 
-from deploy.kafka_admin import group_drained, group_lag
 from producers.adapters.runner import run_ingest
 from schemas.settings import Settings
 from schemas.topics import Topics
 
-from .helpers import ROOT, journeys, read_all, wait_for
-from .test_collector import SOURCES, WEB_KEY, _healthy, free_port, post
+from .helpers import (
+    ROOT,
+    basic_auth,
+    drain,
+    free_port,
+    journeys,
+    post,
+    read_all,
+    stage_topics,
+    start_collector,
+    stop,
+    terminate,
+)
+from .test_collector import SOURCES, WEB_KEY
 
 EXAMPLES = ROOT / "deploy" / "examples"
 MAPPINGS = ROOT / "deploy" / "mappings"
@@ -49,10 +58,7 @@ def _digits(value: bytes) -> bytes:
 
 
 def _send_to_collector(port: int) -> None:
-    auth = {
-        "Content-Type": "application/json",
-        "Authorization": "Basic " + __import__("base64").b64encode(f"{WEB_KEY}:".encode()).decode(),
-    }
+    auth = {"Content-Type": "application/json", "Authorization": basic_auth(WEB_KEY)}
     batch = {
         "batch": [
             {
@@ -83,19 +89,10 @@ def test_every_topic_is_free_of_contact_details(
 ) -> None:
     log = tmp_path / "run.log"
     port = free_port()
-    collector = journeys(
-        settings,
-        "collector",
-        "--port",
-        str(port),
-        log=log,
-        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
-    )
+    collector = start_collector(settings, port, SOURCES, log)
     processes.append(collector)
-    wait_for(lambda: _healthy(port), 60, "the collector", [collector], log)
     _send_to_collector(port)
-    collector.send_signal(signal.SIGTERM)
-    collector.wait(30)
+    terminate(collector, 30)
 
     err = tmp_path / "ingest.err"
     with open(err, "w") as out:
@@ -112,27 +109,12 @@ def test_every_topic_is_free_of_contact_details(
     ingest = journeys(settings, "process", "ingest", log=log)
     processes.append(ingest)
     topics = Topics.from_settings(settings.topics)
-    wait_for(
-        lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
-        120,
-        "the ingest stage",
-        [ingest],
-        log,
-    )
+    drain(settings, stage_topics(settings, "ingest"), [ingest], log, timeout=120, passes=1)
     identity = journeys(settings, "process", "identity", log=log)
     processes.append(identity)
-    wait_for(
-        lambda: group_drained(
-            settings, settings.topics.group("identity"), [topics.touchpoints, topics.identity_links]
-        ),
-        120,
-        "the identity stage",
-        [ingest, identity],
-        log,
-    )
-    for stage in (ingest, identity):
-        stage.terminate()
-        assert stage.wait(60) == 0
+    stages = stage_topics(settings, "identity")
+    drain(settings, stages, [ingest, identity], log, timeout=120, passes=1)
+    stop([ingest, identity], log)
 
     admin = AdminClient(settings.kafka.as_librdkafka_dict())
     mine = sorted(

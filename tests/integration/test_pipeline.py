@@ -8,7 +8,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.kafka_admin import group_drained, group_lag
 from producers.files import publish_items
 from producers.synthetic import generate
 from schemas.settings import Settings
@@ -16,7 +15,7 @@ from schemas.topics import Topics
 from sinks.clickhouse import session
 from sinks.runner import EXIT_FAULT_INJECTED
 
-from .helpers import dead_letters, journeys, wait_for
+from .helpers import dead_letters, drain, journeys, stage_topics, stop
 
 EXPECTED_REASON = {
     "malformed_json": "malformed_json",
@@ -51,22 +50,10 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     log = tmp_path / "pipeline.log"
     ingest = journeys(settings, "process", "ingest", log=log)
     processes.append(ingest)
-    wait_for(
-        lambda: group_lag(settings, settings.topics.group("ingest"), topics.raw) == 0,
-        120,
-        "the ingest stage to consume raw",
-        [ingest],
-        log,
-    )
+    drain(settings, stage_topics(settings, "ingest"), [ingest], log, timeout=120, passes=1)
     identity = journeys(settings, "process", "identity", log=log)
     processes.append(identity)
-    wait_for(
-        lambda: group_drained(settings, settings.topics.group("identity"), [topics.touchpoints]),
-        120,
-        "the identity stage to route touchpoints",
-        [identity],
-        log,
-    )
+    drain(settings, {"identity": [topics.touchpoints]}, [identity], log, timeout=120, passes=1)
 
     crashing = journeys(
         settings,
@@ -82,9 +69,7 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     sink = journeys(settings, "sink", "--idle-exit", "4", log=log)
     processes.append(sink)
     assert sink.wait(timeout=180) == 0, log.read_text()[-3000:]
-    for stage in (ingest, identity):
-        stage.terminate()
-        assert stage.wait(timeout=60) == 0, log.read_text()[-3000:]
+    stop([ingest, identity], log)
 
     with session(settings.clickhouse_dsn) as ch:
         plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]
