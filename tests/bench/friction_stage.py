@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
 
 from producers.pii import PiiHasher
 from producers.simulator.config import Incident, SimConfig
@@ -38,8 +36,16 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from schemas.touchpoint import Touchpoint
 from stream_processors.friction.core.series import default_person
+from tests.integration.helpers import terminate
 
-from .pipeline import PER_MESSAGE, _produce, raw_consume, stage_rate, start_stage
+from .pipeline import (
+    PER_MESSAGE,
+    _produce,
+    producer_for,
+    raw_consume,
+    stage_rate,
+    start_stage,
+)
 from .report import Result
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -103,24 +109,11 @@ def envelopes(events: list[dict[str, Any]], n: int) -> Iterator[tuple[int, bytes
             yield p, envelope.encode(rest, newest - LATENESS_MS, sent[p] % n)
 
 
-def _producer(settings: Settings) -> Producer:
-    return Producer(
-        {
-            **settings.kafka.as_librdkafka_dict(),
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "batch.size": 1_000_000,
-            "enable.idempotence": True,
-            "acks": "all",
-        }
-    )
-
-
 def bench_friction_stage(settings: Settings, log: Path, customers: int = 100_000) -> list[Result]:
     """Events/s of the friction stage in one worker, beside raw consume of `stitched`."""
     topics = Topics.from_settings(settings.topics)
     events = squeezed(simulated(customers), 4.0)
-    producer = _producer(settings)
+    producer = producer_for(settings, linger_ms=5)
     messages = 0
     for partition, message in envelopes(events, settings.topics.partitions):
         _produce(producer, topics.stitched, partition, message)
@@ -216,8 +209,7 @@ def bench_alert_delay(
         closes = _play(settings, events, speed)
         time.sleep(10.0)  # the last alerts resolve and reach the receiver
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        terminate(proc)
         receiver.shutdown()
         receiver.server_close()
     delays = []
@@ -251,7 +243,7 @@ def _play(settings: Settings, events: list[dict[str, Any]], speed: float) -> dic
     every source's watermark each tick. Returns window end -> wall time it could close."""
     topics = Topics.from_settings(settings.topics)
     n = settings.topics.partitions
-    producer = _producer(settings)
+    producer = producer_for(settings, linger_ms=5)
     first = _ms(events[0])
     began = time.monotonic()
     closes: dict[int, float] = {}
