@@ -27,7 +27,8 @@ to the first in the file. So order only matters between routes that say equally 
 
 URLs are http(s); `${NAME}` in one is replaced from the environment when the file is loaded,
 so tokens (a Slack webhook URL is one) stay out of the file. They are kept as `SecretStr`.
-`load_alert_routing` raises `AlertRoutingError` listing every problem with its line and key.
+`load_alert_routing` raises `schemas.config_files.ConfigFileError` listing every problem with
+its line and key.
 
 `WebhookSettings` are the knobs of delivery (`stream_processors/friction/alerts/webhooks.py`);
 they are meant to sit in the one settings object as a section.
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,12 +50,11 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
+from schemas.config_files import TomlFile, validate
 from schemas.touchpoint import Channel
 
 SERIES_KINDS = ("friction", "dropoff", "entries", "volume")
@@ -202,26 +201,14 @@ class WebhookSettings(BaseModel):
     close_timeout_seconds: float = Field(default=10.0, ge=0, le=600)
 
 
-class AlertRoutingError(ValueError):
-    """A routing file that cannot be used; `problems` are `where: reason` lines."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        super().__init__(f"{path}: invalid alert routing:\n  " + "\n  ".join(problems))
-        self.path = path
-        self.problems = problems
+WHAT = "alert routing"
 
 
 def load_alert_routing(path: Path, environ: Mapping[str, str] | None = None) -> AlertRouting:
     """Read and validate a routing file, expanding `${NAME}` in URLs from `environ` (default:
-    the process environment); `AlertRoutingError` lists every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
-    except OSError as exc:
-        raise AlertRoutingError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AlertRoutingError(path, [f"not valid TOML: {exc}"]) from None
-    return parse_alert_routing(doc, text, path, environ)
+    the process environment); `ConfigFileError` lists every problem."""
+    file = TomlFile.read(path, WHAT)
+    return parse_alert_routing(file.doc, file.text, path, environ)
 
 
 def parse_alert_routing(
@@ -229,58 +216,4 @@ def parse_alert_routing(
 ) -> AlertRouting:
     """Validate an already parsed file (`text` is only used to find lines)."""
     context = {"environ": os.environ if environ is None else environ}
-    try:
-        return AlertRouting.model_validate(doc, context=context)
-    except ValidationError as exc:
-        problems = [_problem(e, text) for e in exc.errors(include_url=False)]
-        raise AlertRoutingError(path, problems) from None
-
-
-def _problem(error: ErrorDetails, text: str) -> str:
-    loc = error["loc"]
-    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key (misspelt?)"
-    elif error["type"] == "missing":
-        message = "required"
-    line = _line(text, loc)
-    where = f"line {line}: " if line else ""
-    return f"{where}{key or '(top level)'}: {message}"
-
-
-def _line(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the key (or else of the table holding it) a problem is about. tomllib
-    keeps no positions, so this finds the n-th `[[route]]` header and scans its body."""
-    if not loc or not isinstance(loc[0], str):
-        return None
-    if loc[0] == "route" and len(loc) > 1 and isinstance(loc[1], int):
-        header, wanted, rest = r"\[\[\s*route\s*\]\]", loc[1], loc[2:]
-    elif loc[0] == "default":
-        header, wanted, rest = r"\[\s*default\s*\]", 0, loc[1:]
-    else:
-        header, wanted, rest = None, 0, loc
-    lines = text.splitlines()
-    body = _body(lines, header, wanted)
-    if body is None:
-        return None
-    if rest:
-        key = re.compile(rf"^\s*{re.escape(str(rest[0]))}\s*=")
-        for index in body:
-            if key.match(lines[index]):
-                return index + 1
-    return body.start if header is not None else None  # the header's 1-based line
-
-
-def _body(lines: list[str], header: str | None, wanted: int) -> range | None:
-    """The indices of the lines of the `wanted`-th table called `header` (None: the top
-    level, before the first table)."""
-    tables = [i for i, line in enumerate(lines) if re.match(r"^\s*\[", line)]
-    if header is None:
-        return range(0, tables[0] if tables else len(lines))
-    found = [i for i in tables if re.match(rf"^\s*{header}", lines[i])]
-    if wanted >= len(found):
-        return None
-    start = found[wanted] + 1
-    end = next((i for i in tables if i >= start), len(lines))
-    return range(start, end)
+    return validate(TomlFile(path, text, doc), AlertRouting, what=WHAT, context=context)

@@ -22,30 +22,27 @@ stages (an order or case id): each value is a journey of its own.
 
 `check_files` returns every problem of every file with its location (file, line when it can
 be found, and a path such as `stages[2].time_limit`); `load_definitions` raises
-`DefinitionError` carrying the same problems.
+`schemas.config_files.ConfigFileError` carrying the same problems.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    StringConstraints,
-    ValidationError,
-)
-from pydantic_core import ErrorDetails
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
+from schemas.config_files import (
+    ConfigFileError,
+    Found,
+    Problem,
+    TomlFile,
+    load_config,
+    validate,
+)
 from schemas.touchpoint import Channel, Name
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -74,8 +71,20 @@ def parse_duration(value: object) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{value!r}: use lower-case letters, digits, '_' or '-', starting with a letter "
+            "(at most 64)"
+        )
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+Identifier = Annotated[str, AfterValidator(_identifier)]
 PropertyScalar = str | bool | int | float
 
 
@@ -140,51 +149,15 @@ class DefinitionSpec(_Strict):
         return self.entry_stages or [self.ordered[0].name]
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One error in a definition file: where it is and what is wrong."""
-
-    file: str
-    path: str  # "stages[2].time_limit", or "" for the whole file
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class DefinitionError(ValueError):
-    """Definition files that cannot be used; `problems` lists every error found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("invalid journey definitions:\n  " + "\n  ".join(map(str, problems)))
-        self.problems = list(problems)
+WHAT = "journey definitions"
 
 
 def check_file(path: Path) -> tuple[DefinitionSpec | None, list[Problem]]:
     """Read and validate one file: the definition if it is valid, and every problem found."""
-    name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(name, "", f"cannot read the file: {exc}")]
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or _line_of_message(str(exc))
-        return None, [Problem(name, "", f"not valid TOML: {exc}", line)]
-    lines = _key_lines(text)
-    found: list[tuple[tuple[str | int, ...], str]] = []
-    spec: DefinitionSpec | None = None
-    try:
-        spec = DefinitionSpec.model_validate(doc)
-    except ValidationError as exc:
-        found += [(tuple(e["loc"]), _message(e)) for e in exc.errors(include_url=False)]
-    found += semantic_problems(doc)
-    problems = [Problem(name, _dotted(loc), msg, _line(lines, loc)) for loc, msg in found]
-    problems.sort(key=lambda p: p.line or 0)
-    return (spec if not problems else None), problems
+        return load_definition(path), []
+    except ConfigFileError as exc:
+        return None, exc.problems
 
 
 def check_files(paths: Iterable[Path]) -> tuple[list[DefinitionSpec], list[Problem]]:
@@ -193,14 +166,16 @@ def check_files(paths: Iterable[Path]) -> tuple[list[DefinitionSpec], list[Probl
     problems: list[Problem] = []
     seen: dict[str, Path] = {}
     for path in paths:
-        spec, found = check_file(path)
-        problems += found
-        if spec is None:
+        try:
+            file = TomlFile.read(path, WHAT)
+            spec = validate(file, DefinitionSpec, what=WHAT, checks=semantic_problems)
+        except ConfigFileError as exc:
+            problems += exc.problems
             continue
         if spec.id in seen:
-            line = _line(_key_lines(path.read_text("utf-8")), ("id",))
-            message = f"{spec.id!r} is also defined in {seen[spec.id]}"
-            problems.append(Problem(str(path), "id", message, line))
+            problems.append(
+                file.problem(("id",), f"{spec.id!r} is also defined in {seen[spec.id]}")
+            )
             continue
         seen[spec.id] = path
         specs.append(spec)
@@ -208,24 +183,19 @@ def check_files(paths: Iterable[Path]) -> tuple[list[DefinitionSpec], list[Probl
 
 
 def load_definition(path: Path) -> DefinitionSpec:
-    """One valid definition, or `DefinitionError` with every problem of the file."""
-    spec, problems = check_file(path)
-    if spec is None:
-        raise DefinitionError(problems)
-    return spec
+    """One valid definition, or `ConfigFileError` with every problem of the file."""
+    return load_config(path, DefinitionSpec, what=WHAT, checks=semantic_problems)
 
 
 def load_definitions(paths: Iterable[Path]) -> list[DefinitionSpec]:
-    """Valid definitions with distinct ids, or `DefinitionError` with every problem."""
+    """Valid definitions with distinct ids, or `ConfigFileError` with every problem."""
     specs, problems = check_files(paths)
     if problems:
-        raise DefinitionError(problems)
+        raise ConfigFileError(WHAT, problems)
     return specs
 
 
 # -- rules pydantic's field types cannot say --------------------------------------------------
-
-Found = list[tuple[tuple[str | int, ...], str]]
 
 
 def semantic_problems(doc: dict[str, Any]) -> Found:
@@ -317,82 +287,3 @@ def _entries(entries: Any, rows: list[dict[str, Any]]) -> Found:
         for k, name in enumerate(entries)
         if isinstance(name, str) and name not in ordered
     ]
-
-
-# -- locations --------------------------------------------------------------------------------
-
-_TABLE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
-
-
-def _key_lines(text: str) -> dict[tuple[str | int, ...], int]:
-    """Where keys and tables start: path (as pydantic reports it) -> 1-based line. A plain
-    scan that understands `[table]`, `[[array.of.tables]]` and `key =` lines, which is what
-    definition files use; anything fancier falls back to the nearest enclosing table."""
-    lines: dict[tuple[str | int, ...], int] = {}
-    counts: dict[tuple[str | int, ...], int] = {}
-    current: tuple[str | int, ...] = ()
-    for number, raw in enumerate(text.splitlines(), start=1):
-        table = _TABLE.match(raw)
-        if table:
-            current = _table_path(table.group(2), table.group(1) == "[[", current, counts)
-            lines.setdefault(current, number)
-            continue
-        key = _KEY.match(raw)
-        if key:
-            lines.setdefault((*current, key.group(1).strip('"')), number)
-    return lines
-
-
-def _table_path(
-    dotted: str,
-    is_array: bool,
-    current: tuple[str | int, ...],
-    counts: dict[tuple[str | int, ...], int],
-) -> tuple[str | int, ...]:
-    names = [p.strip().strip('"') for p in dotted.split(".")]
-    path: tuple[str | int, ...] = ()
-    for depth, name in enumerate(names):
-        path = (*path, name)
-        last = depth == len(names) - 1
-        if last and is_array:
-            index = counts.get(path, -1) + 1
-            counts[path] = index
-            return (*path, index)
-        # a parent that is an array of tables: continue inside its latest element
-        if path in counts and current[: len(path) + 1] == (*path, counts[path]):
-            path = (*path, counts[path])
-    return path
-
-
-def _line(lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
-    for end in range(len(loc), 0, -1):
-        found = lines.get(loc[:end])
-        if found is not None:
-            return found
-    return None
-
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _message(error: ErrorDetails) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key (misspelt?)"
-    if error["type"] == "missing":
-        return "required"
-    if error["type"] == "string_pattern_mismatch":
-        return (
-            f"{error['input']!r}: use lower-case letters, digits, '_' or '-', starting with a "
-            "letter (at most 64)"
-        )
-    return error["msg"].removeprefix("Value error, ")
-
-
-def _line_of_message(message: str) -> int | None:
-    found = re.search(r"line (\d+)", message)
-    return int(found.group(1)) if found else None

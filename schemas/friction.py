@@ -31,20 +31,22 @@ applies a mapping per event is `stream_processors/core/friction_signals.py`.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.touchpoint import Channel, Name
+from schemas.config_files import load_config
+from schemas.vocabulary import Channel, Name
+
+if TYPE_CHECKING:
+    from schemas.settings import FrictionSettings
 
 
 class Signal(StrEnum):
-    """The typed signals; the last three are positive moments, the rest friction."""
+    """The typed signals, also the names a producer can state in a touchpoint's `friction`
+    (schema_version 2); the last three are positive moments, the rest friction."""
 
     ERROR = "error"  # HTTP 5xx, a failed request, a generic error event
     PAYMENT_DECLINED = "payment_declined"
@@ -188,53 +190,15 @@ class FrictionMapping(Strict):
         return next((rule for rule in self.exposure if rule.channel == channel), None)
 
 
-class FrictionMappingError(ValueError):
-    """A mapping file that cannot be used; `problems` are `where: reason` lines."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        super().__init__(f"{path}: invalid friction mapping:\n  " + "\n  ".join(problems))
-        self.path = path
-        self.problems = problems
-
-
 def load_friction_mapping(path: Path) -> FrictionMapping:
-    """Read and validate a mapping file; `FrictionMappingError` lists every problem with
-    its key and, for entries of `[[rule]]` or `[[exposure]]`, the line the entry starts on."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = tomllib.loads(text)
-    except OSError as exc:
-        raise FrictionMappingError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise FrictionMappingError(path, [f"not valid TOML: {exc}"]) from None
-    try:
-        return FrictionMapping.model_validate(doc)
-    except ValidationError as exc:
-        problems = [_problem(e, text) for e in exc.errors(include_url=False)]
-        raise FrictionMappingError(path, problems) from None
+    """Read and validate a mapping file; `ConfigFileError` lists every problem with its line
+    and key."""
+    return load_config(path, FrictionMapping, what="friction mapping")
 
 
-def _problem(error: ErrorDetails, text: str) -> str:
-    loc = error["loc"]
-    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key (misspelt?)"
-    line = _entry_line(text, loc)
-    where = f"line {line}: " if line else ""
-    return f"{where}{key or '(top level)'}: {message}"
-
-
-def _entry_line(text: str, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the n-th `[[table]]` header, for a problem inside that entry. tomllib
-    keeps no positions, so this finds the header by counting; inline arrays get no line."""
-    if len(loc) < 2 or not isinstance(loc[0], str) or not isinstance(loc[1], int):
-        return None
-    header = re.compile(rf"^\s*\[\[\s*{re.escape(loc[0])}\s*\]\]")
-    seen = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if header.match(line):
-            if seen == loc[1]:
-                return number
-            seen += 1
-    return None
+def load_configured_mapping(settings: FrictionSettings) -> FrictionMapping:
+    """The mapping a deployment runs with (the friction and the journeys stages alike): its
+    `mapping` file, extended by its `team_mapping` file if it names one."""
+    mapping = load_friction_mapping(settings.mapping)
+    team = settings.team_mapping
+    return mapping.extended_by(load_friction_mapping(team)) if team is not None else mapping

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import operator
 from datetime import UTC
-from enum import StrEnum
 from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
@@ -32,23 +31,18 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.friction import Signal
+from schemas.vocabulary import Channel, Name
+
 MAX_EVENT_BYTES = 32 * 1024
 MAX_PROPERTIES = 64
 SCHEMA_VERSION = 2  # the newest version this build reads; every older one stays accepted
 MAX_STATED_SIGNALS = 16
 
 
-class Channel(StrEnum):
-    WEB = "web"
-    APP = "app"
-    CALL_CENTER = "call_center"
-    STORE = "store"
-
-
 # Timezone-aware on input; stages normalize to UTC (`normalize_utc`) outside the validator,
 # because a Python after-validator per datetime halves validation throughput here.
 UtcDatetime = AwareDatetime
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool | None
 
@@ -193,33 +187,6 @@ class StoreDetail(Block):
     wait_seconds: Seconds | None = _optional("queueing at the till")
 
 
-class SignalName(StrEnum):
-    """The friction signals a producer can state, by the names of `schemas.friction.Signal`
-    (which imports this module, so it cannot be imported here; a unit test keeps the two
-    equal). The last three are positive moments."""
-
-    ERROR = "error"
-    PAYMENT_DECLINED = "payment_declined"
-    APP_CRASH = "app_crash"
-    RAGE_CLICK = "rage_click"
-    DEAD_CLICK = "dead_click"
-    RETRY = "retry"
-    SLOW_RESPONSE = "slow_response"
-    FORM_ABANDONED = "form_abandoned"
-    SEARCH_NO_RESULTS = "search_no_results"
-    LONG_QUEUE_WAIT = "long_queue_wait"
-    ABANDONED_CALL = "abandoned_call"
-    TRANSFER = "transfer"
-    REPEAT_CONTACT = "repeat_contact"
-    LOW_SURVEY_SCORE = "low_survey_score"
-    STORE_RETURN = "store_return"
-    OUT_OF_STOCK = "out_of_stock"
-    LONG_TILL_WAIT = "long_till_wait"
-    ORDER_COMPLETED = "order_completed"
-    FAST_RESOLUTION = "fast_resolution"
-    HIGH_SURVEY_SCORE = "high_survey_score"
-
-
 class StatedSignal(BaseModel):
     """A signal the producer states (schema_version 2): it counts once per event, like one
     the friction mapping finds; `detail` and `value` are for people (the error code, the
@@ -227,7 +194,7 @@ class StatedSignal(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    signal: SignalName
+    signal: Signal
     detail: Text | None = _optional("for people: an error code, a reason")
     value: Measure | None = _optional("a measure of it: seconds waited, HTTP status, ...")
 
@@ -323,3 +290,8 @@ class Touchpoint(BaseModel):
 
 
 TOUCHPOINT_ADAPTER: TypeAdapter[Touchpoint] = TypeAdapter(Touchpoint)
+
+
+# Channel and Name live in schemas/vocabulary.py (schemas/friction.py needs them too); they are
+# still imported from here.
+__all__ = ["Channel", "Name", "Touchpoint"]

@@ -128,10 +128,11 @@ def _add_ingest(sub: SubParsers[argparse.ArgumentParser]) -> None:
 def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from producers.adapters.errors import AdapterError
     from producers.adapters.runner import run_ingest
+    from schemas.config_files import ConfigFileError
 
     try:
         return run_ingest(settings, args.kind, args.file, args.mapping)
-    except (AdapterError, OSError) as exc:
+    except (AdapterError, ConfigFileError, OSError) as exc:
         print(f"journeys ingest: {exc}", file=sys.stderr)
         return 2
 

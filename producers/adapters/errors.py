@@ -1,21 +1,13 @@
-"""The adapters' errors: one root, a leaf only where it carries data or is caught alone."""
+"""The adapters' errors: one root, a leaf only where it carries data or is caught alone.
+
+An unusable mapping file is not one of them: it raises `schemas.config_files.ConfigFileError`,
+as every configuration file does."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 
 class AdapterError(Exception):
-    """Root of everything an adapter can refuse."""
-
-
-class MappingError(AdapterError):
-    """A mapping file that cannot be used; `problems` are `key: reason` lines."""
-
-    def __init__(self, path: Path, problems: list[str]) -> None:
-        super().__init__(f"{path}: invalid mapping:\n  " + "\n  ".join(problems))
-        self.path = path
-        self.problems = problems
+    """Root of everything an adapter can refuse in its input."""
 
 
 class InputFileError(AdapterError):

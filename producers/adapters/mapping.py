@@ -2,13 +2,13 @@
 
 A mapping is a small TOML file (documented in `deploy/mappings/README.md`), validated by the
 models below. Every key is checked, so a misspelt key or a bad value is an error that names
-the key (`columns.queued_at: Field required`), never a silently ignored setting.
+the line and the key (`contact_center.toml:18: columns.queued_at: required`), never a
+silently ignored setting.
 """
 
 from __future__ import annotations
 
 import codecs
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -19,13 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
-from producers.adapters.errors import MappingError, RecordError
+from producers.adapters.errors import RecordError
+from schemas.config_files import load_config
 from schemas.touchpoint import Name
 
 Column = Annotated[str, StringConstraints(min_length=1)]
@@ -202,22 +201,6 @@ M = TypeVar("M", bound=MappingBase)
 
 
 def load_mapping(path: Path, model: type[M]) -> M:
-    """Read and validate a mapping file; `MappingError` lists every problem by key."""
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MappingError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MappingError(path, [f"not valid TOML: {exc}"]) from None
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        raise MappingError(path, [_problem(e) for e in exc.errors(include_url=False)]) from None
-
-
-def _problem(error: ErrorDetails) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key (misspelt?)"
-    return f"{key}: {message}"
+    """Read and validate a mapping file; `schemas.config_files.ConfigFileError` lists every
+    problem with its line and key."""
+    return load_config(path, model, what="column mapping")

@@ -49,7 +49,7 @@ class IngestSummary:
 
 
 def plan_for(kind: Kind, mapping_path: Path, hasher: PiiHasher) -> Plan:
-    """Load the mapping of an adapter; raises `MappingError` naming every bad key."""
+    """Load the mapping of an adapter; raises `ConfigFileError` naming every bad key."""
     if kind == "call-center":
         contact = load_mapping(mapping_path, ContactCenterMapping)
         derive_c = _bind(derive_contact, contact, hasher)
@@ -107,8 +107,8 @@ def run_ingest(
     settings: Settings, kind: Kind, path: Path, mapping_path: Path, err: IO[str] = sys.stderr
 ) -> int:
     """Publish the touchpoints of one export file to `raw`. Returns 0 when every line was
-    accepted, 1 when some were rejected. Raises `AdapterError` for an unusable mapping or
-    file, `OSError` for an unreadable one."""
+    accepted, 1 when some were rejected. Raises `ConfigFileError` for an unusable mapping,
+    `AdapterError` for an unusable file, `OSError` for an unreadable one."""
     from producers.files import Progress, publisher  # the Kafka edge, imported only here
 
     plan = plan_for(kind, mapping_path, PiiHasher(settings.pii))

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from schemas.alerting import load_alert_routing
-from schemas.friction import FrictionMapping, load_friction_mapping
+from schemas.friction import load_configured_mapping
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.friction import metrics as friction_metrics
@@ -29,16 +29,10 @@ from stream_processors.runtime.app import StageRuntime, stage_runtime
 log = logging.getLogger(__name__)
 
 
-def load_mapping(settings: Settings) -> FrictionMapping:
-    mapping = load_friction_mapping(settings.friction.mapping)
-    team = settings.friction.team_mapping
-    return mapping.extended_by(load_friction_mapping(team)) if team is not None else mapping
-
-
 def build(settings: Settings) -> tuple[Any, StageRuntime]:
     """The faust app of the friction stage, ready for a worker."""
     topics = Topics.from_settings(settings.topics)
-    mapping = load_mapping(settings)
+    mapping = load_configured_mapping(settings.friction)
     routing_file = settings.alerts.routing_file
     routing = load_alert_routing(routing_file) if routing_file is not None else None
     runtime, windows = stage_runtime(settings, STAGE, topics.stitched, "windows")

@@ -32,11 +32,11 @@ import orjson
 
 from schemas import envelope
 from schemas.definitions import DefinitionSpec, load_definitions
+from schemas.friction import load_configured_mapping
 from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.friction_signals import FrictionMatcher
-from stream_processors.friction.stage import load_mapping
 from stream_processors.journeys import metrics as journeys_metrics
 from stream_processors.journeys.core.engine import JourneyCore
 from stream_processors.journeys.core.settings import JourneySettings
@@ -85,7 +85,7 @@ class JourneyStage:
         }
         # The friction stage's mapping names the signals a drop-off's journey met, so that
         # its alerts can say what share of the dropped journeys saw which.
-        self.signals = mapped_signals(FrictionMatcher(load_mapping(s)))
+        self.signals = mapped_signals(FrictionMatcher(load_configured_mapping(s.friction)))
         self.persons.before_flush.append(self.persist)
 
     # -- partitions -----------------------------------------------------------------------

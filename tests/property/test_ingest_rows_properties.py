@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Channel, SignalName
+from schemas.friction import Signal
+from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Channel
 from stream_processors.ingest.core.admission import Ingest, _Call
 from tests.unit.builders import NOW
 from tests.unit.ingest.model_path import ModelPathIngest
@@ -139,7 +140,7 @@ def blocks(draw: st.DrawFn, channel: str) -> dict[str, Any]:
 
 
 stated = st.fixed_dictionaries(
-    {"signal": st.sampled_from([*(s.value for s in SignalName), "nope"])},
+    {"signal": st.sampled_from([*(s.value for s in Signal), "nope"])},
     optional={"detail": st.none() | st.text(max_size=4), "value": st.none() | st.floats(-1, 9)},
 )
 

@@ -16,12 +16,8 @@ from producers.collector.auth import Source
 from producers.collector.scrub import Scrubber
 from producers.collector.segment import Received, to_touchpoint
 from producers.simulator.catalog import FRICTION
-from schemas.friction import (
-    FrictionMapping,
-    FrictionMappingError,
-    Signal,
-    load_friction_mapping,
-)
+from schemas.config_files import ConfigFileError
+from schemas.friction import FrictionMapping, Signal, load_friction_mapping
 from schemas.touchpoint import Channel, Touchpoint
 from stream_processors.core.friction_signals import (
     FrictionMatcher,
@@ -487,10 +483,10 @@ events = ["contact_queued"]
 def problems(tmp_path: Path, text: str) -> list[str]:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(FrictionMappingError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         load_friction_mapping(path)
     assert str(path) in str(caught.value)
-    return caught.value.problems
+    return [str(p).removeprefix(f"{path}:") for p in caught.value.problems]
 
 
 def test_errors_name_the_line_and_key(tmp_path: Path) -> None:
@@ -512,9 +508,9 @@ when = [{ property = "transfers", ge = 1, le = 9 }]
 colour = "red"
 """,
     )
-    assert found[0].startswith("line 7: rule[1].signal: Input should be 'error',")
-    assert any(p.startswith("line 11: rule[2].when[0]: give exactly one of") for p in found)
-    assert "line 11: rule[2].colour: unknown key (misspelt?)" in found
+    assert found[0].startswith("8: rule[1].signal: Input should be 'error',")
+    assert any(p.startswith("13: rule[2].when[0]: give exactly one of") for p in found)
+    assert "14: rule[2].colour: unknown key (misspelt?)" in found
 
 
 @pytest.mark.parametrize(
@@ -533,7 +529,7 @@ def test_refused_files(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def test_an_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(FrictionMappingError, match="cannot read the file"):
+    with pytest.raises(ConfigFileError, match="cannot read the file"):
         load_friction_mapping(tmp_path / "missing.toml")
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from deploy.commands import definitions as command
 from producers.simulator.catalog import JOURNEYS, Journey
+from schemas.config_files import ConfigFileError
 from schemas.definitions import (
-    DefinitionError,
     DefinitionSpec,
     check_file,
     check_files,
@@ -53,7 +53,7 @@ def write(tmp_path: Path, text: str, name: str = "d.toml") -> Path:
 def where(tmp_path: Path, text: str) -> list[tuple[int | None, str, str]]:
     spec, problems = check_file(write(tmp_path, text))
     assert spec is None
-    return [(p.line, p.path, p.message) for p in problems]
+    return [(p.line, p.key, p.message) for p in problems]
 
 
 # -- the shipped files are the simulator's catalog --------------------------------------
@@ -225,8 +225,8 @@ def test_two_files_cannot_define_the_same_id(tmp_path: Path) -> None:
     first, second = write(tmp_path, VALID, "a.toml"), write(tmp_path, VALID, "b.toml")
     specs, problems = check_files([first, second])
     assert [s.id for s in specs] == ["returns"]
-    assert [(p.file, p.path, p.line) for p in problems] == [(str(second), "id", 1)]
-    with pytest.raises(DefinitionError) as caught:
+    assert [(p.file, p.key, p.line) for p in problems] == [(str(second), "id", 1)]
+    with pytest.raises(ConfigFileError) as caught:
         load_definitions([first, second])
     assert f"{second}:1: id: 'returns' is also defined in {first}" in str(caught.value)
 

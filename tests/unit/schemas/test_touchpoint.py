@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from schemas.friction import Signal
 from schemas.touchpoint import (
     BLOCK_FIELDS,
     IDENTIFIER_FIELDS,
@@ -23,7 +22,6 @@ from schemas.touchpoint import (
     CallCenterDetail,
     Channel,
     Identity,
-    SignalName,
     StoreDetail,
     Touchpoint,
     WebDetail,
@@ -303,11 +301,6 @@ def test_typed_fields_are_bounded(
 def test_stated_friction_is_bounded(friction: Any, loc: tuple[str | int, ...]) -> None:
     raw = touchpoint(schema_version=2, friction=friction)
     assert [found for found, _ in rejected(raw)] == [loc]
-
-
-def test_the_stated_signals_are_the_friction_signals() -> None:
-    # schemas.friction imports this module, so the contract keeps its own copy of the names.
-    assert [s.value for s in SignalName] == [s.value for s in Signal]
 
 
 MODELS: dict[str, type[BaseModel]] = {

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.alerting import AlertRoutingError, load_alert_routing, parse_alert_routing
+from schemas.alerting import load_alert_routing, parse_alert_routing
+from schemas.config_files import ConfigFileError
 from stream_processors.friction.alerts.core.routing import AlertRouter, dimensions
 from stream_processors.friction.core.rules import Series
 
@@ -22,9 +23,9 @@ def router(text: str, environ: dict[str, str] | None = None) -> AlertRouter:
 
 
 def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(AlertRoutingError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         router(text, environ)
-    return caught.value.problems
+    return [str(p) for p in caught.value.problems]
 
 
 @pytest.mark.parametrize(
@@ -134,28 +135,34 @@ ROUTE = '\n[default]\nteam = "oncall"\n\n[[route]]\nteam = "a"\nchannel = "web"\
     [
         (
             '[default]\nteam = "x"\n\n[[route]]\nteam = "a"\nchanel = "web"\n',
-            ["line 6: route[0].chanel: unknown key (misspelt?)"],
+            ["routing.toml:6: route[0].chanel: unknown key (misspelt?)"],
         ),
         (
             '[default]\nteam = "x"\n\n[[route]]\nteam = "a"\n',
-            ["line 4: route[0]: give at least one of kind, channel"],
+            ["routing.toml:4: route[0]: give at least one of kind, channel"],
         ),
-        (ROUTE + '\n[[route]]\nchannel = "app"\n', ["line 9: route[1].team: required"]),
+        (ROUTE + '\n[[route]]\nchannel = "app"\n', ["routing.toml:9: route[1].team: required"]),
         (
             ROUTE + '\n[[route]]\nteam = "b"\nchannel = "wbe"\n',
-            ["line 9: route[1]: channel 'wbe' is not a channel"],
+            ["routing.toml:9: route[1]: channel 'wbe' is not a channel"],
         ),
         (
             ROUTE + '\n[[route]]\nteam = "b"\nkind = "dropof"\n',
-            ["line 9: route[1]: kind 'dropof' is not one of"],
+            ["routing.toml:9: route[1]: kind 'dropof' is not one of"],
         ),
         (
             ROUTE + 'slack = "${NOPE}"\n',
-            ["line 8: route[0].slack: environment variable NOPE is not set"],
+            ["routing.toml:8: route[0].slack: environment variable NOPE is not set"],
         ),
-        (ROUTE + 'webhook = "ftp://x/y"\n', ["line 8: route[0].webhook: not an http(s) URL"]),
-        ('[default]\nwebhook = "${HOOK}"\n', ["line 1: default.team: required"]),
-        ("version = 2\n", ["line 1: version: Input should be 1", "default: required"]),
+        (
+            ROUTE + 'webhook = "ftp://x/y"\n',
+            ["routing.toml:8: route[0].webhook: not an http(s) URL"],
+        ),
+        ('[default]\nwebhook = "${HOOK}"\n', ["routing.toml:1: default.team: required"]),
+        (
+            "version = 2\n",
+            ["routing.toml:1: version: Input should be 1", "routing.toml: default: required"],
+        ),
     ],
 )
 def test_bad_files_say_where(text: str, expected: list[str]) -> None:
@@ -166,11 +173,11 @@ def test_bad_files_say_where(text: str, expected: list[str]) -> None:
 
 
 def test_an_unreadable_or_invalid_file(tmp_path: Path) -> None:
-    with pytest.raises(AlertRoutingError, match="cannot read the file"):
+    with pytest.raises(ConfigFileError, match="cannot read the file"):
         load_alert_routing(tmp_path / "missing.toml")
     broken = tmp_path / "broken.toml"
     broken.write_text("[default\n", encoding="utf-8")
-    with pytest.raises(AlertRoutingError, match="not valid TOML"):
+    with pytest.raises(ConfigFileError, match="not valid TOML"):
         load_alert_routing(broken)
 
 
@@ -181,6 +188,6 @@ def test_urls_come_from_the_environment_and_are_never_echoed(tmp_path: Path) -> 
     assert routing.default.slack is not None
     assert routing.default.slack.get_secret_value() == "https://hooks.test/t/abc"
     path.write_text('[default]\nteam = "x"\nslack = "hooks.test/t/abc123"\n', "utf-8")
-    with pytest.raises(AlertRoutingError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         load_alert_routing(path, environ={})
     assert "abc123" not in str(caught.value)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.adapters.errors import MappingError, RecordError
+from producers.adapters.errors import RecordError
 from producers.adapters.mapping import (
     ContactCenterMapping,
     MappingBase,
@@ -14,6 +14,7 @@ from producers.adapters.mapping import (
     load_mapping,
     map_code,
 )
+from schemas.config_files import ConfigFileError
 from tests.unit.producers.adapters.builders import MAPPINGS
 
 CONTACT_OK = """
@@ -45,10 +46,10 @@ def load(tmp_path: Path, text: str, model: type[MappingBase]) -> MappingBase:
 
 
 def problems(tmp_path: Path, text: str, model: type[MappingBase]) -> list[str]:
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         load(tmp_path, text, model)
     assert str(tmp_path / "m.toml") in str(caught.value)
-    return caught.value.problems
+    return [f"{p.key}: {p.message}" if p.key else p.message for p in caught.value.problems]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +73,7 @@ def test_minimal_mappings_get_defaults(tmp_path: Path) -> None:
         pytest.param(
             CONTACT_OK.replace('queued_at = "q"\n', ""),
             ContactCenterMapping,
-            "columns.queued_at: Field required",
+            "columns.queued_at: required",
             id="missing-column",
         ),
         pytest.param(
@@ -138,7 +139,7 @@ def test_minimal_mappings_get_defaults(tmp_path: Path) -> None:
         pytest.param(
             POS_OK.replace('default_currency = "EUR"\n', ""),
             PosMapping,
-            "(top level): map columns.currency or set default_currency",
+            "map columns.currency or set default_currency",
             id="no-currency",
         ),
         pytest.param(
@@ -185,9 +186,9 @@ def test_unreadable_mapping(tmp_path: Path, text: str | None, expected: str) -> 
     path = tmp_path / "m.toml"
     if text is not None:
         path.write_text(text)
-    with pytest.raises(MappingError) as caught:
+    with pytest.raises(ConfigFileError) as caught:
         load_mapping(path, ContactCenterMapping)
-    assert caught.value.problems[0].startswith(expected)
+    assert caught.value.problems[0].message.startswith(expected)
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,10 @@ def test_default_mappings_are_the_shipped_ones() -> None:
     ("argv", "message"),
     [
         (["ingest", "store", "missing.jsonl"], "No such file or directory"),
-        (["ingest", "store", "{sample}", "--mapping", "{bad}"], "columns.amount: Field required"),
+        (
+            ["ingest", "store", "{sample}", "--mapping", "{bad}"],
+            "bad.toml:18: columns.amount: required",
+        ),
         (["ingest", "call-center", "{sample}", "--mapping", "{pos}"], "channel: Input should be"),
         (["ingest", "store", "{txt}", "--mapping", "{noformat}"], "set file.format"),
         (["ingest", "call-center", "{txt}"], "mapped columns not in the CSV header: ContactID"),
