@@ -135,15 +135,15 @@ def bench_friction_stage(settings: Settings, log: Path, customers: int = 100_000
 def core_rate(messages: list[bytes]) -> Result:
     """The same events through the friction core in this process, no Kafka: decode, count,
     advance and detect per message (the ceiling the stage's Kafka and state work is under)."""
+    from schemas.friction import load_configured_mapping
     from stream_processors.core.friction_signals import FrictionMatcher
     from stream_processors.friction.core.detector import Detector
     from stream_processors.friction.core.series import FrictionSeries
     from stream_processors.friction.core.windows import TumblingWindows
-    from stream_processors.friction.stage import load_mapping
 
     settings = Settings()
     windows = TumblingWindows(settings.friction.window, settings.friction.allowed_lateness)
-    series = FrictionSeries(FrictionMatcher(load_mapping(settings)), windows)
+    series = FrictionSeries(FrictionMatcher(load_configured_mapping(settings.friction)), windows)
     detector = Detector()
     events = 0
     started = time.perf_counter()
