@@ -174,12 +174,13 @@ def check_guards_and_audit(ch: Client) -> None:
         ("customer_id:kiosk-a", person_id("customer_id:kiosk-a")),
         ("customer_id:kiosk-b", person_id("customer_id:kiosk-b")),
     ]
-    overrides = dict(
-        ch.query(
+    overrides: dict[str, str] = {
+        identifier: person
+        for identifier, person in ch.query(
             "SELECT identifier, argMax(person_id, version) FROM identity_overrides "
             "GROUP BY identifier"
         ).result_rows
-    )
+    }
     assert overrides[SHARED_KIOSK] == person_id("customer_id:kiosk-a")
     refusals = ch.query(
         "SELECT rule, identifiers, event_id FROM identity_audit FINAL "

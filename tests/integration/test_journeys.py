@@ -51,7 +51,7 @@ def config(seed: int) -> SimConfig:
 
 
 def start(
-    settings: Settings, processes: list[Any], log: Path, workers: int = 1, **env: str
+    settings: Settings, processes: list[Any], log: Path, workers: int = 1, /, **env: str
 ) -> list[subprocess.Popen[bytes]]:
     """ingest, identity, `workers` journeys workers (from index 2), then the sink (last)."""
     started = [
@@ -243,12 +243,13 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
     stop(watch, log)
     with session(settings.clickhouse_dsn) as ch:
         check(ch, truth)
-        reasons = dict(
-            ch.query(
+        reasons: dict[str, int] = {
+            reason: n
+            for reason, n in ch.query(
                 "SELECT reason, count() FROM journey_retractions FINAL "
                 "WHERE retracted = 'dropped_off' GROUP BY reason"
             ).result_rows
-        )
+        }
         after = standing(ch)
     assert reasons.get("late_event", 0) > 0, reasons
     assert sum(after.values()) < sum(before.values())

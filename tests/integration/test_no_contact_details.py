@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import csv
 import re
+import subprocess
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-
+from deploy.kafka_admin import admin_client
 from producers.adapters.runner import run_ingest
 from schemas.settings import Settings
 from schemas.topics import Topics
@@ -85,7 +85,7 @@ def _send_to_collector(port: int) -> None:
 
 
 def test_every_topic_is_free_of_contact_details(
-    settings: Settings, processes: list, tmp_path: Path
+    settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     log = tmp_path / "run.log"
     port = free_port()
@@ -116,7 +116,7 @@ def test_every_topic_is_free_of_contact_details(
     drain(settings, stages, [ingest, identity], log, timeout=120, passes=1)
     stop([ingest, identity], log)
 
-    admin = AdminClient(settings.kafka.as_librdkafka_dict())
+    admin = admin_client(settings)
     mine = sorted(
         t for t in admin.list_topics(timeout=10).topics if t.startswith(settings.topics.prefix)
     )

@@ -4,12 +4,14 @@ dies between an insert and its offset commit."""
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from producers.files import publish_items
-from producers.synthetic import generate
+from producers.synthetic import Kind, generate
+from schemas.deadletter import Reason
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.clickhouse import session
@@ -17,7 +19,7 @@ from sinks.runner import EXIT_FAULT_INJECTED
 
 from .helpers import dead_letters, drain, journeys, stage_topics, stop
 
-EXPECTED_REASON = {
+EXPECTED_REASON: dict[Kind, Reason] = {
     "malformed_json": "malformed_json",
     "not_object": "not_an_object",
     "invalid_field": "invalid_field",
@@ -27,7 +29,7 @@ EXPECTED_REASON = {
 
 
 def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
-    settings: Settings, processes: list, tmp_path: Path
+    settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     topics = Topics.from_settings(settings.topics)
     items = list(
@@ -75,9 +77,12 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
         plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]
         final = ch.query("SELECT count() FROM touchpoints FINAL").result_rows[0][0]
         stored = {str(r[0]) for r in ch.query("SELECT event_id FROM touchpoints").result_rows}
-        channels = dict(
-            ch.query("SELECT channel, count() FROM touchpoints GROUP BY channel").result_rows
-        )
+        channels: dict[str, int] = {
+            channel: n
+            for channel, n in ch.query(
+                "SELECT channel, count() FROM touchpoints GROUP BY channel"
+            ).result_rows
+        }
     assert plain == final == len(valid_ids)
     assert stored == valid_ids
     assert set(channels) == {"web", "app", "call_center", "store"}

@@ -23,7 +23,9 @@ START = datetime(2026, 1, 5, tzinfo=UTC)
 def test_publish_reports_bad_lines_and_publishes_the_rest(
     settings: Settings, tmp_path: Path
 ) -> None:
-    valid = [i.event for i in generate(300, seed=4, start=START)]
+    items = list(generate(300, seed=4, start=START))
+    valid = [i.event for i in items if i.event is not None]
+    assert len(valid) == len(items)
     lines = [orjson.dumps(e) for e in valid]
     bad = {
         7: b'{"event_id": "not-a-uuid"',  # not JSON

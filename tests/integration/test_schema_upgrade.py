@@ -68,9 +68,10 @@ def test_migrate_adds_the_columns_an_older_version_lacked(tmp_path: Path) -> Non
 
         new = _row("after", signals=["payment_declined@web:/checkout"])
         insert_json_rows(ch, "dropoffs", orjson.dumps([new]), "new")
-        stored = dict(
-            ch.query(
+        stored: dict[str, list[str]] = {
+            dropoff_id: signals
+            for dropoff_id, signals in ch.query(
                 "SELECT dropoff_id, signals FROM dropoffs_standing ORDER BY dropoff_id"
             ).result_rows
-        )
+        }
     assert stored == {"after": ["payment_declined@web:/checkout"], "before": []}

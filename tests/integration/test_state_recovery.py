@@ -3,6 +3,7 @@ cannot fake) must come out exactly right after a worker is killed mid-stream and
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _publish(settings: Settings) -> Counter[str]:
 
 @pytest.mark.parametrize("crash", ["sigkill", "exit_after_transaction"])
 def test_counts_survive_a_crash_mid_stream(
-    crash: str, settings: Settings, processes: list, tmp_path: Path
+    crash: str, settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     topics = Topics.from_settings(settings.topics)
     group = settings.topics.group("counts")

@@ -185,11 +185,11 @@ valid_calls = st.fixed_dictionaries(
 def expected_properties(msg: dict[str, Any]) -> dict[str, Any]:
     call_type = msg["type"]
     if call_type == "track":
-        return msg["properties"]
+        return {**msg["properties"]}
     if call_type in ("page", "screen"):
         return {"name": msg["name"], **msg["properties"]}
     if call_type == "identify":
-        return msg["traits"]
+        return {**msg["traits"]}
     if call_type == "group":
         return {"group_id": msg["groupId"], **msg["traits"]}
     return {}

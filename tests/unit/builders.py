@@ -14,7 +14,7 @@ def event_id(n: int) -> str:
     return str(uuid.UUID(int=n, version=4))
 
 
-def touchpoint(n: int = 1, **overrides: Any) -> dict[str, Any]:
+def touchpoint(n: int = 1, /, **overrides: Any) -> dict[str, Any]:
     """A valid raw touchpoint (as a producer writes it) with `overrides` applied."""
     event: dict[str, Any] = {
         "event_id": event_id(n),

@@ -93,8 +93,18 @@ def table(
 
 def stage(sender: RecordingSender, s: Settings, log: list[Any] | None = None) -> FrictionPartitions:
     topics = Topics.from_settings(s.topics)
-    tables = [table(sender, name, [0, 1], log) for name in ("windows", "transitions", "dropoffs")]
-    return FrictionPartitions(s, topics, sender, *tables, load_friction_mapping(DEFAULTS))  # type: ignore[arg-type]
+    windows, transitions, dropoffs = (
+        table(sender, name, [0, 1], log) for name in ("windows", "transitions", "dropoffs")
+    )
+    return FrictionPartitions(
+        s,
+        topics,
+        sender,  # type: ignore[arg-type]
+        windows,
+        transitions,
+        dropoffs,
+        load_friction_mapping(DEFAULTS),
+    )
 
 
 def iso(ms: int) -> str:

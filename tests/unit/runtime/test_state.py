@@ -79,7 +79,8 @@ def test_contains_len_and_iter_follow_the_data() -> None:
     assert len(state) == 2
     assert list(state) == ["x", "z"]
     assert "y" not in state
-    assert 1 not in state
+    not_a_key: object = 1  # any object may be asked about
+    assert not_a_key not in state
 
 
 # -- _apply -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import BaseModel
 
 from deploy.cli import main
 from schemas.contracts import CONTRACTS, SCHEMA_DIR, file_name, json_schema, render
@@ -93,7 +94,7 @@ def test_version_2_samples_use_every_typed_field() -> None:
     for doc in docs:
         blocks = [name for name in BLOCK_FIELDS if name in doc]
         assert blocks == [doc["channel"]], doc["event_id"]
-    models = {
+    models: dict[str, type[BaseModel]] = {
         "web": WebDetail,
         "app": AppDetail,
         "call_center": CallCenterDetail,

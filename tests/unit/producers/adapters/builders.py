@@ -67,7 +67,7 @@ def pos_mapping(**overrides: Any) -> PosMapping:
     return PosMapping.model_validate({**doc, **overrides})
 
 
-def contact(line: int = 2, **values: Any) -> Record:
+def contact(line: int = 2, /, **values: Any) -> Record:
     """An answered, resolved call record (ISO times, UTC) with `values` applied."""
     row: dict[str, Any] = {
         "id": "C-1",

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from producers.collector.app import CollectorApp
+from producers.collector.app import CollectorApp, Message
 from producers.collector.auth import Source, Sources
 from producers.collector.delivery import DeliveryError
 from producers.collector.intake import Intake
@@ -153,12 +153,12 @@ async def _call(
         {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
         for i, part in enumerate(parts)
     ]
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {

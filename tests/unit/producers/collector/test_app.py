@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from producers.collector.app import CollectorApp
+from producers.collector.app import CollectorApp, Message
 from tests.unit.producers.collector.builders import WEB_KEY, FakeDeliverer, app, basic, call, track
 
 JSON = {"Content-Type": "application/json"}
@@ -105,7 +105,7 @@ def test_lifespan_starts_and_closes_the_deliverer() -> None:
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message["type"])
 
     asyncio.run(app(deliverer)({"type": "lifespan"}, receive, send))
@@ -119,7 +119,7 @@ def test_a_client_that_goes_away_gets_no_answer() -> None:
     async def receive() -> dict[str, Any]:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "POST", "path": "/v1/batch", "headers": []}
