@@ -75,7 +75,7 @@ def topic_specs(
             )
         ),
         # One partition each: the friction detector sums every partition's windows in one
-        # place, and alerts are few (ARCHITECTURE.md "Friction and alerts").
+        # place, and alerts are few (docs/stages/friction.md).
         TopicSpec(topics.friction_partials, 1, {"compression.type": "producer"}),
         TopicSpec(topics.friction_windows, 1, {"compression.type": "producer"}),
         TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),

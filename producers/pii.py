@@ -1,6 +1,6 @@
 """Keyed hashing of e-mail addresses and phone numbers before they leave a producer.
 
-Raw contact details never reach Kafka (domain.md §2): producers normalize them and send
+Raw contact details never reach Kafka (docs/concepts.md §2): producers normalize them and send
 `<key id>:<hex HMAC-SHA-256>`. The key id travels with the hash so keys can be rotated: a new
 key gets a new id, and joins across the rotation go through the old id's hashes.
 """

@@ -1,5 +1,5 @@
 """The one Kafka publisher for every channel: validated touchpoints in, per-partition
-micro-batches out (domain.md §8), never losing an event it accepted.
+micro-batches out (docs/concepts.md §9), never losing an event it accepted.
 
 Events are keyed by their most stable identifier and partitioned with murmur2, as Kafka's
 Java client does, so a person's events stay in order and a re-sent event lands on the same

@@ -1,4 +1,4 @@
-"""Journey definitions (domain.md §4): declarative TOML files, validated on load.
+"""Journey definitions (docs/concepts.md §4): declarative TOML files, validated on load.
 
 A definition names ordered stages; each stage is matched by rules on channel, event type,
 touchpoint and properties (any channel unless the rule names some). Every stage before the

@@ -1,4 +1,5 @@
-"""Per-partition micro-batch envelopes: the wire format between Journeys stages (domain.md §8).
+"""Per-partition micro-batch envelopes: the wire format between Journeys stages
+(docs/concepts.md §9).
 
 A Kafka message on a Journeys topic is either
 
@@ -7,7 +8,7 @@ A Kafka message on a Journeys topic is either
   stage's event-time watermark (epoch milliseconds), or
   ``{..., "watermark": <ms>, "source": <partition>, "events": [...]}`` when a stage re-keys
   events: the watermark is that of the sender's input partition `source`, so a reader takes
-  the minimum over the sources it has heard from (domain.md §4), or
+  the minimum over the sources it has heard from (docs/concepts.md §5), or
 * a bare event: any other JSON object, so any Kafka client can write to `raw`.
 
 One Kafka message per batch is what lets a faust agent keep up: its cost is per message, not

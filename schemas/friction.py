@@ -1,4 +1,4 @@
-"""Friction signals and the mapping file that says which events carry them (domain.md §5).
+"""Friction signals and the mapping file that says which events carry them (docs/concepts.md §6).
 
 A signal is a typed name for something that went wrong for a customer at a touchpoint (an
 error, a declined payment, a long queue wait, a store return) or went well (a completed order,

@@ -1,4 +1,4 @@
-"""The guards of identity stitching (domain.md §3), as one validated, immutable config.
+"""The guards of identity stitching (docs/concepts.md §3), as one validated, immutable config.
 
 `IdentityRules` owns what counts as a junk identifier value, how many identifiers of each type
 one person may hold, whether two customer ids may ever merge, and the identifier priorities
@@ -69,7 +69,7 @@ def normalize(value: str) -> str:
 
 
 class IdentityRules(BaseModel):
-    """Stitching guards. Defaults follow domain.md §3; every field can be configured.
+    """Stitching guards. Defaults follow docs/concepts.md §3; every field can be configured.
 
     - `denylist` and `extra_denylist`: junk values, compared after `normalize`; use
       `extra_denylist` to add values while keeping the defaults.

@@ -90,7 +90,7 @@ class TopicSettings(Section):
 
 
 class BatchSettings(Section):
-    """Bounds of the per-partition micro-batches written between stages (domain.md §8)."""
+    """Bounds of the per-partition micro-batches written between stages (docs/concepts.md §9)."""
 
     max_events: int = Field(default=500, ge=1, le=100_000)
     max_bytes: int = Field(default=512 * 1024, ge=1024, le=8 * 1024 * 1024)
@@ -131,7 +131,7 @@ class ProcessorSettings(Section):
     allowed_lateness: timedelta = timedelta(minutes=2)
     metrics_port: int | None = Field(default=9464, ge=0, le=65535)
     # Channels whose events arrive late by nature (store batches, call-center exports): they
-    # do not move the event-time watermark, which is the timely channels' (domain.md §4).
+    # do not move the event-time watermark, which is the timely channels' (docs/concepts.md §5).
     late_channels: frozenset[str] = frozenset({"store", "call_center"})
     # Live mode: a `raw` partition without input this long gets a watermark heartbeat at the
     # wall clock minus the allowed lateness, so drop-offs still fire in quiet hours. 0 turns

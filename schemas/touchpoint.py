@@ -1,4 +1,4 @@
-"""The touchpoint envelope: the one contract every channel's event shares (domain.md §2).
+"""The touchpoint envelope: the one contract every channel's event shares (docs/concepts.md §2).
 
 `schema_version` says which version an event was written against:
 - 1: the envelope, with channel detail and friction in free-form `properties`;
@@ -48,7 +48,7 @@ PropertyValue = Annotated[str, StringConstraints(max_length=1024)] | int | float
 
 
 class Identity(BaseModel):
-    """The identifiers an event carries; at least one is required (domain.md §2)."""
+    """The identifiers an event carries; at least one is required (docs/concepts.md §2)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -281,7 +281,7 @@ class Touchpoint(BaseModel):
         return stated
 
     def normalize_utc(self) -> Touchpoint:
-        """Store times in UTC (domain.md §2); cheap when they already are."""
+        """Store times in UTC (docs/concepts.md §2); cheap when they already are."""
         if self.occurred_at.utcoffset():
             self.occurred_at = self.occurred_at.astimezone(UTC)
         if self.received_at is not None and self.received_at.utcoffset():

@@ -5,7 +5,7 @@ REPLACE VIEW`); `added_columns()` gives the `ALTER TABLE` statements that bring 
 older version made up to date. The same `metadata` gives analysts a SQLAlchemy engine to query
 with pandas or a BI tool.
 
-Deduplication, in layers (domain.md §7): the sink inserts each batch with a token made of its
+Deduplication, in layers (docs/concepts.md §8): the sink inserts each batch with a token made of its
 Kafka offset range, and `non_replicated_deduplication_window` makes ClickHouse drop a re-sent
 batch; ReplacingMergeTree on the event id is the last line for anything that slips past.
 """
@@ -378,7 +378,7 @@ SELECT * FROM dropoffs FINAL WHERE NOT retracted
 }
 """Views over the tables. `touchpoints_latest` resolves every touchpoint to its person's latest
 id: the override of the identifier that routed it, if it ever changed person, else the person
-stamped at processing time (which then is still right: see ARCHITECTURE.md "Identity").
+stamped at processing time (which then is still right: see docs/stages/identity.md).
 `journeys_latest` does the same for journeys, through the event that started each one: the
 stage carries a person's journeys over when a merge arrives while it still holds them, but a
 customer may log in days after a journey ended and was forgotten. `dropoffs_standing` is

@@ -2,7 +2,7 @@
 events they carry, so each request can be answered when *its* batches are acknowledged.
 
 Pure. Batching across requests matters downstream: a faust stage pays per Kafka message
-(domain.md §8), and a 100-event request spread over 12 partitions alone would make messages
+(docs/concepts.md §9), and a 100-event request spread over 12 partitions alone would make messages
 of about 8 events. Order within a partition is kept, bounds follow `BatchSettings`.
 """
 

@@ -1,4 +1,4 @@
-"""Raw e-mail addresses and phone numbers never reach Kafka (domain.md §2), whatever field a
+"""Raw e-mail addresses and phone numbers never reach Kafka (docs/concepts.md §2), whatever field a
 client puts them in: they are replaced by their keyed hashes (`producers.pii`).
 
 Pure. Two kinds of evidence are used: a key that names a contact detail (`email`, `phone`,

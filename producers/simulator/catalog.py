@@ -3,7 +3,7 @@ emits, per channel. Stage matching is by event type (and, for `resolved`, a disp
 any reader of the events can tell which stage an event belongs to.
 
 Time limits say how long a journey may stay at a stage before it counts as dropped off
-(domain.md §4). The journey stage definitions of the pipeline (declarative files) describe
+(docs/concepts.md §4). The journey stage definitions of the pipeline (declarative files) describe
 the same two journeys.
 """
 

@@ -8,7 +8,7 @@ clock-skew tolerance. It never moves back.
 
 A re-keying stage (identity) mixes every `touchpoints` partition into every `stitched`
 partition, and says in each envelope whose watermark it carries (`source`). A reader's
-watermark is the minimum over all sources (domain.md §4): until every source has spoken,
+watermark is the minimum over all sources (docs/concepts.md §5): until every source has spoken,
 time does not move, because a silent source may still hold older events.
 """
 

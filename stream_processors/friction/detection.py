@@ -1,5 +1,5 @@
 """The friction stage's detector: every partition's windows summed, tested, and turned into
-alerts (ARCHITECTURE.md "Friction and alerts").
+alerts (docs/stages/friction.md).
 
 `friction-partials` has one partition, so one worker of the group runs this at a time (as
 the identity authority). Per message (one partition's window versions, examples and

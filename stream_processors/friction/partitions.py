@@ -1,5 +1,5 @@
 """The partitioned half of the friction stage: one partition's events into windows, and its
-closed windows to the detector (ARCHITECTURE.md "Friction and alerts").
+closed windows to the detector (docs/stages/friction.md).
 
 Three agents feed one `PartitionFriction` per partition (faust gives a worker the same
 partition numbers of `stitched`, `journey-transitions` and `journey-dropoffs`: same count):

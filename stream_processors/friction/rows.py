@@ -1,5 +1,5 @@
 """The friction stage's messages: partial windows between its two halves, global windows for
-ClickHouse, and the example journeys partitions pick (ARCHITECTURE.md "Friction and alerts").
+ClickHouse, and the example journeys partitions pick (docs/stages/friction.md).
 
 `friction-partials` (one partition) carries, per message, one partition's window versions
 and examples in a batch envelope whose `source` is the partition and whose `watermark` is

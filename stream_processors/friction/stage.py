@@ -1,6 +1,6 @@
 """The friction and alerts stage: `stitched`, `journey-transitions` and `journey-dropoffs` ->
 event-time windows of every series -> detector -> alerts, friction windows and webhooks
-(ARCHITECTURE.md "Friction and alerts", domain.md §5, issue 8).
+(docs/stages/friction.md, docs/concepts.md §6).
 
 One faust app with four agents:
 - `friction`, `friction-transitions`, `friction-dropoffs` (partitioned, all workers): each

@@ -1,5 +1,5 @@
 """The identity stage: `touchpoints` -> person ids -> `stitched` (keyed by person), with the one
-identity authority behind it (ARCHITECTURE.md "Identity").
+identity authority behind it (docs/stages/identity.md).
 
 Two agents in one faust app, so one worker process runs both and any number of workers share
 the work:
@@ -88,14 +88,14 @@ class Routing:
             watermark = previous
         produce, stitched = self.sender.produce, self.topics.stitched
         # Every partition of `stitched` hears this partition's watermark when it moves, so a
-        # reader's minimum over its sources keeps advancing (domain.md §4).
+        # reader's minimum over its sources keeps advancing (docs/concepts.md §5).
         moved = watermark != previous
         for target in range(self.partitions) if moved else sorted(out):
             batch = envelope.encode(_fragments(out.get(target, [])), watermark, partition)
             produce(stitched, batch, None, target)
         if links or moved:
             # The authority hears this partition's time too, so it can tell the journeys
-            # stage up to when it has decided every link (ARCHITECTURE.md "Journeys").
+            # stage up to when it has decided every link (docs/stages/journeys.md).
             produce(
                 self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
             )

@@ -1,4 +1,4 @@
-"""Persons in transit between partitions of the journeys stage (ARCHITECTURE.md "Journeys").
+"""Persons in transit between partitions of the journeys stage (docs/stages/journeys.md).
 
 When the identity authority merges person `old` into `new` and the two live on different
 partitions, `old`'s partition sends its journeys to `new`'s through `journey-handoff` and

@@ -1,6 +1,6 @@
 """What the journeys stage holds for one partition besides its persons: the core, the
 watermarks it moves by, the persons in transit, and how they are kept in the partition's
-table (ARCHITECTURE.md "Journeys").
+table (docs/stages/journeys.md).
 
 Time comes from three places: the upstream watermarks on `stitched` (`marks`), the identity
 authority's announcements on `identity-merges` (`decided_ms`), and how far every partition of

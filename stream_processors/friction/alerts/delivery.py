@@ -1,5 +1,5 @@
 """Webhook delivery of alerts: a consumer of the committed `alerts` topic, not the detector
-(ARCHITECTURE.md "Friction and alerts").
+(docs/stages/friction.md).
 
 Why a consumer and not the detector itself: the detector's outputs become real when its
 Kafka transaction commits, and a worker can die right after that commit. Posting before the

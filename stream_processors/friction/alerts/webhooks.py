@@ -1,4 +1,4 @@
-"""Delivery of incident records to webhooks, off the caller's thread (domain.md §5).
+"""Delivery of incident records to webhooks, off the caller's thread (docs/concepts.md §6).
 
 `WebhookSender.submit(target, incident)` renders the body (generic JSON or Slack-compatible,
 `webhook_bodies.py`), puts it on the endpoint's bounded queue and returns at once: a stage

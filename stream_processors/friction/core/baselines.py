@@ -1,5 +1,5 @@
 """Baselines learned per series from the stream itself, and the Poisson tails they are
-tested with (domain.md §5).
+tested with (docs/concepts.md §6).
 
 A baseline is an expected rate: hits per trial (signals per exposure, drop-offs per journey
 leaving a stage) or, with one trial per window, an expected count per window (entries,

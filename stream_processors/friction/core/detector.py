@@ -1,4 +1,4 @@
-"""Friction spikes and sudden drop-off, decided per closed window (domain.md §5, issue 8).
+"""Friction spikes and sudden drop-off, decided per closed window (docs/concepts.md §6).
 
 The detector reads what `TumblingWindows.advance()` emits and answers with alerts:
 

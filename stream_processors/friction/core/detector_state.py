@@ -1,4 +1,4 @@
-"""The detector's memory as JSON data, so a restarted stage keeps every baseline (issue 8).
+"""The detector's memory as JSON data, so a restarted stage keeps every baseline.
 
 `Detector` keeps its learning in plain fields: a `Baseline` per series (decayed sums, the
 time-of-day buckets, the learned dispersion), the last window seen per series (for the pair

@@ -1,4 +1,4 @@
-"""Which series one event counts in (issue 8, part 2), as counters of tumbling windows.
+"""Which series one event counts in, as counters of tumbling windows.
 
 - `("friction", "<channel>:<touchpoint>")` and `("friction", "<channel>:*")`: `exposures`,
   one counter per signal and `friction` (all friction signals; positive moments excluded).

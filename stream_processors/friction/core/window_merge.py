@@ -1,4 +1,4 @@
-"""Global friction windows from the partial windows of every partition (issue 8).
+"""Global friction windows from the partial windows of every partition.
 
 Series are global, inputs are partitioned: each partition of the friction stage counts its
 own events into `TumblingWindows` and sends what they emit (first versions on close, later

@@ -1,7 +1,7 @@
 """Tumbling event-time windows of named counters per series key, closed by the watermark.
 
 Every key shares the same aligned boundaries (`start = t - t % size`), so windows are held
-per start, then per key. A window closes when the watermark (domain.md §4: the newest event
+per start, then per key. A window closes when the watermark (docs/concepts.md §5: the newest event
 time seen minus the pipeline's lateness) passes its end, and is emitted as version 1. A
 closed window stays for `allowed_lateness` more: a late event updates it and the next
 `advance()` emits it again as version n+1, with the counts of the version before, so a

@@ -1,4 +1,4 @@
-"""The identity authority: the one place that decides links (ARCHITECTURE.md "Identity").
+"""The identity authority: the one place that decides links (docs/stages/identity.md).
 
 It wraps `IdentityGraph` with what the streaming stage needs around it:
 - the map it publishes, only the identifiers whose person is not the one they name (the

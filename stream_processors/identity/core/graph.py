@@ -1,4 +1,5 @@
-"""Identity stitching (domain.md §3): which person an event belongs to, and how persons change.
+"""Identity stitching (docs/concepts.md §3): which person an event belongs to, and how persons
+change.
 
 Identifiers seen together in one event are links. An event's identifiers are first cleaned of
 junk values (a `denylist` refusal), then the event is linked star-wise from its anchor (its

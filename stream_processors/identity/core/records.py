@@ -1,5 +1,5 @@
 """What identity stitching says: person ids, links, and the records of merges, moves and
-refusals (domain.md §3).
+refusals (docs/concepts.md §3).
 
 An identifier is written as its key, `"<type>:<value>"` (the form `Identity.partition_key`
 uses). A person id is the UUIDv5 of the key of the person's highest-priority identifier (then

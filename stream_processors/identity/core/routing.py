@@ -1,4 +1,4 @@
-"""Routing events to persons (domain.md §3, ARCHITECTURE.md "Identity"): the partitioned half
+"""Routing events to persons (docs/concepts.md §3, docs/stages/identity.md): the partitioned half
 of identity stitching.
 
 The identity graph itself runs as one authority on a single-partition log; every routing worker

@@ -1,5 +1,5 @@
 """The first stage's logic: validate raw events, reject bad ones with a reason, and drop
-repeated `event_id`s seen within the retention horizon (domain.md §7).
+repeated `event_id`s seen within the retention horizon (docs/concepts.md §8).
 
 Pure: the state (`seen`) is any mutable mapping handed in, and `now` is an argument.
 

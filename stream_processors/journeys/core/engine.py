@@ -1,4 +1,4 @@
-"""The journey core of one partition (domain.md §4): per person and definition, journeys
+"""The journey core of one partition (docs/concepts.md §4): per person and definition, journeys
 that start, advance, convert, drop off, expire and start again; UX sessions per channel; all
 decided in event time by the watermark the caller hands in.
 

@@ -1,6 +1,6 @@
 """The journey state machine of one track, folded hit by hit in event-time order.
 
-This is the meaning of a journey (domain.md §4), as one function of a track's stage hits:
+This is the meaning of a journey (docs/concepts.md §4), as one function of a track's stage hits:
 
 - a hit of an entry stage starts an instance when the track has none open;
 - a hit of a later stage of the ordered path moves the open instance there (skipping stages

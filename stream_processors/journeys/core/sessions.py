@@ -1,4 +1,4 @@
-"""UX sessions (domain.md §4): per person and channel, ended by an inactivity gap.
+"""UX sessions (docs/concepts.md §4): per person and channel, ended by an inactivity gap.
 
 A session collects its events, friction and whether a task was completed in it (an event
 that reached a journey's success stage, or one of the configured task event types). It is

@@ -1,4 +1,4 @@
-"""The friction signals the journey core counts and remembers per journey (domain.md §5).
+"""The friction signals the journey core counts and remembers per journey (docs/concepts.md §6).
 
 An event's friction signals come from a `SignalsOf` function: their names (the values of
 `schemas.friction.Signal`), each once, positive moments left out. Two are provided:

@@ -1,5 +1,5 @@
 """The likely cause of an alert: which friction signals rose with it, and what the journeys
-that dropped had seen (domain.md §5).
+that dropped had seen (docs/concepts.md §6).
 
 Inputs are plain counts the caller already has, nothing is learned here:
 

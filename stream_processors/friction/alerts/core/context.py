@@ -1,5 +1,5 @@
 """What an alert says beyond its figures: the likely cause and a few example journeys
-(domain.md §5, issue 8).
+(docs/concepts.md §6).
 
 `AlertContext` keeps the recent closed windows the alert is explained from:
 

@@ -1,5 +1,5 @@
 """One alert per problem: the per-series incidents of one stretch of trouble, grouped
-(domain.md §5, issue 8).
+(docs/concepts.md §6).
 
 A broken checkout raises several series at once: the aggregate friction of `web:/checkout`,
 its `error` and `payment_declined` signals, the friction of the whole web channel, and an

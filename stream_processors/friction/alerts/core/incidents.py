@@ -1,5 +1,5 @@
 """Incidents: the detector's per-window alerts turned into one alert per episode per series
-(domain.md §5, issue 8).
+(docs/concepts.md §6).
 
 The detector (`detector.py`) decides every known series on every closed window and emits an
 `Alert` for each window that alerts (one per rule), again under the same id when a late

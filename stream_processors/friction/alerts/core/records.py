@@ -1,5 +1,5 @@
 """The alert a person is paged with: one per problem, over the per-series incidents it
-groups (`groups.py`), with the journeys that show it (domain.md §5, issue 8).
+groups (`groups.py`), with the journeys that show it (docs/concepts.md §6).
 
 An `AlertRecord` is an `Incident` (so the webhook bodies render it as they render any
 incident: `incident_id` is the alert's id, `version` its version) that also carries the

@@ -1,4 +1,4 @@
-"""The owning team of a series, and the webhooks its incidents go to (domain.md §5).
+"""The owning team of a series, and the webhooks its incidents go to (docs/concepts.md §6).
 
 A series' scope is split into the dimensions a routing file matches on (the formats are
 `series.py`'s):
