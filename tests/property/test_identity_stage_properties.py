@@ -1,7 +1,7 @@
 """The identity stage's protocol, without Kafka: routing workers, a lagging map replica and the
 one authority give the same persons as one graph that saw every event, whatever the timing.
 
-What these check is what ARCHITECTURE.md "Identity" claims: (1) what routing workers send the
+What these check is what docs/stages/identity.md claims: (1) what routing workers send the
 authority decides the same graph as all events would; (2) resolving each event's stamped person
 through the latest override of its routing identifier (the `touchpoints_latest` view) gives its
 person in the final graph, however stale the replica was when it was routed; (3) the map
