@@ -22,6 +22,8 @@ from sqlalchemy import Column, MetaData, Table
 from sqlalchemy.schema import CreateColumn, CreateTable
 from sqlalchemy.types import TypeEngine
 
+from sinks.views import VIEWS
+
 
 def ch(type_name: str) -> TypeEngine[Any]:
     """A column type written as ClickHouse spells it."""
@@ -343,46 +345,6 @@ alerts = Table(
     "version): status firing, resolved or retracted; the headline series with observed and "
     "expected, the related series it groups, owning team, likely cause and example journeys.",
 )
-
-VIEWS = {
-    "touchpoints_latest": """
-CREATE OR REPLACE VIEW touchpoints_latest AS
-SELECT t.*,
-       if(o.identifier = '', t.person_id, o.person_id) AS latest_person_id
-FROM touchpoints AS t FINAL
-LEFT JOIN (
-    SELECT identifier, argMax(person_id, version) AS person_id
-    FROM identity_overrides
-    GROUP BY identifier
-) AS o ON o.identifier = t.person_key
-""",
-    "journeys_latest": """
-CREATE OR REPLACE VIEW journeys_latest AS
-SELECT j.*,
-       if(p.latest_person_id = '', j.person_id, p.latest_person_id) AS latest_person_id
-FROM journeys AS j FINAL
-LEFT JOIN (
-    SELECT journey_id, argMin(event_id, at) AS event_id
-    FROM journey_transitions FINAL
-    WHERE from_stage IS NULL AND NOT retracted
-    GROUP BY journey_id
-) AS t USING (journey_id)
-LEFT JOIN (
-    SELECT toString(event_id) AS event_id, latest_person_id FROM touchpoints_latest
-) AS p USING (event_id)
-""",
-    "dropoffs_standing": """
-CREATE OR REPLACE VIEW dropoffs_standing AS
-SELECT * FROM dropoffs FINAL WHERE NOT retracted
-""",
-}
-"""Views over the tables. `touchpoints_latest` resolves every touchpoint to its person's latest
-id: the override of the identifier that routed it, if it ever changed person, else the person
-stamped at processing time (which then is still right: see docs/stages/identity.md).
-`journeys_latest` does the same for journeys, through the event that started each one: the
-stage carries a person's journeys over when a merge arrives while it still holds them, but a
-customer may log in days after a journey ended and was forgotten. `dropoffs_standing` is
-the drop-offs that no retraction cancelled."""
 
 
 def ddl() -> list[str]:
