@@ -58,6 +58,22 @@ def session(dsn: str) -> Iterator[Client]:
         client.close()
 
 
+def reader_dsn(dsn: str) -> str:
+    """The DSN a reader should open for `dsn`: the live HTTP interface of the process that owns
+    an embedded folder when one serves it (chDB allows one process per folder), else `dsn`."""
+    from sinks.http.discovery import live_interface
+
+    return live_interface(dsn) or dsn
+
+
+@contextmanager
+def reading(dsn: str) -> Iterator[Client]:
+    """A closed-afterwards client for reading `dsn` while the pipeline may be writing it:
+    reports, queries, the page and the benches open ClickHouse through this."""
+    with session(reader_dsn(dsn)) as client:
+        yield client
+
+
 def migrate(client: Client) -> int:
     """Bring the database to this version's schema: create the tables that are missing, add
     the columns an older version's tables lack, (re)create the views. Idempotent; returns the
