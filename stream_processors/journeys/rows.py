@@ -72,46 +72,39 @@ def transition_row(r: StageTransition) -> bytes:
 
 
 def dropoff_row(r: DropOff) -> bytes:
-    return orjson.dumps(
-        {
-            "dropoff_id": r.dropoff_id,
-            "journey_id": r.journey_id,
-            "definition_id": r.definition_id,
-            "definition_version": r.definition_version,
-            "person_id": r.person_id,
-            "stage": r.stage,
-            "stage_entered_at": r.stage_entered_ms / 1000,
-            "dropped_at": r.deadline_ms / 1000,
-            "reason": r.reason,
-            "failure_stage": r.failure_stage,
-            "last_channel": r.last_channel,
-            "last_touchpoint": r.last_touchpoint,
-            "last_event_at": r.last_event_ms / 1000,
-            "friction": r.friction,
-            "touchpoints": r.touchpoints,
-            "channels": r.channels,
-            "signals": r.signals,
-            "version": r.version,
-            "retracted": False,
-        }
-    )
+    return orjson.dumps(_dropoff_fields(r, r.version, None))
 
 
 def dropoff_cancel_row(r: Retraction) -> bytes:
-    """The row that cancels a retracted drop-off: same key, a higher version."""
-    return orjson.dumps(
-        {
-            "dropoff_id": r.retracted_id,
-            "journey_id": r.journey_id,
-            "definition_id": r.definition_id,
-            "definition_version": r.definition_version,
-            "person_id": r.person_id,
-            "stage": r.stage,
-            "version": r.version,
-            "retracted": True,
-            "retraction_reason": r.reason,
-        }
-    )
+    """The row that cancels a retracted drop-off: the whole drop-off again, same key, a higher
+    version, `retracted = true`, so `FROM dropoffs FINAL` keeps what it was."""
+    assert r.dropoff is not None, "only a drop-off's retraction cancels a drop-off row"
+    return orjson.dumps(_dropoff_fields(r.dropoff, r.version, r.reason))
+
+
+def _dropoff_fields(r: DropOff, version: int, retracted_by: str | None) -> dict[str, Any]:
+    return {
+        "dropoff_id": r.dropoff_id,
+        "journey_id": r.journey_id,
+        "definition_id": r.definition_id,
+        "definition_version": r.definition_version,
+        "person_id": r.person_id,
+        "stage": r.stage,
+        "stage_entered_at": r.stage_entered_ms / 1000,
+        "dropped_at": r.deadline_ms / 1000,
+        "reason": r.reason,
+        "failure_stage": r.failure_stage,
+        "last_channel": r.last_channel,
+        "last_touchpoint": r.last_touchpoint,
+        "last_event_at": r.last_event_ms / 1000,
+        "friction": r.friction,
+        "touchpoints": r.touchpoints,
+        "channels": r.channels,
+        "signals": r.signals,
+        "version": version,
+        "retracted": retracted_by is not None,
+        "retraction_reason": retracted_by or "",
+    }
 
 
 def retraction_row(r: Retraction) -> bytes:
@@ -184,7 +177,7 @@ class Outputs:
 
 def _retraction(o: Outputs, r: Retraction) -> None:
     o.retractions.append(retraction_row(r))
-    if r.retracted == "dropped_off":
+    if r.dropoff is not None:
         o.dropoffs.append(dropoff_cancel_row(r))
 
 

@@ -11,8 +11,8 @@ from stream_processors.journeys.core.lifecycle import Effects
 from stream_processors.journeys.core.match import Hit
 from stream_processors.journeys.core.outputs import (
     Output,
-    dropoff,
     journey_update,
+    report_dropoff,
     retraction,
     transition,
 )
@@ -54,10 +54,11 @@ class LiveEffects(Effects):
     def ended(self, track: Track, inst: Instance) -> None:
         self._bump(track, inst)
         if inst.status == DROPPED:
-            self.out.append(dropoff(track, inst))
+            self.out.append(report_dropoff(track, inst))
 
     def reopened(self, track: Track, inst: Instance, hit: Hit) -> None:
         self.out.append(retraction(track, inst, "reopened", hit))
+        inst.reported = None
         self._bump(track, inst)
         # The returning event was not tallied: the instance was closed when it was counted.
         inst.touches += 1

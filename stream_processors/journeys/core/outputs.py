@@ -110,6 +110,9 @@ class Retraction(NamedTuple):
     # than any later report of the same outcome: the latest version per outcome id tells
     # whether it stands.
     version: int
+    # The retracted drop-off as it stood (None for other outcomes): its row is written again
+    # whole with `retracted = true`, so the latest version of a drop-off keeps its facts.
+    dropoff: DropOff | None = None
 
 
 class SessionRecord(NamedTuple):
@@ -248,10 +251,27 @@ def dropoff(track: Track, inst: Instance) -> DropOff:
     )
 
 
+def report_dropoff(track: Track, inst: Instance) -> DropOff:
+    """`dropoff(track, inst)`, kept on the instance while it stands (for its retraction)."""
+    record = dropoff(track, inst)
+    inst.reported = record
+    return record
+
+
+def reported_dropoff(track: Track, inst: Instance) -> DropOff:
+    """The drop-off `inst` was reported with. State restored from a snapshot written before
+    instances kept it lacks it: then it is rebuilt from the instance as it stands now."""
+    kept = inst.reported
+    if kept is None:
+        return dropoff(track, inst)
+    return kept if type(kept) is DropOff else DropOff._make(kept)
+
+
 def retraction(track: Track, old: Instance, reason: str, hit: Hit | None) -> Retraction:
     """The correction of `old`'s outcome (`old` as it was when the outcome was reported)."""
     d = track.definition
     retracted = outcome_id(track, old)
+    withdrawn = reported_dropoff(track, old) if old.status == DROPPED else None
     return _new(
         Retraction,
         (
@@ -267,5 +287,6 @@ def retraction(track: Track, old: Instance, reason: str, hit: Hit | None) -> Ret
             hit[1] if hit is not None else None,
             hit[0] if hit is not None else None,
             old.version + 1,
+            withdrawn,
         ),
     )

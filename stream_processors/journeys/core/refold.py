@@ -21,8 +21,8 @@ from stream_processors.journeys.core.lifecycle import NO_EFFECTS, fire_due, fold
 from stream_processors.journeys.core.match import Hit
 from stream_processors.journeys.core.outputs import (
     Output,
-    dropoff,
     journey_update,
+    report_dropoff,
     retraction,
     transition,
 )
@@ -94,6 +94,8 @@ def _ended_after(last: Instance | None, t: int) -> bool:
 def _carry(old: Instance, inst: Instance) -> None:
     """Counts are tallied per event, not folded: keep what the reported instance had."""
     inst.version = old.version
+    # The same outcome still stands as it was reported; a changed one is reported anew.
+    inst.reported = old.reported if _outcome(old) == _outcome(inst) else None
     inst.touches = max(old.touches, inst.touches)
     inst.friction = max(old.friction, inst.friction)
     inst.signals = merged(inst.signals, old.signals)
@@ -147,7 +149,7 @@ def _report(
         for i, hit in enumerate(inst.reached):
             out.append(transition(track, inst, hit, inst.reached[i - 1] if i else None))
         if inst.status == DROPPED:
-            out.append(dropoff(track, inst))
+            out.append(report_dropoff(track, inst))
         out.append(journey_update(track, inst))
         return
     steps = _steps(inst)
@@ -168,7 +170,7 @@ def _report(
     for hit, prev in removed:
         out.append(transition(track, inst, hit, prev, True))
     if outcome_changed and inst.status == DROPPED:
-        out.append(dropoff(track, inst))
+        out.append(report_dropoff(track, inst))
     out.append(journey_update(track, inst))
 
 

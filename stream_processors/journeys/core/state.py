@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from stream_processors.core.uuids import namespace, uuid5
 from stream_processors.journeys.core.deadlines import NEVER, Timed
 from stream_processors.journeys.core.match import Definition, Hit
+
+if TYPE_CHECKING:
+    from stream_processors.journeys.core.outputs import DropOff
 
 # Final: compiled (stream_processors.compiled), constants are inlined, not looked up.
 OPEN: Final = 0
@@ -71,6 +74,7 @@ class Instance:
         "start_event",
         "version",
         "signals",
+        "reported",
     )
 
     def __init__(self, iid: str, hit: Hit) -> None:
@@ -97,6 +101,10 @@ class Instance:
         # The distinct friction signals it met (`journey_signals` labels, the most recent
         # last, at most MAX_LABELS); None until the first: most journeys meet none.
         self.signals: tuple[str, ...] | None = None
+        # The drop-off as reported while it stands (counts may grow after it with late
+        # events of its time span): its retraction writes exactly that again. A plain tuple
+        # of its fields when restored from a snapshot.
+        self.reported: DropOff | tuple[Any, ...] | None = None
 
 
 class Track(Timed):
@@ -256,6 +264,7 @@ def _dump_instance(i: Instance) -> list[Any]:
         i.merged_into,
         i.deadline_ms,
         i.signals,
+        None if i.reported is None else tuple(i.reported),  # orjson takes no named tuples
     ]
 
 
@@ -307,4 +316,11 @@ def _load_instance(row: list[Any]) -> Instance:
     inst.merged_into = row[17]
     if len(row) > 19 and row[19]:  # snapshots written before journeys kept signals have none
         inst.signals = tuple(row[19])
+    if len(row) > 20 and row[20]:  # nor the drop-off as reported: a retraction rebuilds it
+        inst.reported = _reported(row[20])
     return inst
+
+
+def _reported(row: list[Any]) -> tuple[Any, ...]:
+    """A reported drop-off's fields as JSON gave them back (its arrays as tuples)."""
+    return tuple(tuple(v) if isinstance(v, list) else v for v in row)

@@ -202,7 +202,7 @@ def test_a_snapshot_written_before_journeys_kept_labels_still_restores() -> None
     data = snapshot(run)
     for track in data["tracks"]:
         for row in track["i"]:
-            assert len(row) == 20
+            assert len(row) == 21
             del row[19:]  # the instance row as it was before `signals`
     again = restored_from(data, run.seq, run.core.watermark_ms)
     again.send("p1", again.event(3, "checkout_step", error="payment_declined"))
