@@ -1,12 +1,41 @@
-"""The views analysts read, over the tables of `sinks/tables.py`.
+"""The views analysts read, over the tables of `sinks/tables.py`, and the statements they need.
 
-Each is `CREATE OR REPLACE VIEW`: a view fixes its columns when it is made, so the migration
-re-creates every one after the tables change.
+`VIEWS` lists statements in the order they depend on each other. The first makes the table
+`journey_definitions` (`sinks/definitions.py`: filled from the definition files, not from a
+topic), which the journey views join for stage order; every other entry is a
+`CREATE OR REPLACE VIEW`: a view fixes its columns when it is made, so the migration re-creates
+every one after the tables change. docs/queries.md says what each view answers.
 """
 
 from __future__ import annotations
 
+from sinks import definitions
+
+# How many touchpoints before a drop-off `dropoff_paths` keeps, and how long before a channel
+# switch friction counts as its cause in `channel_switches`. Fixed in the views so that every
+# reader means the same by "the path before" and "after friction"; change them here.
+PATH_LENGTH = 5
+FRICTION_WINDOW_MINUTES = 60
+
+# A touchpoint's identifiers as `type:value`, the form `journeys identity show` takes.
+_IDENTIFIERS = (
+    "arrayFilter(x -> x != '', ["
+    + ", ".join(
+        f"if(isNull(identity.{kind}), '', concat('{kind}:', assumeNotNull(identity.{kind})))"
+        for kind in (
+            "customer_id",
+            "loyalty_id",
+            "email_hash",
+            "phone_hash",
+            "device_id",
+            "anonymous_id",
+        )
+    )
+    + "])"
+)
+
 VIEWS = {
+    definitions.TABLE: definitions.DDL,
     "touchpoints_latest": """
 CREATE OR REPLACE VIEW touchpoints_latest AS
 SELECT t.*,
@@ -37,13 +66,188 @@ LEFT JOIN (
 CREATE OR REPLACE VIEW dropoffs_standing AS
 SELECT * FROM dropoffs FINAL WHERE NOT retracted
 """,
+    # One row per journey and stage it reached, with where (stage_channel) and how long after
+    # the stage before; merged journeys live on in the journey they were folded into.
+    "journey_stages": """
+CREATE OR REPLACE VIEW journey_stages AS
+SELECT s.*, d.stage_index AS stage_index
+FROM (
+    SELECT journey_id, definition_id, definition_version, latest_person_id AS person_id,
+           status, started_at, toDate(started_at) AS day,
+           tupleElement(stages[1], 3) AS first_channel,
+           tupleElement(reached, 1) AS stage,
+           tupleElement(reached, 2) AS reached_at,
+           tupleElement(reached, 3) AS stage_channel,
+           n AS position,
+           if(n > 1, tupleElement(stages[n - 1], 1), NULL) AS previous_stage,
+           if(n > 1, dateDiff('millisecond', tupleElement(stages[n - 1], 2),
+                              tupleElement(reached, 2)), NULL) AS since_previous_ms,
+           toBool(status = 'dropped_off' AND n = length(stages)) AS dropped_here
+    FROM journeys_latest
+    ARRAY JOIN stages AS reached, arrayEnumerate(stages) AS n
+    WHERE status != 'merged'
+) AS s
+LEFT JOIN (SELECT definition_id, version, stage, stage_index FROM journey_definitions FINAL) AS d
+    ON d.definition_id = s.definition_id AND d.version = s.definition_version
+   AND d.stage = s.stage
+""",
+    "funnel_daily": """
+CREATE OR REPLACE VIEW funnel_daily AS
+SELECT definition_id, day, first_channel, stage_index, stage, stage_channel,
+       count() AS journeys,
+       countIf(status = 'converted') AS converted,
+       countIf(dropped_here) AS dropped_here
+FROM journey_stages
+GROUP BY definition_id, day, first_channel, stage_index, stage, stage_channel
+""",
+    "time_between_stages": """
+CREATE OR REPLACE VIEW time_between_stages AS
+SELECT definition_id, previous_stage AS from_stage, stage AS to_stage, stage_index,
+       count() AS journeys,
+       quantileExact(0.5)(since_previous_ms) / 60000 AS median_minutes,
+       quantileExact(0.9)(since_previous_ms) / 60000 AS p90_minutes,
+       avg(since_previous_ms) / 60000 AS mean_minutes
+FROM journey_stages
+WHERE previous_stage IS NOT NULL
+GROUP BY definition_id, from_stage, to_stage, stage_index
+""",
+    # Each standing drop-off with the channel its stage was reached on and the person's last
+    # touchpoints (any channel, any journey) from the journey's start to the drop-off.
+    "dropoff_paths": f"""
+CREATE OR REPLACE VIEW dropoff_paths AS
+SELECT d.dropoff_id AS dropoff_id, d.journey_id AS journey_id,
+       d.definition_id AS definition_id, d.definition_version AS definition_version,
+       j.latest_person_id AS person_id, d.stage AS stage,
+       tupleElement(arrayFirst(s -> tupleElement(s, 1) = d.stage, j.stages), 3)
+           AS stage_channel,
+       d.stage_entered_at AS stage_entered_at, d.dropped_at AS dropped_at,
+       toDate(d.dropped_at) AS day, d.reason AS reason, d.failure_stage AS failure_stage,
+       d.last_channel AS last_channel, d.last_touchpoint AS last_touchpoint,
+       d.last_event_at AS last_event_at, d.friction AS friction, d.signals AS signals,
+       p.last_touchpoints AS last_touchpoints,
+       arrayMap(x -> concat(tupleElement(x, 2), ':', tupleElement(x, 3)), p.last_touchpoints)
+           AS path
+FROM dropoffs_standing AS d
+INNER JOIN (
+    SELECT journey_id AS standing_journey_id, stages, started_at, latest_person_id
+    FROM journeys_latest
+) AS j ON j.standing_journey_id = d.journey_id
+LEFT JOIN (
+    SELECT w.dropoff_id AS path_dropoff_id,
+           arraySlice(
+               arraySort(x -> (tupleElement(x, 1), tupleElement(x, 5)),
+                         groupArray((t.occurred_at, t.channel, t.event_type,
+                                     ifNull(t.touchpoint, ''), toString(t.event_id)))),
+               -{PATH_LENGTH}) AS with_ids,
+           arrayMap(x -> (tupleElement(x, 1), tupleElement(x, 2), tupleElement(x, 3),
+                          tupleElement(x, 4)), with_ids) AS last_touchpoints
+    FROM (
+        SELECT d2.dropoff_id AS dropoff_id, d2.dropped_at AS dropped_at,
+               j2.started_at AS started_at, j2.latest_person_id AS person_id
+        FROM dropoffs_standing AS d2
+        INNER JOIN journeys_latest AS j2 ON j2.journey_id = d2.journey_id
+    ) AS w
+    INNER JOIN touchpoints_latest AS t ON t.latest_person_id = w.person_id
+    WHERE t.occurred_at >= w.started_at AND t.occurred_at <= w.dropped_at
+    GROUP BY w.dropoff_id
+) AS p ON p.path_dropoff_id = d.dropoff_id
+""",
+    # A person's consecutive touchpoints on two channels. after_friction: friction shortly
+    # before the switch, stated on a touchpoint (contract v2) or counted in a session that
+    # ended then (the friction mapping, applied by the journeys stage).
+    "channel_switches": f"""
+CREATE OR REPLACE VIEW channel_switches AS
+SELECT c.person_id AS person_id, c.from_channel AS from_channel, c.to_channel AS to_channel,
+       c.from_at AS from_at, c.switched_at AS switched_at, toDate(c.switched_at) AS day,
+       dateDiff('millisecond', c.from_at, c.switched_at) AS gap_ms,
+       c.from_event_type AS from_event_type, c.from_touchpoint AS from_touchpoint,
+       c.to_event_type AS to_event_type, c.to_touchpoint AS to_touchpoint,
+       toBool(c.stated_friction_before
+           OR (f.friction_ended_at >= c.switched_at - INTERVAL {FRICTION_WINDOW_MINUTES} MINUTE
+               AND f.friction_ended_at > toDateTime64(0, 3, 'UTC'))) AS after_friction
+FROM (
+    SELECT latest_person_id AS person_id,
+           lagInFrame(channel) OVER w AS from_channel, channel AS to_channel,
+           lagInFrame(occurred_at) OVER w AS from_at, occurred_at AS switched_at,
+           lagInFrame(event_type) OVER w AS from_event_type, event_type AS to_event_type,
+           lagInFrame(ifNull(touchpoint, '')) OVER w AS from_touchpoint,
+           ifNull(touchpoint, '') AS to_touchpoint,
+           row_number() OVER w AS position,
+           max(notEmpty(friction)) OVER (
+               PARTITION BY latest_person_id ORDER BY toUnixTimestamp64Milli(occurred_at)
+               RANGE BETWEEN {FRICTION_WINDOW_MINUTES * 60_000} PRECEDING AND 1 PRECEDING
+           ) = 1 AS stated_friction_before
+    FROM touchpoints_latest
+    WHERE latest_person_id != ''
+    WINDOW w AS (PARTITION BY latest_person_id ORDER BY occurred_at, event_id
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+) AS c
+ASOF LEFT JOIN (
+    SELECT m.latest_person_id AS friction_person_id, s.ended_at AS friction_ended_at
+    FROM sessions AS s FINAL
+    INNER JOIN (
+        SELECT person_id AS stamped_person_id, any(latest_person_id) AS latest_person_id
+        FROM touchpoints_latest GROUP BY person_id
+    ) AS m ON m.stamped_person_id = s.person_id
+    WHERE s.friction > 0
+) AS f ON f.friction_person_id = c.person_id AND f.friction_ended_at <= c.switched_at
+WHERE c.position > 1 AND c.from_channel != c.to_channel
+""",
+    # Everything known about a person, in time order: touchpoints with the identifiers they
+    # carried, identity merges, moves and refusals, stages reached, journey outcomes, standing
+    # drop-offs, and alerts that name the person among their examples.
+    "person_timeline": f"""
+CREATE OR REPLACE VIEW person_timeline AS
+SELECT latest_person_id AS person_id, occurred_at AS at, 'touchpoint' AS kind, channel,
+       toString(event_type) AS what, ifNull(touchpoint, '') AS touchpoint,
+       {_IDENTIFIERS} AS identifiers,
+       toString(source) AS detail, toString(event_id) AS ref
+FROM touchpoints_latest WHERE latest_person_id != ''
+UNION ALL
+SELECT arrayJoin(arrayDistinct(arrayConcat([a.person_id], a.old_person_ids))) AS person_id,
+       toDateTime64(a.event_time, 3, 'UTC') AS at, 'identity' AS kind, '' AS channel,
+       concat(a.kind, ' (', a.rule, ')', if(a.retracted, ' retracted', '')) AS what,
+       '' AS touchpoint, a.identifiers AS identifiers,
+       concat(arrayStringConcat(a.old_person_ids, ', '), ' -> ', a.person_id,
+              if(a.detail = '', '', concat(': ', a.detail))) AS detail,
+       toString(a.record_id) AS ref
+FROM identity_audit AS a FINAL
+UNION ALL
+SELECT person_id, reached_at AS at, 'stage' AS kind, stage_channel AS channel,
+       concat(definition_id, ': reached ', stage) AS what, '' AS touchpoint,
+       [] AS identifiers, '' AS detail, journey_id AS ref
+FROM journey_stages
+UNION ALL
+SELECT latest_person_id AS person_id, assumeNotNull(ended_at) AS at, 'journey' AS kind,
+       '' AS channel, concat(definition_id, ': ', status, ' at ', stage) AS what,
+       '' AS touchpoint, [] AS identifiers,
+       concat('started ', toString(started_at), ', channels ', arrayStringConcat(channels, ', '))
+           AS detail,
+       journey_id AS ref
+FROM journeys_latest WHERE ended_at IS NOT NULL AND status != 'merged'
+UNION ALL
+SELECT person_id, dropped_at AS at, 'dropoff' AS kind, last_channel AS channel,
+       concat(definition_id, ': dropped off at ', stage, ' (', reason, ')') AS what,
+       ifNull(last_touchpoint, '') AS touchpoint, [] AS identifiers,
+       arrayStringConcat(signals, ', ') AS detail, dropoff_id AS ref
+FROM dropoff_paths
+UNION ALL
+SELECT tupleElement(e, 'person_id') AS person_id,
+       fromUnixTimestamp64Milli(toInt64(round(tupleElement(e, 'at') * 1000)), 'UTC') AS at,
+       'alert' AS kind, tupleElement(e, 'channel') AS channel,
+       concat(a.kind, ' ', a.status, ': ', a.series_name) AS what,
+       ifNull(tupleElement(e, 'touchpoint'), '') AS touchpoint, [] AS identifiers,
+       tupleElement(e, 'what') AS detail, a.incident_id AS ref
+FROM alerts AS a FINAL
+ARRAY JOIN a.examples AS e
+""",
 }
-"""Views over the tables. `touchpoints_latest` resolves every touchpoint to its person's latest
-id: the override of the identifier that routed it, if it ever changed person, else the person
-stamped at processing time (which then is still right: see docs/stages/identity.md).
-`journeys_latest` does the same for journeys, through the event that started each one: the
-stage carries a person's journeys over when a merge arrives while it still holds them, but a
-customer may log in days after a journey ended and was forgotten. Its joined columns are
-named apart from the journey's, so it keeps the table's names (`journey_id`, not
-`` `j.journey_id` ``). `dropoffs_standing` is
-the drop-offs that no retraction cancelled."""
+"""`touchpoints_latest` resolves every touchpoint to its person's latest id: the override of
+the identifier that routed it, if it ever changed person, else the person stamped at
+processing time (which then is still right: see docs/stages/identity.md). `journeys_latest`
+does the same for journeys, through the event that started each one: the stage carries a
+person's journeys over when a merge arrives while it still holds them, but a customer may log
+in days after a journey ended and was forgotten. Its joined columns are named apart from the
+journey's, so it keeps the table's names (`journey_id`, not `` `j.journey_id` ``).
+`dropoffs_standing` is the drop-offs that no retraction cancelled. The analysts' views over
+them are described in docs/queries.md."""
