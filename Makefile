@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml | cut -c1-12)
 TEST_BROKER := --instance test --port 19192 --controller-port 19193 --fresh
 BENCH_BROKER := --instance bench --port 19392 --controller-port 19393 --fresh
 PYTEST_ARGS ?=
+# The official ClickHouse JDBC driver and the small client the integration tests drive it with.
+JDBC_DIR := tests/integration/jdbc
+JDBC_JARS := .local/jdbc-jars
+JDBC_CLASSES := .local/jdbc
 
-.PHONY: help setup demo test unit lint typecheck bench broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client demo test unit lint typecheck bench broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
@@ -26,6 +30,25 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	$(BIN)/journeys broker fetch
+	@$(MAKE) --no-print-directory jdbc-client
+
+# Fetched once (again only when the pom changes); compiled again only when the source changes.
+jdbc-client: $(JDBC_CLASSES)/QueryClient.class
+	@:
+
+$(JDBC_JARS)/.complete: $(JDBC_DIR)/pom.xml
+	@command -v mvn >/dev/null || { echo "Maven (mvn) fetches the ClickHouse JDBC driver"; exit 1; }
+	@echo "fetching the ClickHouse JDBC driver into $(JDBC_JARS)/"
+	@rm -rf $(JDBC_JARS) && mkdir -p $(JDBC_JARS)
+	@mvn -q -B -f $(JDBC_DIR)/pom.xml dependency:copy-dependencies \
+		-DoutputDirectory=$(CURDIR)/$(JDBC_JARS) -DincludeScope=runtime \
+		>$(JDBC_JARS)/fetch.log 2>&1 || { cat $(JDBC_JARS)/fetch.log; exit 1; }
+	@touch $@
+
+$(JDBC_CLASSES)/QueryClient.class: $(JDBC_DIR)/QueryClient.java $(JDBC_JARS)/.complete
+	@echo "compiling $< into $(JDBC_CLASSES)/"
+	@mkdir -p $(JDBC_CLASSES)
+	@javac --release 17 -d $(JDBC_CLASSES) -cp '$(JDBC_JARS)/*' $<
 
 demo: setup
 	$(BIN)/journeys demo
