@@ -97,10 +97,63 @@ class BatchSettings(Section):
     linger_seconds: float = Field(default=0.05, ge=0.0, le=10.0)
 
 
+class ClickHouseUser(Section):
+    """A user of the HTTP interface and the limits every one of its queries runs under."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    password: SecretStr = SecretStr("")
+    # Read-only users can neither write nor change settings (ClickHouse's readonly=1).
+    readonly: bool = False
+    max_threads: int | None = Field(default=None, ge=1)
+    max_execution_time_seconds: float | None = Field(default=None, gt=0)
+    max_memory_usage_bytes: int | None = Field(default=None, ge=1)
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class ClickHouseHttpSettings(Section):
+    """ClickHouse's HTTP interface over the embedded engine. chDB allows one process per data
+    folder, so the process that owns it (the sink, `journeys db serve`) serves it here and
+    every other reader (reports, queries, the page, BI tools) connects to it."""
+
+    serve: bool = True
+    host: str = "127.0.0.1"
+    # 0: any free port; readers find the one chosen in the announcement beside the folder.
+    port: int = Field(default=8123, ge=0, le=65535)
+    users: list[ClickHouseUser] = [ClickHouseUser(name="default")]
+    # The user this deployment's own commands connect as.
+    client_user: str = "default"
+    # Queries run at once; more wait their turn.
+    max_concurrent_queries: int = Field(default=16, ge=1)
+    # Idle HTTP sessions (a client's `session_id`) are closed after this.
+    session_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _users_fit(self) -> ClickHouseHttpSettings:
+        names = [user.name for user in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError(f"users: a name appears twice ({', '.join(sorted(names))})")
+        if self.client_user not in names:
+            raise ValueError(f"client_user: {self.client_user!r} is not one of users ({names})")
+        if self.host not in LOOPBACK_HOSTS:
+            open_users = [u.name for u in self.users if not u.password.get_secret_value()]
+            if open_users:
+                raise ValueError(
+                    f"host: {self.host} is reachable from other machines, so every user needs "
+                    f"a password (none for {', '.join(open_users)})"
+                )
+        return self
+
+    def user(self, name: str) -> ClickHouseUser | None:
+        return next((user for user in self.users if user.name == name), None)
+
+
 class ClickHouseSettings(Section):
     """One DSN: `chdb:///path` (embedded engine, the default) or `http(s)://user:pw@host:port/db`."""
 
     dsn: SecretStr | None = None
+    http: ClickHouseHttpSettings = ClickHouseHttpSettings()
 
     def resolved_dsn(self, data_dir: Path) -> str:
         if self.dsn is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from types import FrameType
 
 from deploy.commands import SubParsers, examples
@@ -27,6 +28,19 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     dsub.add_parser(
         "ddl", help="print the CREATE TABLE statements", epilog=examples("db ddl")
     ).set_defaults(func=_ddl)
+    serve = dsub.add_parser(
+        "serve",
+        help="serve the embedded ClickHouse folder over ClickHouse's HTTP interface",
+        description="Serve the embedded folder (JOURNEYS_CLICKHOUSE__DSN=chdb:///path) over "
+        "ClickHouse's HTTP interface, so BI tools, drivers and other processes query it and "
+        "insert into it. The sink does this itself while it runs; use this when nothing else "
+        "holds the folder. Users and their limits: JOURNEYS_CLICKHOUSE__HTTP__USERS.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples("db serve", "db serve --port 18123", "db serve --host 0.0.0.0"),
+    )
+    serve.add_argument("--host", help="address to bind (default: the setting, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: the setting, 8123; 0: any free)")
+    serve.set_defaults(func=_serve)
 
     proc = sub.add_parser(
         "process",
@@ -95,6 +109,38 @@ def _ddl(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.settings import ClickHouseHttpSettings
+    from sinks.http.discovery import folder_of
+    from sinks.http.server import HttpInterface
+
+    folder = folder_of(settings.clickhouse_dsn)
+    if folder is None:
+        print(
+            "journeys: error: JOURNEYS_CLICKHOUSE__DSN names a ClickHouse server, which serves "
+            "itself; `db serve` serves an embedded folder (chdb:///path)",
+            file=sys.stderr,
+        )
+        return 2
+    chosen = {"host": args.host, "port": args.port}
+    # Validated again: a --host reachable from other machines needs passwords on every user.
+    http = ClickHouseHttpSettings.model_validate(
+        {**settings.clickhouse.http.model_dump(), **{k: v for k, v in chosen.items() if v}}
+    )
+    try:
+        interface = HttpInterface(folder, http)
+    except OSError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
+    stop = _stop_flag()
+    interface.start()
+    print(f"serving {folder} at {interface.url} (Ctrl-C to stop)", flush=True)
+    while not stop[0] and interface.running:
+        time.sleep(0.2)
+    interface.stop()
+    return 0
+
+
 def _process(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from stream_processors.runtime.worker import run
@@ -109,6 +155,7 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from schemas.topics import Topics
     from sinks.clickhouse import connect, migrate
+    from sinks.http.server import serving
     from sinks.runner import TopicSink, pipeline_routes
 
     ensure_topics(settings)
@@ -117,7 +164,9 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     stop = _stop_flag()
     routes = pipeline_routes(Topics.from_settings(settings.topics))
     sink = TopicSink(settings, client, routes)
-    stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
+    # The sink owns an embedded folder while it runs: it serves it so others can read.
+    with serving(settings.clickhouse_dsn, settings.clickhouse.http):
+        stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
     print(
         f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"
     )

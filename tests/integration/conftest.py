@@ -50,7 +50,8 @@ def settings(bootstrap: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / "data",
         kafka={"bootstrap_servers": bootstrap},
         topics={"prefix": f"t{run}.", "partitions": 4},
-        clickhouse={"dsn": f"chdb://{tmp_path / 'clickhouse'}"},
+        # Its sink serves the folder on any free port (found through the announcement).
+        clickhouse={"dsn": f"chdb://{tmp_path / 'clickhouse'}", "http": {"port": 0}},
         # No wall-clock watermarks: tests replay fixed event times and close them with
         # heartbeats, so their outcomes must not depend on how long a step takes.
         processor={"worker_id": f"w{run}", "metrics_port": None, "idle_after_seconds": 0},

@@ -1,0 +1,157 @@
+"""The ASGI app speaking ClickHouse's HTTP interface (the collector's stack: uvicorn).
+
+`/` and `/query` run queries (GET reads only, POST also writes); `/ping` and
+`/replicas_status` answer `Ok.` as ClickHouse does, for load balancers and drivers. Queries run
+in a bounded pool of threads, as many at once as `max_concurrent_queries`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from schemas.settings import ClickHouseHttpSettings
+from sinks.http.core import blocks
+from sinks.http.core.access import authenticate
+from sinks.http.core.encoding import decode, encode, response_coding
+from sinks.http.core.errors import QueryError
+from sinks.http.core.request import ClickHouseRequest, parse_request, plan
+from sinks.http.engine import Answer, Engine, summary_header
+
+log = logging.getLogger(__name__)
+
+QUERY_PATHS = frozenset({"/", "/query"})
+OK_PATHS = frozenset({"/ping", "/replicas_status"})
+DISPLAY_NAME = "journeys"
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+class ClickHouseHttpApp:
+    def __init__(self, engine: Engine, settings: ClickHouseHttpSettings) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._pool = ThreadPoolExecutor(
+            settings.max_concurrent_queries, thread_name_prefix="clickhouse-http"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path in OK_PATHS:
+            await _respond(send, 200, b"Ok.\n", [(b"Content-Type", b"text/plain; charset=UTF-8")])
+            return
+        if path not in QUERY_PATHS:
+            await _respond(send, 404, b"There is no handle " + path.encode() + b"\n", [])
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query_id = str(uuid.uuid4())
+        common = [
+            (b"X-ClickHouse-Server-Display-Name", DISPLAY_NAME.encode()),
+            (b"X-ClickHouse-Timezone", self._engine.timezone.encode()),
+        ]
+        try:
+            request = parse_request(
+                scope["method"], scope.get("query_string", b"").decode("latin-1"), headers
+            )
+            query_id = request.query_id or query_id
+            body = decode(await _body(receive), request.content_encoding)
+            if request.decompress:
+                body = blocks.decompress(body)
+            answer = await self._answer(request, body)
+        except QueryError as error:
+            log.info("clickhouse http: %s %s", error.status, error.body().decode().strip()[:300])
+            await _respond(
+                send,
+                error.status,
+                error.body(),
+                [
+                    *common,
+                    (b"X-ClickHouse-Query-Id", query_id.encode()),
+                    (b"X-ClickHouse-Exception-Code", str(error.code).encode()),
+                    (b"Content-Type", b"text/plain; charset=UTF-8"),
+                ],
+            )
+            return
+        coding = response_coding(request.http_compression, request.accept_encoding)
+        extra = [(b"Content-Encoding", coding.encode())] if coding else []
+        payload = blocks.compress(answer.body) if request.compress else answer.body
+        await _respond(
+            send,
+            200,
+            encode(payload, coding),
+            [
+                *common,
+                *extra,
+                (b"X-ClickHouse-Query-Id", query_id.encode()),
+                (b"X-ClickHouse-Format", answer.output_format.encode()),
+                (b"X-ClickHouse-Summary", summary_header(answer.summary).encode()),
+                (b"Content-Type", content_type(answer.output_format).encode()),
+            ],
+        )
+
+    async def _answer(self, request: ClickHouseRequest, body: bytes) -> Answer:
+        user = authenticate(self._settings.users, request.credentials)
+        what = plan(request, body)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._pool,
+            lambda: self._engine.run(what, user, request),
+        )
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._pool.shutdown(wait=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"Content-Length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def content_type(output_format: str) -> str:
+    """The media type ClickHouse gives a format's output."""
+    name = output_format.lower()
+    if name.startswith(("tabseparated", "tsv")):
+        return "text/tab-separated-values; charset=UTF-8"
+    if name.startswith("csv"):
+        return "text/csv; charset=UTF-8; header=absent"
+    if name.endswith("eachrow") or name in {"jsonlines", "ndjson"}:
+        return "application/x-ndjson; charset=UTF-8"
+    if name.startswith("json"):
+        return "application/json; charset=UTF-8"
+    if name.startswith(("pretty", "vertical", "markdown")):
+        return "text/plain; charset=UTF-8"
+    return "application/octet-stream"
