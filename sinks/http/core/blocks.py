@@ -26,9 +26,10 @@ _MASK64 = (1 << 64) - 1
 
 
 def checksum(framed: bytes) -> bytes:
-    """CityHash128 as ClickHouse stores it: its low 64 bits, then its high 64, little-endian."""
+    """CityHash128 as ClickHouse stores it: the hash's first 64-bit half, then its second, each
+    little-endian. The Python binding returns the halves as one int, first << 64 | second."""
     value = CityHash128(framed)
-    return struct.pack("<QQ", value & _MASK64, value >> 64)
+    return struct.pack("<QQ", value >> 64, value & _MASK64)
 
 
 def compress(data: bytes) -> bytes:
