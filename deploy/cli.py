@@ -11,7 +11,16 @@ import sys
 from collections.abc import Sequence
 
 from deploy import logs
-from deploy.commands import alerts, broker, definitions, examples, feed, identity, pipeline
+from deploy.commands import (
+    alerts,
+    broker,
+    definitions,
+    examples,
+    feed,
+    identity,
+    pipeline,
+    query,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     identity.register(sub)
     definitions.register(sub)
     alerts.register(sub)
+    query.register(sub)
     return p
 
 
