@@ -25,6 +25,7 @@ from sinks.http.discovery import announcement_path
 from sinks.http.server import HttpInterface
 
 from .helpers import ROOT, wait_for
+from .jdbc_client import JdbcBatch, JdbcError, run_jdbc
 
 ANALYST = ClickHouseUser(
     name="analyst",
@@ -287,3 +288,41 @@ def test_readers_find_the_live_interface_only_while_it_serves(tmp_path: Path) ->
     assert proc.returncode == 0, out.decode()
     assert not announcement_path(folder).exists()
     assert reader_dsn(dsn) == dsn
+
+
+def test_the_jdbc_driver_with_its_default_settings_reads_writes_and_reports_errors(
+    interface: HttpInterface,
+) -> None:
+    url = f"jdbc:clickhouse://127.0.0.1:{interface.port}/default"
+    results = run_jdbc(
+        url,
+        "default",
+        "",
+        [
+            "CREATE TABLE j (id UInt32, name String, at DateTime64(3, 'UTC'), "
+            "score Nullable(Float64)) ENGINE = MergeTree ORDER BY id",
+            JdbcBatch(
+                "INSERT INTO j (id, name, at, score) VALUES (?, ?, ?, ?)",
+                [
+                    [1, "ann", "2026-01-02 03:04:05", 1.5],
+                    [2, "b'o\\b", "2026-01-03 00:00:00", None],
+                ],
+            ),
+            "SELECT id, name, toString(at), score FROM j ORDER BY id",
+            "SELECT count() AS n FROM numbers(250000)",
+        ],
+    )
+    assert results[1].update_count == 2  # written_rows of the summary: one per row
+    assert results[2].columns == ["id", "name", "toString(at)", "score"]
+    assert results[2].rows == [
+        ["1", "ann", "2026-01-02 03:04:05.000", "1.5"],
+        ["2", "b'o\\b", "2026-01-03 00:00:00.000", None],
+    ]
+    assert results[3].rows == [["250000"]]
+    with pytest.raises(JdbcError) as raised:
+        run_jdbc(url, "default", "", ["SELECT * FROM no_such_table"])
+    assert "Code: 60. DB::Exception" in raised.value.message
+    with pytest.raises(JdbcError) as refused:
+        run_jdbc(url, "analyst", "s3cret", ["INSERT INTO j VALUES (3, 'c', now(), 1)"])
+    assert "164" in refused.value.message
+    assert run_jdbc(url, "analyst", "s3cret", ["SELECT count() FROM j"])[0].rows == [["2"]]
