@@ -1,4 +1,8 @@
-"""What reached ClickHouse and the dead-letter topic, for people: counts and text bar charts."""
+"""What reached ClickHouse and the dead-letter topic, for people: counts and text bar charts.
+
+`journeys report` reads ClickHouse (through the sink's live interface while it runs) and needs
+no broker: without one, the dead letters, which stay in Kafka, are left out with a one-line
+note."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 from clickhouse_connect.driver.client import Client
 
-from schemas.settings import KafkaSettings
+from schemas.settings import KafkaSettings, Settings
 from stream_processors.runtime.topic_reader import read_to_end
 
 
@@ -19,6 +23,7 @@ class Summary:
     per_channel: dict[str, int] = field(default_factory=dict)
     per_event_type: list[tuple[str, str, int]] = field(default_factory=list)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    dead_letters_unread: str | None = None  # why they could not be read
     persons: int = 0
     persons_per_channel_count: dict[str, int] = field(default_factory=dict)
     identity_records: dict[str, int] = field(default_factory=dict)
@@ -159,8 +164,7 @@ def render(summary: Summary) -> str:
         "Events per channel:",
         bar_chart(summary.per_channel),
         "",
-        f"Dead-lettered: {sum(summary.dead_letters.values()):,}",
-        bar_chart(dict(summary.dead_letters.most_common())),
+        *_dead_letter_lines(summary),
         "",
         f"Persons (identities stitched across channels): {summary.persons:,}",
         bar_chart(summary.persons_per_channel_count),
@@ -169,3 +173,54 @@ def render(summary: Summary) -> str:
         bar_chart(summary.identity_records),
     ]
     return "\n".join(lines)
+
+
+def _dead_letter_lines(summary: Summary) -> list[str]:
+    if summary.dead_letters_unread is not None:
+        return [f"Dead-lettered: not read ({summary.dead_letters_unread})"]
+    return [
+        f"Dead-lettered: {sum(summary.dead_letters.values()):,}",
+        bar_chart(dict(summary.dead_letters.most_common())),
+    ]
+
+
+def report(settings: Settings) -> int:
+    """`journeys report`: print what reached ClickHouse and, when Kafka answers, the dead
+    letters; an exit code."""
+    import sys
+
+    from deploy.query.options import QueryError
+    from deploy.query.reader import open_journeys
+    from schemas.topics import Topics
+
+    try:
+        with open_journeys(settings.clickhouse_dsn) as client:
+            summary = touchpoint_summary(client)
+            journeys = journey_summary(client)
+    except QueryError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
+    if _kafka_answers(settings.kafka):
+        topic = Topics.from_settings(settings.topics).dlq_ingest
+        summary.dead_letters = dead_letter_reasons(settings.kafka, topic)
+    else:
+        summary.dead_letters_unread = (
+            f"they stay in Kafka, which is not reachable at {settings.kafka.bootstrap_servers}"
+        )
+    print(render(summary))
+    print()
+    print(render_journeys(journeys))
+    return 0
+
+
+def _kafka_answers(kafka: KafkaSettings, timeout: float = 3.0) -> bool:
+    """Whether a broker answers, asked quietly: an absent broker is expected here, and
+    librdkafka would otherwise print a line per failed connection."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient({**kafka.as_librdkafka_dict(), "log_level": 0}).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return True

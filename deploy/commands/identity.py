@@ -1,7 +1,7 @@
 """`journeys identity show ID`: one person's identifiers, merges, moves and refusals.
 
-Read from Kafka (the `identity-map` and `identity-audit` topics), not ClickHouse, so it works
-while the pipeline runs and the sink holds the embedded ClickHouse folder.
+Read from ClickHouse (`identity_overrides`, `identity_audit`, `touchpoints_latest`), through
+the sink's live interface while it runs, so it needs no broker.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import argparse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from deploy.commands import EPILOG, SubParsers, examples
 from schemas.settings import Settings
@@ -98,22 +96,61 @@ def render(view: PersonView) -> str:
 
 
 def _show(settings: Settings, args: argparse.Namespace) -> int:
-    from deploy.kafka_admin import check_kafka
-    from schemas import envelope
-    from schemas.topics import Topics
-    from stream_processors.runtime.topic_reader import read_to_end
+    import sys
 
-    check_kafka(settings)
-    topics = Topics.from_settings(settings.topics)
-    map_rows = [
-        orjson.loads(m.value())
-        for m in read_to_end(settings.kafka, topics.identity_map)
-        if m.value() is not None
-    ]
-    audit_rows = [
-        row
-        for m in read_to_end(settings.kafka, topics.identity_audit)
-        for row in envelope.decode(m.value() or b"{}").events
-    ]
-    print(render(describe(args.id, map_rows, audit_rows)))
+    from deploy.query.options import QueryError
+
+    try:
+        print(render(_read(settings.clickhouse_dsn, args.id)))
+    except QueryError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+# The latest version of each identifier's override; `describe` wants them as the map topic
+# had them (identifier, person_id, remapped).
+_OVERRIDES = """
+SELECT identifier, argMax(person_id, version) AS person_id, argMax(remapped, version) AS remapped
+FROM identity_overrides {where} GROUP BY identifier {having}"""
+_AUDIT = """
+SELECT kind, rule, person_id, old_person_ids, identifiers, event_id, event_time, detail,
+       retracted, version
+FROM identity_audit FINAL
+WHERE person_id = {pid:String} OR has(old_person_ids, {pid:String})
+   OR hasAny(identifiers, {members:Array(String)})"""
+
+
+def _read(dsn: str, query: str) -> PersonView:
+    """The person `query` names, from ClickHouse; `QueryError` when nothing is known."""
+    from deploy.query.options import QueryError
+    from deploy.query.questions import Query
+    from deploy.query.reader import ask, open_journeys
+    from stream_processors.identity.core.records import person_id
+
+    with open_journeys(dsn) as client:
+
+        def rows(sql: str, **parameters: Any) -> list[dict[str, Any]]:
+            answer = ask(client, Query(sql, parameters))
+            return [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
+
+        own = rows(_OVERRIDES.format(where="WHERE identifier = {q:String}", having=""), q=query)
+        pid = query
+        if ":" in query:
+            pid = own[0]["person_id"] if own and own[0]["remapped"] else person_id(query)
+        having = "HAVING person_id = {pid:String} AND remapped"
+        map_rows = own + rows(_OVERRIDES.format(where="", having=having), pid=pid)
+        members = sorted({r["identifier"] for r in map_rows} | ({query} if ":" in query else set()))
+        audit = rows(_AUDIT, pid=pid, members=members)
+        for row in audit:
+            row["event_time"] = row["event_time"].isoformat(sep=" ")
+        touched = ask(
+            client,
+            Query(
+                "SELECT count() FROM touchpoints_latest WHERE latest_person_id = {pid:String}",
+                {"pid": pid},
+            ),
+        ).rows[0][0]
+    if not audit and not touched and not any(r["remapped"] for r in map_rows):
+        raise QueryError(f"unknown person or identifier {query!r}: nothing about it in ClickHouse")
+    return describe(query, map_rows, audit)

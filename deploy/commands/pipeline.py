@@ -96,9 +96,11 @@ def _topics(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from sinks.clickhouse import connect, migrate
+    from sinks.definitions import record_definitions
 
     client = connect(settings.clickhouse_dsn)
     print(f"applied {migrate(client)} statements")
+    record_definitions(client, settings.journeys.definitions)
     return 0
 
 
@@ -155,12 +157,14 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from schemas.topics import Topics
     from sinks.clickhouse import connect, migrate
+    from sinks.definitions import record_definitions
     from sinks.http.server import serving
     from sinks.runner import TopicSink, pipeline_routes
 
     ensure_topics(settings)
     client = connect(settings.clickhouse_dsn)
     migrate(client)
+    record_definitions(client, settings.journeys.definitions)
     stop = _stop_flag()
     routes = pipeline_routes(Topics.from_settings(settings.topics))
     sink = TopicSink(settings, client, routes)
@@ -185,15 +189,9 @@ def _stop_flag() -> list[bool]:
 
 
 def _report(settings: Settings, _args: argparse.Namespace) -> int:
-    from deploy.report import dead_letter_reasons, render, touchpoint_summary
-    from schemas.topics import Topics
-    from sinks.clickhouse import connect
+    from deploy.report import report
 
-    summary = touchpoint_summary(connect(settings.clickhouse_dsn))
-    topic = Topics.from_settings(settings.topics).dlq_ingest
-    summary.dead_letters = dead_letter_reasons(settings.kafka, topic)
-    print(render(summary))
-    return 0
+    return report(settings)
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:

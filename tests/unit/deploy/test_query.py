@@ -1,5 +1,5 @@
 """`journeys query`: the pure pieces (ranges, steps, catalog checks, funnel shares, formats),
-then the command itself on the embedded engine over the hand-made rows of
+then the commands (and `report`, `identity show`) on the embedded engine over the rows of
 tests/unit/sinks/analyst_rows.py, in-process."""
 
 from __future__ import annotations
@@ -204,3 +204,27 @@ def test_a_path_without_journeys_tables_is_one_line_and_is_not_created(
     code, _, err = run(f"chdb://{tmp_path / 'empty'}", ["dropoffs"], monkeypatch, capsys)
     assert code == 2 and "holds no journeys tables" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_report_and_identity_show_read_clickhouse_with_no_broker(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JOURNEYS_CLICKHOUSE__DSN", dsn)
+    monkeypatch.setenv("JOURNEYS_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    monkeypatch.setenv("JOURNEYS_LOG_LEVEL", "ERROR")
+    assert main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "ClickHouse touchpoints: 9 rows" in out
+    assert (
+        "Dead-lettered: not read (they stay in Kafka, which is not reachable at 127.0.0.1:1)" in out
+    )
+    assert "purchase cart (web)" in out
+    assert main(["identity", "show", "p2"]) == 0
+    out = capsys.readouterr().out
+    assert "merge (link)" in out and "p2old -> p2" in out
+    assert main(["identity", "show", "customer_id:nobody"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "journeys: error: unknown person or identifier 'customer_id:nobody': nothing "
+        "about it in ClickHouse"
+    ]
