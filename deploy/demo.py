@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from deploy.kafka_admin import ensure_topics, group_drained, group_lag
 from deploy.local.broker import LocalBroker
@@ -107,6 +108,7 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
             f"[demo] the journeys stage found {stored['converted']:,} converted and "
             f"{stored['dropped_off']:,} dropped off (compare: the simulator's ground truth above)"
         )
+        print(where_to_look(ch_dir))
         return 0
     finally:
         for child in children:
@@ -114,6 +116,14 @@ def run_demo(base: Settings, customers: int, port: int = DEMO_PORT) -> int:
         if started:
             broker.stop()
             print("[demo] Kafka stopped")
+
+
+def where_to_look(ch_dir: Path) -> str:
+    """The demo's last words: where its data stays, and the one command that queries it."""
+    return (
+        f"[demo] its ClickHouse data stays in {ch_dir}; query it with:\n"
+        f"  JOURNEYS_CLICKHOUSE__DSN=chdb://{ch_dir} journeys query funnel --by stage_channel"
+    )
 
 
 def _wait_for_pipeline(

@@ -228,3 +228,16 @@ def test_report_and_identity_show_read_clickhouse_with_no_broker(
         "journeys: error: unknown person or identifier 'customer_id:nobody': nothing "
         "about it in ClickHouse"
     ]
+
+
+def test_the_demo_ends_with_where_its_data_is_and_the_command_that_queries_it() -> None:
+    from deploy.demo import where_to_look
+
+    text = where_to_look(Path("/data/demo/clickhouse"))
+    assert "/data/demo/clickhouse" in text.splitlines()[0]
+    command = text.splitlines()[-1].split()
+    assert command[0] == "JOURNEYS_CLICKHOUSE__DSN=chdb:///data/demo/clickhouse"
+    assert command[1:3] == ["journeys", "query"]
+    from deploy.cli import _parser
+
+    _parser().parse_args(command[2:])
