@@ -95,10 +95,11 @@ def _topics(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import connect, migrate, reader_dsn
     from sinks.definitions import record_definitions
 
-    client = connect(settings.clickhouse_dsn)
+    # Through the live interface when a process serves the folder (the sink, `db serve`).
+    client = connect(reader_dsn(settings.clickhouse_dsn))
     print(f"applied {migrate(client)} statements")
     record_definitions(client, settings.journeys.definitions)
     return 0
@@ -156,20 +157,22 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from schemas.topics import Topics
-    from sinks.clickhouse import connect, migrate
+    from sinks.clickhouse import connect, migrate, reader_dsn
     from sinks.definitions import record_definitions
     from sinks.http.server import serving
     from sinks.runner import TopicSink, pipeline_routes
 
     ensure_topics(settings)
-    client = connect(settings.clickhouse_dsn)
+    # A folder another process already serves (`db serve`, another sink) is written through
+    # its interface; otherwise this sink owns the folder and serves it so others can read.
+    dsn = reader_dsn(settings.clickhouse_dsn)
+    client = connect(dsn)
     migrate(client)
     record_definitions(client, settings.journeys.definitions)
     stop = _stop_flag()
     routes = pipeline_routes(Topics.from_settings(settings.topics))
     sink = TopicSink(settings, client, routes)
-    # The sink owns an embedded folder while it runs: it serves it so others can read.
-    with serving(settings.clickhouse_dsn, settings.clickhouse.http):
+    with serving(dsn, settings.clickhouse.http):
         stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
     print(
         f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"

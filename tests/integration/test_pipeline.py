@@ -9,15 +9,17 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from producers.files import publish_items
 from producers.synthetic import Kind, generate
 from schemas.deadletter import Reason
 from schemas.settings import Settings
 from schemas.topics import Topics
-from sinks.clickhouse import session
+from sinks.clickhouse import reader_dsn, session
 from sinks.runner import EXIT_FAULT_INJECTED
 
-from .helpers import dead_letters, drain, journeys, stage_topics, stop
+from .helpers import dead_letters, drain, journeys, stage_topics, stop, wait_for
 
 EXPECTED_REASON: dict[Kind, Reason] = {
     "malformed_json": "malformed_json",
@@ -28,10 +30,21 @@ EXPECTED_REASON: dict[Kind, Reason] = {
 }
 
 
+@pytest.mark.parametrize("served", [False, True], ids=["embedded", "through-db-serve"])
 def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
-    settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path, served: bool
 ) -> None:
+    """`through-db-serve`: `journeys db serve` holds the folder, so the sinks write through
+    its HTTP interface (inserts with their deduplication tokens, a crash between an insert
+    and its commit included), as they would to a ClickHouse server. A sink that opened the
+    folder itself would fail: chDB lets one process hold it."""
     topics = Topics.from_settings(settings.topics)
+    server = None
+    if served:
+        server = journeys(settings, "db", "serve", log=tmp_path / "serve.log")
+        processes.append(server)
+        dsn = settings.clickhouse_dsn
+        wait_for(lambda: reader_dsn(dsn) != dsn, 60, "db serve", [server], tmp_path / "serve.log")
     items = list(
         generate(
             12_000,
@@ -72,6 +85,8 @@ def test_exactly_once_into_clickhouse_with_dead_letters_and_a_sink_crash(
     processes.append(sink)
     assert sink.wait(timeout=180) == 0, log.read_text()[-3000:]
     stop([ingest, identity], log)
+    if server is not None:
+        stop([server], tmp_path / "serve.log")
 
     with session(settings.clickhouse_dsn) as ch:
         plain = ch.query("SELECT count() FROM touchpoints").result_rows[0][0]
