@@ -1,7 +1,8 @@
 """The ASGI app speaking ClickHouse's HTTP interface (the collector's stack: uvicorn).
 
 `/` and `/query` run queries (GET reads only, POST also writes); `/ping` and
-`/replicas_status` answer `Ok.` as ClickHouse does, for load balancers and drivers. Queries run
+`/replicas_status` answer `Ok.` as ClickHouse does, for load balancers and drivers; `/metrics`
+is the process's Prometheus metrics (the sink's too, when the sink serves). Queries run
 in a bounded pool of threads, as many at once as `max_concurrent_queries`.
 """
 
@@ -9,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from schemas.settings import ClickHouseHttpSettings
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas.settings import ClickHouseHttpSettings, ClickHouseUser
+from sinks.http import metrics
 from sinks.http.core import blocks
 from sinks.http.core.access import authenticate
 from sinks.http.core.encoding import decode, encode, response_coding
 from sinks.http.core.errors import QueryError
-from sinks.http.core.request import ClickHouseRequest, parse_request, plan
+from sinks.http.core.request import ClickHouseRequest, Insert, Query, parse_request, plan
 from sinks.http.engine import Answer, Engine, summary_header
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,11 @@ class ClickHouseHttpApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        if path == "/metrics":
+            await _respond(
+                send, 200, generate_latest(), [(b"Content-Type", CONTENT_TYPE_LATEST.encode())]
+            )
+            return
         if path in OK_PATHS:
             await _respond(send, 200, b"Ok.\n", [(b"Content-Type", b"text/plain; charset=UTF-8")])
             return
@@ -55,6 +65,7 @@ class ClickHouseHttpApp:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query_id = str(uuid.uuid4())
+        kind = "query"
         common = [
             (b"X-ClickHouse-Server-Display-Name", DISPLAY_NAME.encode()),
             (b"X-ClickHouse-Timezone", self._engine.timezone.encode()),
@@ -67,8 +78,12 @@ class ClickHouseHttpApp:
             body = decode(await _body(receive), request.content_encoding)
             if request.decompress:
                 body = blocks.decompress(body)
-            answer = await self._answer(request, body)
+            user = authenticate(self._settings.users, request.credentials)
+            what = plan(request, body)
+            kind = "insert" if isinstance(what, Insert) else "query"
+            answer = await self._answer(what, user, request)
         except QueryError as error:
+            metrics.QUERIES.labels(kind, str(error.status)).inc()
             log.info("clickhouse http: %s %s", error.status, error.body().decode().strip()[:300])
             await _respond(
                 send,
@@ -82,6 +97,7 @@ class ClickHouseHttpApp:
                 ],
             )
             return
+        metrics.QUERIES.labels(kind, "200").inc()
         coding = response_coding(request.http_compression, request.accept_encoding)
         extra = [(b"Content-Encoding", coding.encode())] if coding else []
         payload = blocks.compress(answer.body) if request.compress else answer.body
@@ -99,14 +115,20 @@ class ClickHouseHttpApp:
             ],
         )
 
-    async def _answer(self, request: ClickHouseRequest, body: bytes) -> Answer:
-        user = authenticate(self._settings.users, request.credentials)
-        what = plan(request, body)
+    async def _answer(
+        self, what: Query | Insert, user: ClickHouseUser, request: ClickHouseRequest
+    ) -> Answer:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool,
-            lambda: self._engine.run(what, user, request),
-        )
+        kind = "insert" if isinstance(what, Insert) else "query"
+        metrics.RUNNING.inc()
+        started = time.perf_counter()
+        try:
+            return await loop.run_in_executor(
+                self._pool, lambda: self._engine.run(what, user, request)
+            )
+        finally:
+            metrics.RUNNING.dec()
+            metrics.SECONDS.labels(kind).observe(time.perf_counter() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

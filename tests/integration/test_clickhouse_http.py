@@ -146,6 +146,18 @@ def test_formats_settings_and_query_parameters_as_clickhouse_takes_them(
     assert headers["content-encoding"] == "gzip"
 
 
+def test_the_interface_counts_what_it_answers_for_prometheus(interface: HttpInterface) -> None:
+    def refused_so_far() -> float:
+        with urllib.request.urlopen(f"{interface.url}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        line = 'journeys_clickhouse_http_queries_total{kind="query",status="400"}'
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line))
+
+    before = refused_so_far()
+    assert raw(interface, "query=SELEC+1")[0] == 400
+    assert refused_so_far() == before + 1
+
+
 def test_clickhouses_own_block_compression_round_trips(interface: HttpInterface) -> None:
     from sinks.http.core import blocks
 
