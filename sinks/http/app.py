@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +22,7 @@ from schemas.settings import ClickHouseHttpSettings, ClickHouseUser
 from sinks.http import metrics
 from sinks.http.core import blocks
 from sinks.http.core.access import authenticate
-from sinks.http.core.encoding import decode, encode, response_coding
+from sinks.http.core.encoding import Encoder, decode, encode, response_coding
 from sinks.http.core.errors import QueryError
 from sinks.http.core.request import ClickHouseRequest, Insert, Query, parse_request, plan
 from sinks.http.engine import Answer, Engine, summary_header
@@ -63,16 +64,19 @@ class ClickHouseHttpApp:
         if path not in QUERY_PATHS:
             await _respond(send, 404, b"There is no handle " + path.encode() + b"\n", [])
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        await self._query(scope, receive, send)
+
+    async def _query(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asked = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query_id = str(uuid.uuid4())
         kind = "query"
-        common = [
+        common: list[tuple[bytes, bytes]] = [
             (b"X-ClickHouse-Server-Display-Name", DISPLAY_NAME.encode()),
             (b"X-ClickHouse-Timezone", self._engine.timezone.encode()),
         ]
         try:
             request = parse_request(
-                scope["method"], scope.get("query_string", b"").decode("latin-1"), headers
+                scope["method"], scope.get("query_string", b"").decode("latin-1"), asked
             )
             query_id = request.query_id or query_id
             body = decode(await _body(receive), request.content_encoding)
@@ -99,21 +103,42 @@ class ClickHouseHttpApp:
             return
         metrics.QUERIES.labels(kind, "200").inc()
         coding = response_coding(request.http_compression, request.accept_encoding)
-        extra = [(b"Content-Encoding", coding.encode())] if coding else []
-        payload = blocks.compress(answer.body) if request.compress else answer.body
-        await _respond(
-            send,
-            200,
-            encode(payload, coding),
-            [
-                *common,
-                *extra,
-                (b"X-ClickHouse-Query-Id", query_id.encode()),
-                (b"X-ClickHouse-Format", answer.output_format.encode()),
-                (b"X-ClickHouse-Summary", summary_header(answer.summary).encode()),
-                (b"Content-Type", content_type(answer.output_format).encode()),
-            ],
-        )
+        headers = [
+            *common,
+            *([(b"Content-Encoding", coding.encode())] if coding else []),
+            (b"X-ClickHouse-Query-Id", query_id.encode()),
+            (b"X-ClickHouse-Format", answer.output_format.encode()),
+            (b"X-ClickHouse-Summary", summary_header(answer.summary).encode()),
+            (b"Content-Type", content_type(answer.output_format).encode()),
+        ]
+        if answer.chunks is None:
+            payload = blocks.compress(answer.body) if request.compress else answer.body
+            await _respond(send, 200, encode(payload, coding), headers)
+            return
+        await self._stream(send, answer.chunks, headers, Encoder(coding), request.compress)
+
+    async def _stream(
+        self,
+        send: Send,
+        chunks: Iterator[bytes],
+        headers: list[tuple[bytes, bytes]],
+        encoder: Encoder,
+        framed: bool,
+    ) -> None:
+        """A result sent as the engine produces it (chunked), each piece framed and encoded;
+        the engine's handle is given back however the stream ends."""
+        loop = asyncio.get_running_loop()
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        try:
+            while (chunk := await loop.run_in_executor(self._pool, next, chunks, None)) is not None:
+                piece = encoder.feed(blocks.compress(chunk) if framed else chunk)
+                if piece:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            await send({"type": "http.response.body", "body": encoder.finish()})
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await loop.run_in_executor(self._pool, close)
 
     async def _answer(
         self, what: Query | Insert, user: ClickHouseUser, request: ClickHouseRequest

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -28,10 +28,29 @@ from sinks.http.core.request import (
     Query,
     check_reads_only,
     result_format,
+    statement_kind,
 )
 
 # chDB ships no types: its handles are typed Any here, once.
 _connect: Callable[[str], Any] = chdb.connect
+# Formats whose results are the concatenation of their blocks' (no header, no footer): these
+# stream, the rest are read whole first.
+STREAMABLE = frozenset(
+    {
+        "native",
+        "tabseparated",
+        "tsv",
+        "tabseparatedraw",
+        "tsvraw",
+        "csv",
+        "rowbinary",
+        "jsoneachrow",
+        "jsonlines",
+        "ndjson",
+        "jsoncompacteachrow",
+        "jsonstringseachrow",
+    }
+)
 # Inserts hand the engine the body in pieces of this size.
 INSERT_CHUNK_BYTES = 1 << 20
 
@@ -41,6 +60,8 @@ class Answer:
     body: bytes
     output_format: str
     summary: dict[str, str]
+    # A streamed result: its pieces, each read from the engine when asked for (blocking).
+    chunks: Iterator[bytes] | None = None
 
 
 class _Handle:
@@ -48,6 +69,7 @@ class _Handle:
         self.connection = connection
         self.lock = threading.Lock()
         self.last_used = time.monotonic()
+        self.restore: list[str] = []  # what puts a session's settings back after a request
 
 
 class Engine:
@@ -70,20 +92,38 @@ class Engine:
         self.version = self._anchor.query("SELECT version()", "TSVRaw").bytes().decode().strip()
 
     def run(self, plan: Query | Insert, user: ClickHouseUser, request: ClickHouseRequest) -> Answer:
-        """Run `plan` for `user` with the request's settings, parameters and session."""
+        """Run `plan` for `user` with the request's settings, parameters and session. A result
+        in a format whose blocks concatenate comes as `chunks`, read from the engine as the
+        client takes them; the handle is released when they end (or are closed)."""
         session_id = request.session_id
         keep = session_id is not None and not user.readonly
         handle = self._session(user.name, session_id) if keep and session_id else None
-        if handle is not None and request.method == "GET" and isinstance(plan, Query):
-            check_reads_only(plan.sql)
+        fresh = handle is None
         if handle is None:
-            fresh = _Handle(_connect(self._folder))
-            return self._on(fresh, plan, user, request, close=True)
-        if not handle.lock.acquire(blocking=False):
-            raise QueryError.of(373, f"Session {session_id} is locked by a concurrent client")
+            handle = _Handle(_connect(self._folder))
+            release: Callable[[], None] = handle.connection.close
+        else:
+            if request.method == "GET" and isinstance(plan, Query):
+                check_reads_only(plan.sql)
+            if not handle.lock.acquire(blocking=False):
+                raise QueryError.of(373, f"Session {session_id} is locked by a concurrent client")
+            release = partial(self._give_back, handle)
         try:
-            return self._on(handle, plan, user, request, close=False)
+            answer = self._on(handle, plan, user, request, fresh=fresh)
+        except BaseException:
+            release()
+            raise
+        if answer.chunks is None:
+            release()
+            return answer
+        return replace(answer, chunks=_then(answer.chunks, release))
+
+    def _give_back(self, handle: _Handle) -> None:
+        try:
+            for statement in handle.restore:
+                _engine(partial(handle.connection.query, statement, "TSV"))
         finally:
+            handle.restore = []
             handle.last_used = time.monotonic()
             handle.lock.release()
 
@@ -94,33 +134,38 @@ class Engine:
         user: ClickHouseUser,
         request: ClickHouseRequest,
         *,
-        close: bool,
+        fresh: bool,
     ) -> Answer:
         conn = handle.connection
         params = request.params or None
         # A request's settings apply to it alone, even on a session's handle (what a session
-        # keeps is what its own SET statements set): restore them afterwards.
-        restore = [] if close else _restoring(conn, request.settings)
-        try:
-            statements = handle_statements(
-                user, request.settings, reads_only=close and request.method == "GET"
-            )
-            if request.database:
-                statements.insert(0, f"USE `{request.database.replace('`', '')}`")
-            for statement in statements:
-                _engine(partial(conn.query, statement, "TSV"))
-            if isinstance(plan, Insert):
-                return _insert(conn, plan)
-            fmt = result_format(plan.sql, plan.output_format)
-            sql, requested = plan.sql, plan.output_format
-            result = _engine(lambda: conn.query(sql, requested, params=params))
-            return Answer(bytes(result.bytes()), fmt, _summary(result, result_bytes=True))
-        finally:
-            if close:
-                conn.close()
-            else:
-                for statement in restore:
-                    _engine(partial(conn.query, statement, "TSV"))
+        # keeps is what its own SET statements set): they are restored when it ends.
+        if not fresh:
+            handle.restore = _restoring(conn, request.settings)
+        statements = handle_statements(
+            user, request.settings, reads_only=fresh and request.method == "GET"
+        )
+        if request.database:
+            statements.insert(0, f"USE `{request.database.replace('`', '')}`")
+        for statement in statements:
+            _engine(partial(conn.query, statement, "TSV"))
+        if isinstance(plan, Insert):
+            return _insert(conn, plan)
+        fmt = result_format(plan.sql, plan.output_format)
+        sql, requested = plan.sql, plan.output_format
+        streams = statement_kind(sql) in {"SELECT", "WITH"} and fmt.lower() in STREAMABLE
+        if streams and not request.wait_end_of_query:
+            stream = _engine(lambda: conn.send_query(sql, requested, params=params))
+            blocks = iter(stream)
+            try:  # an error before the first block still gets its status
+                first = next(blocks, None)
+            except Exception as exc:
+                stream.close()
+                raise QueryError.from_engine(_streamed_error(exc)) from None
+            chunks = _blocks(stream, blocks, first)
+            return Answer(b"", fmt, _summary(None, result_bytes=False), chunks)
+        result = _engine(lambda: conn.query(sql, requested, params=params))
+        return Answer(bytes(result.bytes()), fmt, _summary(result, result_bytes=True))
 
     def _session(self, user: str, session_id: str) -> _Handle:
         now = time.monotonic()
@@ -164,6 +209,31 @@ def _restoring(conn: Any, settings: dict[str, str]) -> list[str]:
     return restore
 
 
+def _blocks(stream: Any, blocks: Iterator[Any], first: Any | None) -> Iterator[bytes]:
+    """A streamed result's bytes. An error after the first block can no longer change the
+    status: like ClickHouse, its text ends the body."""
+    try:
+        if first is not None:
+            yield bytes(first.bytes())
+        for block in blocks:
+            yield bytes(block.bytes())
+    except Exception as exc:  # chDB raises the engine's error while streaming
+        yield b"\n" + QueryError.from_engine(_streamed_error(exc)).body()
+    finally:
+        stream.close()
+
+
+def _streamed_error(exc: Exception) -> str:
+    return str(exc).removeprefix("Streaming query failed: ")
+
+
+def _then(chunks: Iterator[bytes], release: Callable[[], None]) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        release()
+
+
 def _insert(conn: Any, plan: Insert) -> Answer:
     def write() -> Any:
         with conn.send_insert(plan.head, plan.data_format) as inserter:
@@ -186,7 +256,7 @@ def _engine(call: Callable[[], Any]) -> Any:
         raise QueryError.from_engine(str(exc)) from None
 
 
-def _summary(result: Any, result_bytes: bool) -> dict[str, str]:
+def _summary(result: Any | None, result_bytes: bool) -> dict[str, str]:
     """`X-ClickHouse-Summary`: the figures ClickHouse reports (all as strings, as it does)."""
 
     def figure(name: str) -> float:

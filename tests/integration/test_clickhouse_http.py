@@ -21,6 +21,8 @@ from pydantic import SecretStr
 
 from schemas.settings import ClickHouseHttpSettings, ClickHouseUser
 from sinks.clickhouse import insert_json_rows, migrate, reader_dsn
+from sinks.http.core import blocks
+from sinks.http.core.encoding import decode
 from sinks.http.discovery import announcement_path
 from sinks.http.server import HttpInterface
 
@@ -128,7 +130,9 @@ def test_formats_settings_and_query_parameters_as_clickhouse_takes_them(
     interface: HttpInterface,
 ) -> None:
     status, headers, body = raw(
-        interface, "query=SELECT+%7Bn%3AUInt8%7D+*+2+AS+x&param_n=21&default_format=JSONEachRow"
+        interface,
+        "query=SELECT+%7Bn%3AUInt8%7D+*+2+AS+x&param_n=21&default_format=JSONEachRow"
+        "&wait_end_of_query=1",  # read whole first, so the summary counts the result
     )
     assert (status, body) == (200, b'{"x":42}\n')
     assert headers["x-clickhouse-format"] == "JSONEachRow"
@@ -158,9 +162,35 @@ def test_the_interface_counts_what_it_answers_for_prometheus(interface: HttpInte
     assert refused_so_far() == before + 1
 
 
-def test_clickhouses_own_block_compression_round_trips(interface: HttpInterface) -> None:
-    from sinks.http.core import blocks
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd", "lz4"])
+def test_a_large_result_streams_in_each_coding(interface: HttpInterface, coding: str) -> None:
+    status, headers, body = raw(
+        interface,
+        "query=SELECT+number,toString(number)+FROM+numbers(2000000)+FORMAT+TSV"
+        "&enable_http_compression=1&compress=1",
+        headers={"Accept-Encoding": coding},
+    )
+    assert status == 200
+    assert "content-length" not in headers  # sent as the engine produced it
+    assert headers["content-encoding"] == coding
+    lines = blocks.decompress(decode(body, coding)).splitlines()
+    assert len(lines) == 2_000_000
+    assert lines[-1] == b"1999999\t1999999"
 
+
+def test_an_error_in_the_middle_of_a_stream_ends_the_body_with_its_text(
+    interface: HttpInterface,
+) -> None:
+    status, _, body = raw(
+        interface, "query=SELECT+throwIf(number+%3D+1500000)+FROM+numbers(2000000)"
+    )
+    assert status == 200  # the first blocks had been sent already, as with ClickHouse
+    assert body.rstrip().splitlines()[-1].startswith(b"Code: 395. DB::Exception:")
+    status, _, _ = raw(interface, "query=SELECT+throwIf(1)")
+    assert status == 400  # before the first block, the status still tells
+
+
+def test_clickhouses_own_block_compression_round_trips(interface: HttpInterface) -> None:
     status, _, body = raw(interface, "query=SELECT+number+FROM+numbers(300000)&compress=1")
     assert status == 200
     assert blocks.decompress(body).splitlines()[-1] == b"299999"

@@ -44,6 +44,33 @@ def encode(body: bytes, coding: str | None) -> bytes:
     return body if coding is None else _COMPRESS[coding](body)
 
 
+class Encoder:
+    """A body encoded as it is produced, piece by piece (a streamed result)."""
+
+    def __init__(self, coding: str | None) -> None:
+        self._feed: Callable[[bytes], bytes]
+        self._finish: Callable[[], bytes]
+        if coding in ("gzip", "deflate"):
+            zlib_stream = zlib.compressobj(3, zlib.DEFLATED, 31 if coding == "gzip" else 15)
+            self._feed, self._finish = zlib_stream.compress, zlib_stream.flush
+        elif coding == "zstd":
+            zstd_stream = zstandard.ZstdCompressor(level=3).compressobj()
+            self._feed, self._finish = zstd_stream.compress, zstd_stream.flush
+        elif coding == "lz4":
+            lz4_stream = lz4.frame.LZ4FrameCompressor()
+            header = [lz4_stream.begin()]
+            self._feed = lambda data: (header.pop() if header else b"") + lz4_stream.compress(data)
+            self._finish = lambda: (header.pop() if header else b"") + lz4_stream.flush()
+        else:
+            self._feed, self._finish = bytes, bytes
+
+    def feed(self, data: bytes) -> bytes:
+        return self._feed(data)
+
+    def finish(self) -> bytes:
+        return self._finish()
+
+
 def decode(body: bytes, coding: str) -> bytes:
     """A request body in plain bytes, or an error naming the coding."""
     decompress = _DECOMPRESS.get(coding)

@@ -82,6 +82,7 @@ class ClickHouseRequest:
     http_compression: bool = False
     accept_encoding: str = ""
     content_encoding: str = ""
+    wait_end_of_query: bool = False  # read the whole result before answering
     compress: bool = False  # ClickHouse's own block compression of the response
     decompress: bool = False  # ... and of the request body
 
@@ -133,6 +134,7 @@ def parse_request(method: str, query_string: str, headers: Mapping[str, str]) ->
         http_compression=_truthy(values.get("enable_http_compression", "0")),
         accept_encoding=headers.get("accept-encoding", ""),
         content_encoding=headers.get("content-encoding", "").strip().lower(),
+        wait_end_of_query=_truthy(values.get("wait_end_of_query", "0")),
         compress=_truthy(values.get("compress", "0")),
         decompress=_truthy(values.get("decompress", "0")),
     )
