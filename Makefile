@@ -30,6 +30,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 	$(BIN)/journeys broker fetch
+	@# The page's browser tests drive Debian's chromium (its own browser downloads fail here).
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@$(MAKE) --no-print-directory jdbc-client
 
 # Fetched once (again only when the pom changes); compiled again only when the source changes.

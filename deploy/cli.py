@@ -20,6 +20,7 @@ from deploy.commands import (
     identity,
     pipeline,
     query,
+    ui,
 )
 
 
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     definitions.register(sub)
     alerts.register(sub)
     query.register(sub)
+    ui.register(sub)
     return p
 
 

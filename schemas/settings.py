@@ -319,6 +319,25 @@ class CollectorSettings(Section):
     ack_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
 
 
+class UiSettings(Section):
+    """The analysts' page (`journeys ui`): read-only, on this machine unless told otherwise.
+    Bound to another address, every request must carry the token (a header, or the cookie
+    that opening the page with `?token=` sets)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8089, ge=0, le=65535)
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _token_when_exposed(self) -> UiSettings:
+        if self.host not in LOOPBACK_HOSTS and not (self.token and self.token.get_secret_value()):
+            raise ValueError(
+                f"host: {self.host} is reachable from other machines, so the page needs a "
+                "token (JOURNEYS_UI__TOKEN)"
+            )
+        return self
+
+
 class FaultSettings(Section):
     """Fault injection for crash tests. Never set in production."""
 
@@ -347,6 +366,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     pii: PiiSettings = PiiSettings()
     collector: CollectorSettings = CollectorSettings()
+    ui: UiSettings = UiSettings()
     faults: FaultSettings = FaultSettings()
     journeys: JourneyStageSettings = JourneyStageSettings()
     friction: FrictionSettings = FrictionSettings()
