@@ -6,8 +6,10 @@ success stage has a time limit to reach a later stage; the success stage ends th
 `converted`; failure stages (off the ordered path) end it as `dropped_off` at once. Optional:
 an overall lifetime (`expired` when it passes), a reopen window (a customer who comes back
 with progress that soon after a drop-off reopens the journey), the stages a journey may start
-at (default: the first), and a `hold_constant` property that must stay the same through the
-stages (an order or case id): each value is a journey of its own.
+at (default: the first), a `hold_constant` property that must stay the same through the
+stages (an order or case id): each value is a journey of its own, and `includes`: events that
+belong to the journey without matching a stage. A journey's counts and channels come only from
+its own events: those a stage matches, and those an include rule matches.
 
     id = "support"
     version = 1
@@ -19,6 +21,10 @@ stages (an order or case id): each value is a journey of its own.
       [[stages.match]]
       channels = ["web", "app"]
       event_types = ["help_view"]
+
+    [[includes]]
+    channels = ["call_center"]
+    event_types = ["contact_answered", "contact_ended"]
 
 `check_files` returns every problem of every file with its location (file, line when it can
 be found, and a path such as `stages[2].time_limit`); `load_definitions` raises
@@ -116,6 +122,15 @@ class MatchRule(_Strict):
     properties: dict[Name, PropertyRule] = {}
 
 
+class IncludeRule(_Strict):
+    """Events that belong to a journey without matching a stage (a call's answer, a page
+    between stages): an event counts on a journey if a stage matches it or an include rule
+    does. Every condition given must hold; empty lists mean any (one must be given)."""
+
+    channels: list[Channel] = []
+    event_types: list[Name] = []
+
+
 class StageSpec(_Strict):
     """A stage: how events match it, how long a journey may wait there, how it ends one."""
 
@@ -137,6 +152,7 @@ class DefinitionSpec(_Strict):
     lifetime: Duration | None = None
     reopen_window: Duration | None = None
     hold_constant: Name | None = None
+    includes: list[IncludeRule] = []
 
     @property
     def ordered(self) -> list[StageSpec]:
@@ -210,6 +226,10 @@ def semantic_problems(doc: dict[str, Any]) -> Found:
     out += _names(rows)
     out += _success_and_limits(rows)
     out += _entries(doc.get("entry_stages"), rows)
+    for k, rule in enumerate(doc.get("includes") or []):
+        if isinstance(rule, dict) and not (rule.get("channels") or rule.get("event_types")):
+            message = "an include rule needs channels or event_types (as written: every event)"
+            out.append((("includes", k), message))
     for i, row in enumerate(rows):
         for j, rule in enumerate(row.get("match") or []):
             if isinstance(rule, dict) and not (

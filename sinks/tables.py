@@ -18,7 +18,7 @@ from typing import Any, cast
 from clickhouse_connect.cc_sqlalchemy.datatypes.base import sqla_type_from_name
 from clickhouse_connect.cc_sqlalchemy.ddl.tableengine import ReplacingMergeTree
 from clickhouse_connect.cc_sqlalchemy.dialect import ClickHouseDialect
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import Column, MetaData, Table, text
 from sqlalchemy.schema import CreateColumn, CreateTable
 from sqlalchemy.types import TypeEngine
 
@@ -210,6 +210,7 @@ dropoffs = Table(
     Column("dropped_at", ch(TIME)),
     Column("reason", ch("LowCardinality(String)")),
     Column("failure_stage", ch("Nullable(String)")),
+    Column("stage_channel", ch("LowCardinality(String)")),
     Column("last_channel", ch("LowCardinality(String)")),
     Column("last_touchpoint", ch("Nullable(String)")),
     Column("last_event_at", ch(TIME)),
@@ -270,11 +271,20 @@ sessions = Table(
     Column("task_completed", ch("Bool")),
     Column("first_touchpoint", ch("Nullable(String)")),
     Column("last_touchpoint", ch("Nullable(String)")),
+    # Added later: rows written before are closed sessions (the only ones reported then).
+    Column("status", ch("LowCardinality(String)"), server_default=text("'closed'")),
+    Column("version", ch("UInt64")),
+    # A table created before `version` replaces by insertion order instead (ENGINE cannot be
+    # altered): the sink inserts each partition's rows in order, which holds that too, except
+    # for a session carried to another partition by an identity merge (CHANGELOG.md).
     ReplacingMergeTree(
+        version="version",
         order_by=("channel", "session_id"),
         settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
     ),
-    comment="Closed UX sessions per channel (inactivity gap), with task completion.",
+    comment="UX sessions per channel (inactivity gap), with task completion; the latest "
+    "version wins (read with FINAL): status open while it may still grow, closed once its gap "
+    "passed, merged when its events now count in another session.",
 )
 
 friction_windows = Table(

@@ -94,6 +94,7 @@ def _dropoff_fields(r: DropOff, version: int, retracted_by: str | None) -> dict[
         "dropped_at": r.deadline_ms / 1000,
         "reason": r.reason,
         "failure_stage": r.failure_stage,
+        "stage_channel": r.stage_channel,
         "last_channel": r.last_channel,
         "last_touchpoint": r.last_touchpoint,
         "last_event_at": r.last_event_ms / 1000,
@@ -139,6 +140,8 @@ def session_row(r: SessionRecord) -> bytes:
             "task_completed": r.task_completed,
             "first_touchpoint": r.first_touchpoint,
             "last_touchpoint": r.last_touchpoint,
+            "status": r.status,
+            "version": r.version,
         }
     )
 

@@ -52,6 +52,7 @@ from stream_processors.journeys.core.tally import tally
 
 _TIME_ID = itemgetter(0, 1)
 _SOME_FRICTION = ("friction",)  # what an `is_friction` predicate says an event has
+_EMPTY: Mapping[str, Any] = {}
 
 
 class JourneyCore:
@@ -91,7 +92,9 @@ class JourneyCore:
         self._people: dict[str, Person] = {}
         self._tracks: DeadlineWheel[Track] = DeadlineWheel(s.wheel_resolution_ms)
         self._release: DeadlineWheel[Person] = DeadlineWheel(s.release_resolution_ms)
-        self._sessions = Sessions(s.session_gap_ms, s.late_channels, s.wheel_resolution_ms)
+        self._sessions = Sessions(
+            s.session_gap_ms, s.late_channels, s.wheel_resolution_ms, s.session_report_ms
+        )
         self._live = LiveEffects()
         self._dirty: set[str] = set()
         ttl = s.alias_ttl_ms if s.alias_ttl_ms is not None else s.late_tolerance_ms
@@ -216,7 +219,7 @@ class JourneyCore:
         plan = by_channel.get(raw_channel) if by_channel is not None else None
         if plan is None:
             plan = self._meaning.plan(event_type, raw_channel)
-        channel, stages, task = plan
+        channel, stages, task, members = plan
         touchpoint = event.get("touchpoint")
         if touchpoint is not None:
             touchpoint = self._names.get(touchpoint) or self._meaning.name(touchpoint)
@@ -234,6 +237,9 @@ class JourneyCore:
                     labels = self._meaning.label(found, channel, touchpoint)
         if stages is None or task is None:
             stages, task = self._meaning.match(event, event_type, channel, touchpoint)
+        if members is None:
+            properties = event.get("properties") or _EMPTY
+            members = self._meaning.members(stages, event_type, channel, properties)
         # Its time, id, channel and touchpoint go on as arguments, not as one tuple: compiled,
         # they pass as they are, and no tuple is built and freed per event.
         self._sessions.observe(
@@ -241,8 +247,17 @@ class JourneyCore:
         )
         live = self._live
         live.out, live.friction, live.labels = out, friction, labels
-        if person.tracks:
-            tally(person.tracks, t, channel, touchpoint, friction, labels=labels, live=live)
+        if members and person.tracks:  # only the journeys it belongs to count it
+            tally(
+                person.tracks,
+                members,
+                t,
+                channel,
+                touchpoint,
+                friction=friction,
+                labels=labels,
+                live=live,
+            )
         if stages:  # most events match no stage
             self._hit_stages(person, stages, t, event_id, channel, touchpoint=touchpoint, out=out)
         if live.changed:
@@ -427,12 +442,15 @@ class JourneyCore:
             self._tracks.schedule(track, track_due(track, self._tolerance))
         for session in person.sessions or ():
             self._sessions.schedule(session)
+            if session.queued:
+                self._sessions.queue(session)
         if person.pending:
             self._release.schedule(person, min(p[0] for p in person.buffered()))
 
     def restore_watermark(self, watermark_ms: int) -> None:
         """Set the watermark a restored partition had reached (no deadlines fire now)."""
         self.watermark_ms = max(self.watermark_ms, watermark_ms)
+        self._sessions.restore_time(self.watermark_ms)
 
     def persons(self) -> list[str]:
         """The persons the core holds state for."""

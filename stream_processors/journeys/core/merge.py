@@ -42,7 +42,7 @@ def absorb(
         else:
             _join(mine, track, watermark_ms, out)
             changed.append(mine)
-    sessions.absorb(target, source)
+    sessions.absorb(target, source, out)
     if source.pending:
         target.pending = [*target.buffered(), *source.buffered()]
     source.tracks, source.sessions, source.pending = (), None, None

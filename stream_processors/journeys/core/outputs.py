@@ -87,6 +87,8 @@ class DropOff(NamedTuple):
     # The distinct friction signals the journey met, the most recent last (labels of
     # `journey_signals`: `payment_declined@web:/checkout`); at most 8.
     signals: tuple[str, ...] = ()
+    # The channel of the event that reached `stage` (`last_channel` is the journey's last).
+    stage_channel: str = ""
 
 
 class Retraction(NamedTuple):
@@ -116,7 +118,10 @@ class Retraction(NamedTuple):
 
 
 class SessionRecord(NamedTuple):
-    """A closed UX session of one channel."""
+    """A UX session of one channel: `open` while it may still grow (reported at most once
+    per report interval), `closed` once its gap passed, or `merged` when its events now
+    count in another session (an identity merge, or an earlier event that changed its first
+    event and so its id). The latest `version` per id wins."""
 
     session_id: str
     person_id: str
@@ -128,6 +133,8 @@ class SessionRecord(NamedTuple):
     task_completed: bool
     first_touchpoint: str | None
     last_touchpoint: str | None
+    status: str  # open | closed | merged
+    version: int
 
 
 class Rejected(NamedTuple):
@@ -247,6 +254,7 @@ def dropoff(track: Track, inst: Instance) -> DropOff:
             inst.channels,
             inst.version,
             inst.signals or (),
+            inst.reached[-1][3],
         ),
     )
 

@@ -150,3 +150,6 @@ class JourneySettings:
     wheel_resolution_ms: int = 10_000
     release_resolution_ms: int = 1_000
     alias_ttl_ms: int | None = None  # default: late_tolerance_ms
+    # Open sessions that changed are reported when event time crosses a multiple of this: at
+    # most one row per open session per interval, however many events it takes.
+    session_report_ms: int = 5 * MINUTE_MS

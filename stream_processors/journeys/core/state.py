@@ -138,8 +138,10 @@ class Session(Timed):
         "last_ms",
         "last_touchpoint",
         "person",
+        "queued",
         "start_ms",
         "task",
+        "version",
     )
 
     def __init__(
@@ -156,6 +158,8 @@ class Session(Timed):
         self.first_touchpoint = touchpoint
         self.last_touchpoint = touchpoint
         self.wake_ms = NEVER
+        self.version = 0  # rows written under its id so far (open ones, then the closed one)
+        self.queued = False  # changed since its last open row, and waiting for the next
 
 
 # Buffered event: (event time ms, event id, the event as decoded).
@@ -226,6 +230,8 @@ def _dump_session(s: Session) -> list[Any]:
         s.task,
         s.first_touchpoint,
         s.last_touchpoint,
+        s.version,
+        s.queued,
     ]
 
 
@@ -283,6 +289,8 @@ def load_person(
         session = Session(pid, row[0], row[2], row[1], row[7])
         session.last_ms, session.events, session.friction, session.task = row[3:7]
         session.last_touchpoint = row[8]
+        if len(row) > 9:  # snapshots written before open sessions were reported lack these
+            session.version, session.queued = row[9], row[10]
         sessions.append(session)
     person.sessions = sessions or None
     person.pending = [(p[0], p[1], p[2]) for p in data["pending"]] or None

@@ -1,34 +1,45 @@
-"""Counting one event on the journeys of its time: touchpoints, friction, channels, the last
-touchpoint and the friction signals met (`journey_signals` labels).
+"""Counting one event on the journeys it belongs to, at its time: touchpoints, friction,
+channels, the last touchpoint and the friction signals met (`journey_signals` labels).
 
-Counts are tallied per event as it is applied, not folded from stage hits: an event that
-matches no stage still counts on the instance that was current at its time. `tally` is the
-journey core's per-event path; `count_on` serves the less common cases (a late event, an
-instance whose deadline passed before the event).
+An event belongs to a journey if one of the definition's stages matches it, or one of its
+`includes` rules (`EventPlans.members`); a journey of another definition that happens to be
+open at the same time does not count it. Counts are tallied per event as it is applied, not
+folded from stage hits: an event that matches a stage without moving the journey (an earlier
+stage again) or that only an include rule takes still counts on the instance that was
+current at its time. `tally` is the journey core's per-event path; `count_on` serves the less
+common cases (a late event, an instance whose deadline passed before the event).
 """
 
 from __future__ import annotations
 
 from stream_processors.journeys.core.lifecycle import fire_due
 from stream_processors.journeys.core.live import LiveEffects
+from stream_processors.journeys.core.plans import Member
 from stream_processors.journeys.core.signals import Labels, remember
 from stream_processors.journeys.core.state import OPEN, Track
 
 
 def tally(
     tracks: tuple[Track, ...],
+    members: tuple[Member, ...],
     t: int,
     channel: str,
     touchpoint: str | None,
-    friction: int,
     *,
+    friction: int,
     labels: Labels | None,
     live: LiveEffects,
 ) -> None:
-    """Count one event (its time, channel and touchpoint) on each track's instance of its
-    time, the common case inline: the track's last instance is open and the event within
-    its time."""
+    """Count one event (its time, channel and touchpoint) on the instance of its time of each
+    track it belongs to (`members`), the common case inline: the track's last instance is
+    open and the event within its time."""
     for track in tracks:
+        definition, hold = track.definition, track.hold
+        for member in members:  # one or two: a loop, not a set built per event
+            if member[0] is definition and member[1] == hold:
+                break
+        else:
+            continue
         instances = track.instances
         if not instances:
             continue

@@ -97,6 +97,10 @@ class Run:
     def of(self, kind: type[Any]) -> list[Any]:
         return [o for o in self.out if isinstance(o, kind)]
 
+    def closed(self) -> list[SessionRecord]:
+        """The sessions reported closed (open ones are reported too, as they change)."""
+        return [s for s in self.of(SessionRecord) if s.status == "closed"]
+
     def journeys(self) -> dict[str, JourneyUpdate]:
         latest: dict[str, JourneyUpdate] = {}
         for update in self.of(JourneyUpdate):
@@ -249,9 +253,37 @@ def test_a_person_walks_several_definitions_at_once() -> None:
     run.send("p1", run.event(0, "home_view"), run.event(1, "help_view"))
     run.at(2)
     assert sorted(j.definition_id for j in run.journeys().values()) == ["purchase", "support"]
-    # Counts are as of each record; the current state has the help page on the purchase too.
-    now = {j.definition_id: j.touchpoints for j in run.core.journeys_of("p1")}
-    assert now == {"purchase": 2, "support": 1}
+    # Each journey counts only its own events: the help page is the support journey's.
+    now = {j.definition_id: (j.touchpoints, j.channels) for j in run.core.journeys_of("p1")}
+    assert now == {"purchase": (1, ("web",)), "support": (1, ("web",))}
+
+
+def test_a_journey_counts_only_the_events_that_belong_to_it() -> None:
+    """Another journey's events in its time span are not its own: a support call does not
+    make a purchase drop off on the phone. Its own are those its stages match, plus what its
+    definition includes (shop pages for purchase; every part of a call for support)."""
+    run = Run()
+    run.send(
+        "p1",
+        run.event(0, "home_view"),
+        run.event(1, "page_view", error="http_500"),  # included: browsing the shop
+        run.event(2, "help_view", "app"),  # the support journey's
+        run.event(3, "contact_queued", "call_center", transferred="true"),
+        run.event(4, "contact_answered", "call_center"),  # included in support
+        run.event(5, "login"),  # nobody's
+    )
+    run.at(25 * 60)
+    drops = {d.definition_id: d for d in run.of(DropOff)}
+    purchase = drops["purchase"]
+    assert (purchase.touchpoints, purchase.friction, purchase.channels) == (2, 1, ("web",))
+    assert (purchase.last_channel, purchase.stage_channel) == ("web", "web")
+    journeys = {j.definition_id: j for j in run.journeys().values()}
+    support = journeys["support"]
+    assert (support.touchpoints, support.friction, support.channels) == (
+        3,
+        1,
+        ("app", "call_center"),
+    )
 
 
 def test_a_call_that_ends_unresolved_is_not_progress() -> None:
@@ -454,7 +486,7 @@ def test_sessions_end_after_the_inactivity_gap() -> None:
         run.event(52, "order_completed"),
     )
     run.at(60)
-    (first,) = run.of(SessionRecord)
+    (first,) = run.closed()
     assert (first.started_ms, first.ended_ms, first.events, first.friction) == (
         T0_MS,
         T0_MS + 10 * MIN,
@@ -463,9 +495,9 @@ def test_sessions_end_after_the_inactivity_gap() -> None:
     )
     assert not first.task_completed and first.session_id == session_id("web", "ev-00001")
     run.at(52 + 29)
-    assert len(run.of(SessionRecord)) == 1
+    assert len(run.closed()) == 1
     run.at(52 + 30)
-    second = run.of(SessionRecord)[1]
+    second = run.closed()[1]
     assert (second.events, second.task_completed, second.first_touchpoint) == (
         4,
         True,
@@ -477,16 +509,14 @@ def test_late_channel_sessions_close_on_their_own_watermark() -> None:
     run = Run()
     run.send("p1", run.event(0, "contact_queued", "call_center"), run.event(1, "home_view"))
     run.at(120)
-    assert [s.channel for s in run.of(SessionRecord)] == ["web"]
+    assert [s.channel for s in run.closed()] == ["web"]
     run.at(121, late_minutes=40)
-    assert [s.channel for s in run.of(SessionRecord)] == ["web", "call_center"]
+    assert [s.channel for s in run.closed()] == ["web", "call_center"]
 
 
 def test_friction_is_a_pluggable_predicate() -> None:
-    run = Run(
-        JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: e["event_type"] == "app_crash")
-    )
-    run.send("p1", run.event(0, "home_view", error="x"), run.event(1, "app_crash", "app"))
+    run = Run(JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: e["channel"] == "app"))
+    run.send("p1", run.event(0, "home_view", error="x"), run.event(1, "page_view", "app"))
     run.at(25 * 60)
     (drop,) = run.of(DropOff)
     assert (drop.friction, drop.touchpoints, drop.last_channel) == (1, 2, "app")
@@ -540,7 +570,7 @@ def test_moving_a_person_carries_buffered_events_and_sessions() -> None:
         "cust",
         ["discover", "consider"],
     )
-    assert [(s.person_id, s.events) for s in run.of(SessionRecord)] == [("cust", 2)]
+    assert [(s.person_id, s.events) for s in run.closed()] == [("cust", 2)]
 
 
 def test_export_and_import_carry_a_person_between_partitions() -> None:

@@ -109,13 +109,14 @@ def test_a_drop_off_carries_the_signals_its_journey_met() -> None:
         run.event(1, "checkout_step", error="payment_declined"),
         run.event(2, "checkout_step", error="payment_declined"),  # the same again: once
         v2(run, 3, "page_view", web={"http_status": 502}),
-        v2(run, 4, "help_view", friction=[{"signal": "rage_click"}]),
+        v2(run, 4, "page_view", friction=[{"signal": "rage_click"}]),
+        v2(run, 5, "help_view", friction=[{"signal": "rage_click"}]),  # support's, not its own
     )
     drop = dropped(run)
     assert drop.signals == (
         CHECKOUT_DECLINED,
         "error@web:/page_view",
-        "rage_click@web:/help_view",
+        "rage_click@web:/page_view",
     )
     assert drop.friction == 4  # events with friction, each once
     row = orjson.loads(dropoff_row(drop))
@@ -140,11 +141,11 @@ def test_events_without_friction_leave_no_labels() -> None:
 
 
 def test_a_predicate_counts_friction_without_naming_it() -> None:
-    core = JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: "boom" in e["event_type"])
+    core = JourneyCore(load_definitions(SHIPPED), is_friction=lambda e: "boom" in e["properties"])
     run = Run(core)
-    run.send("p1", run.event(0, "home_view"), run.event(1, "boom"))
+    run.send("p1", run.event(0, "home_view"), run.event(1, "page_view", boom=1))
     drop = dropped(run)
-    assert (drop.friction, drop.signals) == (1, ("friction@web:/boom",))
+    assert (drop.friction, drop.signals) == (1, ("friction@web:/page_view",))
 
 
 def test_labels_survive_a_late_event_that_folds_the_journey_again() -> None:
