@@ -1,7 +1,9 @@
 """What each of the page's endpoints answers, read from ClickHouse: one client per request
 through `deploy.query.reader.open_journeys` (so through `sinks.clickhouse.reading`: the
 live interface of the process that serves the folder, else the folder itself, closed
-afterwards), read-only, with the SQL of `deploy.query.questions` and `deploy.ui.questions`.
+afterwards), with the SQL of `deploy.query.questions` and `deploy.ui.questions` only: the page
+runs no SQL of its users, so nothing it runs writes. (It does not ask for `readonly=1`: over
+the HTTP interface that setting also refuses the settings the client itself sends.)
 
 An answer that is empty, or a question that cannot be answered (an empty range, an unknown
 person), is a `Reply` with a message for people, never an error page."""
@@ -66,13 +68,13 @@ class Answering:
 
 
 def _catalog(client: Client) -> Catalog:
-    recorded = ask(client, questions.CATALOG_RECORDED, readonly=True).rows
-    seen = ask(client, questions.CATALOG_SEEN, readonly=True).rows
+    recorded = ask(client, questions.CATALOG_RECORDED).rows
+    seen = ask(client, questions.CATALOG_SEEN).rows
     return Catalog.build(recorded, seen)
 
 
 def _data_span(client: Client) -> tuple[datetime | None, datetime | None, int]:
-    first, last, count = ask(client, questions.DATA_SPAN, readonly=True).rows[0]
+    first, last, count = ask(client, questions.DATA_SPAN).rows[0]
     return (_utc(first), _utc(last), int(count)) if count else (None, None, 0)
 
 
@@ -118,7 +120,7 @@ def funnel(client: Client, asked: Asked) -> Reply:
     span, catalog = asked.span(), _catalog(client)
     definition = _definition(catalog, asked)
     by = ["first_channel"]
-    found = ask(client, questions.funnel(definition, span, by), readonly=True)
+    found = ask(client, questions.funnel(definition, span, by))
     if not found.rows:
         return Reply(message=_nothing(client, f"{definition} journeys started", span))
     answer = answers.with_funnel_shares(found, catalog, by)
@@ -129,7 +131,7 @@ def paths(client: Client, asked: Asked) -> Reply:
     """The most common paths before the standing drop-offs of the range."""
     span, catalog = asked.span(), _catalog(client)
     definition = _definition(catalog, asked)
-    found = ask(client, questions.paths(definition, None, span, asked.paths), readonly=True)
+    found = ask(client, questions.paths(definition, None, span, asked.paths))
     if not found.rows:
         return Reply(message=_nothing(client, f"standing {definition} drop-offs", span))
     answer = answers.in_stage_order(found, catalog)
@@ -145,7 +147,7 @@ def trend(client: Client, asked: Asked) -> Reply:
     until = span.until or last or since
     bucket = charts.bucket_for(since, until)
     query = page_questions.dropoff_trend(definition, span, bucket)
-    answer = ask(client, query, readonly=True)
+    answer = ask(client, query)
     if not answer.rows:
         return Reply(message=_nothing(client, f"standing {definition} drop-offs", span))
     return Reply(answer, charts.trend(answer, catalog.stages[definition], bucket))
@@ -154,7 +156,7 @@ def trend(client: Client, asked: Asked) -> Reply:
 def alerts(client: Client, asked: Asked) -> Reply:
     """The alerts that started in the range, newest first, at their latest version."""
     span = asked.span()
-    answer = ask(client, page_questions.alerts(span), readonly=True)
+    answer = ask(client, page_questions.alerts(span))
     if not answer.rows:
         where = span.describe() if span.bounded else "yet"
         return Reply(answer, charts.alerts(answer), f"no alerts {where}")
@@ -170,9 +172,9 @@ def person(client: Client, asked: Asked) -> Reply:
         return Reply(message="enter a person id, or an identifier as TYPE:VALUE")
     span, pid = asked.span(), asked.person
     if ":" in pid:
-        override = ask(client, questions.person_override(pid), readonly=True).rows
+        override = ask(client, questions.person_override(pid)).rows
         pid = override[0][0] if override and override[0][1] else person_id(pid)
-    answer = ask(client, questions.timeline(pid, span), readonly=True)
+    answer = ask(client, questions.timeline(pid, span))
     if not answer.rows:
         where = span.describe() if span.bounded else "in ClickHouse"
         return Reply(message=f"unknown person {asked.person!r}: nothing about them {where}")

@@ -272,6 +272,7 @@ async function start() {
   $("#from").value = given.get("from") || (meta.first ? dayStart(meta.first) : "");
   $("#to").value = given.get("to") || (meta.last ? nextDay(meta.last) : "");
   $("#person-id").value = given.get("id") || "";
+  page.asked.limit = given.get("limit") || "";
   readControls();
   loadAll();
 }
