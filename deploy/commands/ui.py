@@ -36,7 +36,10 @@ def _ui(settings: Settings, args: argparse.Namespace) -> int:
         # Validated again: an address reachable from other machines needs the token.
         ui = UiSettings.model_validate({**settings.ui.model_dump(), **chosen})
     except ValidationError as exc:
-        print(f"journeys: error: {exc.errors()[0]['msg']}", file=sys.stderr)
+        print(
+            f"journeys: error: {exc.errors()[0]['msg'].removeprefix('Value error, ')}",
+            file=sys.stderr,
+        )
         return 2
     try:
         sock = bind(ui)
