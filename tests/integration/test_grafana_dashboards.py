@@ -13,6 +13,7 @@ alert panels must return the numbers worked out by hand from them.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import urllib.request
@@ -27,6 +28,7 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 from pydantic import SecretStr
+from sqlalchemy import create_engine, inspect, text
 
 from schemas.settings import SHIPPED_DEFINITIONS, ClickHouseHttpSettings, ClickHouseUser
 from schemas.vocabulary import Channel
@@ -805,24 +807,63 @@ def test_freshness_panels_measure_against_now(reader: Client) -> None:
     assert tables["touchpoints"] == 5 and 3 <= tables["alerts"] <= 5
 
 
-def test_the_data_sources_own_requests_are_answered(served: HttpInterface) -> None:
-    """What the plugin's client (clickhouse-go over HTTP) sends: a POST with the query as the
-    body, the user in X-ClickHouse-User/Key, `default_format=Native`, its protocol version and
-    `max_execution_time` as parameters; first the hello query it opens every connection with."""
+# The data source's client is clickhouse-go over HTTP: it POSTs the query as the body with
+# `default_format=Native`, `client_protocol_version` (its protocol revision) and
+# `max_execution_time` (from the query timeout) as parameters, basic auth over plain HTTP,
+# `Accept-Encoding: gzip`; it opens every connection with this hello query.
+HELLO = "SELECT displayName(), version(), revision(), timezone()"
+CLIENT_REVISION = 54460
+
+
+def _as_the_data_source(interface: HttpInterface, query: str) -> tuple[int, dict[str, str], bytes]:
+    credentials = base64.b64encode(f"{READER.name}:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(
+        f"{interface.url}/?database=default&max_execution_time=65&default_format=Native"
+        f"&client_protocol_version={CLIENT_REVISION}",
+        data=query.encode(),
+        headers={"Authorization": f"Basic {credentials}", "Accept-Encoding": "gzip"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+
+
+def test_the_data_sources_requests_are_answered(served: HttpInterface) -> None:
     firing = load(GRAFANA / "dashboards" / "alerts.json")["panels"][0]["targets"][0]["rawSql"]
     everything = {"team": Variable([ALL]), "severity": Variable([ALL])}
-    for query in (
-        "SELECT displayName(), version(), revision(), timezone()",
-        expand(firing, everything, SPAN),
-    ):
-        request = urllib.request.Request(
-            f"{served.url}/?database=default&max_execution_time=65"
-            "&default_format=Native&client_protocol_version=54460",
-            data=query.encode(),
-            headers={"X-ClickHouse-User": READER.name, "X-ClickHouse-Key": PASSWORD},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            assert response.status == 200
-            assert response.headers["X-ClickHouse-Format"] == "Native"
-            assert response.read()
+    for query in (HELLO, expand(firing, everything, SPAN)):
+        status, headers, body = _as_the_data_source(served, query)
+        assert (status, headers["x-clickhouse-format"]) == (200, "Native") and body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the interface ignores client_protocol_version: chDB writes Native blocks without "
+    "the block info and per-column serialization flag that clickhouse-go (Grafana's data "
+    "source over HTTP) reads at its revision, so the data source fails on its hello query",
+)
+def test_native_blocks_come_at_the_clients_protocol_revision(served: HttpInterface) -> None:
+    _, _, body = _as_the_data_source(served, HELLO)
+    # BlockInfo first (field 1 is_overflows = 0, field 2 bucket_num = -1, end), then 4 columns
+    assert body.startswith(bytes.fromhex("01 00 02 ff ff ff ff 00 04 01"))
+
+
+def test_supersets_sqlalchemy_uri_lists_the_tables_and_reads(served: HttpInterface) -> None:
+    """Superset connects through clickhouse-connect's SQLAlchemy dialect with the URI
+    docs/bi-tools.md gives, browses schemas, tables, views and columns, and runs SQL."""
+    engine = create_engine(
+        f"clickhousedb://{READER.name}:{PASSWORD}@127.0.0.1:{served.port}/default"
+    )
+    try:
+        browse = inspect(engine)
+        assert "default" in browse.get_schema_names()
+        assert {"touchpoints", "dropoffs", "alerts"} <= set(browse.get_table_names("default"))
+        assert {"funnel_daily", "dropoff_paths"} <= set(browse.get_view_names("default"))
+        assert "stage_channel" in {
+            c["name"] for c in browse.get_columns("dropoff_paths", "default")
+        }
+        with engine.connect() as connection:
+            got = connection.execute(text("SELECT count() FROM dropoffs_standing")).all()
+        assert [tuple(row) for row in got] == [(2,)]
+    finally:
+        engine.dispose()
