@@ -345,6 +345,9 @@ class FaultSettings(Section):
     # Exit right after the stage's Kafka transaction commits and before faust commits the
     # source offsets: the window in which inputs are re-delivered but already applied.
     stage_exit_after_transactions: int | None = None
+    # SIGKILL the stage after this many committed transactions, once the next one's records
+    # reached the broker uncommitted: a crash mid-transaction, which leaves an aborted one.
+    stage_kill_in_transaction: int | None = None
 
 
 class Settings(BaseSettings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from schemas.settings import KafkaSettings, Settings
 from schemas.topics import Topics
 from stream_processors.runtime.sender import SenderError, TransactionalSender
 from stream_processors.runtime.state import ChangelogTable
+from stream_processors.runtime.transport import StageApp
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +33,26 @@ EXIT_FAULT_INJECTED = 86
 class CommitSensor(Sensor):
     """Commits the stage's Kafka transaction before faust commits the offsets it covers."""
 
-    def __init__(self, sender: TransactionalSender, exit_after: int | None = None) -> None:
+    def __init__(
+        self,
+        sender: TransactionalSender,
+        exit_after: int | None = None,
+        kill_in_transaction: int | None = None,
+    ) -> None:
         super().__init__()
         self.sender = sender
         self.exit_after = exit_after
+        self.kill_in_transaction = kill_in_transaction
 
     def on_commit_initiated(self, consumer: Any) -> Any:
+        if (
+            self.kill_in_transaction is not None
+            and self.sender.transactions >= self.kill_in_transaction
+            and self.sender.pending
+        ):
+            log.warning("fault injection: SIGKILL with the open transaction on the broker")
+            self.sender.send_open_transaction()
+            os.kill(os.getpid(), signal.SIGKILL)
         try:
             self.sender.commit()
         except SenderError:
@@ -80,7 +96,7 @@ def build_app(settings: Settings, stage: str) -> faust.App:
     proc = settings.processor
     datadir = settings.data_dir / "faust" / stage
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return StageApp(
         settings.topics.group(stage),
         **faust_broker_kwargs(settings.kafka),
         value_serializer="raw",
@@ -110,6 +126,7 @@ class StageRuntime:
     sender: TransactionalSender
     tables: list[tuple[ChangelogTable, str]] = field(default_factory=list)
     exit_after_transactions: int | None = None
+    kill_in_transaction: int | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -150,7 +167,9 @@ class StageRuntime:
 
     def install(self) -> None:
         """Hook the commit sensor and the assignment signals into the app."""
-        self.app.sensors.add(CommitSensor(self.sender, self.exit_after_transactions))
+        self.app.sensors.add(
+            CommitSensor(self.sender, self.exit_after_transactions, self.kill_in_transaction)
+        )
 
         async def revoked(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
             # Make everything processed so far durable before the partitions may move.
@@ -175,7 +194,10 @@ def stage_runtime(
     sender = TransactionalSender(
         settings.kafka, f"{settings.topics.group(stage)}-{settings.processor.worker_id}"
     )
-    runtime = StageRuntime(app, sender, [], settings.faults.stage_exit_after_transactions)
+    faults = settings.faults
+    runtime = StageRuntime(
+        app, sender, [], faults.stage_exit_after_transactions, faults.stage_kill_in_transaction
+    )
     state = runtime.add_table(settings, stage, table, source_topic)
     runtime.install()
     return runtime, state

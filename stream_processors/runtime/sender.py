@@ -166,6 +166,16 @@ class TransactionalSender:
         self.transactions += 1
         log.debug("transaction committed in %.1f ms", (time.perf_counter() - started) * 1e3)
 
+    @property
+    def pending(self) -> bool:
+        """Whether the open transaction holds anything."""
+        return self._dirty
+
+    def send_open_transaction(self, timeout: float = 30.0) -> None:
+        """Deliver what the open transaction holds to the broker without committing it (for
+        fault injection: a crash now leaves records that readers must skip)."""
+        self._producer.flush(timeout)
+
     def poll(self) -> None:
         """Serve delivery events; cheap, call it once per processed message."""
         self._producer.poll(0)
