@@ -20,7 +20,7 @@ from typing import Any
 import chdb
 
 from schemas.settings import ClickHouseUser
-from sinks.http.core.access import handle_statements, quote
+from sinks.http.core.access import handle_statements, quote, readonly_level
 from sinks.http.core.errors import QueryError
 from sinks.http.core.request import (
     ClickHouseRequest,
@@ -96,7 +96,10 @@ class Engine:
         in a format whose blocks concatenate comes as `chunks`, read from the engine as the
         client takes them; the handle is released when they end (or are closed)."""
         session_id = request.session_id
-        keep = session_id is not None and not user.readonly
+        # A handle made read-only cannot be made writable again: it never serves a session.
+        keep = session_id is not None and not readonly_level(
+            user, request.settings, reads_only=False
+        )
         handle = self._session(user.name, session_id) if keep and session_id else None
         fresh = handle is None
         if handle is None:

@@ -368,3 +368,17 @@ def test_the_jdbc_driver_with_its_default_settings_reads_writes_and_reports_erro
         run_jdbc(url, "analyst", "s3cret", ["INSERT INTO j VALUES (3, 'c', now(), 1)"])
     assert "164" in refused.value.message
     assert run_jdbc(url, "analyst", "s3cret", ["SELECT count() FROM j"])[0].rows == [["2"]]
+
+
+def test_a_request_asking_readonly_reads_through_a_drivers_session(
+    interface: HttpInterface, writer: Client
+) -> None:
+    # clickhouse-connect adds its own settings after the caller's `readonly` (journeys query
+    # sql asks for it), on the session it keeps: the request reads, the session stays usable.
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=interface.port)
+    assert client.query("SELECT count() FROM n", settings={"readonly": 1}).result_rows
+    with pytest.raises(DatabaseError, match="readonly"):
+        client.command("INSERT INTO n VALUES (8, 'x')", settings={"readonly": 1})
+    client.command("INSERT INTO n VALUES (8, 'x')")
+    assert client.query("SELECT count() FROM n WHERE k = 8").result_rows == [(1,)]
+    client.close()

@@ -113,4 +113,7 @@ def test_query_funnel_dropoffs_and_person_give_the_ground_truth(
     assert [r["at"] for r in touchpoints] == sorted(r["at"] for r in touchpoints)
     assert {r["channel"] for r in touchpoints} == {"web", "app", "call_center", "store"}
     assert {"stage", "journey"} <= {r["kind"] for r in timeline}
+    # Ad-hoc SQL, read-only, through the running sink's interface too.
+    (total,) = query(settings, "sql", "SELECT count() AS n FROM touchpoints")
+    assert int(total["n"]) == truth.events
     stop(watch, log)

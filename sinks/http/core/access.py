@@ -44,17 +44,27 @@ def handle_statements(
     user: ClickHouseUser, settings: dict[str, str], *, reads_only: bool = False
 ) -> list[str]:
     """What an engine handle runs before a request's query: the request's settings, then the
-    user's limits (so no setting raised them), then, for a read-only user, readonly=1, after
-    which the engine refuses writes and any further change, an inline SETTINGS clause included.
-    A read-only user's handle therefore serves one request: it never keeps a session, and
-    neither does a handle made read-only for a GET."""
-    statements = [f"SET {name} = {quote(value)}" for name, value in settings.items()]
+    user's limits (so no setting raised them), then the read-only level, last, since the
+    engine refuses any change after it (an inline SETTINGS clause included): 1 for a
+    read-only user, else what the request asked (`readonly` among its parameters applies with
+    them, as with ClickHouse, whatever its place), else 2 for a GET (read, and set)."""
+    statements = [
+        f"SET {name} = {quote(value)}" for name, value in settings.items() if name != "readonly"
+    ]
     statements += [f"SET {name} = {value}" for name, value in limits(user)]
-    if user.readonly:
-        statements.append("SET readonly = 1")
-    elif reads_only:  # a GET: ClickHouse's readonly=2 (read, and change settings)
-        statements.append("SET readonly = 2")
+    level = readonly_level(user, settings, reads_only=reads_only)
+    if level:
+        statements.append(f"SET readonly = {level}")
     return statements
+
+
+def readonly_level(user: ClickHouseUser, settings: dict[str, str], *, reads_only: bool) -> int:
+    """0 (may write), 1 (reads only, changes no setting) or 2 (reads, and sets)."""
+    if user.readonly:
+        return 1
+    asked = settings.get("readonly", "0").strip()
+    level = int(asked) if asked in {"0", "1", "2"} else 1  # anything else reads only
+    return 2 if reads_only and level == 0 else level
 
 
 def quote(value: str) -> str:

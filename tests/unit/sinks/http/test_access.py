@@ -45,6 +45,18 @@ def test_a_writer_keeps_its_limits_and_is_not_read_only() -> None:
     assert handle_statements(WRITER, {}) == ["SET max_threads = 4"]
 
 
+def test_a_requests_readonly_applies_after_its_other_settings_whatever_its_place() -> None:
+    # deploy/query asks readonly=1 before the settings clickhouse-connect adds.
+    statements = handle_statements(WRITER, {"readonly": "1", "send_progress_in_http_headers": "1"})
+    assert statements == [
+        "SET send_progress_in_http_headers = 1",
+        "SET max_threads = 4",
+        "SET readonly = 1",
+    ]
+    assert handle_statements(ANALYST, {"readonly": "0"})[-1] == "SET readonly = 1"  # never lower
+    assert handle_statements(WRITER, {"readonly": "0"}, reads_only=True)[-1] == "SET readonly = 2"
+
+
 def test_a_get_makes_a_writers_handle_read_only_but_able_to_set() -> None:
     assert handle_statements(WRITER, {}, reads_only=True)[-1] == "SET readonly = 2"
     assert handle_statements(ANALYST, {}, reads_only=True)[-1] == "SET readonly = 1"
