@@ -12,8 +12,10 @@ PYTEST_ARGS ?=
 JDBC_DIR := tests/integration/jdbc
 JDBC_JARS := .local/jdbc-jars
 JDBC_CLASSES := .local/jdbc
+GO_CLIENT_DIR := tests/integration/clickhouse_go
+GO_CLIENT := .local/clickhouse-go/clickhouse-go
 
-.PHONY: help setup jdbc-client demo test unit lint typecheck bench broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client demo test unit lint typecheck bench broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
@@ -33,7 +35,7 @@ setup: $(STAMP)
 	@# The page's browser tests drive Debian's chromium (its own browser downloads fail here).
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	@$(MAKE) --no-print-directory jdbc-client
+	@$(MAKE) --no-print-directory jdbc-client go-client
 
 # Fetched once (again only when the pom changes); compiled again only when the source changes.
 jdbc-client: $(JDBC_CLASSES)/QueryClient.class
@@ -52,6 +54,15 @@ $(JDBC_CLASSES)/QueryClient.class: $(JDBC_DIR)/QueryClient.java $(JDBC_JARS)/.co
 	@echo "compiling $< into $(JDBC_CLASSES)/"
 	@mkdir -p $(JDBC_CLASSES)
 	@javac --release 17 -d $(JDBC_CLASSES) -cp '$(JDBC_JARS)/*' $<
+
+# clickhouse-go, the client of Grafana's ClickHouse data source, built from the Go module proxy.
+go-client: $(GO_CLIENT)
+	@:
+
+$(GO_CLIENT): $(GO_CLIENT_DIR)/main.go $(GO_CLIENT_DIR)/go.mod $(GO_CLIENT_DIR)/go.sum
+	@command -v go >/dev/null || { echo "Go builds clickhouse-go (Grafana's client) for the tests"; exit 1; }
+	@echo "building clickhouse-go into $(dir $(GO_CLIENT))"
+	@cd $(GO_CLIENT_DIR) && go build -o $(CURDIR)/$(GO_CLIENT) .
 
 demo: setup
 	$(BIN)/journeys demo

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -26,6 +27,7 @@ from sinks.http.core.encoding import Encoder, decode, encode, response_coding
 from sinks.http.core.errors import QueryError
 from sinks.http.core.request import ClickHouseRequest, Insert, Query, parse_request, plan
 from sinks.http.engine import Answer, Engine, summary_header
+from sinks.http.native import NativeError, at_revision
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,11 @@ class ClickHouseHttpApp:
             what = plan(request, body)
             kind = "insert" if isinstance(what, Insert) else "query"
             answer = await self._answer(what, user, request)
+            revision = request.protocol_revision
+            if revision and answer.output_format.lower() == "native":
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, _at_revision, answer, revision
+                )
         except QueryError as error:
             metrics.QUERIES.labels(kind, str(error.status)).inc()
             log.info("clickhouse http: %s %s", error.status, error.body().decode().strip()[:300])
@@ -164,6 +171,29 @@ class ClickHouseHttpApp:
                 self._pool.shutdown(wait=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _at_revision(answer: Answer, revision: int) -> Answer:
+    """A Native answer as the client's protocol revision writes it (each streamed piece is
+    whole blocks, so it is reframed as it comes)."""
+    if answer.chunks is not None:
+        return replace(answer, chunks=_reframed(answer.chunks, revision))
+    try:
+        return replace(answer, body=at_revision(answer.body, revision))
+    except NativeError as error:
+        raise QueryError.of(48, str(error)) from None
+
+
+def _reframed(chunks: Iterator[bytes], revision: int) -> Iterator[bytes]:
+    try:
+        for chunk in chunks:
+            yield at_revision(chunk, revision)
+    except NativeError as error:
+        yield b"\n" + QueryError.of(48, str(error)).body()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 async def _body(receive: Receive) -> bytes:

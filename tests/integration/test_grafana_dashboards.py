@@ -36,6 +36,7 @@ from sinks.clickhouse import migrate
 from sinks.definitions import record_definitions
 from sinks.http.server import HttpInterface
 
+from .go_client import run_clickhouse_go
 from .helpers import ROOT
 
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -836,16 +837,38 @@ def test_the_data_sources_requests_are_answered(served: HttpInterface) -> None:
         assert (status, headers["x-clickhouse-format"]) == (200, "Native") and body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the interface ignores client_protocol_version: chDB writes Native blocks without "
-    "the block info and per-column serialization flag that clickhouse-go (Grafana's data "
-    "source over HTTP) reads at its revision, so the data source fails on its hello query",
-)
 def test_native_blocks_come_at_the_clients_protocol_revision(served: HttpInterface) -> None:
     _, _, body = _as_the_data_source(served, HELLO)
     # BlockInfo first (field 1 is_overflows = 0, field 2 bucket_num = -1, end), then 4 columns
     assert body.startswith(bytes.fromhex("01 00 02 ff ff ff ff 00 04 01"))
+
+
+def test_grafanas_client_runs_every_panel_and_reads_what_clickhouse_connect_reads(
+    served: HttpInterface, reader: Client
+) -> None:
+    """clickhouse-go over HTTP, with the options Grafana's data source uses, runs every query of
+    every dashboard (one line each) and reads the same rows as clickhouse-connect."""
+    expanded = []
+    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
+        dashboard = load(path)
+        chosen = variables_of(reader, dashboard, SELECTIONS["all"])
+        expanded += [" ".join(expand(sql, chosen, SPAN).split()) for _, sql in queries(dashboard)]
+    results = run_clickhouse_go(f"127.0.0.1:{served.port}", READER.name, PASSWORD, expanded)
+    assert len(results) == len(expanded)
+    funnel = " ".join(
+        expand(
+            next(
+                p["targets"][0]["rawSql"]
+                for p in load(GRAFANA / "dashboards" / "funnel.json")["panels"]
+                if p["title"] == "Journeys reaching each stage"
+            ),
+            variables_of(reader, load(GRAFANA / "dashboards" / "funnel.json"), SELECTIONS["all"]),
+            SPAN,
+        ).split()
+    )
+    (got,) = run_clickhouse_go(f"127.0.0.1:{served.port}", READER.name, PASSWORD, [funnel])
+    want = [[str(value) for value in row] for row in reader.query(funnel).result_rows]
+    assert got.rows == want and want
 
 
 def test_supersets_sqlalchemy_uri_lists_the_tables_and_reads(served: HttpInterface) -> None:

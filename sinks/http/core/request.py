@@ -83,6 +83,9 @@ class ClickHouseRequest:
     accept_encoding: str = ""
     content_encoding: str = ""
     wait_end_of_query: bool = False  # read the whole result before answering
+    protocol_revision: int = (
+        0  # `client_protocol_version`: Native blocks as its revision writes them
+    )
     compress: bool = False  # ClickHouse's own block compression of the response
     decompress: bool = False  # ... and of the request body
 
@@ -135,6 +138,7 @@ def parse_request(method: str, query_string: str, headers: Mapping[str, str]) ->
         accept_encoding=headers.get("accept-encoding", ""),
         content_encoding=headers.get("content-encoding", "").strip().lower(),
         wait_end_of_query=_truthy(values.get("wait_end_of_query", "0")),
+        protocol_revision=_revision(values.get("client_protocol_version", "0")),
         compress=_truthy(values.get("compress", "0")),
         decompress=_truthy(values.get("decompress", "0")),
     )
@@ -222,6 +226,13 @@ def statement_kind(sql: str) -> str:
 
 def _is_insert(sql: str) -> bool:
     return statement_kind(sql) == "INSERT"
+
+
+def _revision(value: str) -> int:
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        raise QueryError.of(36, f"client_protocol_version: {value!r} is not a number") from None
 
 
 def _truthy(value: str) -> bool:
