@@ -12,7 +12,18 @@ from pathlib import Path
 
 from schemas.topics import Topics
 
-from . import collector, core, friction, friction_stage, identity, journeys, pipeline, producer
+from . import (
+    analyst_queries,
+    collector,
+    core,
+    friction,
+    friction_stage,
+    identity,
+    journeys,
+    live_sink,
+    pipeline,
+    producer,
+)
 from .report import Result, render, save
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +94,7 @@ def main() -> int:
         sink = pipeline.sink_rate(pipeline.bench_settings(work), fragments)
         sink[1].target = ">= 150,000 rows/s"
         results += sink
+        results += analyst_benches(work)
 
     print()
     print(render(results))
@@ -104,6 +116,15 @@ def person_stages(work: Path) -> list[Result]:
         pipeline.bench_settings(work), work / "friction.log"
     )
     results += friction_stage.bench_alert_delay(pipeline.bench_settings(work), work / "delay.log")
+    return results
+
+
+def analyst_benches(work: Path) -> list[Result]:
+    """Analysts reading live while the sink inserts, and their questions at scale (chDB only)."""
+    print("sink: 1,000,000 rows each, alone and with four analysts querying ...", flush=True)
+    results = live_sink.bench_sink_with_readers(work)
+    print("analyst: funnel, drop-offs and paths over 13M touchpoints, 2M journeys ...", flush=True)
+    results += analyst_queries.bench_analyst_queries()
     return results
 
 
