@@ -14,7 +14,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from sinks.tables import added_columns, ddl
+from sinks.tables import added_columns, comment_changes, ddl
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +76,38 @@ def reading(dsn: str) -> Iterator[Client]:
 
 def migrate(client: Client) -> int:
     """Bring the database to this version's schema: create the tables that are missing, add
-    the columns an older version's tables lack, (re)create the views. Idempotent; returns the
-    statements applied."""
+    the columns an older version's tables lack, (re)create the views, and give every column
+    of every table and view its comment where the database's differs (a view made again has
+    none). Idempotent; returns the statements applied."""
     statements = ddl()
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
     for statement in statements:
         if statement not in views:
             client.command(statement)
-    rows = client.query(
-        "SELECT table, name FROM system.columns WHERE database = currentDatabase()"
-    ).result_rows
-    existing: dict[str, list[str]] = {}
-    for table, name in rows:
-        existing.setdefault(table, []).append(name)
-    added = added_columns(existing)
+    added = added_columns({table: list(columns) for table, columns in _comments(client).items()})
     for statement in added:
         log.info("schema: %s", statement)
         client.command(statement)
     for statement in views:
         client.command(statement)
-    return len(statements) + len(added)
+    commented = comment_changes(_comments(client))
+    for statement in commented:
+        log.debug("schema: %s", statement)
+        client.command(statement)
+    return len(statements) + len(added) + len(commented)
+
+
+def _comments(client: Client) -> dict[str, dict[str, str]]:
+    """Each table's and view's columns, in order, with their comments, as the database has
+    them."""
+    rows = client.query(
+        "SELECT table, name, comment FROM system.columns WHERE database = currentDatabase() "
+        "ORDER BY table, position"
+    ).result_rows
+    existing: dict[str, dict[str, str]] = {}
+    for table, name, comment in rows:
+        existing.setdefault(table, {})[name] = comment
+    return existing
 
 
 def insert_json_rows(client: Client, table: str, rows_json: bytes, token: str) -> int:

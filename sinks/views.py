@@ -9,6 +9,8 @@ every one after the tables change. docs/queries.md says what each view answers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sinks import definitions
 
 # How many touchpoints before a drop-off `dropoff_paths` keeps, and how long before a channel
@@ -251,3 +253,172 @@ in days after a journey ended and was forgotten. Its joined columns are named ap
 journey's, so it keeps the table's names (`journey_id`, not `` `j.journey_id` ``).
 `dropoffs_standing` is the drop-offs that no retraction cancelled. The analysts' views over
 them are described in docs/queries.md."""
+
+
+@dataclass(frozen=True)
+class ViewDoc:
+    """What a view is (its ClickHouse `COMMENT`) and what its columns mean. A view's column
+    comments cannot be written in its `CREATE VIEW ... AS SELECT` without spelling out every
+    column's type, and `CREATE OR REPLACE` drops them, so `migrate` sets them after making the
+    view (`ALTER TABLE view COMMENT COLUMN`). `over` names a table whose comments the view's
+    columns of the same name take (they pass through unchanged); `columns` says the rest, and
+    what differs."""
+
+    comment: str
+    columns: dict[str, str]
+    over: str | None = None
+
+
+_LATEST_PERSON = (
+    "The person's id under the latest identity records: the newest identity_overrides row of "
+    "the identifier that routed the event (person_key), else the stamped person_id."
+)
+_DAY = "The UTC date of {}, for daily breakdowns."
+
+VIEW_DOCS = {
+    "touchpoints_latest": ViewDoc(
+        "Every touchpoint (FINAL) with latest_person_id, its person under the latest identity "
+        "records: query persons here, not by touchpoints.person_id.",
+        {"latest_person_id": _LATEST_PERSON},
+        over="touchpoints",
+    ),
+    "journeys_latest": ViewDoc(
+        "The latest version of every journey (FINAL) with latest_person_id, the latest person "
+        "of the event that started it; columns named as in journeys.",
+        {
+            "latest_person_id": "The person's id under the latest identity records, through "
+            "the event that started the journey; person_id when that event's person never "
+            "changed."
+        },
+        over="journeys",
+    ),
+    "dropoffs_standing": ViewDoc(
+        "The drop-offs that still stand: `FROM dropoffs FINAL WHERE NOT retracted`.",
+        {
+            "retracted": "Always false here: withdrawn drop-offs are left out.",
+            "retraction_reason": "Always '' here.",
+        },
+        over="dropoffs",
+    ),
+    "journey_stages": ViewDoc(
+        "One row per journey (not merged) and stage it reached, with where it was reached, "
+        "how long after the stage before, and the stage's place in its definition.",
+        {
+            "person_id": "The journey's person under the latest identity records "
+            "(journeys_latest.latest_person_id).",
+            "status": "The journey's status now: open, converted, dropped_off or expired.",
+            "day": _DAY.format("started_at"),
+            "first_channel": "The channel of the event that started the journey.",
+            "stage": "A stage the journey reached.",
+            "reached_at": "When the event that reached it happened (event time, UTC, ms).",
+            "stage_channel": "The channel of that event: where the stage was reached.",
+            "position": "Its place among the stages this journey reached, from 1 (stages may "
+            "be skipped, so it can differ from stage_index).",
+            "previous_stage": "The stage this journey reached before; NULL at its first.",
+            "since_previous_ms": "ms from reaching previous_stage to reaching this stage; NULL "
+            "at the first.",
+            "dropped_here": "true when the journey dropped off and this is the last stage it "
+            "reached.",
+            "stage_index": "The stage's position in its definition (journey_definitions: the "
+            "ordered path from 1, then failure stages); 0 when that definition version is not "
+            "recorded.",
+        },
+        over="journeys",
+    ),
+    "funnel_daily": ViewDoc(
+        "The funnel: journeys per definition, start day, first channel and stage reached "
+        "(with the stage's channel); order stages by stage_index.",
+        {
+            "definition_id": "The journey definition's id (journey_definitions.definition_id).",
+            "day": _DAY.format("the journeys' start"),
+            "first_channel": "The channel of the events that started the journeys.",
+            "stage_index": "The stage's position in its definition; 0 when not recorded.",
+            "stage": "The stage reached.",
+            "stage_channel": "The channel of the events that reached it.",
+            "journeys": "Journeys (not merged) that reached the stage.",
+            "converted": "Of those, the journeys that converted (at the success stage, later).",
+            "dropped_here": "Of those, the journeys that dropped off at this stage.",
+        },
+    ),
+    "time_between_stages": ViewDoc(
+        "How long journeys take from one stage they reached to the next one they reached, "
+        "per definition.",
+        {
+            "definition_id": "The journey definition's id (journey_definitions.definition_id).",
+            "from_stage": "The stage reached before (stages may be skipped, so not always the "
+            "one before on the path).",
+            "to_stage": "The stage reached next.",
+            "stage_index": "to_stage's position in its definition; 0 when not recorded.",
+            "journeys": "Journeys (not merged) that went from from_stage to to_stage.",
+            "median_minutes": "The median time between reaching the two, in minutes.",
+            "p90_minutes": "The 90th percentile of that time, in minutes.",
+            "mean_minutes": "The mean of that time, in minutes.",
+        },
+    ),
+    "dropoff_paths": ViewDoc(
+        f"Every standing drop-off with where its stage was reached and the person's last "
+        f"{PATH_LENGTH} touchpoints (any channel, any journey) from the journey's start to the "
+        f"drop-off.",
+        {
+            "person_id": "The journey's person under the latest identity records "
+            "(journeys_latest.latest_person_id).",
+            "stage_channel": "The channel of the event that reached the stage the journey "
+            "dropped off at (from journeys.stages).",
+            "day": _DAY.format("dropped_at"),
+            "last_touchpoints": f"The person's last {PATH_LENGTH} touchpoints from the "
+            "journey's start to dropped_at, oldest first, as (occurred_at, channel, "
+            "event_type, touchpoint or ''); other journeys' events included.",
+            "path": "The same touchpoints as `<channel>:<event_type>`.",
+        },
+        over="dropoffs",
+    ),
+    "channel_switches": ViewDoc(
+        "One row per touchpoint of a person on another channel than their touchpoint before "
+        f"(across all their journeys), and whether friction came in the {FRICTION_WINDOW_MINUTES}"
+        " minutes before.",
+        {
+            "person_id": "The person under the latest identity records "
+            "(touchpoints_latest.latest_person_id).",
+            "from_channel": "The channel of the person's touchpoint before.",
+            "to_channel": "The channel switched to.",
+            "from_at": "When the touchpoint before happened (event time, UTC, ms).",
+            "switched_at": "When the touchpoint on to_channel happened (event time, UTC, ms).",
+            "day": _DAY.format("switched_at"),
+            "gap_ms": "ms from from_at to switched_at.",
+            "from_event_type": "The event type of the touchpoint before.",
+            "from_touchpoint": "Its touchpoint ('' when none).",
+            "to_event_type": "The event type of the touchpoint on to_channel.",
+            "to_touchpoint": "Its touchpoint ('' when none).",
+            "after_friction": f"true when friction came in the {FRICTION_WINDOW_MINUTES} "
+            "minutes before switched_at: stated on one of the person's touchpoints (contract "
+            "v2), or counted in one of their sessions that ended then.",
+        },
+    ),
+    "person_timeline": ViewDoc(
+        "Everything known about a person, one row per thing that happened (kind; order by "
+        "at): touchpoints, identity records, stages reached, journey outcomes, "
+        "standing drop-offs and alerts naming them.",
+        {
+            "person_id": "The person under the latest identity records; an identity record "
+            "also shows under each person it merged away.",
+            "at": "When it happened (event time, UTC, ms).",
+            "kind": "touchpoint, identity (a merge, move or refusal), stage (a stage reached), "
+            "journey (an outcome), dropoff (a standing drop-off) or alert (one naming the "
+            "person among its examples).",
+            "channel": "The touchpoint's channel, the stage's channel, the drop-off's last "
+            "channel or the alert example's; '' for identity and journey rows.",
+            "what": "What happened, in words: the event type, `merge (link)`, `purchase: "
+            "reached cart`, `purchase: converted at purchase`, `purchase: dropped off at cart "
+            "(time_limit)`, `<alert kind> <status>: <series>`.",
+            "touchpoint": "The touchpoint of a touchpoint, a drop-off (its last) or an alert "
+            "example; '' otherwise.",
+            "identifiers": "The identifiers a touchpoint carried, or those an identity record "
+            "concerns, as `<type>:<value>`; empty otherwise.",
+            "detail": "More: a touchpoint's source, `old persons -> new person` of an identity "
+            "record, a journey's start and channels, a drop-off's signals, what an alert "
+            "example met (its signals, or the drop-off).",
+            "ref": "The id to look it up by: event_id, identity_audit.record_id, journey_id, "
+            "dropoff_id or alerts.incident_id.",
+        },
+    ),
+}

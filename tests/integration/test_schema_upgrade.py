@@ -18,7 +18,7 @@ from sinks.tables import ddl, dropoffs
 def _older_dropoffs() -> tuple[str, str]:
     """`dropoffs` and its view as the version before `signals` made them."""
     (table,) = [s for s in ddl() if re.search(r"TABLE IF NOT EXISTS `?dropoffs`? ", s)]
-    older = re.sub(r"\s*`signals` Array\(String\),", "", table)
+    older = re.sub(r"\s*`signals` Array\(String\)( COMMENT '([^']|'')*')?,", "", table)
     assert older != table
     view = "CREATE VIEW dropoffs_standing AS SELECT * FROM dropoffs FINAL WHERE NOT retracted"
     return older, view

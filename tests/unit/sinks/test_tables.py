@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sinks.tables import DEDUP_WINDOW, added_columns, ddl, metadata, touchpoints
+from sinks.tables import DEDUP_WINDOW, added_columns, ddl, metadata, quote, touchpoints
 
 
 def touchpoints_statement() -> str:
@@ -45,8 +45,10 @@ def test_added_columns_bring_an_older_table_up_to_date_in_place() -> None:
     assert names[:2] == ["dropoff_id", "journey_id"] and "signals" in names
     before_signals = names[names.index("signals") - 1]
     older = [n for n in names if n not in ("dropoff_id", "signals")]
+    said = {name: quote(metadata.tables["dropoffs"].c[name].comment or "") for name in names}
     assert added_columns({"dropoffs": older}) == [
-        "ALTER TABLE `dropoffs` ADD COLUMN IF NOT EXISTS `dropoff_id` String FIRST",
+        "ALTER TABLE `dropoffs` ADD COLUMN IF NOT EXISTS `dropoff_id` String "
+        f"COMMENT {said['dropoff_id']} FIRST",
         "ALTER TABLE `dropoffs` ADD COLUMN IF NOT EXISTS `signals` Array(String) "
-        f"AFTER `{before_signals}`",
+        f"COMMENT {said['signals']} AFTER `{before_signals}`",
     ]
