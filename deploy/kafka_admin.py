@@ -80,6 +80,12 @@ def topic_specs(
         TopicSpec(topics.friction_windows, 1, {"compression.type": "producer"}),
         TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_alerts, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # One partition: few records, replayed in the order they were refused.
+        TopicSpec(
+            topics.dlq_sink,
+            1,
+            {"retention.ms": str(30 * 24 * 3600 * 1000), "max.message.bytes": str(8 << 20)},
+        ),
     ]
     for stage, tables in stateful.items():
         for t in tables:

@@ -52,3 +52,30 @@ class DeadLetter(BaseModel):
         if self.raw_encoding == "base64":
             return base64.b64decode(self.raw)
         return self.raw.encode("utf-8")
+
+
+class SinkDeadLetter(BaseModel):
+    """Rows ClickHouse refused for a reason retrying cannot fix (the sink's dead-letter
+    topic; the record's key is `token`). `rows` is the JSON array the sink inserted, the
+    rows byte for byte as the stages wrote them; `journeys sink replay-dead-letters` inserts
+    it again with the same token, so replaying twice writes once."""
+
+    stage: Literal["sink"] = "sink"
+    table: str
+    error_code: int | None
+    error: str
+    rows: str
+    rows_encoding: Literal["utf-8", "base64"] = "utf-8"
+    row_count: int | None  # None: the message's rows could not be told apart
+    token: str  # the piece's insert deduplication token
+    source_topic: str
+    source_topic_id: str | None  # None: a batch named the v1 way, without it
+    source_partition: int
+    first_offset: int
+    last_offset: int
+    rejected_at: datetime
+
+    def rows_bytes(self) -> bytes:
+        if self.rows_encoding == "base64":
+            return base64.b64decode(self.rows)
+        return self.rows.encode("utf-8")

@@ -24,6 +24,7 @@ FRICTION_PARTIALS = "friction-partials"
 FRICTION_WINDOWS = "friction-windows"
 ALERTS = "alerts"
 DLQ_ALERTS = "dlq.alerts"
+DLQ_SINK = "dlq.sink"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class Topics:
     friction_windows: str  # global windows of every series, each version
     alerts: str  # alert records (one per problem), keyed by alert id
     dlq_alerts: str  # alert deliveries that failed
+    dlq_sink: str  # rows ClickHouse refused, keyed by their insert deduplication token
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -70,6 +72,7 @@ class Topics:
             friction_windows=topics.name(FRICTION_WINDOWS),
             alerts=topics.name(ALERTS),
             dlq_alerts=topics.name(DLQ_ALERTS),
+            dlq_sink=topics.name(DLQ_SINK),
         )
 
     def changelog(self, stage: str, table: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -60,12 +61,25 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     sink = sub.add_parser(
         "sink",
         help="write touchpoints, identity records and journeys into ClickHouse",
-        epilog=examples("sink", "sink --idle-exit 30"),
+        description="Write the pipeline's output topics into ClickHouse, exactly once. Rows "
+        "ClickHouse refuses go to the sink's dead-letter topic (dlq.sink); after a fix, "
+        "`journeys sink replay-dead-letters` inserts them.",
+        epilog=examples("sink", "sink --idle-exit 30", "sink replay-dead-letters"),
     )
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
     )
     sink.set_defaults(func=_sink)
+    ssub = sink.add_subparsers(title="actions (none: run the sink)", metavar="[ACTION]")
+    ssub.add_parser(
+        "replay-dead-letters",
+        help="insert the rows of the sink's dead-letter topic again, after a fix",
+        description="Read the sink's dead-letter topic (dlq.sink) from where the last replay "
+        "stopped, insert each record's rows with the record's deduplication token (replaying "
+        "twice writes once), and report the counts. A record ClickHouse still refuses stays "
+        "uncommitted, with the ones after it, for the next replay; exit code 1 then.",
+        epilog=examples("sink replay-dead-letters"),
+    ).set_defaults(func=_replay_dead_letters)
 
     rep = sub.add_parser(
         "report",
@@ -163,6 +177,10 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.runner import TopicSink, pipeline_routes
 
     ensure_topics(settings)
+    # While ClickHouse is away the sink says so every few seconds with what failed; the HTTP
+    # client would say it at every attempt of every partition.
+    for chatty in ("urllib3.connectionpool", "clickhouse_connect.driver._backend.http_sync"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     # A folder another process already serves (`db serve`, another sink) is written through
     # its interface; otherwise this sink owns the folder and serves it so others can read.
     dsn = reader_dsn(settings.clickhouse_dsn)
@@ -174,10 +192,35 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     sink = TopicSink(settings, client, routes)
     with serving(dsn, settings.clickhouse.http):
         stats = sink.run(lambda: stop[0], idle_exit_seconds=args.idle_exit)
+    dead = (
+        f"; {stats.dead_letter_rows:,} rows in {stats.dead_letters:,} pieces dead-lettered"
+        if stats.dead_letters
+        else ""
+    )
     print(
         f"sink: {stats.rows:,} rows in {stats.batches:,} batches from {stats.messages:,} messages"
+        + dead
     )
     return 0
+
+
+def _replay_dead_letters(settings: Settings, _args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
+    from sinks.clickhouse import connect, reader_dsn
+    from sinks.replay import ReplayStoppedError, replay_dead_letters
+
+    ensure_topics(settings)
+    # Through the live interface when a process serves the folder (a running sink).
+    client = connect(reader_dsn(settings.clickhouse_dsn))
+    try:
+        report = replay_dead_letters(settings, client)
+    except ReplayStoppedError as exc:
+        print(f"journeys: error: {exc}; run it again later", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print("\n".join(report.lines()))
+    return 1 if report.refused else 0
 
 
 def _stop_flag() -> list[bool]:

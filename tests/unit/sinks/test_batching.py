@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from schemas.envelope import EnvelopeError, encode
-from sinks.batching import Batch, PartitionBatcher, parse_intent, rows_of
+from sinks.batching import Batch, Intent, PartitionBatcher, parse_intent, rows_of
 
 ROW = b'{"id":0}'  # 8 bytes: a message adds len(rows) + 1 = 9 to a batch's size
 
@@ -129,35 +129,94 @@ def test_missing_planned_end_is_logged(caplog: pytest.LogCaptureFixture) -> None
     assert "planned batch end 12 not seen" in caplog.text
 
 
-# -- intents ------------------------------------------------------------------------------
+# -- intents and tokens ------------------------------------------------------------------
+
+TOPIC_ID = "cfvJhsrESS29MwSYlhtGxw"
 
 
 @pytest.mark.parametrize(
-    ("metadata", "end"),
+    ("metadata", "intent"),
     [
-        ("journeys-sink:v1:end=1234", 1234),
-        ("journeys-sink:v1:end=0", 0),
+        ("journeys-sink:v1:end=1234", Intent(1234)),
+        ("journeys-sink:v1:end=0", Intent(0)),
+        (f"journeys-sink:v2:{TOPIC_ID}:end=77", Intent(77, TOPIC_ID)),
         (None, None),
         ("", None),
         ("journeys-sink:v1:end=", None),
         ("journeys-sink:v1:end=12x", None),
+        ("journeys-sink:v1:end=-3", None),
         ("journeys-sink:v2:end=5", None),
+        ("journeys-sink:v2::end=5", None),
+        (f"journeys-sink:v2:{TOPIC_ID}:end=", None),
+        ("journeys-sink:v3:x:end=5", None),
         ("some other tool's metadata", None),
     ],
 )
-def test_parse_intent(metadata: str | None, end: int | None) -> None:
-    assert parse_intent(metadata) == end
+def test_parse_intent(metadata: str | None, intent: Intent | None) -> None:
+    assert parse_intent(metadata) == intent
 
 
-def test_intent_round_trips() -> None:
-    batch = Batch(partition=3, first=10, last=99)
-    assert parse_intent(batch.intent()) == 99
+@pytest.mark.parametrize("topic_id", [TOPIC_ID, None], ids=["v2", "v1"])
+def test_intent_round_trips(topic_id: str | None) -> None:
+    batch = Batch(partition=3, first=10, last=99, topic_id=topic_id)
+    assert parse_intent(batch.intent()) == Intent(99, topic_id)
 
 
-def test_token_names_topic_partition_and_offset_range() -> None:
+def test_token_names_topic_id_partition_and_offset_range() -> None:
+    batch = Batch(partition=3, first=10, last=99, topic_id=TOPIC_ID)
+    assert batch.token("journeys.touchpoints") == f"journeys.touchpoints/{TOPIC_ID}/3/10-99"
+
+
+def test_a_batch_planned_by_a_v1_sink_keeps_its_v1_token() -> None:
     assert Batch(partition=3, first=10, last=99).token("journeys.touchpoints") == (
         "journeys.touchpoints/3/10-99"
     )
+
+
+def test_a_recreated_topic_never_reuses_a_token() -> None:
+    old = Batch(partition=0, first=0, last=9, topic_id="old-id").token("t")
+    new = Batch(partition=0, first=0, last=9, topic_id="new-id").token("t")
+    assert old != new
+
+
+def test_a_v1_intent_is_rebuilt_with_the_v1_token_and_then_v2_goes_on() -> None:
+    batcher = PartitionBatcher(partition=1, max_bytes=1 << 20, max_seconds=1.0, topic_id=TOPIC_ID)
+    batcher.plan(Intent(12))
+    (planned,) = feed(batcher, range(10, 13))
+    assert (planned.first, planned.last, planned.topic_id) == (10, 12, None)
+    assert planned.token("t") == "t/1/10-12"
+    assert planned.intent() == "journeys-sink:v1:end=12"  # a crash now rebuilds it the same
+    feed(batcher, range(13, 15))
+    after = batcher.due(5.0)
+    assert after is not None and after.token("t") == f"t/{TOPIC_ID}/1/13-14"
+    assert after.intent() == f"journeys-sink:v2:{TOPIC_ID}:end=14"
+
+
+def test_a_v2_intent_of_this_topic_is_rebuilt_with_its_token() -> None:
+    batcher = PartitionBatcher(partition=0, max_bytes=18, max_seconds=1.0, topic_id=TOPIC_ID)
+    batcher.plan(Intent(14, TOPIC_ID))
+    (planned,) = feed(batcher, range(10, 15))  # bytes alone would cut after two messages
+    assert (planned.first, planned.last, planned.topic_id) == (10, 14, TOPIC_ID)
+    assert planned.offsets == [10, 11, 12, 13, 14]
+
+
+def test_an_intent_of_an_older_topic_with_the_same_name_plans_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batcher = PartitionBatcher(partition=0, max_bytes=18, max_seconds=1.0, topic_id=TOPIC_ID)
+    with caplog.at_level(logging.WARNING, logger="sinks.batching"):
+        batcher.plan(Intent(14, "the-old-topic-id"))
+    assert batcher.planned_end is None
+    assert "belongs to topic id the-old-topic-id" in caplog.text
+    assert spans(feed(batcher, range(0, 4))) == [(0, 1), (2, 3)]
+
+
+def test_a_planned_batch_cut_early_gets_the_new_name() -> None:
+    batcher = PartitionBatcher(partition=0, max_bytes=1 << 20, max_seconds=1.0, topic_id=TOPIC_ID)
+    batcher.plan(Intent(12))
+    batcher.add(10, ROW, 0.0)
+    (cut,) = batcher.add(13, ROW, 0.0)  # 11 and 12 are gone: not the recorded batch
+    assert cut.token("t") == f"t/{TOPIC_ID}/0/10-10"
 
 
 # -- rows ---------------------------------------------------------------------------------
