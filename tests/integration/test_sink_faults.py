@@ -10,6 +10,7 @@ transaction), so each test runs only the sink."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -18,12 +19,14 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
+from deploy.kafka_admin import ensure_topics
+from deploy.local.broker import LocalBroker
 from schemas.envelope import encode
-from schemas.settings import Settings
+from schemas.settings import LocalBrokerSettings, Settings
 from schemas.topics import Topics
 from sinks.clickhouse import reader_dsn, reading, session
 
-from .helpers import free_port, journeys, read_all, stop, wait_for
+from .helpers import ROOT, free_port, journeys, read_all, reap, stop, wait_for
 
 # --- rows and topics ---------------------------------------------------------------------
 
@@ -267,3 +270,69 @@ def test_clickhouse_unwritable_for_20_seconds_neither_stops_the_sink_nor_loses_a
         ).result_rows[0]
     assert (plain, distinct) == (1_200, 1_200)
     assert sink_dead_letters(settings) == []
+
+
+def test_a_broker_restart_mid_stream_neither_stops_the_sink_nor_loses_a_row(
+    settings: Settings, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """A broker of its own, stopped while the sink has a wave in hand and started again:
+    commits fail meanwhile (transport errors, then a coordinator that is still loading:
+    `Waiting for coordinator`), the sink waits them out, and every row arrives once."""
+    broker = LocalBroker(
+        LocalBrokerSettings(
+            instance=f"sink-restart-{os.getpid()}", port=free_port(), controller_port=free_port()
+        ),
+        ROOT / ".local",
+    )
+    broker.wipe()
+    broker.start()
+    try:
+        _ride_out_a_restart(settings, broker, processes, tmp_path)
+    finally:
+        for proc in processes:
+            reap(proc)
+        broker.stop()
+        broker.wipe()
+
+
+def _ride_out_a_restart(
+    settings: Settings,
+    broker: LocalBroker,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    own = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap})}
+    )
+    ensure_topics(own)
+    topics = Topics.from_settings(own.topics)
+    log = tmp_path / "sink.log"
+    running = sink(own, log)
+    processes.append(running)
+
+    def wave(start: int) -> list[tuple[int, list[dict[str, Any]]]]:
+        return [
+            (p, [journey(start + 100 * m + 10 * p + r) for r in range(10)])
+            for m in range(10)
+            for p in range(4)
+        ]
+
+    def arrived(n: int) -> bool:
+        return _served(own) and count(own, "SELECT count() FROM journeys") == n
+
+    publish(own, topics.journey_updates, wave(0))
+    wait_for(lambda: arrived(400), 60, "the first wave", [running], log)
+    publish(own, topics.journey_updates, wave(100_000))
+    time.sleep(0.5)  # the sink has the wave in hand: its batches are due in a second
+    broker.stop()
+    time.sleep(5)
+    assert running.poll() is None, log.read_text()[-3000:]
+    broker.start()
+    publish(own, topics.journey_updates, wave(200_000))
+    wait_for(lambda: arrived(1_200), 60, "every wave", [running], log)
+    stop([running], log)
+    with session(own.clickhouse_dsn) as ch:
+        plain, distinct = ch.query(
+            "SELECT count(), uniqExact(journey_id) FROM journeys"
+        ).result_rows[0]
+    assert (plain, distinct) == (1_200, 1_200)
