@@ -21,6 +21,7 @@ from deploy.commands import (
     pipeline,
     query,
     ui,
+    watch,
 )
 
 
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts.register(sub)
     query.register(sub)
     ui.register(sub)
+    watch.register(sub)
     return p
 
 

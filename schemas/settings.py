@@ -338,6 +338,18 @@ class UiSettings(Section):
         return self
 
 
+class WatchSettings(Section):
+    """`journeys watch`: which groups to watch, and when one counts as stalled."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9470, ge=0, le=65535)
+    # A group behind its input whose committed offsets have not moved for this long is stalled.
+    stall_after_seconds: float = Field(default=120.0, gt=0)
+    poll_seconds: float = Field(default=5.0, gt=0)
+    # Default: the four stages' groups and the sink's.
+    groups: list[str] | None = None
+
+
 class FaultSettings(Section):
     """Fault injection for crash tests. Never set in production."""
 
@@ -371,6 +383,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     ui: UiSettings = UiSettings()
     faults: FaultSettings = FaultSettings()
+    watch: WatchSettings = WatchSettings()
     journeys: JourneyStageSettings = JourneyStageSettings()
     friction: FrictionSettings = FrictionSettings()
     # Alert routing (owning teams, webhook targets) and webhook delivery; see schemas/alerting.py.
