@@ -48,8 +48,9 @@ def _at_least_one_identifier() -> list[dict[str, Any]]:
 
 def _version_2_rules() -> list[dict[str, Any]]:
     """`Touchpoint` checks these in field validators, which JSON Schema does not show: a
-    channel block only on an event of that channel, and the fields added in version 2 only
-    with `schema_version` 2 or later (it defaults to 1, so it must be given)."""
+    channel block only on an event of that channel, the fields added in version 2 only
+    with `schema_version` 2 or later (it defaults to 1, so it must be given), and
+    `attribution` only with 3 or later."""
     version_2 = {"required": ["schema_version"], "properties": {"schema_version": {"minimum": 2}}}
     rules: list[dict[str, Any]] = [
         {
@@ -65,6 +66,16 @@ def _version_2_rules() -> list[dict[str, Any]]:
         {
             "if": {"required": ["friction"], "properties": {"friction": {"minItems": 1}}},
             "then": version_2,
+        }
+    )
+    # Version 3's `attribution`, on any channel.
+    rules.append(
+        {
+            "if": {"required": ["attribution"], "properties": {"attribution": {"type": "object"}}},
+            "then": {
+                "required": ["schema_version"],
+                "properties": {"schema_version": {"minimum": 3}},
+            },
         }
     )
     return rules

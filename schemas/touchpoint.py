@@ -5,6 +5,9 @@
 - 2: adds a typed block per channel (`web`, `app`, `call_center`, `store`; only the one
   named like the event's `channel`) and `friction`, signals the producer states itself.
   Both are optional, so a version 1 event is a version 2 event without them.
+- 3: adds `attribution` (any channel): where the customer came from and on what, as typed
+  fields (page URL, referrer, UTM, user-agent family, device class, a masked IP). Optional
+  too: a version 2 event is a version 3 event without it.
 
 What each version may change is in `schemas/COMPATIBILITY.md`.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import operator
 from datetime import UTC
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -36,7 +39,7 @@ from schemas.vocabulary import Channel, Name
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_PROPERTIES = 64
-SCHEMA_VERSION = 2  # the newest version this build reads; every older one stays accepted
+SCHEMA_VERSION = 3  # the newest version this build reads; every older one stays accepted
 MAX_STATED_SIGNALS = 16
 
 
@@ -115,6 +118,7 @@ Millis = Annotated[float, Strict(), Field(ge=0, le=3_600_000)]  # an hour
 Seconds = Annotated[float, Strict(), Field(ge=0, le=2_592_000)]  # 30 days: e-mails wait days
 Score = Annotated[float, Strict(), Field(ge=0, le=10)]  # 1-5 (CSAT) or 0-10 (NPS) scales
 Measure = Annotated[float, Strict(), Field(ge=0, le=1_000_000_000_000)]  # small money units
+DeviceClass = Literal["desktop", "mobile", "tablet", "bot", "other"]
 
 # Serialization leaves out what the producer did not state. Builtins, not Python functions:
 # pydantic calls them per field of every event it dumps (ingest dumps each one).
@@ -199,8 +203,26 @@ class StatedSignal(BaseModel):
     value: Measure | None = _optional("a measure of it: seconds waited, HTTP status, ...")
 
 
+class Attribution(Block):
+    """Where the customer came from and on what (schema_version 3), on any channel. URLs keep
+    only their allow-listed query parameters (UTM and what the source declares), never a
+    fragment or credentials; the IP, when kept at all, is truncated or a keyed hash."""
+
+    page_url: Url | None = _optional("the page's URL, its query reduced to an allow-list")
+    referrer: Url | None = _optional("the referring URL, its query reduced like page_url")
+    utm_source: Text | None = _optional()
+    utm_medium: Text | None = _optional()
+    utm_campaign: Text | None = _optional()
+    utm_term: Text | None = _optional()
+    utm_content: Text | None = _optional()
+    user_agent_family: Short | None = _optional("the browser or app: Chrome, Mobile Safari, ...")
+    device_class: DeviceClass | None = _optional()
+    ip: Text | None = _optional("never raw: truncated (/24, /48) or a keyed hash")
+
+
 BLOCK_FIELDS = ("web", "app", "call_center", "store")  # each named after its channel
 VERSION_2_FIELDS = (*BLOCK_FIELDS, "friction")
+VERSION_3_FIELDS = ("attribution",)
 
 
 def _block(channel: str) -> Any:
@@ -208,13 +230,14 @@ def _block(channel: str) -> Any:
     return Field(default=None, exclude_if=_unset, description=description)
 
 
-def _needs_version_2(field: str, info: ValidationInfo) -> None:
+def _needs_version(field: str, info: ValidationInfo, added_in: int = 2) -> None:
     version = info.data.get("schema_version")
-    if version is not None and version < 2:
+    if version is not None and version < added_in:
         raise PydanticCustomError(
             "schema_version",
-            "`{field}` was added in schema_version 2; this event says schema_version {version}",
-            {"field": field, "version": version},
+            "`{field}` was added in schema_version {added_in}; this event says schema_version "
+            "{version}",
+            {"field": field, "version": version, "added_in": added_in},
         )
 
 
@@ -223,7 +246,8 @@ class Touchpoint(BaseModel):
 
     Since version 2 an event can carry the typed block of its own channel (the field named
     like its `channel`) and `friction`, signals it states itself; both need
-    `schema_version` 2, and neither changes what a version 1 event means.
+    `schema_version` 2, and neither changes what a version 1 event means. Since version 3
+    it can carry `attribution`, which needs `schema_version` 3.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -252,6 +276,12 @@ class Touchpoint(BaseModel):
         exclude_if=_unset,
         description="signals the producer states, each counted once per event (version 2)",
     )
+    # Version 3.
+    attribution: Attribution | None = Field(
+        default=None,
+        exclude_if=_is_none,
+        description="where the customer came from and on what, any channel (version 3)",
+    )
 
     @field_validator("web", "app", "call_center", "store", mode="after")
     @classmethod
@@ -268,7 +298,7 @@ class Touchpoint(BaseModel):
                 "{channel}",
                 {"name": name, "channel": str(channel)},
             )
-        _needs_version_2(str(name), info)
+        _needs_version(str(name), info)
         return block
 
     @field_validator("friction", mode="after")
@@ -277,8 +307,17 @@ class Touchpoint(BaseModel):
         cls, stated: list[StatedSignal], info: ValidationInfo
     ) -> list[StatedSignal]:
         if stated:
-            _needs_version_2("friction", info)
+            _needs_version("friction", info)
         return stated
+
+    @field_validator("attribution", mode="after")
+    @classmethod
+    def _attribution_needs_version_3(
+        cls, attribution: Attribution | None, info: ValidationInfo
+    ) -> Attribution | None:
+        if attribution is not None:
+            _needs_version("attribution", info, 3)
+        return attribution
 
     def normalize_utc(self) -> Touchpoint:
         """Store times in UTC (docs/concepts.md §2); cheap when they already are."""

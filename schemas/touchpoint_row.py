@@ -25,6 +25,7 @@ from schemas.touchpoint import (
     MAX_STATED_SIGNALS,
     SCHEMA_VERSION,
     AppDetail,
+    Attribution,
     CallCenterDetail,
     Channel,
     Identifier,
@@ -56,7 +57,7 @@ class IdentityRow(TypedDict):
 
 class TouchpointRow(TypedDict):
     """`Touchpoint` without its field validators (`read_row` checks those rules). The
-    version 2 fields are present only when given, as the model leaves them out unset."""
+    version 2 and 3 fields are present only when given, as the model leaves them out unset."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
@@ -79,10 +80,11 @@ class TouchpointRow(TypedDict):
     call_center: NotRequired[CallCenterDetail | None]
     store: NotRequired[StoreDetail | None]
     friction: NotRequired[Annotated[list[StatedSignal], Field(max_length=MAX_STATED_SIGNALS)]]
+    attribution: NotRequired[Attribution | None]
 
 
 _VALIDATE = TypeAdapter(TouchpointRow).validator.validate_python
-_BASE_FIELDS = 12  # the fields every row has; more means version 2 fields were given
+_BASE_FIELDS = 12  # the fields every row has; more means version 2 or 3 fields were given
 
 
 def read_row(raw: Any) -> TouchpointRow | None:
@@ -101,9 +103,21 @@ def read_row(raw: Any) -> TouchpointRow | None:
         or identity["loyalty_id"]
     ):
         return None
-    if len(row) > _BASE_FIELDS and not _version_2_fields_fit(row):
+    if len(row) > _BASE_FIELDS and not _later_fields_fit(row):
         return None
     return row
+
+
+def _later_fields_fit(row: TouchpointRow) -> bool:
+    """The version 2 and 3 fields' rules (see `_version_2_fields_fit`); an unset attribution
+    is dropped, as the model's serializer leaves it out."""
+    loose: dict[str, Any] = row  # type: ignore[assignment]
+    if "attribution" in loose:
+        if loose["attribution"] is None:
+            del loose["attribution"]
+        elif row["schema_version"] < 3:
+            return False
+    return _version_2_fields_fit(row)
 
 
 def _version_2_fields_fit(row: TouchpointRow) -> bool:

@@ -72,8 +72,9 @@ touchpoints = Table(
     Column(
         "schema_version",
         ch("UInt16"),
-        comment="The event contract the producer wrote against: 1, or 2 (which adds the channel "
-        "columns web, app, call_center, store and the stated friction).",
+        comment="The event contract the producer wrote against: 1, 2 (which adds the channel "
+        "columns web, app, call_center, store and the stated friction) or 3 (which adds "
+        "attribution).",
     ),
     Column(
         "occurred_at",
@@ -154,6 +155,23 @@ touchpoints = Table(
         comment="Contract v2: the friction signals the producer stated on the event (signal, "
         "detail for people, value such as seconds waited), at most 16; empty otherwise. Signals "
         "the friction mapping finds are not listed here.",
+    ),
+    # Contract v3: typed, so analysts filter on attribution.utm_campaign without JSON parsing.
+    Column(
+        "attribution",
+        ch(
+            "Tuple(page_url Nullable(String), referrer Nullable(String), "
+            "utm_source Nullable(String), utm_medium Nullable(String), "
+            "utm_campaign Nullable(String), utm_term Nullable(String), "
+            "utm_content Nullable(String), user_agent_family Nullable(String), "
+            "device_class Nullable(String), ip Nullable(String))"
+        ),
+        comment="Contract v3, any channel: where the customer came from and on what. page_url "
+        "and referrer keep only allow-listed query parameters (UTM and what the source "
+        "declares); utm_* from the SDK's campaign context or the page URL; user_agent_family "
+        "(Chrome, Mobile Safari, ...) and device_class (desktop, mobile, tablet, bot, other) "
+        "parsed from the user agent; ip never raw: NULL (the default), truncated or a keyed "
+        "hash. Every element NULL on events without it (read attribution.utm_campaign).",
     ),
     # The person known when the identity stage routed the event ('' without a usable
     # identifier), and the identifier that chose it: `touchpoints_latest` re-resolves it.

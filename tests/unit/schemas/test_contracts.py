@@ -19,6 +19,7 @@ from schemas.touchpoint import (
     SCHEMA_VERSION,
     VERSION_2_FIELDS,
     AppDetail,
+    Attribution,
     CallCenterDetail,
     Channel,
     StoreDetail,
@@ -72,7 +73,7 @@ def test_released_samples_keep_validating(path: Path) -> None:
 
 def test_every_released_version_has_samples_of_every_channel() -> None:
     versions = sorted({p.parent.name for p in SAMPLES})
-    assert versions == ["v1", "v2"]  # add the new folder here when a version is released
+    assert versions == ["v1", "v2", "v3"]  # add the new folder here when a version is released
     assert versions[-1] == f"v{SCHEMA_VERSION}"
     for version in versions:
         channels = Counter(
@@ -87,6 +88,24 @@ def samples(version: str) -> list[dict[str, Any]]:
 
 def test_version_1_samples_have_no_version_2_fields() -> None:
     assert all(not set(doc) & set(VERSION_2_FIELDS) for doc in samples("v1"))
+
+
+def test_version_3_samples_use_every_attribution_field() -> None:
+    docs = samples("v3")
+    used = {field for doc in docs for field in doc.get("attribution", {})}
+    assert used == set(Attribution.model_fields)
+    assert all("attribution" in doc for doc in docs)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_attribution_needs_schema_version_3(version: int) -> None:
+    sample = json.loads((RELEASED / "v3" / "store_visit.json").read_bytes())
+    result = ingest({**sample, "schema_version": version})
+    (rejection,) = result.rejected
+    assert [e.field for e in rejection.errors] == ["attribution"]
+    assert f"was added in schema_version 3; this event says schema_version {version}" in (
+        rejection.detail
+    )
 
 
 def test_version_2_samples_use_every_typed_field() -> None:
@@ -149,7 +168,7 @@ def test_released_samples_pass_ingest_unchanged(path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
-        ({"schema_version": 3}, "schema_version", "less than or equal to 2"),
+        ({"schema_version": 4}, "schema_version", "less than or equal to 3"),
         ({"schema_version": "next"}, "schema_version", "valid integer"),
         ({"store": {"store_id": "042"}}, "store", "this event's channel is web"),
         ({"web": {"http_status": 700}}, "web.http_status", "less than or equal to 599"),
@@ -176,3 +195,5 @@ def test_the_schema_states_the_version_2_rules() -> None:
         assert "schema_version" in rule["then"]["required"]
     (friction,) = [r for r in rules if r["if"]["required"] == ["friction"]]
     assert friction["then"]["properties"]["schema_version"] == {"minimum": 2}
+    (attribution,) = [r for r in rules if r["if"]["required"] == ["attribution"]]
+    assert attribution["then"]["properties"]["schema_version"] == {"minimum": 3}

@@ -58,7 +58,7 @@ def test_every_channel_is_accepted(channel: str) -> None:
         pytest.param({"event_id": "not-a-uuid"}, ("event_id",), id="bad-uuid"),
         pytest.param({"source": "   "}, ("source",), id="blank-source"),
         pytest.param({"event_type": "x" * 129}, ("event_type",), id="long-event-type"),
-        pytest.param({"schema_version": 3}, ("schema_version",), id="future-schema"),
+        pytest.param({"schema_version": 4}, ("schema_version",), id="future-schema"),
         pytest.param({"schema_version": 0}, ("schema_version",), id="schema-zero"),
         pytest.param({"identity": {}}, ("identity",), id="no-identifier"),
         pytest.param(

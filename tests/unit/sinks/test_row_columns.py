@@ -56,8 +56,8 @@ EXTRA: dict[str, set[str]] = {
 DEFAULTED: dict[str, set[str]] = {
     # Contract v2's typed channel blocks and stated friction: ingest forwards an event's
     # fields as they came (it rewrites no event), so a version 1 event has none of them and
-    # the table reads NULL and [].
-    "touchpoints": {"web", "app", "call_center", "store", "friction"},
+    # the table reads NULL and []. Likewise contract v3's attribution (a tuple of NULLs).
+    "touchpoints": {"web", "app", "call_center", "store", "friction", "attribution"},
 }
 
 
