@@ -32,6 +32,10 @@ class PiiHasher:
         """Hash of a phone number in E.164-like form (digits with the country code)."""
         return self._hash(normalize_phone(number, self.default_country_code))
 
+    def keyed(self, value: str) -> str:
+        """Hash of any other value that must not travel as it is (an IP address)."""
+        return self._hash(value)
+
     def _hash(self, value: str) -> str:
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
         return f"{self.key_id}:{digest}"

@@ -287,12 +287,32 @@ class PiiSettings(Section):
         return self
 
 
+CollectorChannel = Literal["web", "app", "call_center", "store"]
+
+
 class CollectorSource(Section):
     """One sending system behind a write key, as a Segment source: its name (the touchpoint's
-    `source`) and the channel its events belong to unless their context says otherwise."""
+    `source`) and the channel its events belong to unless their context says otherwise.
+
+    What its calls carry (producers/collector/identifiers.py, places.py, attribution.py):
+    - `identifiers`: trait or property names that carry an identifier, beside Segment's
+      conventional ones (`email`, `phone`; `loyalty_id`, `loyaltyId`, `loyalty_card` for a
+      loyalty card), for example {"member_no": "loyalty_id", "crm_id": "customer_id"};
+    - `touchpoint`: per channel, the fields of a call its touchpoint is taken from, first
+      found wins (default: the page's path on web, the screen's name in apps);
+    - `query_allowlist`: query parameters kept in page and referrer URLs beside `utm_*`;
+    - `ip`: the client's address is dropped, or kept `truncate`d (/24, /48) or as a keyed
+      `hash`; never raw.
+    """
 
     name: str = Field(min_length=1, max_length=128)
-    channel: Literal["web", "app", "call_center", "store"]
+    channel: CollectorChannel
+    identifiers: dict[
+        str, Literal["customer_id", "loyalty_id", "email", "phone", "device_id", "anonymous_id"]
+    ] = {}
+    touchpoint: dict[CollectorChannel, list[str]] = {}
+    query_allowlist: list[str] = []
+    ip: Literal["drop", "truncate", "hash"] = "drop"
 
 
 class CollectorSettings(Section):

@@ -8,6 +8,10 @@ turns a request into touchpoints, rejections and an HTTP answer without any I/O:
 - `ratelimit`: a token bucket per write key, clock passed in;
 - `scrub`: raw e-mail addresses and phone numbers become keyed hashes before anything leaves;
 - `properties`: nested property values flattened into the bounded properties map;
+- `identifiers`: which trait and property names carry which identifier, per source;
+- `places`: where a call happened (page path on the web, screen in apps), per source;
+- `attribution`: page URL, referrer, UTM, user agent and masked IP of a call;
+- `rules`: what one source declares, read once from its settings;
 - `segment`: one Segment call to one touchpoint;
 - `intake`: a whole request to an `Outcome` (status, answer, events, dead letters);
 - `coalesce`: events of concurrent requests grouped into per-partition batches.

@@ -136,6 +136,7 @@ class CollectorApp:
             headers.get("authorization"),
             headers.get("content-encoding"),
             scope.get("query_string", b"").decode("latin-1"),
+            _peer(scope),
         )
         return await self._collect(request)
 
@@ -237,6 +238,11 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _count(outcome: Outcome) -> None:

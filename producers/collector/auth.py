@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from pydantic import SecretStr
 
 from producers.collector.protocol import HttpError
+from producers.collector.rules import SourceRules
 from schemas.settings import CollectorSource
 from schemas.touchpoint import Channel
 
@@ -26,11 +27,13 @@ _HOW = "send HTTP Basic auth with the write key as user name, or writeKey in the
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """The system behind one write key: its name, default channel and the key itself."""
+    """The system behind one write key: its name, default channel, what it declares about
+    its calls, and the key itself."""
 
     write_key: str = field(repr=False)  # never in a log line
     name: str
     channel: Channel
+    rules: SourceRules = field(default_factory=SourceRules, repr=False, compare=False)
 
 
 def basic_user(authorization: str) -> str:
@@ -71,7 +74,9 @@ class Sources:
 
     def __init__(self, sources: Mapping[str, CollectorSource]) -> None:
         self._by_key = {
-            key: Source(key, source.name, Channel(source.channel))
+            key: Source(
+                key, source.name, Channel(source.channel), SourceRules.from_settings(source)
+            )
             for key, source in sources.items()
         }
 

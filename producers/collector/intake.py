@@ -42,6 +42,7 @@ class Request:
     authorization: str | None = None
     content_encoding: str | None = None
     query: str = ""
+    peer: str | None = None  # the client's address (kept only masked, if a source says so)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class Intake:
         source = early or self.sources.lookup(write_key(None, req.query, doc))
         messages = protocol.messages_of(doc, req.kind)
         self._rate(source, len(messages), monotonic)
-        rx = Received(source, now, self.future_tolerance, doc.get("sentAt"))
+        rx = Received(source, now, self.future_tolerance, doc.get("sentAt"), req.peer)
         shared = doc.get("context") if req.kind == BATCH else None
         outcome = Outcome(200, {}, source=source.name)
         warnings: list[dict[str, Any]] = []

@@ -9,11 +9,18 @@ Pure: no I/O, the time of receipt is an argument. The mapping, field by field:
   clock skew as Segment does (`receivedAt - (sentAt - originalTimestamp)`); without both, the
   time of receipt. Naive times are read as UTC; times beyond the future tolerance are refused.
 - `userId` -> `identity.customer_id`, `anonymousId` (alias: `previousId`) -> `anonymous_id`,
-  `context.device.id` -> `device_id`; `email` and `phone` in the traits, `context.traits` or
-  properties -> `email_hash` / `phone_hash`, removed from the properties.
+  `context.device.id` -> `device_id`. Traits (`traits`, `context.traits`) and properties whose
+  name carries an identifier (`identifiers`: `email`, `phone`, `loyalty_id`, `loyaltyId`,
+  `loyalty_card` by default, more per source) fill the identity (contact details as keyed
+  hashes) and are removed from the properties; the call's own ids win over a trait's, and a
+  second different value of one kind is dropped with a note. A group's traits are the
+  group's: only contact details are taken out of them, never as the person's identifiers.
 - `event_type`: the track call's `event`; `page_view`, `screen_view`, `identify`, `alias`,
-  `group` for the others. `touchpoint`: a page's `properties.path` or `context.page.path`, a
-  screen's `name`; other calls take `context.page.path` when the SDK sent one.
+  `group` for the others. `touchpoint`: by the event's channel and the source's fields
+  (`places`): the page's path on web, the screen's name in apps, for every call.
+- `attribution` (contract v3, so `schema_version` 3 when present): page URL and referrer with
+  an allow-listed query, UTM, user-agent family and device class, the IP only if the source
+  keeps it masked (`attribution`). Calls without any stay version 1.
 - `channel`: the source's, refined within the digital channels by the context (a mobile
   library, device or OS means `app`, a browser library means `web`). Call-center and store
   sources keep theirs: their staff's devices say nothing about the customer's channel.
@@ -33,8 +40,10 @@ import orjson
 from pydantic import ValidationError
 
 from producers.collector import properties, wire
+from producers.collector.attribution import attribution_of
 from producers.collector.auth import Source
-from producers.collector.scrub import Scrubber, contact_kind
+from producers.collector.identifiers import CONTACT_KINDS, IDENTITY_FIELD, IdentifierTraits
+from producers.collector.scrub import Scrubber
 from schemas.deadletter import Reason
 from schemas.touchpoint import Channel, Touchpoint
 
@@ -77,6 +86,7 @@ class Received:
     at: datetime
     future_tolerance: timedelta
     sent_at: Any = None
+    peer: str | None = None  # the client's address, for attribution's masked IP only
     latest: datetime = dataclasses.field(init=False)  # the latest event time accepted
 
     def __post_init__(self) -> None:
@@ -119,28 +129,40 @@ def _document(
 ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The touchpoint as a plain document, not yet validated, and the notes for the client."""
     context = _dict(msg.get("context"))
-    contacts = _Contacts(scrubber)
-    bounded = properties.bound(_property_pairs(msg, call, context, contacts), scrubber)
-    notes = contacts.notes
-    touchpoint = _touchpoint(msg, call, context, scrubber)
+    rules = rx.source.rules
+    found = _Identifiers(rules.identifiers, scrubber)
+    bounded = properties.bound(_property_pairs(msg, call, context, found), scrubber)
+    notes = found.notes
+    channel = channel_for(rx.source.channel, msg, context)
+    touchpoint = _touchpoint(msg, channel, rx.source, scrubber)
     if touchpoint is not None and len(touchpoint) > MAX_NAME:
         notes.append(f"touchpoint: truncated to {MAX_NAME} characters")
         touchpoint = touchpoint[:MAX_NAME]
+    attribution = attribution_of(
+        msg,
+        context,
+        rules.attribution,
+        scrubber,
+        peer=rx.peer,
+        ip_hash=scrubber.hasher.keyed,
+    )
     # Every field, in the model's order: `wire` writes this document as it is.
-    doc = {
+    doc: dict[str, Any] = {
         "event_id": _event_id(rx.source.write_key, msg),
-        "channel": channel_for(rx.source.channel, msg, context),
+        "channel": channel,
         "source": rx.source.name,
         "event_type": _event_type(msg, call, scrubber),
-        "schema_version": 1,
+        "schema_version": 1 if attribution is None else 3,
         "occurred_at": occurred_at(msg, rx),
         "received_at": rx.at,
-        "identity": _identity(msg, call, context, scrubber, contacts.found),
+        "identity": _identity(msg, call, context, scrubber, found),
         "session_id": _text(context.get("sessionId"), scrubber),
         "touchpoint": touchpoint,
         "properties": bounded.values,
         "backfill": False,
     }
+    if attribution is not None:
+        doc["attribution"] = attribution
     return doc, (*notes, *bounded.notes)
 
 
@@ -253,19 +275,10 @@ def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
 
 
 def _touchpoint(
-    msg: dict[str, Any], call: str, context: dict[str, Any], scrubber: Scrubber
+    msg: dict[str, Any], channel: Channel, source: Source, scrubber: Scrubber
 ) -> str | None:
-    props = _dict(msg.get("properties"))
-    page_path = _dict(context.get("page")).get("path")
-    if call == "screen":
-        found = msg.get("name") or props.get("name")
-    elif call == "page":
-        found = props.get("path") or page_path or msg.get("name")
-    else:
-        found = page_path
-    if not isinstance(found, str) or not found.strip():
-        return None
-    return scrubber.text(found.strip())
+    found = source.rules.touchpoint.of(msg, channel)
+    return None if found is None else scrubber.text(found)
 
 
 def _identity(
@@ -273,52 +286,82 @@ def _identity(
     call: str,
     context: dict[str, Any],
     scrubber: Scrubber,
-    contacts: dict[str, str],
+    found: _Identifiers,
 ) -> dict[str, str | None]:
     anonymous = msg.get("previousId") if call == "alias" else None
-    identity = {
+    given = {  # the call's own ids win over what its traits say
         "customer_id": _text(msg.get("userId"), scrubber),
         "anonymous_id": _text(anonymous or msg.get("anonymousId"), scrubber),
         "device_id": _text(_dict(context.get("device")).get("id"), scrubber),
-        "email_hash": contacts.get("email"),
-        "phone_hash": contacts.get("phone"),
-        "loyalty_id": None,
     }
+    traits = found.found
+    identity: dict[str, str | None] = {}
+    for name in _IDENTITY_ORDER:
+        value = given.get(name)
+        from_traits = traits.get(name)
+        if value is None:
+            value = from_traits
+        elif from_traits is not None and from_traits != value:
+            found.notes.append(f"{found.where[name]}: differs from the call's {name}; dropped")
+        identity[name] = value
     if not any(identity.values()):
         ids = "userId, anonymousId" + (", previousId" if call == "alias" else "")
         raise Rejected(Problem("userId", f"at least one of {ids} is required"))
     return identity
 
 
-class _Contacts:
-    """Contact details taken out of a call's traits and properties: the first of each kind
-    becomes an identifier (hashed), later ones are dropped with a note."""
+# The model's field order.
+_IDENTITY_ORDER = (
+    "customer_id",
+    "anonymous_id",
+    "device_id",
+    "email_hash",
+    "phone_hash",
+    "loyalty_id",
+)
 
-    __slots__ = ("found", "notes", "scrubber")
 
-    def __init__(self, scrubber: Scrubber) -> None:
+class _Identifiers:
+    """Identifiers taken out of a call's traits and properties by the source's names: the
+    first of each kind counts (contact details hashed), later different ones are dropped with
+    a note. Keyed by identity field; `where` says which trait each came from."""
+
+    __slots__ = ("found", "names", "notes", "scrubber", "where")
+
+    def __init__(self, names: IdentifierTraits, scrubber: Scrubber) -> None:
+        self.names = names
         self.scrubber = scrubber
         self.found: dict[str, str] = {}
+        self.where: dict[str, str] = {}
         self.notes: list[str] = []
 
-    def take(self, where: str, key: str, value: Any) -> bool:
-        """True when `key` names a contact detail (it never becomes a property then)."""
-        kind = contact_kind(key)
-        if kind is None:
+    def take(self, where: str, key: str, value: Any, contacts_only: bool = False) -> bool:
+        """True when `key` carries an identifier (it never becomes a property then)."""
+        kind = self.names.kind(key)
+        if kind is None or (contacts_only and kind not in CONTACT_KINDS):
             return False
-        hashed = self.scrubber.contact(kind, value)
-        if hashed is None:
+        if kind in CONTACT_KINDS:
+            taken = self.scrubber.contact(kind, value)
+        else:
+            taken = _text(value, self.scrubber)
+            if taken is not None and len(taken) > wire.MAX_IDENTIFIER:
+                self.notes.append(f"{where}.{key}: longer than {wire.MAX_IDENTIFIER}; dropped")
+                return True
+        field = IDENTITY_FIELD[kind]
+        if taken is None:
             if value not in (None, ""):
                 self.notes.append(f"{where}.{key}: not a string; dropped")
-        elif self.found.setdefault(kind, hashed) != hashed:
+        elif self.found.setdefault(field, taken) != taken:
             self.notes.append(f"{where}.{key}: a second {kind} in one call; dropped")
+        else:
+            self.where.setdefault(field, f"{where}.{key}")
         return True
 
 
 def _property_pairs(
-    msg: dict[str, Any], call: str, context: dict[str, Any], contacts: _Contacts
+    msg: dict[str, Any], call: str, context: dict[str, Any], found: _Identifiers
 ) -> list[tuple[str, Any]]:
-    """The call's own properties (traits for identify and group), contact details taken out."""
+    """The call's own properties (traits for identify and group), identifiers taken out."""
     context_traits = _dict(context.get("traits"))
     if call in ("identify", "group"):
         named = [("traits", _dict(msg.get("traits")))]
@@ -328,15 +371,18 @@ def _property_pairs(
         named = []
     else:
         named = [("properties", _dict(msg.get("properties")))]
+    group = call == "group"  # a group's traits describe the group, not the person
+    kind = found.names.kind
     pairs: list[tuple[str, Any]] = []
-    for where, values in named:  # contact_kind first: cheap, and rarely not None
+    for where, values in named:  # the kind first: cached, and rarely not None
         pairs += [
             (k, v)
             for k, v in values.items()
-            if contact_kind(k) is None or not contacts.take(where, k, v)
+            if kind(k) is None or not found.take(where, k, v, contacts_only=group)
         ]
-    for key, value in context_traits.items():  # identifiers only, for the other calls
-        contacts.take("context.traits", key, value)
+    if call != "identify":  # identifiers only, for the other calls
+        for key, value in context_traits.items():
+            found.take("context.traits", key, value)
     return pairs + _call_fields(msg, call)
 
 

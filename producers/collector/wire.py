@@ -24,6 +24,8 @@ from schemas.touchpoint import (
     IDENTIFIER_FIELDS,
     MAX_PROPERTIES,
     VERSION_2_FIELDS,
+    VERSION_3_FIELDS,
+    Attribution,
     Channel,
     Identity,
     Touchpoint,
@@ -33,23 +35,40 @@ MAX_NAME = 128
 MAX_IDENTIFIER = 256
 MAX_PROPERTY_TEXT = 1024
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# What a version 1 touchpoint serializes, in order; the version 2 fields are left out unset.
-_FIELDS = [name for name in Touchpoint.model_fields if name not in VERSION_2_FIELDS]
+# What a version 1 touchpoint serializes, in order; later versions' fields are left out unset.
+_FIELDS = [
+    name
+    for name in Touchpoint.model_fields
+    if name not in VERSION_2_FIELDS and name not in VERSION_3_FIELDS
+]
+# A version 3 one from the collector: the same, and its attribution last.
+_ATTRIBUTED_FIELDS = [*_FIELDS, "attribution"]
+_ATTRIBUTION_ORDER = {name: n for n, name in enumerate(Attribution.model_fields)}
+_ATTRIBUTION_LIMITS = {name: 256 for name in Attribution.model_fields} | {
+    "page_url": 2048,
+    "referrer": 2048,
+    "user_agent_family": 64,
+}
+_DEVICE_CLASSES = frozenset({"desktop", "mobile", "tablet", "bot", "other"})
 _IDENTITY_FIELDS = list(Identity.model_fields)
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 
 def encode(doc: dict[str, Any]) -> tuple[str, bytes] | None:
     """(partition key, JSON fragment) of a mapped document that has every version 1 field in
-    the model's order, or None: validate it with the model."""
+    the model's order (and, in version 3, its attribution last), or None: validate it with
+    the model."""
+    fields = list(doc)
+    version = 1 if fields == _FIELDS else 3 if fields == _ATTRIBUTED_FIELDS else None
     if not (
-        list(doc) == _FIELDS
+        version is not None
         and _event_id(doc["event_id"])
         and isinstance(doc["channel"], Channel)
         and _name(doc["source"])
         and _name(doc["event_type"])
-        and doc["schema_version"] == 1
+        and doc["schema_version"] == version
         and type(doc["schema_version"]) is int
+        and (version == 1 or _attribution(doc["attribution"]))
         and _utc(doc["occurred_at"])
         and (doc["received_at"] is None or _utc(doc["received_at"]))
         and _optional_identifier(doc["session_id"])
@@ -102,6 +121,25 @@ def _optional_identifier(value: Any) -> bool:
 
 def _utc(value: Any) -> bool:
     return type(value) is datetime and value.tzinfo is UTC
+
+
+def _attribution(block: Any) -> bool:
+    """`Attribution` keeps it as it is: known fields in its order, text within bounds (the
+    user-agent family stripped, as `Short` would), a known device class."""
+    if type(block) is not dict or not block:
+        return False
+    last = -1
+    for name, value in block.items():
+        place = _ATTRIBUTION_ORDER.get(name)
+        if place is None or place <= last or type(value) is not str:
+            return False
+        if len(value) > _ATTRIBUTION_LIMITS[name]:
+            return False
+        last = place
+    family = block.get("user_agent_family")
+    if family is not None and not (family and family.strip() == family):
+        return False
+    return block.get("device_class", "other") in _DEVICE_CLASSES
 
 
 def _properties(values: Any) -> bool:

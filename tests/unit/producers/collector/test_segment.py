@@ -8,14 +8,18 @@ from typing import Any
 
 import pytest
 
+from producers.collector import wire
 from producers.collector.auth import Source
+from producers.collector.rules import SourceRules
 from producers.collector.segment import (
     NAMESPACE,
     Mapped,
     Rejected,
+    _document,
     event_id_for,
     to_touchpoint,
 )
+from schemas.settings import CollectorSource
 from schemas.touchpoint import Channel
 from tests.unit.producers.collector.builders import HASHER, NOW, SCRUBBER, WEB, received, track
 
@@ -234,3 +238,154 @@ def test_call_center_and_store_sources_keep_their_channel() -> None:
         source = Source("k", "staff", channel)
         msg = track(context={"library": {"name": "analytics-ios"}, "os": {"name": "iOS"}})
         assert mapped(msg, source=source).event.channel is channel
+
+
+# -- identifiers from traits and properties, touchpoints per channel, attribution ------------
+
+APP = Source("wk_app", "shop-app", Channel.APP)
+
+
+def with_rules(**declared: Any) -> Source:
+    rules = SourceRules.from_settings(CollectorSource(name="web-shop", channel="web", **declared))
+    return Source("wk_web", "web-shop", Channel.WEB, rules)
+
+
+@pytest.mark.parametrize("trait", ["loyalty_id", "loyaltyId", "loyalty_card"])
+@pytest.mark.parametrize("where", ["traits", "context.traits"])
+def test_identify_takes_the_loyalty_card_out_of_the_traits(trait: str, where: str) -> None:
+    traits = {trait: "L0936602", "plan": "gold"}
+    msg: dict[str, Any] = {"type": "identify", "userId": "u1"}
+    if where == "traits":
+        msg["traits"] = traits
+    else:
+        msg["context"] = {"traits": traits}
+    event = mapped(msg).event
+    assert (event.identity.customer_id, event.identity.loyalty_id) == ("u1", "L0936602")
+    assert event.properties == {"plan": "gold"}
+
+
+def test_track_takes_identifiers_from_properties_and_context_traits() -> None:
+    msg = track(
+        properties={"loyaltyId": 123456, "sku": "s"},
+        context={"traits": {"phone": "+44 20 7946 0958"}},
+    )
+    event = mapped(msg).event
+    assert event.identity.loyalty_id == "123456"
+    assert event.identity.phone_hash == HASHER.phone("+44 20 7946 0958")
+    assert event.properties == {"sku": "s"}
+
+
+def test_a_source_declares_its_own_identifier_traits() -> None:
+    source = with_rules(identifiers={"member_no": "loyalty_id", "crm_id": "customer_id"})
+    msg = {"type": "identify", "anonymousId": "a1", "traits": {"member_no": "M-7", "crm_id": "c-9"}}
+    identity = mapped(msg, source=source).event.identity
+    assert (identity.loyalty_id, identity.customer_id, identity.anonymous_id) == (
+        "M-7",
+        "c-9",
+        "a1",
+    )
+    assert mapped(msg).event.properties == {"member_no": "M-7", "crm_id": "c-9"}  # not declared
+
+
+def test_the_calls_own_ids_win_over_traits_with_a_note() -> None:
+    source = with_rules(identifiers={"crm_id": "customer_id"})
+    result = mapped(
+        {"type": "identify", "userId": "u1", "traits": {"crm_id": "c-9"}}, source=source
+    )
+    assert result.event.identity.customer_id == "u1"
+    assert "traits.crm_id: differs from the call's customer_id; dropped" in result.notes
+
+
+def test_a_second_loyalty_card_is_dropped_with_a_note() -> None:
+    msg = {"type": "identify", "userId": "u", "traits": {"loyalty_id": "L1", "loyalty_card": "L2"}}
+    result = mapped(msg)
+    assert result.event.identity.loyalty_id == "L1"
+    assert any("a second loyalty_id" in note for note in result.notes)
+
+
+def test_a_groups_traits_are_the_groups_and_never_the_persons_identifiers() -> None:
+    msg = {"type": "group", "userId": "u", "groupId": "acme", "traits": {"loyalty_id": "G1"}}
+    event = mapped(msg).event
+    assert event.identity.loyalty_id is None and event.properties["loyalty_id"] == "G1"
+
+
+def test_a_loyalty_card_alone_identifies_a_call() -> None:
+    msg = track(userId=None, anonymousId=None, properties={"loyalty_card": "L5"})
+    assert mapped(msg).event.identity.loyalty_id == "L5"
+
+
+def test_an_overlong_trait_identifier_is_dropped_with_a_note_not_refused() -> None:
+    result = mapped(track(properties={"loyalty_id": "L" * 300}))
+    assert result.event.identity.loyalty_id is None
+    assert any("longer than 256" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("msg", "expected"),
+    [
+        (
+            {
+                "type": "track",
+                "event": "Viewed",
+                "userId": "u",
+                "context": {"screen": {"name": "Cart"}},
+            },
+            "Cart",
+        ),
+        (
+            {"type": "track", "event": "Viewed", "userId": "u", "properties": {"screen": "Search"}},
+            "Search",
+        ),
+        ({"type": "identify", "userId": "u", "context": {"screen": {"name": "Login"}}}, "Login"),
+        ({"type": "screen", "userId": "u", "name": "Basket"}, "Basket"),
+    ],
+)
+def test_app_calls_happen_at_their_screen(msg: dict[str, Any], expected: str) -> None:
+    assert mapped(msg, source=APP).event.touchpoint == expected
+
+
+def test_a_source_declares_where_its_events_happen() -> None:
+    source = with_rules(touchpoint={"web": ["properties.step"]})
+    assert (
+        mapped(track(properties={"step": "payment"}), source=source).event.touchpoint == "payment"
+    )
+
+
+def test_attribution_makes_a_version_3_event_and_the_rest_stay_version_1() -> None:
+    agent = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36"
+    )
+    context = {
+        "page": {"url": "https://shop.example/sale?utm_source=news&sid=42", "path": "/sale"},
+        "userAgent": agent,
+        "ip": "203.0.113.9",
+    }
+    event = mapped(track(context=context)).event
+    assert event.schema_version == 3 and event.touchpoint == "/sale"
+    assert event.attribution is not None
+    assert event.attribution.page_url == "https://shop.example/sale?utm_source=news"
+    assert (event.attribution.utm_source, event.attribution.ip) == ("news", None)
+    assert (event.attribution.user_agent_family, event.attribution.device_class) == (
+        "Chrome",
+        "desktop",
+    )
+    assert mapped(track()).event.schema_version == 1
+    kept = with_rules(query_allowlist=["sid"], ip="truncate")
+    event = mapped(track(context=context), source=kept).event
+    assert event.attribution is not None
+    assert event.attribution.page_url == "https://shop.example/sale?utm_source=news&sid=42"
+    assert event.attribution.ip == "203.0.113.0"
+
+
+def test_attributed_calls_take_the_fast_path_with_the_models_bytes() -> None:
+    context = {
+        "campaign": {"name": "spring"},
+        "userAgent": "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) Mobile/15E148",
+    }
+    msg = track(messageId=str(uuid.uuid4()), context=context)
+    doc, _notes = _document(msg, "track", received(), SCRUBBER)
+    encoded = wire.encode(doc)
+    assert encoded is not None
+    event = to_touchpoint(msg, "track", received(), SCRUBBER).event
+    assert encoded == (event.identity.partition_key(), event.model_dump_json().encode())
