@@ -36,11 +36,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from deploy.kafka_admin import KafkaUnreachableError
     from deploy.local.broker import BrokerError
     from producers.publisher import PublishError
-    from schemas.settings import load_settings
+    from schemas.settings import SettingsError, load_settings
     from sinks.clickhouse import ClickHouseUnreachableError
 
     try:
         settings = load_settings()
+    except SettingsError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
     except ValidationError as exc:
         print(f"journeys: invalid settings:\n{exc}", file=sys.stderr)
         return 2

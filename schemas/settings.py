@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,10 +23,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas import environment as environ_names
 from schemas.alerting import WebhookSettings
+from schemas.config_files import ConfigFileError, TomlFile
 from schemas.identity_rules import IdentityRules
 
 DEFAULT_SETTINGS_FILE = "journeys.toml"
+SETTINGS_FILE_VARIABLE = "JOURNEYS_SETTINGS_FILE"
 # The shipped journey definitions (a deployment names its own files instead).
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1] / "deploy" / "definitions"
 # The shipped friction mapping and alert routing (a deployment names its own files instead).
@@ -431,13 +435,70 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = Path(os.environ.get("JOURNEYS_SETTINGS_FILE", DEFAULT_SETTINGS_FILE))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        toml_file = settings_file(os.environ)
+        if toml_file is not None:
+            sources.append(_SettingsFile(settings_cls, toml_file=toml_file))
         return tuple(sources)
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used, said in one line (pydantic's `ValidationError` says the
+    rest: a bad value or a misspelt key inside a section)."""
+
+
+def settings_file(environ: Mapping[str, str]) -> Path | None:
+    """The TOML file to read: the one JOURNEYS_SETTINGS_FILE names, which must exist, else
+    `journeys.toml` in the working directory if there is one."""
+    named = environ.get(SETTINGS_FILE_VARIABLE)
+    if named is None:
+        default = Path(DEFAULT_SETTINGS_FILE)
+        return default if default.is_file() else None
+    path = Path(named).expanduser()
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "does not exist"
+        raise SettingsError(f"{SETTINGS_FILE_VARIABLE}: {path.resolve()} {what}")
+    return path
+
+
+class _SettingsFile(TomlConfigSettingsSource):
+    """The settings file, whose syntax errors are one line with the file, line and column."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            return TomlFile.read(Path(file_path), "settings file").doc
+        except ConfigFileError as exc:
+            raise SettingsError(f"invalid settings file {exc.problems[0]}") from None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings at an entry point; a bad value fails with pydantic's field message."""
-    return Settings(**overrides)
+    """Read the settings at an entry point. A bad value fails with pydantic's field message;
+    a `JOURNEYS_*` variable nobody reads, a named settings file that does not exist and a
+    TOML syntax error are a one-line `SettingsError`."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError:
+        # A misspelt key inside a section: said with the nearest variable when it came from
+        # the environment (pydantic's message would not suggest one).
+        _refuse_unknown(os.environ, (), nested_only=True)
+        raise
+    _refuse_unknown(os.environ, _routing_references(settings.alerts.routing_file))
+    return settings
+
+
+def _refuse_unknown(
+    environ: Mapping[str, str], allowed: Iterable[str], *, nested_only: bool = False
+) -> None:
+    for name in environ_names.unknown_variables(environ, Settings, allowed):
+        if not nested_only or environ_names.DELIMITER in name:
+            raise SettingsError(environ_names.unknown_message(name, Settings, allowed)) from None
+
+
+def _routing_references(path: Path | None) -> frozenset[str]:
+    """The secrets the alert routing file takes from the environment (`${NAME}`)."""
+    if path is None:
+        return frozenset()
+    try:
+        return environ_names.references(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):  # the stage that loads it says what is wrong
+        return frozenset()

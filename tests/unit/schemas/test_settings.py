@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from schemas.settings import KafkaSettings, load_settings
+from deploy.cli import main
+from schemas.environment import OTHER_VARIABLES
+from schemas.settings import KafkaSettings, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -117,11 +119,116 @@ def test_journeys_toml_in_the_working_directory_is_read_by_default(tmp_path: Pat
     assert load_settings().log_format == "text"
 
 
-def test_a_missing_settings_file_is_ignored(
+@pytest.mark.parametrize("make", ["nothing", "folder"])
+def test_a_named_settings_file_that_is_not_there_is_an_error(
+    make: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = tmp_path / "absent.toml"
+    if make == "folder":
+        named.mkdir()
+    monkeypatch.setenv("JOURNEYS_SETTINGS_FILE", str(named))
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    what = "does not exist" if make == "nothing" else "is not a file"
+    assert str(caught.value) == f"JOURNEYS_SETTINGS_FILE: {named} {what}"
+
+
+def test_a_toml_syntax_error_is_one_line_with_file_line_and_column(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("JOURNEYS_SETTINGS_FILE", str(tmp_path / "absent.toml"))
-    assert load_settings().log_level == "INFO"
+    site = tmp_path / "site.toml"
+    write_toml(site, '[kafka]\nbootstrap_servers = "a:1"\npartitions 3\n', monkeypatch)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"invalid settings file {site}:3:12: not valid TOML: ")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "nearest"),
+    [
+        ("JOURNEYS_CLICKHOUS__DSN", "JOURNEYS_CLICKHOUSE__DSN"),
+        ("JOURNEYS_PROCESSOR__WORKERID", "JOURNEYS_PROCESSOR__WORKER_ID"),
+        ("JOURNEYS_KAFKA_BOOTSTRAP_SERVERS", "JOURNEYS_KAFKA__BOOTSTRAP_SERVERS"),
+        ("journeys_loglevel", "JOURNEYS_LOG_LEVEL"),
+        ("JOURNEYS_SETTINGS", "JOURNEYS_SETTINGS_FILE"),
+    ],
+)
+def test_an_unknown_variable_is_an_error_naming_the_nearest_known_one(
+    name: str, nearest: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, "x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == f"unknown environment variable {name}: did you mean {nearest}?"
+
+
+def test_an_unknown_variable_near_nothing_says_where_the_known_ones_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JOURNEYS_XYZZY", "1")
+    with pytest.raises(SettingsError, match="JOURNEYS_XYZZY: the settings are listed in"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *OTHER_VARIABLES,
+        "JOURNEYS_KAFKA",  # a whole section, as JSON
+        "JOURNEYS_PII__KEYS__DEV",  # a key of a mapping
+        "JOURNEYS_COLLECTOR__SOURCES",
+    ],
+)
+def test_the_documented_other_variables_are_accepted(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {
+        "JOURNEYS_SETTINGS_FILE": str(tmp_path / "s.toml"),
+        "JOURNEYS_KAFKA": '{"bootstrap_servers": "k:1"}',
+        "JOURNEYS_PII__KEYS__DEV": "another-key",
+        "JOURNEYS_COLLECTOR__SOURCES": "{}",
+    }
+    (tmp_path / "s.toml").write_text("")
+    monkeypatch.setenv(name, values.get(name, "x"))
+    load_settings()
+
+
+def test_secrets_the_routing_file_references_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routing = tmp_path / "routing.toml"
+    routing.write_text(
+        'version = 1\n[default]\nteam = "oncall"\nslack = "${JOURNEYS_SLACK_ONCALL}"\n'
+    )
+    monkeypatch.setenv("JOURNEYS_ALERTS__ROUTING_FILE", str(routing))
+    monkeypatch.setenv("JOURNEYS_SLACK_ONCALL", "https://hooks.example/T1")
+    load_settings()
+    monkeypatch.setenv("JOURNEYS_SLACK_ONCAL", "https://hooks.example/T1")
+    with pytest.raises(SettingsError, match="did you mean JOURNEYS_SLACK_ONCALL"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("JOURNEYS_CLICKHOUS__DSN", "chdb:x", "did you mean JOURNEYS_CLICKHOUSE__DSN?"),
+        ("JOURNEYS_SETTINGS_FILE", "absent.toml", "absent.toml does not exist"),
+    ],
+)
+def test_the_command_says_a_settings_mistake_in_one_line(
+    name: str,
+    value: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["topics"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("journeys: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_env_beats_file_and_keywords_beat_env(
@@ -218,7 +325,11 @@ def test_unknown_nested_key_is_rejected(
     elif source == "file":
         write_toml(tmp_path / "s.toml", '[kafka]\nbootstrap_server = "typo:9092"\n', monkeypatch)
     else:
+        # From the environment it is said with the variable meant.
         monkeypatch.setenv("JOURNEYS_KAFKA__BOOTSTRAP_SERVER", "typo:9092")
+        with pytest.raises(SettingsError, match="did you mean JOURNEYS_KAFKA__BOOTSTRAP_SERVERS"):
+            load_settings()
+        return
     with pytest.raises(ValidationError) as caught:
         load_settings(**overrides)
     assert caught.value.errors()[0]["loc"] == ("kafka", "bootstrap_server")
