@@ -14,8 +14,11 @@ JDBC_JARS := .local/jdbc-jars
 JDBC_CLASSES := .local/jdbc
 GO_CLIENT_DIR := tests/integration/clickhouse_go
 GO_CLIENT := .local/clickhouse-go/clickhouse-go
+# The Segment and RudderStack Node SDKs the collector's tests send with, from the npm registry.
+NODE_SDK_DIR := tests/integration/node_sdks
+NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client demo test unit lint typecheck bench broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
@@ -35,7 +38,7 @@ setup: $(STAMP)
 	@# The page's browser tests drive Debian's chromium (its own browser downloads fail here).
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	@$(MAKE) --no-print-directory jdbc-client go-client
+	@$(MAKE) --no-print-directory jdbc-client go-client node-sdks
 
 # Fetched once (again only when the pom changes); compiled again only when the source changes.
 jdbc-client: $(JDBC_CLASSES)/QueryClient.class
@@ -63,6 +66,19 @@ $(GO_CLIENT): $(GO_CLIENT_DIR)/main.go $(GO_CLIENT_DIR)/go.mod $(GO_CLIENT_DIR)/
 	@command -v go >/dev/null || { echo "Go builds clickhouse-go (Grafana's client) for the tests"; exit 1; }
 	@echo "building clickhouse-go into $(dir $(GO_CLIENT))"
 	@cd $(GO_CLIENT_DIR) && go build -o $(CURDIR)/$(GO_CLIENT) .
+
+# Installed again only when the lock file changes.
+node-sdks: $(NODE_SDKS)/.complete
+	@:
+
+$(NODE_SDKS)/.complete: $(NODE_SDK_DIR)/package.json $(NODE_SDK_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm installs the Node SDKs the collector is tested with"; exit 1; }
+	@echo "installing the Segment and RudderStack Node SDKs into $(NODE_SDKS)/"
+	@rm -rf $(NODE_SDKS) && mkdir -p $(NODE_SDKS)
+	@cp $^ $(NODE_SDKS)/
+	@cd $(NODE_SDKS) && npm ci --no-audit --no-fund --loglevel=error >install.log 2>&1 || \
+		{ cat install.log; exit 1; }
+	@touch $@
 
 demo: setup
 	$(BIN)/journeys demo
