@@ -7,6 +7,7 @@ Settings come from JOURNEYS_* environment variables and an optional TOML file
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from producers.publisher import PublishError
     from schemas.settings import SettingsError, load_settings
     from sinks.clickhouse import ClickHouseUnreachableError
+    from stream_processors.runtime.worker_id import DuplicateWorkerError
 
     try:
         settings = load_settings()
@@ -48,9 +50,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"journeys: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
+    if settings.clickhouse.relative_folder:
+        logging.getLogger("journeys").info(
+            "JOURNEYS_CLICKHOUSE__DSN %s is relative: ClickHouse is at %s",
+            settings.clickhouse.relative_folder,
+            settings.clickhouse_dsn,
+        )
     try:
         return int(args.func(settings, args) or 0)
-    except (KafkaUnreachableError, ClickHouseUnreachableError, BrokerError, PublishError) as exc:
+    except (
+        KafkaUnreachableError,
+        ClickHouseUnreachableError,
+        BrokerError,
+        PublishError,
+        DuplicateWorkerError,
+    ) as exc:
         print(f"journeys: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -58,5 +59,34 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("faust", "mode", "aiokafka", "kafka"):
+    for noisy in ("faust", "mode", "aiokafka", "kafka", "librdkafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Our own one-line messages say when ClickHouse is away; the HTTP client would say it
+    # at every attempt.
+    for chatty in ("urllib3.connectionpool", "clickhouse_connect.driver._backend.http_sync"):
+        logging.getLogger(chatty).setLevel(max(logging.ERROR, root.level))
+    librdkafka = logging.getLogger("librdkafka")
+    librdkafka.filters[:] = [Repeats()]
+
+
+class Repeats(logging.Filter):
+    """Lets a message through once per `quiet_seconds`: librdkafka says the same failure
+    (a broker that refuses connections) every time it retries, many times a second."""
+
+    def __init__(self, quiet_seconds: float = 300.0) -> None:
+        super().__init__()
+        self.quiet_seconds = quiet_seconds
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Without the thread and timing parts, which differ between repeats.
+        key = _VARYING.sub("", record.getMessage())
+        now = record.created
+        last = self._last.get(key)
+        if last is not None and now - last < self.quiet_seconds:
+            return False
+        self._last[key] = now
+        return True
+
+
+_VARYING = re.compile(r"\[thrd:[^\]]*\]|\(after \d+ms[^)]*\)|#[a-z]+-\d+")

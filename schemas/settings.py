@@ -8,14 +8,22 @@ Connection pieces are plain models handed down to the adapters; secrets are `Sec
 
 from __future__ import annotations
 
+import logging
 import os
-import socket
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +38,8 @@ from schemas.identity_rules import IdentityRules
 
 DEFAULT_SETTINGS_FILE = "journeys.toml"
 SETTINGS_FILE_VARIABLE = "JOURNEYS_SETTINGS_FILE"
+CHDB_SCHEME = "chdb:"
+LIBRDKAFKA_LOGGER = "librdkafka"
 # The shipped journey definitions (a deployment names its own files instead).
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parents[1] / "deploy" / "definitions"
 # The shipped friction mapping and alert routing (a deployment names its own files instead).
@@ -55,9 +65,12 @@ class KafkaSettings(Section):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
 
-    def as_librdkafka_dict(self) -> dict[str, str]:
-        """The connection part of a confluent-kafka configuration."""
-        conf = {
+    def as_librdkafka_dict(self) -> dict[str, Any]:
+        """The connection part of a confluent-kafka configuration. librdkafka's own log goes
+        through the `librdkafka` logger (deploy/logs.py keeps its repeats out) instead of
+        straight to stderr, where an unreachable broker printed a line every 50 ms."""
+        conf: dict[str, Any] = {
+            "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol.lower(),
         }
@@ -154,15 +167,54 @@ class ClickHouseHttpSettings(Section):
 
 
 class ClickHouseSettings(Section):
-    """One DSN: `chdb:///path` (embedded engine, the default) or `http(s)://user:pw@host:port/db`."""
+    """One DSN: `chdb:///path` (embedded engine, the default) or `http(s)://user:pw@host:port/db`.
+
+    A relative embedded folder (`chdb:data/ch`, `chdb://data/ch`) is taken from the working
+    directory when the settings are read, and kept absolute (`relative_folder` says which
+    was given, for the entry point to say so)."""
 
     dsn: SecretStr | None = None
     http: ClickHouseHttpSettings = ClickHouseHttpSettings()
+    _relative: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _absolute_folder(self) -> ClickHouseSettings:
+        if self.dsn is not None:
+            given = self.dsn.get_secret_value()
+            absolute = absolute_chdb_dsn(given, Path.cwd())
+            if absolute != given:  # `chdb:/a` only gains its `//`
+                self.dsn = SecretStr(absolute)
+            if absolute != absolute_chdb_dsn(given, Path("/")):
+                self._relative = given
+        return self
+
+    @property
+    def relative_folder(self) -> str | None:
+        """The relative embedded DSN that was given, if one was (it holds no credentials)."""
+        return self._relative
 
     def resolved_dsn(self, data_dir: Path) -> str:
         if self.dsn is not None:
             return self.dsn.get_secret_value()
         return f"chdb://{(data_dir / 'clickhouse').resolve()}"
+
+
+def absolute_chdb_dsn(dsn: str, cwd: Path) -> str:
+    """`dsn` with a relative embedded folder made absolute against `cwd`: `chdb:a/b` and
+    `chdb://a/b` are the folder a/b (`chdb:/a`, `chdb:///a` are /a already); anything else,
+    and the in-memory engine (`chdb://memory`, `chdb://:memory:`), as it is."""
+    if not dsn.startswith(CHDB_SCHEME):
+        return dsn
+    location, mark, query = dsn[len(CHDB_SCHEME) :].partition("?")
+    if location.startswith("//"):
+        location = location[2:]
+        if location.split("/", 1)[0] in ("", "memory", ":memory:"):
+            return dsn
+    elif location.startswith("/"):
+        return f"{CHDB_SCHEME}//{location}{mark}{query}"
+    if not location or location.startswith("/"):
+        return dsn
+    return f"{CHDB_SCHEME}//{(cwd / location).resolve()}{mark}{query}"
 
 
 class LocalBrokerSettings(Section):
@@ -177,16 +229,25 @@ class LocalBrokerSettings(Section):
     start_timeout_seconds: float = 90.0
 
 
+# Each stage's default Prometheus port, so the four run side by side on one host.
+STAGE_METRICS_PORTS = {"ingest": 9464, "identity": 9465, "journeys": 9466, "friction": 9467}
+
+
 class ProcessorSettings(Section):
     """Knobs shared by the faust stages."""
 
-    worker_id: str = Field(default_factory=socket.gethostname)
+    # Names the transactional producer (`<group>-<worker_id>`): unique among the stage's live
+    # workers, the same across a restart. Unset: `<hostname>-<n>`, n the lowest slot free on
+    # this host (stream_processors/runtime/worker_id.py says why).
+    worker_id: str | None = Field(default=None, min_length=1, max_length=200)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     session_timeout_seconds: float = Field(default=10.0, ge=6)
     dedup_horizon: timedelta = timedelta(days=7)
     future_tolerance: timedelta = timedelta(minutes=5)
     allowed_lateness: timedelta = timedelta(minutes=2)
-    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
+    # "stage": the stage's own (STAGE_METRICS_PORTS), so all of them run on one host; 0: any
+    # free port (logged); None: no metrics.
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | Literal["stage"] | None = "stage"
     # Channels whose events arrive late by nature (store batches, call-center exports): they
     # do not move the event-time watermark, which is the timely channels' (docs/concepts.md §5).
     late_channels: frozenset[str] = frozenset({"store", "call_center"})
@@ -194,6 +255,12 @@ class ProcessorSettings(Section):
     # wall clock minus the allowed lateness, so drop-offs still fire in quiet hours. 0 turns
     # it off: replays close time with the heartbeats they publish (`journeys simulate`).
     idle_after_seconds: float = Field(default=60.0, ge=0)
+
+    def metrics_port_of(self, stage: str) -> int | None:
+        """The port `stage` serves its metrics on (0: any free one), or None."""
+        if self.metrics_port == "stage":
+            return STAGE_METRICS_PORTS.get(stage, 0)
+        return self.metrics_port
 
 
 class JourneyStageSettings(Section):

@@ -9,14 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from sinks.tables import added_columns, comment_changes, ddl
+from schemas.settings import absolute_chdb_dsn
+from sinks.http.discovery import folder_of
+from sinks.tables import added_columns, comment_changes, ddl, metadata
 
 log = logging.getLogger(__name__)
+
+DSN_SETTING = "JOURNEYS_CLICKHOUSE__DSN"
 
 # JSON fields arrive as the stages wrote them; ClickHouse parses them (no per-row Python).
 JSON_INSERT_SETTINGS: dict[str, Any] = {
@@ -33,8 +38,23 @@ class ClickHouseUnreachableError(RuntimeError):
     """ClickHouse did not answer; the message names the setting to change."""
 
 
-def connect(dsn: str) -> Client:
-    """A client for `dsn`, or a one-line error naming JOURNEYS_CLICKHOUSE__DSN."""
+class NoJourneysDataError(ClickHouseUnreachableError):
+    """A reader was pointed where no journeys database is; the message names the setting."""
+
+
+def connect(dsn: str, *, create: bool = True) -> Client:
+    """A client for `dsn`, or a one-line error naming JOURNEYS_CLICKHOUSE__DSN. An embedded
+    folder that does not exist is made only if `create` (commands that write: the sink,
+    `journeys db migrate`); a reader gets `NoJourneysDataError` instead of a new empty one."""
+    dsn = absolute_chdb_dsn(dsn, Path.cwd())
+    folder = folder_of(dsn)
+    if folder is not None and not folder.is_dir():
+        if not create:
+            raise NoJourneysDataError(
+                f"no ClickHouse data at {folder}: run the pipeline there first, or point "
+                f"{DSN_SETTING} at its data"
+            )
+        log.info("ClickHouse: a new embedded database at %s", folder)
     try:
         client = clickhouse_connect.get_client(dsn=dsn)
         client.command("SELECT 1")
@@ -42,16 +62,16 @@ def connect(dsn: str) -> Client:
         shown = dsn.rsplit("@", maxsplit=1)[-1]
         raise ClickHouseUnreachableError(
             f"ClickHouse is not reachable at {shown} ({str(exc).splitlines()[0][:200]}); "
-            "set JOURNEYS_CLICKHOUSE__DSN"
+            f"set {DSN_SETTING}"
         ) from None
     return client
 
 
 @contextmanager
-def session(dsn: str) -> Iterator[Client]:
+def session(dsn: str, *, create: bool = True) -> Iterator[Client]:
     """A client that is closed afterwards. chDB allows one data folder per process at a time,
     so code that opens several (tests, tools) must close each before the next."""
-    client = connect(dsn)
+    client = connect(dsn, create=create)
     try:
         yield client
     finally:
@@ -69,9 +89,25 @@ def reader_dsn(dsn: str) -> str:
 @contextmanager
 def reading(dsn: str) -> Iterator[Client]:
     """A closed-afterwards client for reading `dsn` while the pipeline may be writing it:
-    reports, queries, the page and the benches open ClickHouse through this."""
-    with session(reader_dsn(dsn)) as client:
+    reports, queries, the page and the benches open ClickHouse through this. It never creates
+    anything: a folder that does not exist, or a database without any of the pipeline's
+    tables, is a one-line `NoJourneysDataError`."""
+    with session(reader_dsn(dsn), create=False) as client:
+        if not _holds_journeys(client):
+            raise NoJourneysDataError(
+                f"ClickHouse at {dsn.rsplit('@', maxsplit=1)[-1]} holds no journeys tables: "
+                f"point {DSN_SETTING} at the pipeline's data (or run `journeys db migrate`)"
+            )
         yield client
+
+
+def _holds_journeys(client: Client) -> bool:
+    names = ", ".join(f"'{table}'" for table in metadata.tables)
+    found = client.query(
+        "SELECT count() FROM system.tables "
+        f"WHERE database = currentDatabase() AND name IN ({names})"
+    )
+    return bool(found.result_rows[0][0])
 
 
 def migrate(client: Client) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from schemas.topics import Topics
 from stream_processors.runtime.sender import SenderError, TransactionalSender
 from stream_processors.runtime.state import ChangelogTable
 from stream_processors.runtime.transport import StageApp
+from stream_processors.runtime.worker_id import client_id
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,15 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         web_enabled=False,
         datadir=str(datadir),
         logging_config=None,
+        # How this worker shows in its group: a second one with its id is refused at start.
+        broker_client_id=client_id(worker_id_of(settings)),
     )
+
+
+def worker_id_of(settings: Settings) -> str:
+    """The worker id `worker.run` claimed (or the one set); a stage built without it, as in
+    tests, runs as `<hostname>-<pid>`."""
+    return settings.processor.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -192,7 +202,7 @@ def stage_runtime(
     more tables with `add_table` before the app starts."""
     app = build_app(settings, stage)
     sender = TransactionalSender(
-        settings.kafka, f"{settings.topics.group(stage)}-{settings.processor.worker_id}"
+        settings.kafka, f"{settings.topics.group(stage)}-{worker_id_of(settings)}"
     )
     faults = settings.faults
     runtime = StageRuntime(

@@ -11,6 +11,7 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas.settings import Settings
+from stream_processors.runtime import worker_id
 from stream_processors.runtime.app import StageRuntime
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,18 @@ class _Worker(faust.Worker):
 
 def run(settings: Settings, stage: str, build: StageBuild) -> None:
     """Run `stage`, made by `build`, until SIGINT or SIGTERM; commits what it processed on the
-    way out."""
+    way out. `DuplicateWorkerError` when another live worker of the stage has its worker id
+    (checked before its transactional producer starts, which would fence that one)."""
     gc.set_threshold(*GC_THRESHOLDS)
+    claimed = worker_id.claim(settings, stage)
+    processor = settings.processor.model_copy(update={"worker_id": claimed.worker_id})
+    settings = settings.model_copy(update={"processor": processor})
+    worker_id.refuse_if_running(settings, stage, claimed.worker_id)
     app, runtime = build(settings)
-    port = settings.processor.metrics_port
-    if port:
-        start_http_server(port)
+    port = serve_metrics(settings.processor.metrics_port_of(stage))
     log.info(
         "stage starting",
-        extra={
-            "stage": stage,
-            "worker_id": settings.processor.worker_id,
-        },
+        extra={"stage": stage, "worker_id": claimed.worker_id, "metrics_port": port},
     )
     worker = _Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # a terminal spinner garbles logs and CI output
@@ -63,4 +64,13 @@ def run(settings: Settings, stage: str, build: StageBuild) -> None:
         pass
     finally:
         runtime.close()
+        claimed.release()
         log.info("stage stopped", extra={"stage": stage})
+
+
+def serve_metrics(port: int | None) -> int | None:
+    """Serve Prometheus metrics on `port` (0: any free one); the port serving, or None."""
+    if port is None:
+        return None
+    server, _thread = start_http_server(port)
+    return int(server.server_port)
