@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+from producers.adapters.pos import SALE_TYPES
 from producers.pii import PiiHasher
 from producers.simulator.config import Incident, SimConfig
 from producers.simulator.engine import Simulation
@@ -43,6 +44,10 @@ T0_MS = event_ms(T0)
 MIN = 60_000
 HOUR = 60 * MIN
 LATE = {"call_center", "store"}
+
+
+# The event types the POS adapter gives sales (a sale's type is its event type).
+POS_SALE_EVENTS = [sale for sale in SALE_TYPES if sale != "return"]
 
 
 def spec(**fields: Any) -> DefinitionSpec:
@@ -152,6 +157,16 @@ def test_a_purchase_journey_converts_with_its_transitions() -> None:
         ("checkout", "purchase", 10 * MIN),
     ]
     assert not run.of(DropOff)
+
+
+@pytest.mark.parametrize("sale", ["pos_purchase", *POS_SALE_EVENTS])
+def test_a_store_sale_converts_a_purchase_journey_begun_online(sale: str) -> None:
+    # The POS adapter (`journeys ingest store`) writes its sales as `purchase` events.
+    run = Run()
+    run.send("p1", run.event(0, "home_view"), run.event(10, "product_view"))
+    run.send("p1", run.event(40, sale, "store"))
+    run.at(60)
+    assert (run.only().status, run.only().stage) == ("converted", "purchase")
 
 
 def test_events_wait_for_the_watermark() -> None:

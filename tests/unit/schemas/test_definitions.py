@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploy.commands import definitions as command
+from producers.adapters.pos import SALE_TYPES
 from producers.simulator.catalog import JOURNEYS, Journey
 from schemas.config_files import ConfigFileError
 from schemas.definitions import (
@@ -58,6 +59,9 @@ def where(tmp_path: Path, text: str) -> list[tuple[int | None, str, str]]:
 
 # -- the shipped files are the simulator's catalog --------------------------------------
 
+# What `journeys ingest store` writes for a sale (its type is its event type).
+ADAPTER_EVENTS = {("store", sale) for sale in SALE_TYPES if sale != "return"}
+
 
 @pytest.mark.parametrize("journey", JOURNEYS, ids=lambda j: j.name)
 def test_shipped_definition_matches_the_simulator_catalog(journey: Journey) -> None:
@@ -74,7 +78,8 @@ def test_shipped_definition_matches_the_simulator_catalog(journey: Journey) -> N
             for ch in rule.channels
             for et in rule.event_types
         }
-        assert matched == emitted
+        # Beside the simulator's events, a stage may match what the adapters write.
+        assert matched - ADAPTER_EVENTS == emitted
         for rule in stage.match:
             assert rule.properties == dict(sim.properties)
 
