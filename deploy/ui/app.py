@@ -20,7 +20,7 @@ from deploy.query.formats import as_csv, as_json
 from deploy.ui import access
 from deploy.ui.answering import ENDPOINTS, Reply
 from deploy.ui.asking import Asked, AskingError, parse
-from sinks.clickhouse import ClickHouseUnreachableError
+from sinks.clickhouse import ClickHouseUnreachableError, NoJourneysDataError
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,9 @@ class UiApp:
             return Response.json(400, {"error": str(exc)})
         try:
             reply = await asyncio.to_thread(self.read, endpoint, asked)
+        except NoJourneysDataError as exc:  # nothing to show yet: a message, as for an empty range
+            empty: dict[str, Any] = {"columns": [], "rows": [], "chart": None, "message": str(exc)}
+            return Response.json(200, empty, _NO_STORE)
         except ClickHouseUnreachableError as exc:
             return Response.json(503, {"error": str(exc)}, _NO_STORE)
         if asked.format == "csv":

@@ -16,7 +16,7 @@ from deploy.query.answers import Answer
 from deploy.ui.answering import Reply
 from deploy.ui.app import STATIC, UiApp, static_files
 from deploy.ui.asking import Asked
-from sinks.clickhouse import ClickHouseUnreachableError
+from sinks.clickhouse import ClickHouseUnreachableError, NoJourneysDataError
 
 FUNNEL = Answer(
     ["definition", "stage", "first_channel", "journeys"],
@@ -38,6 +38,8 @@ class Reader:
             return Reply(FUNNEL, {"stages": ["discover", "cart"]})
         if endpoint == "alerts":
             raise ClickHouseUnreachableError("ClickHouse is not reachable at x")
+        if endpoint == "trend":
+            raise NoJourneysDataError("no ClickHouse data at /x: run the pipeline there first")
         return Reply(message="unknown person 'p': nothing about them in ClickHouse")
 
 
@@ -118,6 +120,12 @@ def test_a_chart_answers_json_and_csv(app: UiApp, reader: Reader) -> None:
 
 def test_times_are_utc_in_json(app: UiApp) -> None:
     assert orjson.loads(call(app, "/api/meta")[2])["first"] == "2026-01-05T09:30:00Z"
+
+
+def test_a_folder_without_journeys_data_is_a_message_on_the_page(app: UiApp) -> None:
+    status, _headers, body = call(app, "/api/trend")
+    assert status == 200
+    assert orjson.loads(body)["message"].startswith("no ClickHouse data at /x")
 
 
 def test_nothing_to_show_is_a_message_not_an_error(app: UiApp) -> None:
