@@ -36,6 +36,57 @@ _IDENTIFIERS = (
     + "])"
 )
 
+
+def dropoff_paths_select(where: str = "") -> str:
+    """The SELECT of `dropoff_paths` over the standing drop-offs that `where` (a WHERE clause
+    on `dropoffs_standing`'s columns) keeps: `journeys query paths` narrows it to the
+    definition, stage and range asked before any touchpoint is joined.
+
+    The person's touchpoints are the probe side of the join, the drop-offs its build side, so
+    memory grows with the drop-offs asked about, not with every touchpoint. The stage channel
+    is the one the drop-off recorded; rows written before it had one take the journey's."""
+    return f"""
+SELECT d.dropoff_id AS dropoff_id, d.journey_id AS journey_id,
+       d.definition_id AS definition_id, d.definition_version AS definition_version,
+       j.latest_person_id AS person_id, d.stage AS stage,
+       if(d.stage_channel != '', d.stage_channel,
+          tupleElement(arrayFirst(s -> tupleElement(s, 1) = d.stage, j.stages), 3))
+           AS stage_channel,
+       d.stage_entered_at AS stage_entered_at, d.dropped_at AS dropped_at,
+       toDate(d.dropped_at) AS day, d.reason AS reason, d.failure_stage AS failure_stage,
+       d.last_channel AS last_channel, d.last_touchpoint AS last_touchpoint,
+       d.last_event_at AS last_event_at, d.friction AS friction, d.signals AS signals,
+       p.last_touchpoints AS last_touchpoints,
+       arrayMap(x -> concat(tupleElement(x, 2), ':', tupleElement(x, 3)), p.last_touchpoints)
+           AS path
+FROM (SELECT * FROM dropoffs_standing {where}) AS d
+INNER JOIN (
+    SELECT journey_id AS standing_journey_id, stages, started_at, latest_person_id
+    FROM journeys_latest
+) AS j ON j.standing_journey_id = d.journey_id
+LEFT JOIN (
+    SELECT w.dropoff_id AS path_dropoff_id,
+           arraySlice(
+               arraySort(x -> (tupleElement(x, 1), tupleElement(x, 5)),
+                         groupArray((t.occurred_at, t.channel, t.event_type,
+                                     ifNull(t.touchpoint, ''), toString(t.event_id)))),
+               -{PATH_LENGTH}) AS with_ids,
+           arrayMap(x -> (tupleElement(x, 1), tupleElement(x, 2), tupleElement(x, 3),
+                          tupleElement(x, 4)), with_ids) AS last_touchpoints
+    FROM touchpoints_latest AS t
+    INNER JOIN (
+        SELECT d2.dropoff_id AS dropoff_id, d2.dropped_at AS dropped_at,
+               j2.started_at AS started_at, j2.latest_person_id AS person_id
+        FROM (SELECT dropoff_id, journey_id, dropped_at FROM dropoffs_standing {where}) AS d2
+        INNER JOIN journeys_latest AS j2 ON j2.journey_id = d2.journey_id
+    ) AS w ON w.person_id = t.latest_person_id
+    WHERE t.occurred_at >= w.started_at AND t.occurred_at <= w.dropped_at
+    GROUP BY w.dropoff_id
+    SETTINGS query_plan_join_swap_table = 'false'
+) AS p ON p.path_dropoff_id = d.dropoff_id
+"""
+
+
 VIEWS = {
     definitions.TABLE: definitions.DDL,
     "touchpoints_latest": """
@@ -49,20 +100,26 @@ LEFT JOIN (
     GROUP BY identifier
 ) AS o ON o.identifier = t.person_key
 """,
+    # Only touchpoints whose identifier has an override are looked up: any other one still
+    # has the person it was stamped with, and so does the journey it started (see below).
     "journeys_latest": """
 CREATE OR REPLACE VIEW journeys_latest AS
 SELECT j.*,
-       if(p.latest_person_id = '', j.person_id, p.latest_person_id) AS latest_person_id
+       if(r.latest_person_id = '', j.person_id, r.latest_person_id) AS latest_person_id
 FROM journeys AS j FINAL
 LEFT JOIN (
-    SELECT journey_id AS started_journey_id, argMin(event_id, at) AS started_by
-    FROM journey_transitions FINAL
-    WHERE from_stage IS NULL AND NOT retracted
-    GROUP BY journey_id
-) AS t ON t.started_journey_id = j.journey_id
-LEFT JOIN (
-    SELECT toString(event_id) AS started_by, latest_person_id FROM touchpoints_latest
-) AS p ON p.started_by = t.started_by
+    SELECT t.started_journey_id AS resolved_journey_id, p.latest_person_id AS latest_person_id
+    FROM (
+        SELECT journey_id AS started_journey_id, argMin(event_id, at) AS started_by
+        FROM journey_transitions FINAL
+        WHERE from_stage IS NULL AND NOT retracted
+        GROUP BY journey_id
+    ) AS t
+    INNER JOIN (
+        SELECT toString(event_id) AS started_by, latest_person_id FROM touchpoints_latest
+        WHERE person_key IN (SELECT identifier FROM identity_overrides)
+    ) AS p ON p.started_by = t.started_by
+) AS r ON r.resolved_journey_id = j.journey_id
 """,
     "dropoffs_standing": """
 CREATE OR REPLACE VIEW dropoffs_standing AS
@@ -115,45 +172,7 @@ GROUP BY definition_id, from_stage, to_stage, stage_index
 """,
     # Each standing drop-off with the channel its stage was reached on and the person's last
     # touchpoints (any channel, any journey) from the journey's start to the drop-off.
-    "dropoff_paths": f"""
-CREATE OR REPLACE VIEW dropoff_paths AS
-SELECT d.dropoff_id AS dropoff_id, d.journey_id AS journey_id,
-       d.definition_id AS definition_id, d.definition_version AS definition_version,
-       j.latest_person_id AS person_id, d.stage AS stage,
-       tupleElement(arrayFirst(s -> tupleElement(s, 1) = d.stage, j.stages), 3)
-           AS stage_channel,
-       d.stage_entered_at AS stage_entered_at, d.dropped_at AS dropped_at,
-       toDate(d.dropped_at) AS day, d.reason AS reason, d.failure_stage AS failure_stage,
-       d.last_channel AS last_channel, d.last_touchpoint AS last_touchpoint,
-       d.last_event_at AS last_event_at, d.friction AS friction, d.signals AS signals,
-       p.last_touchpoints AS last_touchpoints,
-       arrayMap(x -> concat(tupleElement(x, 2), ':', tupleElement(x, 3)), p.last_touchpoints)
-           AS path
-FROM dropoffs_standing AS d
-INNER JOIN (
-    SELECT journey_id AS standing_journey_id, stages, started_at, latest_person_id
-    FROM journeys_latest
-) AS j ON j.standing_journey_id = d.journey_id
-LEFT JOIN (
-    SELECT w.dropoff_id AS path_dropoff_id,
-           arraySlice(
-               arraySort(x -> (tupleElement(x, 1), tupleElement(x, 5)),
-                         groupArray((t.occurred_at, t.channel, t.event_type,
-                                     ifNull(t.touchpoint, ''), toString(t.event_id)))),
-               -{PATH_LENGTH}) AS with_ids,
-           arrayMap(x -> (tupleElement(x, 1), tupleElement(x, 2), tupleElement(x, 3),
-                          tupleElement(x, 4)), with_ids) AS last_touchpoints
-    FROM (
-        SELECT d2.dropoff_id AS dropoff_id, d2.dropped_at AS dropped_at,
-               j2.started_at AS started_at, j2.latest_person_id AS person_id
-        FROM dropoffs_standing AS d2
-        INNER JOIN journeys_latest AS j2 ON j2.journey_id = d2.journey_id
-    ) AS w
-    INNER JOIN touchpoints_latest AS t ON t.latest_person_id = w.person_id
-    WHERE t.occurred_at >= w.started_at AND t.occurred_at <= w.dropped_at
-    GROUP BY w.dropoff_id
-) AS p ON p.path_dropoff_id = d.dropoff_id
-""",
+    "dropoff_paths": "CREATE OR REPLACE VIEW dropoff_paths AS" + dropoff_paths_select(),
     # A person's consecutive touchpoints on two channels. after_friction: friction shortly
     # before the switch, stated on a touchpoint (contract v2) or counted in a session that
     # ended then (the friction mapping, applied by the journeys stage).
@@ -249,8 +268,15 @@ the identifier that routed it, if it ever changed person, else the person stampe
 processing time (which then is still right: see docs/stages/identity.md). `journeys_latest`
 does the same for journeys, through the event that started each one: the stage carries a
 person's journeys over when a merge arrives while it still holds them, but a customer may log
-in days after a journey ended and was forgotten. Its joined columns are named apart from the
-journey's, so it keeps the table's names (`journey_id`, not `` `j.journey_id` ``).
+in days after a journey ended and was forgotten. It looks up only the starting touchpoints
+whose identifier (person_key) has an identity_overrides row: an identifier without one never
+changed person, so it still names the person routing stamped on the event, which started the
+journey under that person, and a journey changes person only by a merge, which gives each of
+the merged person's identifiers an override. So for every other journey the event's latest
+person is the journey's own person_id, and the view reads a few percent of the touchpoints
+instead of all of them (tests/unit/sinks/test_views_over_merges.py checks it against the
+lookup of every touchpoint). Its joined columns are named apart from the journey's, so it
+keeps the table's names (`journey_id`, not `` `j.journey_id` ``).
 `dropoffs_standing` is the drop-offs that no retraction cancelled. The analysts' views over
 them are described in docs/queries.md."""
 
@@ -363,7 +389,8 @@ VIEW_DOCS = {
             "person_id": "The journey's person under the latest identity records "
             "(journeys_latest.latest_person_id).",
             "stage_channel": "The channel of the event that reached the stage the journey "
-            "dropped off at (from journeys.stages).",
+            "dropped off at (dropoffs.stage_channel; from journeys.stages for drop-offs written "
+            "before that column).",
             "day": _DAY.format("dropped_at"),
             "last_touchpoints": f"The person's last {PATH_LENGTH} touchpoints from the "
             "journey's start to dropped_at, oldest first, as (occurred_at, channel, "

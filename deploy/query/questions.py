@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from deploy.query.options import Step, TimeRange
+from sinks.views import dropoff_paths_select
 
 # `--by` names each question takes, and the view column behind each.
 FUNNEL_BREAKDOWNS = {
@@ -106,31 +107,48 @@ GROUP BY level"""
 
 
 def dropoffs(definition: str | None, stage: str | None, span: TimeRange, by: list[str]) -> Query:
-    """Standing drop-offs in the range, per definition and stage (and `by`)."""
-    where = _Where().equals("definition_id", "definition", definition)
+    """Standing drop-offs in the range, per definition and stage (and `by`): the rows of
+    `dropoff_paths` (those whose journey is stored), read without their paths. The stage
+    channel is the one the drop-off recorded; rows written before it had one (empty) take the
+    journey's, whose stages are read for those rows only."""
+    where = _Where(["journey_id IN (SELECT journey_id FROM journeys)"])
+    where.equals("definition_id", "definition", definition)
     where.equals("stage", "stage", stage).within("dropped_at", span)
+    unrecorded = _Where([*where.conditions, "stage_channel = ''"])
     sql = f"""
 SELECT definition_id AS definition, stage{_by(by)},
        count() AS dropped,
        countIf(friction > 0) AS with_friction,
        round(quantileExact(0.5)(dateDiff('millisecond', stage_entered_at, last_event_at))
              / 60000, 1) AS median_minutes_in_stage
-FROM dropoff_paths
-{where.sql()}
+FROM (
+    SELECT d.definition_id AS definition_id, d.stage AS stage, d.reason AS reason,
+           d.last_channel AS last_channel, toDate(d.dropped_at) AS day, d.friction AS friction,
+           d.stage_entered_at AS stage_entered_at, d.last_event_at AS last_event_at,
+           if(d.stage_channel != '', d.stage_channel,
+              tupleElement(arrayFirst(s -> tupleElement(s, 1) = d.stage, j.stages), 3))
+               AS stage_channel
+    FROM (SELECT * FROM dropoffs_standing {where.sql()}) AS d
+    LEFT JOIN (
+        SELECT journey_id AS unrecorded_journey_id, stages FROM journeys FINAL
+        WHERE journey_id IN (SELECT journey_id FROM dropoffs_standing {unrecorded.sql()})
+    ) AS j ON j.unrecorded_journey_id = d.journey_id
+)
 GROUP BY definition, stage{_by(by)}"""
     return Query(sql, where.parameters)
 
 
 def paths(definition: str | None, stage: str | None, span: TimeRange, limit: int) -> Query:
-    """The most common paths (last touchpoints) before standing drop-offs, per stage."""
+    """The most common paths (last touchpoints) before standing drop-offs, per stage: the
+    SQL of `dropoff_paths`, narrowed to the drop-offs asked about before their touchpoints are
+    joined."""
     where = _Where().equals("definition_id", "definition", definition)
     where.equals("stage", "stage", stage).within("dropped_at", span)
     sql = f"""
 SELECT definition_id AS definition, stage, arrayStringConcat(path, ' > ') AS path,
        count() AS dropped,
        round(dropped / sum(dropped) OVER (PARTITION BY definition, stage), 3) AS share
-FROM dropoff_paths
-{where.sql()}
+FROM ({dropoff_paths_select(where.sql())})
 GROUP BY definition, stage, path
 ORDER BY definition, stage, dropped DESC, path
 LIMIT {{limit:UInt32}} BY definition, stage"""
@@ -176,8 +194,25 @@ ORDER BY at, kind, ref"""
 CATALOG_RECORDED = Query(
     "SELECT definition_id, version, stage, stage_index FROM journey_definitions FINAL"
 )
-CATALOG_SEEN = Query(
-    "SELECT definition_id, stage FROM journey_stages GROUP BY definition_id, stage "
-    "ORDER BY definition_id, min(position), stage"
-)
+# The (definition, stage) pairs of journey_stages, in the order first seen, for stages that
+# journey_definitions lacks (Catalog.build adds only those). It reads the journeys themselves
+# (journey_stages would resolve every journey's person first), and only when some stage of
+# any stored journey version is not recorded: otherwise the scalar subquery, a few
+# milliseconds over the table, leaves nothing to read and the answer is empty.
+CATALOG_SEEN = Query("""
+SELECT definition_id, tupleElement(reached, 1) AS stage
+FROM journeys FINAL
+ARRAY JOIN stages AS reached, arrayEnumerate(stages) AS position
+WHERE status != 'merged'
+  AND (
+    SELECT count() FROM (
+        SELECT DISTINCT definition_id AS stored_definition, arrayJoin(stages.1) AS stored_stage
+        FROM journeys
+    )
+    WHERE (stored_definition, stored_stage) NOT IN (
+        SELECT definition_id, stage FROM journey_definitions
+    )
+  ) > 0
+GROUP BY definition_id, stage
+ORDER BY definition_id, min(position), stage""")
 DATA_SPAN = Query("SELECT min(occurred_at), max(occurred_at), count() FROM touchpoints")

@@ -16,7 +16,8 @@ the stage's time limit, a quarter of purchases in a store):
   last stage; 3% of touchpoints state friction;
 - a journey that stopped short of success has dropped off at its last stage once that stage's
   time limit passed before the data's end, else it is still open; 2% of drop-offs are
-  retracted later (a newer version); journeys that moved on also have their earlier version
+  retracted later (a newer version), 10% lack their stage channel (written before the
+  column); journeys that moved on also have their earlier version
   (the sink writes every version: FINAL has to pick);
 - 2.5% of persons were merged into another (identity_overrides), so the `*_latest` views
   re-resolve them.
@@ -71,6 +72,8 @@ HOUR_WEIGHTS = (
 DEFINITION_SHARES = {"purchase": 78, "support": 22}
 APP_SHARE = 38
 STORE_PURCHASE_SHARE = 25
+# Percent of drop-offs written before dropoffs.stage_channel existed ('' there).
+UNRECORDED_STAGE_CHANNEL = 10
 SOURCES = {"web": "web-sdk", "app": "app-sdk", "call_center": "cc-export", "store": "pos-export"}
 
 
@@ -325,7 +328,8 @@ FROM {PLAN} ARRAY JOIN range(1, reached + 1) AS k
 
 DROPOFF_COLUMNS = (
     "dropoff_id, journey_id, definition_id, definition_version, person_id, stage, "
-    "stage_entered_at, dropped_at, reason, failure_stage, last_channel, last_touchpoint, "
+    "stage_entered_at, dropped_at, reason, failure_stage, stage_channel, last_channel, "
+    "last_touchpoint, "
     "last_event_at, friction, touchpoints, channels, signals, version, retracted, "
     "retraction_reason"
 )
@@ -333,10 +337,12 @@ DROPOFF_COLUMNS = (
 
 def dropoffs_sql() -> list[str]:
     """A drop-off per journey that dropped off, then a retraction (a newer version of the
-    whole drop-off, retracted) for 2% of them."""
+    whole drop-off, retracted) for 2% of them. Some drop-offs lack their stage channel, as
+    those written before the column was added do."""
     row = f"""
     toString({_uuid("'dropoff'", "j")}), {JOURNEY_ID}, definition_id, 1, {PERSON_ID},
     stage_names[reached], {_ms("stage_ms[reached]")}, {_ms("dropped_ms")}, 'time_limit', NULL,
+    if(sipHash64(j, 'upgrade') % 100 < {UNRECORDED_STAGE_CHANNEL}, '', stage_channels[reached]),
     stage_channels[reached], stage_touchpoints[reached], {_ms("stage_ms[reached]")},
     toUInt32(sipHash64(j, 'friction') % 100 < 8), reached + filler, arrayDistinct(stage_channels),
     if(sipHash64(j, 'friction') % 100 < 8, ['http_500@web:/checkout'], [])"""

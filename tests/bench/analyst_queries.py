@@ -11,7 +11,11 @@ runs it first. Each runs `repeats` times in rounds, straight on the embedded eng
 served in this process (what it opens while the sink runs), so load that comes and goes on a
 shared machine touches both alike. Reported: the median (and range) of each, its ratio to a
 plain `SELECT count() FROM touchpoints` (answered from part metadata) and to
-`SELECT count() FROM journeys FINAL` (which reads the table), and the interface's overhead.
+`SELECT count() FROM journeys FINAL` (which reads the table), the interface's overhead, and the
+process's peak memory while it ran (`peak_rss`: the highest resident set size over its runs,
+and how far it rose above the size at the start of the run, after the engine returned the
+memory it kept from earlier queries; the engine runs in this process, so the rise is what the
+question costs the sink that serves it).
 """
 
 from __future__ import annotations
@@ -59,16 +63,46 @@ class Timings:
 
     direct: dict[str, list[float]] = field(default_factory=dict)
     http: dict[str, list[float]] = field(default_factory=dict)
+    # MB per question and way: the highest peak RSS over its runs, and the highest rise.
+    peak: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def record(self, way: str, name: str, seconds: float, memory: tuple[float, float]) -> None:
+        getattr(self, way).setdefault(name, []).append(seconds)
+        high, rise = self.peak.get((way, name), (0.0, 0.0))
+        self.peak[way, name] = (max(high, memory[0]), max(rise, memory[1]))
 
     def median(self, way: str, name: str) -> float:
         runs: list[float] = getattr(self, way)[name]
         return statistics.median(runs)
 
 
-def _timed(client: Client, query: Query) -> float:
+def _rss_mb(field_name: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss() -> Callable[[], tuple[float, float]]:
+    """Resets this process's peak RSS (Linux: `/proc/self/clear_refs`); the function returned
+    gives (peak MB since then, how far above the RSS at the reset)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return lambda: (0.0, 0.0)
+    start = _rss_mb("VmRSS")
+    return lambda: (_rss_mb("VmHWM"), max(0.0, _rss_mb("VmHWM") - start))
+
+
+def _timed(client: Client, query: Query, engine: Client) -> tuple[float, tuple[float, float]]:
+    """Seconds, and (peak RSS MB, its rise) while the query ran; `engine` (the embedded one,
+    which `client` may reach through HTTP) first returns the memory it keeps cached."""
+    engine.command("SYSTEM JEMALLOC PURGE")
+    memory = peak_rss()
     started = time.perf_counter()
     ask(client, query)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, memory()
 
 
 def time_questions(direct: Client, http: Client, repeats: int) -> Timings:
@@ -76,8 +110,8 @@ def time_questions(direct: Client, http: Client, repeats: int) -> Timings:
     timings = Timings()
     for _ in range(repeats):
         for name, query in QUESTIONS.items():
-            timings.direct.setdefault(name, []).append(_timed(direct, query))
-            timings.http.setdefault(name, []).append(_timed(http, query))
+            timings.record("direct", name, *_timed(direct, query, direct))
+            timings.record("http", name, *_timed(http, query, direct))
     return timings
 
 
@@ -86,17 +120,18 @@ def detail(timings: Timings) -> str:
     count, final = timings.median("direct", COUNT), timings.median("direct", COUNT_FINAL)
     lines = [
         f"{'question':<22} {'via':<5} {'median s':>9} {'min-max s':>15} "
-        f"{'x count()':>10} {'x FINAL count':>13} {'http/chDB':>9}"
+        f"{'x count()':>10} {'x FINAL count':>13} {'http/chDB':>9} {'peak MB':>8} {'rise MB':>8}"
     ]
     for name in QUESTIONS:
         for way in ("direct", "http"):
             runs = getattr(timings, way)[name]
             median = statistics.median(runs)
             overhead = median / timings.median("direct", name) if way == "http" else 1.0
+            high, rise = timings.peak[way, name]
             lines.append(
                 f"{name:<22} {'chDB' if way == 'direct' else 'HTTP':<5} {median:>9.3f} "
                 f"{f'{min(runs):.3f}-{max(runs):.3f}':>15} {median / count:>10.1f} "
-                f"{median / final:>13.2f} {overhead:>9.2f}"
+                f"{median / final:>13.2f} {overhead:>9.2f} {high:>8,.0f} {rise:>8,.0f}"
             )
     return "\n".join(lines)
 
@@ -112,6 +147,8 @@ def results(timings: Timings, touchpoints: int) -> list[Result]:
         out.append(Result(f"analyst: {name}, chDB", 1000 * direct, "ms", 1000 * count))
         http = timings.median("http", name)
         out.append(Result(f"analyst: {name}, HTTP vs chDB", 1000 * http, "ms", 1000 * direct))
+        _high, rise = timings.peak["direct", name]
+        out.append(Result(f"analyst: {name}, chDB peak RSS rise", rise, "MB", None))
     return out
 
 

@@ -116,6 +116,21 @@ def dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield made
 
 
+def test_the_catalog_skips_the_journeys_when_every_stage_is_recorded(dsn: str) -> None:
+    from deploy.query import questions
+
+    with session(dsn) as client:
+        recorded = [tuple(r) for r in client.query(questions.CATALOG_RECORDED.sql).result_rows]
+        assert client.query(questions.CATALOG_SEEN.sql).result_rows == []
+        seen = client.query(
+            "SELECT definition_id, stage FROM journey_stages GROUP BY definition_id, stage "
+            "ORDER BY definition_id, min(position), stage"
+        ).result_rows
+    pairs = [(str(d), str(s)) for d, s in seen]
+    catalog = Catalog.build(recorded, [])
+    assert pairs and catalog == Catalog.build(recorded, pairs)
+
+
 def run(
     dsn: str, args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
