@@ -39,7 +39,7 @@ from schemas.topics import Topics
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.journeys import metrics as journeys_metrics
 from stream_processors.journeys.core.engine import JourneyCore
-from stream_processors.journeys.core.settings import JourneySettings
+from stream_processors.journeys.core.settings import JourneySettings, event_ms
 from stream_processors.journeys.core.signals import mapped_signals
 from stream_processors.journeys.handoffs import Outbox
 from stream_processors.journeys.partition import PartitionJourneys
@@ -201,11 +201,13 @@ class JourneyStage:
                     continue
                 new = record["person_id"]
                 home = partition_for(new.encode(), self.partitions)
+                at = record.get("event_time")
+                merged_ms = None if at is None else event_ms(at)
                 for old in record["old_person_ids"]:
                     if old == new:
                         continue
                     if partition_for(old.encode(), self.partitions) == partition:
-                        self._merge(part, partition, old, new, out=out, moved=moved)
+                        self._merge(part, partition, old, new, merged_ms, out=out, moved=moved)
                     elif home == partition:
                         part.handoffs.expect(old)
             announced = decoded.watermark_ms  # up to when the authority decided all links
@@ -289,6 +291,7 @@ class JourneyStage:
         partition: int,
         old: str,
         new: str,
+        merged_ms: int | None,
         *,
         out: Outputs,
         moved: Outbox,
@@ -300,8 +303,12 @@ class JourneyStage:
             return
         snapshot = core.export_person(old)
         core.drop_person(old)
-        until = core.watermark_ms + self.core_settings.late_tolerance_ms
-        part.handoffs.forward_to(old, new, until)
+        # Forward for the late tolerance past the later of this partition's time and the
+        # merge's: the old person's events may still be unread here while the time is
+        # unknown or far behind (after a restart `identity-merges` is read well ahead of the
+        # `stitched` backlog), and a forward counted from there ended when time first moved.
+        since = core.watermark_ms if merged_ms is None else max(core.watermark_ms, merged_ms)
+        part.handoffs.forward_to(old, new, since + self.core_settings.late_tolerance_ms)
         # Sent even without state: the receiving partition holds its time until it hears.
         moved.person(new, old, snapshot)
         journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,52 @@ def test_a_late_store_and_call_center_batch_retracts_drop_offs_across_a_crash(
         after = standing(ch)
     assert reasons.get("late_event", 0) > 0, reasons
     assert sum(after.values()) < sum(before.values())
+
+
+def test_two_workers_one_killed_mid_stream_and_restarted_give_the_true_journeys(
+    settings: Settings, processes: list[Any], tmp_path: Path
+) -> None:
+    """A rebalance back and forth: partitions move to the surviving worker when one is
+    SIGKILLed mid-stream, and back when it returns 15 s later; no journey ends differently.
+    Each takeover reads `identity-merges` well ahead of the `stitched` backlog, so merges
+    come before the old persons' events, which must still be forwarded (issue 21)."""
+    log = tmp_path / "pipeline.log"
+    watch = start(settings, processes, log, 2)
+    box: list[GroundTruth] = []
+    feeder = threading.Thread(
+        target=lambda: box.append(
+            simulate(settings, config(37).model_copy(update={"customers": 6_000}), None, rate=1_500)
+        )
+    )
+    feeder.start()
+    stitched, group = Topics.from_settings(settings.topics).stitched, settings.topics.group
+    wait_for(
+        lambda: committed_some(settings, group("journeys"), stitched),
+        120,
+        "the journeys stage to commit",
+        watch,
+        log,
+    )
+    wait_for(
+        lambda: uncommitted_input(settings, group("journeys"), stitched),
+        60,
+        "the journeys stage to have uncommitted input",
+        watch,
+        log,
+    )
+    assert feeder.is_alive(), "the stream ended before the kill: not mid-stream"
+    kill(watch[2])
+    time.sleep(15)  # the survivor takes its partitions over meanwhile
+    watch[2] = journeys(
+        settings,
+        "process",
+        "journeys",
+        log=log,
+        JOURNEYS_PROCESSOR__WORKER_ID=f"{settings.processor.worker_id}-j0",
+    )
+    processes.append(watch[2])
+    feeder.join()
+    drain_all(settings, watch, log)
+    stop(watch, log)
+    with session(settings.clickhouse_dsn) as ch:
+        check(ch, box[0])

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from schemas import envelope
 from schemas.definitions import load_definitions
@@ -162,8 +163,11 @@ def event(pid: str, n: int, minutes: float, event_type: str, **properties: Any) 
     }
 
 
-def merge(old: str, new: str) -> dict[str, Any]:
-    return {"kind": "merge", "person_id": new, "old_person_ids": sorted([old, new])}
+def merge(old: str, new: str, minutes: float | None = None) -> dict[str, Any]:
+    record = {"kind": "merge", "person_id": new, "old_person_ids": sorted([old, new])}
+    if minutes is not None:  # the linking event's time, as the identity authority sends it
+        record["event_time"] = (T0 + timedelta(minutes=minutes)).isoformat()
+    return record
 
 
 ANON, CUST = person_on(0, "anon"), person_on(1, "cust")
@@ -205,6 +209,33 @@ def test_a_merged_person_moves_to_the_new_partition_and_time_waits_for_it() -> N
     journey = standing[CUST]
     assert [s[0] for s in journey["stages"]] == ["discover", "consider", "cart", "checkout"]
     assert journey["status"] == "dropped_off" and ANON not in standing
+
+
+@pytest.mark.parametrize("time_before", [None, T0_MS - 100 * HOUR], ids=["unknown", "behind"])
+def test_a_merge_read_before_the_old_persons_events_forwards_them_once_time_moves(
+    time_before: int | None,
+) -> None:
+    """After a restart, `identity-merges` is read far ahead of the `stitched` backlog: the
+    merge comes before the old person's events, while the partition's time is unknown (it
+    had not moved before the crash) or further behind than the late tolerance. Those events
+    must still follow the person to its new partition once time moved, or they start the old
+    person again (its journey dropped off, and the new person's never starts)."""
+    h = Harness()
+    if time_before is not None:
+        h.time(time_before)
+    record = merge(ANON, CUST, minutes=20)
+    h.merges(1, [record])
+    h.merges(0, [record])  # the old person's partition has not read the person yet
+    h.deliver_handoffs()
+    h.time(T0_MS - HOUR)  # time moves, up to before the events still unread on `stitched`
+    h.stitched(0, [event(ANON, 1, 0, "home_view"), event(ANON, 2, 5, "product_view")])
+    h.deliver_handoffs()
+    h.stitched(1, [event(CUST, 1, 30, "add_to_cart")])
+    h.time(T0_MS + 30 * HOUR)
+    assert h.stage.part(0).core.persons() == []
+    standing = {j["person_id"]: j for j in h.journeys().values() if j["status"] != "merged"}
+    assert ANON not in standing
+    assert [s[0] for s in standing[CUST]["stages"]] == ["discover", "consider", "cart"]
 
 
 def test_time_waits_for_every_partition_to_have_read_as_far() -> None:
