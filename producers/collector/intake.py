@@ -159,7 +159,7 @@ class Intake:
         try:
             return to_fragment(msg, str(call), rx, self.scrubber)
         except Rejected as rejected:
-            return rejected.problem
+            return _value_free(rejected.problem, msg)
 
     def _size(self, msg: dict[str, Any]) -> Problem | None:
         try:
@@ -237,6 +237,34 @@ def _named(problem: Problem, kind: str, index: int) -> Problem:
         )
     where = f"batch[{index}]" if problem.field == "(event)" else f"batch[{index}].{problem.field}"
     return Problem(where, problem.message, problem.reason)
+
+
+def _value_free(problem: Problem, msg: Any) -> Problem:
+    """The problem as is, unless its message quotes a string of the call: an answer and a
+    dead letter's errors name the field and what is wrong, never the value (it may be an
+    e-mail address in a timestamp). Only rejected calls pay for the look."""
+    quoted = any(_telling(s) and s in problem.message for s in _strings(msg))
+    return Problem(problem.field, "invalid value", problem.reason) if quoted else problem
+
+
+def _telling(text: str) -> bool:
+    """Long or odd enough to be a value rather than a word the message uses anyway."""
+    return len(text) >= 16 or (len(text) >= 5 and not text.isalpha())
+
+
+def _strings(value: Any) -> list[str]:
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found += [k for k in item if isinstance(k, str)]
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    return found
 
 
 def _dict(value: Any) -> dict[str, Any]:

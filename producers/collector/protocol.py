@@ -87,7 +87,7 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         raise HttpError(
             415,
             "unsupported_encoding",
-            f"Content-Encoding {encoding!r}: use gzip or none",
+            "unsupported Content-Encoding: use gzip or none",
             "Content-Encoding",
         )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -11,6 +11,7 @@ byte-identical output for what it accepts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -138,8 +139,8 @@ class Ingest:
                     "future_timestamp",
                     orjson.dumps(raw),
                     event_id=str(event.event_id),
-                    detail=f"occurred_at {event.occurred_at.isoformat()} is more than "
-                    f"{self.future_tolerance} ahead of {call.now.isoformat()}",
+                    detail=f"occurred_at: more than {self.future_tolerance} ahead of the "
+                    f"stage's clock ({call.now.isoformat()})",
                 )
             )
             return
@@ -183,10 +184,7 @@ class Ingest:
 
 
 def _invalid(raw: Any, exc: ValidationError) -> Rejection:
-    errors = tuple(
-        FieldError(field=".".join(str(p) for p in err["loc"]) or "(event)", message=err["msg"])
-        for err in exc.errors(include_url=False, include_input=False)
-    )
+    errors = tuple(field_errors(exc))
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     reason: Reason = "invalid_field" if isinstance(raw, dict) else "not_an_object"
     return Rejection(
@@ -196,3 +194,53 @@ def _invalid(raw: Any, exc: ValidationError) -> Rejection:
         detail="; ".join(f"{e.field}: {e.message}" for e in errors[:5]),
         event_id=event_id if isinstance(event_id, str) else None,
     )
+
+
+# Pydantic errors whose message can quote the input (a UUID's parse error names the bad
+# character): their value-free wording.
+_VALUE_FREE = {
+    "uuid_parsing": "Input should be a valid UUID",
+    "uuid_type": "Input should be a valid UUID",
+}
+INPUT_KEY = "<key>"
+_NAME = re.compile(
+    r"[A-Za-z_][A-Za-z0-9_]{0,39}"
+)  # a key from the payload (a property's name, an unknown field)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """The field and what is wrong with it, never the rejected value: the payload may hold
+    contact details where a field was expected (an e-mail in `occurred_at`), and a dead
+    letter's errors are read by people and tools that must not see them (the raw payload,
+    kept as evidence, is the one place the value stays). Keys that come from the payload
+    (property names, unknown fields) are named `<key>`."""
+    found: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        found.append(FieldError(field=_where(err["loc"], err["type"]), message=_what(err)))
+    return found
+
+
+def _where(loc: tuple[int | str, ...], kind: str) -> str:
+    parts = [str(p) for p in loc]
+    if parts[:1] == ["properties"] and len(parts) > 1 and not _plain_name(parts[1]):
+        parts[1] = INPUT_KEY
+    if kind == "extra_forbidden" and parts and not _plain_name(parts[-1]):
+        parts[-1] = INPUT_KEY
+    return ".".join(parts) or "(event)"
+
+
+def _plain_name(key: str) -> bool:
+    """A key that reads as a field name (letters, digits, `_`; few digits): named as it is.
+    Anything else (an e-mail, a phone number, a token) could be a value and is not."""
+    return _NAME.fullmatch(key) is not None and sum(c.isdigit() for c in key) <= 4
+
+
+def _what(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "not a field of the contract (extra inputs are not permitted)"
+    message = _VALUE_FREE.get(kind, err["msg"])
+    given = err.get("input")
+    if isinstance(given, str) and len(given) >= 3 and given in message:
+        return f"invalid value ({kind})"  # a message that would quote the value
+    return str(message)
