@@ -14,16 +14,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schemas.deadletter import DeadLetter
+from schemas.deadletter import DeadLetter, SinkDeadLetter
 from schemas.touchpoint import BLOCK_FIELDS, IDENTIFIER_FIELDS, Touchpoint
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
 # File stem -> model. The touchpoint is what producers write to `raw`; the dead letter is
-# what `dlq.*` topics carry.
+# what the stages' `dlq.*` topics carry; the sink dead letter is what `dlq.sink` carries (rows
+# ClickHouse refused), which tools other than `journeys sink replay-dead-letters` may read.
 CONTRACTS: dict[str, type[BaseModel]] = {
     "touchpoint": Touchpoint,
     "deadletter": DeadLetter,
+    "sink-deadletter": SinkDeadLetter,
 }
 
 
