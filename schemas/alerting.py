@@ -9,6 +9,9 @@ version = 1
 team = "journeys-oncall"
 webhook = "https://alerts.example.com/hooks/journeys"     # generic JSON, optional
 slack = "${JOURNEYS_SLACK_ONCALL}"                        # Slack-compatible, optional
+pagerduty = "${JOURNEYS_PD_ONCALL}"   # PagerDuty Events v2 integration key, optional
+runbook = "https://wiki.example.com/runbooks/journeys"    # in every page, optional
+dashboard = "https://grafana.example.com/d/journeys"      # in every page, optional
 
 [[route]]
 name = "checkout"               # optional, shown in logs
@@ -99,10 +102,12 @@ class _Strict(BaseModel):
 
 
 class WebhookTarget(_Strict):
-    """One endpoint an alert is posted to, and the body it expects."""
+    """One endpoint an alert is posted to, and the body it expects (`pagerduty`: an Events v2
+    body carrying `routing_key`, the integration key)."""
 
-    format: Literal["json", "slack"]
+    format: Literal["json", "slack", "pagerduty"]
     url: SecretStr
+    routing_key: SecretStr | None = None
 
     @property
     def endpoint(self) -> str:
@@ -117,15 +122,52 @@ class WebhookTarget(_Strict):
         return f"{parts.scheme}://{parts.hostname}{port}/..."
 
 
+def _expand_key(value: object, info: ValidationInfo) -> SecretStr:
+    """A PagerDuty integration key, `${NAME}` filled in from the environment like a URL."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("an integration key is a non-empty string")
+    context = info.context if isinstance(info.context, dict) else {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    missing = [name for name in _ENV.findall(value) if not environ.get(name)]
+    if missing:
+        raise ValueError(f"environment variable {', '.join(missing)} is not set")
+    return SecretStr(_ENV.sub(lambda m: environ[m.group(1)], value.strip()))
+
+
+def _link(value: object) -> str:
+    """A runbook or dashboard: an http(s) URL with a host, shown in every page (no secret)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("a URL is a non-empty string")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host")
+    return value.strip()
+
+
+IntegrationKey = Annotated[SecretStr, BeforeValidator(_expand_key)]
+Link = Annotated[str, BeforeValidator(_link)]
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
 class _Targets(_Strict):
     team: Team
     webhook: Url | None = None  # generic JSON
     slack: Url | None = None  # Slack-compatible (`text` and `blocks`)
+    pagerduty: IntegrationKey | None = None  # Events v2 integration (routing) key
+    pagerduty_url: Url | None = None  # default: PagerDuty's Events v2 endpoint
+    runbook: Link | None = None  # shown in every page of the route
+    dashboard: Link | None = None
 
     def targets(self) -> tuple[WebhookTarget, ...]:
+        pd_url = self.pagerduty_url or SecretStr(PAGERDUTY_EVENTS_URL)
         found = [
             WebhookTarget(format="json", url=self.webhook) if self.webhook else None,
             WebhookTarget(format="slack", url=self.slack) if self.slack else None,
+            WebhookTarget(format="pagerduty", url=pd_url, routing_key=self.pagerduty)
+            if self.pagerduty
+            else None,
         ]
         return tuple(t for t in found if t is not None)
 

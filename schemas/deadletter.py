@@ -15,6 +15,7 @@ Reason = Literal[
     "invalid_field",
     "oversized",
     "future_timestamp",
+    "old_timestamp",
 ]
 
 

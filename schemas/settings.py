@@ -244,6 +244,10 @@ class ProcessorSettings(Section):
     session_timeout_seconds: float = Field(default=10.0, ge=6)
     dedup_horizon: timedelta = timedelta(days=7)
     future_tolerance: timedelta = timedelta(minutes=5)
+    # Events older than this (by the clock of the collector or the ingest stage) are
+    # dead-lettered as `old_timestamp`: a year-0001 time is a broken client, not history.
+    # Raise it to import older history (`/v1/import`, `journeys publish --history`).
+    max_event_age: timedelta = Field(default=timedelta(days=730), gt=timedelta(0))
     allowed_lateness: timedelta = timedelta(minutes=2)
     # "stage": the stage's own (STAGE_METRICS_PORTS), so all of them run on one host; 0: any
     # free port (logged); None: no metrics.

@@ -148,7 +148,7 @@ class FrictionDetection:
         incidents = Incidents(self.incident_config)
         if INCIDENTS_KEY in data:
             incidents.restore(data[INCIDENTS_KEY])
-        groups = AlertGroups(self.group_config)
+        groups = AlertGroups(self.group_config, self.router)
         if GROUPS_KEY in data:
             groups.restore(data[GROUPS_KEY])
         context = AlertContext(self.context_config)

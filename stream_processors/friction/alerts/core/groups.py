@@ -19,8 +19,10 @@ into alerts:
   is the most specific of its incidents: a touchpoint before its channel, a friction signal
   before a count that collapsed before a drop-off, then the earliest; the others are listed
   as `related`.
-- Every change gives a new version; `notify` is set on the versions whose status differs
-  from the last one notified (opened, resolved, retracted, firing again): those page.
+- Every change gives a new version. Given a router, each of its series gets its owning team;
+  who a version pages (`notify`, `page`, `paged_before`, `change`) is `paging.py`'s
+  decision: an opened alert pages every owning team, a team that comes to own one of its
+  series while it fires is paged with what changed, a resolve pages every team paged.
 
 The trade-off, stated: two unrelated problems in one channel at the same time make one
 alert listing both series (each with its figures), not two.
@@ -41,8 +43,9 @@ from stream_processors.friction.alerts.core.incident_records import (
     Status,
     epoch_ms,
 )
+from stream_processors.friction.alerts.core.paging import decide, owners, unique
 from stream_processors.friction.alerts.core.records import AlertRecord, Related
-from stream_processors.friction.alerts.core.routing import dimensions
+from stream_processors.friction.alerts.core.routing import AlertRouter, dimensions
 from stream_processors.friction.core.rules import Series, Severity
 
 SNAPSHOT_VERSION = 1
@@ -94,6 +97,7 @@ class Group:
     keys: set[str] = field(default_factory=set)
     notified: Status | None = None
     published: AlertRecord | None = None
+    paged: tuple[str, ...] = ()  # every team a version of this alert paged
 
     def add(self, incident: Incident) -> None:
         self.members[incident.incident_id] = incident
@@ -150,8 +154,11 @@ class Group:
 class AlertGroups:
     """Incidents into alerts; feed it every record `Incidents.process` returns, in order."""
 
-    def __init__(self, config: GroupConfig | None = None) -> None:
+    def __init__(
+        self, config: GroupConfig | None = None, router: AlertRouter | None = None
+    ) -> None:
         self.config = config or GroupConfig()
+        self._router = router
         size = int(self.config.window.total_seconds() * 1000)
         self._reach = self.config.reach_windows * size
         self._keep = int(self.config.keep_for.total_seconds() * 1000) + self._reach
@@ -176,16 +183,36 @@ class AlertGroups:
 
     def publish(self, group: Group, record: AlertRecord) -> AlertRecord | None:
         """The next version of `group`'s alert if `record` (its content, as enriched by the
-        caller) differs from the last published; None when nothing changed."""
+        caller) differs from the last published; None when nothing changed. Who it pages is
+        decided here (see the module docstring)."""
+        record = self._owned(record)
         if record.content_equal(group.published):
             return None
-        previous = group.published.version if group.published is not None else 0
-        notify = record.status != group.notified
-        published = replace(record, version=previous + 1, notify=notify)
-        if notify:
+        last = group.published
+        pages = decide(last, record, group.notified, group.paged)
+        published = replace(
+            record,
+            version=(last.version if last is not None else 0) + 1,
+            notify=pages.notify,
+            page=pages.page,
+            paged_before=group.paged,
+            change=pages.change,
+        )
+        if pages.notify:
             group.notified = record.status
+        group.paged = unique((*group.paged, *pages.page))
         group.published = published
         return published
+
+    def _owned(self, record: AlertRecord) -> AlertRecord:
+        """The record with the owning team of each of its series, and `teams`."""
+        if self._router is not None:
+            route = self._router.route(record.series)
+            related = tuple(
+                replace(r, team=self._router.route(r.series).team) for r in record.related
+            )
+            record = replace(record, team=route.team, route=route.matched, related=related)
+        return replace(record, teams=owners(record))
 
     def groups(self) -> list[Group]:
         return list(self._groups.values())
@@ -225,6 +252,7 @@ class AlertGroups:
                     "members": [m.to_dict() for m in g.members.values()],
                     "notified": g.notified,
                     "published": g.published.to_dict() if g.published is not None else None,
+                    "paged": list(g.paged),
                 }
                 for g in self._groups.values()
             ],
@@ -242,7 +270,17 @@ class AlertGroups:
                 self._member_of[member["incident_id"]] = group.group_id
             published = row["published"]
             group.published = AlertRecord.from_dict(published) if published else None
+            group.paged = _paged(row, group)
             self._groups[group.group_id] = group
+
+
+def _paged(row: dict[str, Any], group: Group) -> tuple[str, ...]:
+    """The teams paged; a snapshot from before teams were tracked paged its headline's route
+    on every status change, so its last headline's team is the best that is known."""
+    if "paged" in row:
+        return tuple(str(team) for team in row["paged"])
+    last = group.published
+    return (last.team,) if group.notified is not None and last is not None and last.team else ()
 
 
 def _max_severity(values: Iterable[str]) -> Severity:

@@ -5,7 +5,10 @@ An `AlertRecord` is an `Incident` (so the webhook bodies render it as they rende
 incident: `incident_id` is the alert's id, `version` its version) that also carries the
 other series it groups (`related`), a few example journeys, the route that chose the team,
 and `notify`: whether this version is one to page about (the alert opened, resolved, was
-withdrawn or fired again), as opposed to an update of its figures. Its JSON form is
+withdrawn or fired again, or a team that was not paged yet came to own one of its series), as
+opposed to an update of its figures. Who is paged and why is `groups.py`'s decision: `teams`
+own its series now (the headline's first), `page` are paged by this version, `paged_before`
+were paged by earlier ones, and `change` says what happened in words. Its JSON form is
 `Incident.to_dict()` plus those fields, plus flat columns for the ClickHouse table.
 """
 
@@ -64,6 +67,7 @@ class Related:
     started_at: datetime
     observed: int
     expected: float | None
+    team: str | None = None  # the owning team, when the stage routes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class Related:
             "started_at": self.started_at.isoformat(),
             "observed": self.observed,
             "expected": self.expected,
+            "team": self.team,
         }
 
     @classmethod
@@ -103,6 +108,7 @@ class Related:
             datetime.fromisoformat(data["started_at"]),
             int(data["observed"]),
             None if data["expected"] is None else float(data["expected"]),
+            data.get("team"),
         )
 
 
@@ -114,12 +120,26 @@ class AlertRecord(Incident):
     examples: tuple[Example, ...] = ()
     route: str | None = None
     notify: bool = False
+    teams: tuple[str, ...] = ()
+    page: tuple[str, ...] = ()
+    paged_before: tuple[str, ...] = ()
+    change: str | None = None
 
     def content_equal(self, other: AlertRecord | None) -> bool:
-        """Equal but for the version and whether it pages: nothing new to publish."""
+        """Equal but for the version and the paging decision: nothing new to publish."""
         return other is not None and self == replace(
-            other, version=self.version, notify=self.notify
+            other,
+            version=self.version,
+            notify=self.notify,
+            page=self.page,
+            paged_before=self.paged_before,
+            change=self.change,
         )
+
+    def series_of(self, team: str) -> list[Series]:
+        """The alert's series (headline first) that `team` owns."""
+        found = [self.series] if self.team == team else []
+        return found + [r.series for r in self.related if r.team == team]
 
     def to_dict(self) -> dict[str, Any]:
         data = Incident.to_dict(self)
@@ -129,6 +149,10 @@ class AlertRecord(Incident):
             route=self.route,
             notify=self.notify,
             place=place(self.series),
+            teams=list(self.teams),
+            page=list(self.page),
+            paged_before=list(self.paged_before),
+            change=self.change,
         )
         return data
 
@@ -164,6 +188,10 @@ class AlertRecord(Incident):
             examples=tuple(Example.from_dict(e) for e in data.get("examples", ())),
             route=data.get("route"),
             notify=bool(data.get("notify", False)),
+            teams=tuple(data.get("teams") or ()),
+            page=tuple(data.get("page") or ()),
+            paged_before=tuple(data.get("paged_before") or ()),
+            change=data.get("change"),
         )
 
 

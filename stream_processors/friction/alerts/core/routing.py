@@ -32,11 +32,16 @@ MAX_CACHED = 50_000
 @dataclass(frozen=True, slots=True)
 class Route:
     """Who owns a series and where its incidents are posted; `matched` names the route
-    (`route[2] checkout` or `default`) for logs and the incident record."""
+    (`route[2] checkout` or `default`) for logs and the incident record, `name` as a silence
+    names it (the route's `name`, else `route[2]`, or `default`); `runbook` and `dashboard`
+    go into every page."""
 
     team: str
     targets: tuple[WebhookTarget, ...]
     matched: str
+    name: str = "default"
+    runbook: str | None = None
+    dashboard: str | None = None
 
 
 def dimensions(series: Series) -> dict[str, str]:
@@ -76,8 +81,18 @@ class AlertRouter:
             (tuple(spec.patterns().items()), _route(spec, f"route[{index}]"))
             for index, spec in ranked
         ]
-        self._default = Route(routing.default.team, routing.default.targets(), "default")
+        d = routing.default
+        self._default = Route(d.team, d.targets(), "default", "default", d.runbook, d.dashboard)
         self._cache: dict[Series, Route] = {}
+
+    def routes(self) -> list[Route]:
+        """Every route, the default last (for `journeys alerts test` and silences)."""
+        by_index = sorted(self._routes, key=lambda item: _index(item[1].matched))
+        return [route for _, route in by_index] + [self._default]
+
+    def named(self, name: str) -> Route | None:
+        """The route a silence or a test names (its `name`, `route[N]` or `default`)."""
+        return next((r for r in self.routes() if name in (r.name, r.matched)), None)
 
     def route(self, series: Series) -> Route:
         found = self._cache.get(series)
@@ -99,5 +114,11 @@ class AlertRouter:
 
 
 def _route(spec: RouteSpec, where: str) -> Route:
-    name = f"{where} {spec.name}" if spec.name else where
-    return Route(spec.team, spec.targets(), name)
+    matched = f"{where} {spec.name}" if spec.name else where
+    return Route(
+        spec.team, spec.targets(), matched, spec.name or where, spec.runbook, spec.dashboard
+    )
+
+
+def _index(matched: str) -> int:
+    return int(matched[len("route[") :].split("]", 1)[0])
