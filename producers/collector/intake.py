@@ -66,6 +66,7 @@ class Outcome:
     dead_letters: list[bytes] = field(default_factory=list)
     source: str = ""  # the source's name: metrics label and dead-letter partition key
     rejected: list[Rejection] = field(default_factory=list)
+    history: bool = False  # the events go to the history domain's `raw` (docs/concepts.md)
 
 
 class Intake:
@@ -76,12 +77,15 @@ class Intake:
         limiter: RateLimiter,
         scrubber: Scrubber,
         future_tolerance: timedelta,
+        *,
+        max_age: timedelta = timedelta(days=730),
     ) -> None:
         self.sources = sources
         self.limits = limits
         self.limiter = limiter
         self.scrubber = scrubber
         self.future_tolerance = future_tolerance
+        self.max_age = max_age
 
     def handle(self, req: Request, now: datetime, monotonic: float) -> Outcome:
         """The outcome of one request; `now` stamps `received_at`, `monotonic` paces rates."""
@@ -99,9 +103,12 @@ class Intake:
         source = early or self.sources.lookup(write_key(None, req.query, doc))
         messages = protocol.messages_of(doc, req.kind)
         self._rate(source, len(messages), monotonic)
-        rx = Received(source, now, self.future_tolerance, doc.get("sentAt"), req.peer)
+        history = req.path in protocol.HISTORY_PATHS
+        rx = Received(
+            source, now, self.future_tolerance, doc.get("sentAt"), req.peer, self.max_age, history
+        )
         shared = doc.get("context") if req.kind == BATCH else None
-        outcome = Outcome(200, {}, source=source.name)
+        outcome = Outcome(200, {}, source=source.name, history=history)
         warnings: list[dict[str, Any]] = []
         # A single call's body was already held to the per-call limit.
         measured = (

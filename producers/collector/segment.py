@@ -7,7 +7,10 @@ Pure: no I/O, the time of receipt is an argument. The mapping, field by field:
   messageId gets a UUIDv5 of its whole content, for the same reason.
 - `timestamp` -> `occurred_at`; without it, `originalTimestamp` corrected for the client's
   clock skew as Segment does (`receivedAt - (sentAt - originalTimestamp)`); without both, the
-  time of receipt. Naive times are read as UTC; times beyond the future tolerance are refused.
+  time of receipt. Naive times are read as UTC; times beyond the future tolerance, or older
+  than the age bound (`processor.max_event_age`), are refused, the message naming the bound,
+  never the time.
+- `backfill`: true for history (`/v1/import`), which goes to the history domain's topics.
 - `userId` -> `identity.customer_id`, `anonymousId` (alias: `previousId`) -> `anonymous_id`,
   `context.device.id` -> `device_id`. Traits (`traits`, `context.traits`) and properties whose
   name carries an identifier (`identifiers`: `email`, `phone`, `loyalty_id`, `loyaltyId`,
@@ -87,10 +90,14 @@ class Received:
     future_tolerance: timedelta
     sent_at: Any = None
     peer: str | None = None  # the client's address, for attribution's masked IP only
+    max_age: timedelta = timedelta(days=730)
+    backfill: bool = False  # history (`/v1/import`): the touchpoints say so
     latest: datetime = dataclasses.field(init=False)  # the latest event time accepted
+    earliest: datetime = dataclasses.field(init=False)  # the oldest event time accepted
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latest", self.at + self.future_tolerance)
+        object.__setattr__(self, "earliest", self.at - self.max_age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +166,7 @@ def _document(
         "session_id": _text(context.get("sessionId"), scrubber),
         "touchpoint": touchpoint,
         "properties": bounded.values,
-        "backfill": False,
+        "backfill": rx.backfill,
     }
     if attribution is not None:
         doc["attribution"] = attribution
@@ -204,15 +211,13 @@ def occurred_at(msg: dict[str, Any], rx: Received) -> datetime:
         field, when = "originalTimestamp", _skew_corrected(msg, rx)
     else:
         return rx.at
+    # The message names the bound, never the time: a dead letter repeats no input value.
     if when > rx.latest:
-        raise Rejected(
-            Problem(
-                field,
-                f"{when.isoformat()} is more than {rx.future_tolerance} "
-                "ahead of the collector's clock",
-                "future_timestamp",
-            )
-        )
+        message = f"more than {rx.future_tolerance} ahead of the collector's clock"
+        raise Rejected(Problem(field, message, "future_timestamp"))
+    if when < rx.earliest:
+        message = f"more than {rx.max_age} behind the collector's clock (processor.max_event_age)"
+        raise Rejected(Problem(field, message, "old_timestamp"))
     return when
 
 
@@ -233,7 +238,7 @@ def _parse_time(value: Any, field: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise Rejected(Problem(field, f"{value[:40]!r} is not an ISO-8601 date-time")) from None
+        raise Rejected(Problem(field, "is not an ISO-8601 date-time")) from None
 
 
 def channel_for(default: Channel, msg: dict[str, Any], context: dict[str, Any]) -> Channel:

@@ -31,6 +31,7 @@ def build_intake(settings: Settings) -> Intake:
         RateLimiter(c.rate_limit_per_key_per_second, c.rate_limit_burst_seconds),
         Scrubber(PiiHasher(settings.pii)),
         settings.processor.future_tolerance,
+        max_age=settings.processor.max_event_age,
     )
 
 

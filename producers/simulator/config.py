@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-IncidentKind = Literal["errors", "waits", "down"]
+IncidentKind = Literal["errors", "waits", "down", "stall", "lost", "off"]
+ProgressTimes = Literal["uniform", "quick", "bimodal"]
 # The longest a journey can run past its start: every stage at its limit (purchase: 97 h).
 JOURNEY_SPAN_DAYS = 5
 
 _SPEC = re.compile(
-    r"^(?P<channel>web|app|call_center|store):(?P<touchpoint>[^ ]+)\s+(?P<kind>errors|waits|down)"
+    r"^(?P<channel>web|app|call_center|store):(?P<touchpoint>[^ ]+)"
+    r"\s+(?P<kind>errors|waits|down|stall|lost|off)"
     r"(?:\s*[x\u00d7](?P<factor>\d+(?:\.\d+)?))?\s+@(?P<start>\d+)m\s+for\s+(?P<minutes>\d+)m$"
 )
 
@@ -22,7 +24,11 @@ class Incident(BaseModel):
     """Something breaks at one touchpoint for a while: friction and drop-off rise there.
 
     `errors` multiplies friction and drop-off by `factor`; `waits` multiplies call-center
-    waits and abandonment; `down` makes the touchpoint unreachable.
+    waits and abandonment; `down` makes the touchpoint unreachable. The silent ones raise no
+    error event at all: `stall` multiplies the drop-off of the stage before the touchpoint by
+    `factor` (at most 95% drop off: a checkout whose confirmation silently fails), `lost`
+    delivers one event in `factor` of the touchpoint's (`*`: the channel's whole source) and
+    `off` none (a source that stopped sending).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,7 +43,8 @@ class Incident(BaseModel):
     @classmethod
     def parse(cls, spec: str) -> Incident:
         """`web:/checkout errors x8 @30m for 15m`, `call_center:queue:support waits x5 @60m
-        for 20m`, `app:payment down @90m for 10m`."""
+        for 20m`, `app:payment down @90m for 10m`, `web:/checkout/done stall x20 @60m for
+        60m`, `app:* lost x10 @30m for 60m`, `app:* off @30m for 180m`."""
         match = _SPEC.match(spec.strip())
         if match is None:
             raise ValueError(
@@ -82,6 +89,18 @@ class SimConfig(BaseModel):
     conversion_scale: float = Field(default=1.0, gt=0)
     friction_rate: float = Field(default=0.03, ge=0, le=1)
     incidents: tuple[Incident, ...] = ()
+    # Per stage name, the probability of reaching the next stage in time, instead of the
+    # catalog's (`conversion_scale` still applies).
+    stage_conversion: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
+    # Journey starts over the day: the busiest hour (16:00 UTC) has `daily_cycle` times the
+    # starts of the quietest (04:00); 1 is flat. Saturdays and Sundays have `weekend_share`
+    # of a weekday's. The mean rate stays `*_journeys_per_day`.
+    daily_cycle: float = Field(default=1.0, ge=1.0)
+    weekend_share: float = Field(default=1.0, gt=0, le=1)
+    # How long a customer takes to move on from a stage, as a share of its time limit:
+    # `uniform` 5-60%; `quick` log-normal with a median of 7% (4 minutes of a 1-hour limit);
+    # `bimodal` 70% quick and 30% slow (35-85%: the card fetched, the bank app opened).
+    progress_times: ProgressTimes = "uniform"
 
     @property
     def end(self) -> datetime:

@@ -9,6 +9,7 @@ caller authenticated); store purchases carry the loyalty card and the account.
 
 from __future__ import annotations
 
+import math
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class Simulation:
         self.hasher = hasher
         self.events: list[SimEvent] = []
         self.journeys: list[TruthJourney] = []
+        flat = config.daily_cycle == 1.0 and config.weekend_share == 1.0
+        self._cycle = None if flat else Cycle(config.daily_cycle, config.weekend_share)
 
     def run(self) -> tuple[list[SimEvent], GroundTruth]:
         humans = [self._human(i) for i in range(self.config.customers)]
@@ -84,10 +87,20 @@ class Simulation:
         ):
             t = self.config.start
             while per_day > 0:
-                t += timedelta(days=self.rng.expovariate(per_day))
+                t = self._next_start(t, per_day)
                 if t >= self.config.end:
                     break
                 t = self._journey(human, journey, t) + timedelta(minutes=1)
+
+    def _next_start(self, t: datetime, per_day: float) -> datetime:
+        """The next journey start after `t`: a Poisson process of `per_day`, thinned by the
+        daily cycle and the weekend when the configuration has them."""
+        if self._cycle is None:
+            return t + timedelta(days=self.rng.expovariate(per_day))
+        while True:
+            t += timedelta(days=self.rng.expovariate(per_day * self._cycle.peak))
+            if t >= self.config.end or self.rng.random() * self._cycle.peak < self._cycle.at(t):
+                return t
 
     # -- one journey --------------------------------------------------------------------
     def _journey(self, human: Human, journey: Journey, start: datetime) -> datetime:
@@ -118,8 +131,17 @@ class Simulation:
                 truth.outcome = "dropped_off"
                 truth.dropped_stage, truth.dropped_at = stage.name, t + stage.limit
                 return t + stage.limit
-            t = t + stage.limit * rng.uniform(0.05, 0.6)
+            t = t + stage.limit * self._progress_share()
         raise AssertionError("a journey ends at its final stage")
+
+    def _progress_share(self) -> float:
+        """When a customer who moves on does, as a share of the stage's time limit."""
+        rng, how = self.rng, self.config.progress_times
+        if how == "uniform":
+            return rng.uniform(0.05, 0.6)
+        if how == "bimodal" and rng.random() < 0.3:
+            return rng.uniform(0.35, 0.85)
+        return min(0.95, rng.lognormvariate(math.log(0.07), 0.6))
 
     def _base_identity(self, human: Human, channel: str) -> dict[str, str]:
         if channel == "app":
@@ -271,7 +293,8 @@ class Simulation:
         return ident
 
     def _progresses(self, stage: Stage, nxt: Stage, channel: str, t: datetime) -> bool:
-        drop = 1.0 - min(1.0, stage.conversion * self.config.conversion_scale)
+        conversion = self.config.stage_conversion.get(stage.name, stage.conversion)
+        drop = 1.0 - min(1.0, conversion * self.config.conversion_scale)
         for incident in self._active(t):
             touchpoints = {tp for _et, tp in nxt.events.get(incident.channel, ())}
             if incident.touchpoint in touchpoints and incident.channel in (channel, "call_center"):
@@ -290,6 +313,17 @@ class Simulation:
             ):
                 factor *= incident.factor
         return factor
+
+    def _delivered(self, channel: str, touchpoint: str, t: datetime) -> bool:
+        """False for an event a `lost` or `off` incident keeps from ever being sent."""
+        for incident in self._active(t):
+            if incident.kind not in ("lost", "off") or incident.channel != channel:
+                continue
+            if incident.touchpoint not in ("*", touchpoint):
+                continue
+            if incident.kind == "off" or self.rng.random() * incident.factor >= 1.0:
+                return False
+        return True
 
     def _active(self, t: datetime) -> list[Incident]:
         out = []
@@ -311,6 +345,8 @@ class Simulation:
         props: dict[str, Any],
         session: str | None = None,
     ) -> None:
+        if not self._delivered(channel, touchpoint, t):
+            return
         human.links.append({f"{k}:{v}" for k, v in identity.items()})
         event = {
             "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
@@ -325,6 +361,24 @@ class Simulation:
         }
         key = next(f"{k}:{identity[k]}" for k in _PRIORITY if k in identity)
         self.events.append(SimEvent(t, key, event))
+
+
+class Cycle:
+    """Journey starts over the week, relative to the mean: a cosine over the day from the
+    quietest hour (04:00 UTC, 1) to the busiest (16:00, `daily`), times `weekend` on
+    Saturdays and Sundays, divided by the week's mean of that product."""
+
+    def __init__(self, daily: float, weekend: float) -> None:
+        self.daily, self.weekend = daily, weekend
+        self.mean = (1.0 + daily) / 2 * (5 + 2 * weekend) / 7
+        self.peak = daily / self.mean
+
+    def at(self, t: datetime) -> float:
+        hours = t.hour + t.minute / 60
+        level = 1.0 + (self.daily - 1.0) * (1 - math.cos(2 * math.pi * (hours - 4) / 24)) / 2
+        if t.weekday() >= 5:
+            level *= self.weekend
+        return level / self.mean
 
 
 _PRIORITY = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "anonymous_id")

@@ -45,7 +45,11 @@ class IngestStage:
         if core is None or core.seen is not self.seen[partition]:
             proc = self.settings.processor
             core = Ingest(
-                self.seen[partition], proc.dedup_horizon, proc.future_tolerance, proc.late_channels
+                self.seen[partition],
+                proc.dedup_horizon,
+                proc.future_tolerance,
+                proc.late_channels,
+                proc.max_event_age,
             )
             self._cores[partition] = core
         return core
@@ -59,7 +63,7 @@ class IngestStage:
         try:
             decoded = envelope.decode(payload or b"")
         except envelope.EnvelopeError as exc:
-            rejection = Rejection(exc.reason, payload or b"", detail=exc.detail)  # type: ignore[arg-type]
+            rejection = Rejection(exc.reason, payload or b"", detail=exc.detail)
             self._dead_letter(rejection, partition, offset, now)
             self.seen.mark_applied(partition, offset, None)
             return

@@ -59,6 +59,7 @@ class _Call:
     now_utc: datetime
     now_s: int
     latest: datetime  # the newest occurred_at not refused as in the future
+    earliest: datetime  # the oldest occurred_at not refused as too old
     out: IngestResult
     timely: list[datetime] = field(default_factory=list)
 
@@ -72,8 +73,10 @@ class Ingest:
         horizon: timedelta,
         future_tolerance: timedelta,
         late_channels: frozenset[str] = frozenset(),
+        max_age: timedelta = timedelta(days=730),
     ) -> None:
         self.seen = seen
+        self.max_age = max_age
         # Their events do not move the watermark: a store batch published hours late must
         # not hold it back, and one ahead of the web must not push it past web events.
         self.late_channels = late_channels
@@ -87,6 +90,7 @@ class Ingest:
             now.astimezone(UTC) if now.utcoffset() else now,
             int(now.timestamp()),
             now + self.future_tolerance,
+            now - self.max_age,
             IngestResult(),
         )
         for raw in events:
@@ -100,7 +104,7 @@ class Ingest:
     def _row(self, row: TouchpointRow, call: _Call) -> bool:
         """The row path; False hands the event to the model path untouched."""
         occurred = row["occurred_at"]
-        if occurred > call.latest:
+        if occurred > call.latest or occurred < call.earliest:
             return False  # rare: the model path words the rejection
         received = row["received_at"]
         if received is None:
@@ -133,16 +137,9 @@ class Ingest:
         except ValidationError as exc:
             out.rejected.append(_invalid(raw, exc))
             return
-        if event.occurred_at > call.latest:
-            out.rejected.append(
-                Rejection(
-                    "future_timestamp",
-                    orjson.dumps(raw),
-                    event_id=str(event.event_id),
-                    detail=f"occurred_at: more than {self.future_tolerance} ahead of the "
-                    f"stage's clock ({call.now.isoformat()})",
-                )
-            )
+        out_of_bounds = self._out_of_bounds(raw, event, call)
+        if out_of_bounds is not None:
+            out.rejected.append(out_of_bounds)
             return
         key = str(event.event_id)
         if key in self.seen:
@@ -165,6 +162,26 @@ class Ingest:
         out.fragments.append(fragment)
         if event.channel not in self.late_channels:
             call.timely.append(event.occurred_at)
+
+    def _out_of_bounds(self, raw: Any, event: Touchpoint, call: _Call) -> Rejection | None:
+        """A rejection for an event time the clock does not allow: ahead by more than the
+        future tolerance, or older than the age bound. The detail names the bound and the
+        stage's clock, never the event's time (a dead letter repeats no input value)."""
+        if event.occurred_at > call.latest:
+            reason: Reason = "future_timestamp"
+            what = f"more than {self.future_tolerance} ahead of"
+        elif event.occurred_at < call.earliest:
+            reason, what = "old_timestamp", f"more than {self.max_age} behind"
+        else:
+            return None
+        message = f"{what} the stage's clock ({call.now.isoformat()})"
+        return Rejection(
+            reason,
+            orjson.dumps(raw),
+            errors=(FieldError(field="occurred_at", message=message),),
+            event_id=str(event.event_id),
+            detail=f"occurred_at: {message}",
+        )
 
     def expire(self, now: datetime, limit: int = 10_000) -> int:
         """Forget ids first seen longer ago than the horizon; at most `limit` per call.

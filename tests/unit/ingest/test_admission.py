@@ -287,3 +287,54 @@ def test_late_arriving_channels_do_not_move_the_watermark() -> None:
     only_late = [touchpoint(3, channel="call_center", occurred_at="2025-03-01T11:59:00+00:00")]
     result = ingest.process(only_late, NOW)
     assert len(result.accepted) == 1 and result.max_occurred_ms is None
+
+
+# -- the age bound (issue 19, item 2) -----------------------------------------------------
+
+MAX_AGE = timedelta(days=730)  # the setting's default
+OLDEST = "2023-03-02T12:00:00+00:00"  # NOW - MAX_AGE
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "accepted"),
+    [
+        (OLDEST, True),  # exactly at the bound
+        ("2023-03-02T11:59:59.999+00:00", False),
+        ("2023-03-02T13:59:59+02:00", False),  # 11:59:59 UTC
+        ("0001-01-01T00:00:00+00:00", False),
+        ("0001-01-01T00:00:00Z", False),
+    ],
+)
+def test_event_times_older_than_the_bound_are_dead_lettered(
+    occurred_at: str, accepted: bool
+) -> None:
+    seen: dict[str, int] = {}
+    raw = touchpoint(1, occurred_at=occurred_at)
+    result = make_ingest(seen).process([raw], NOW)
+    if accepted:
+        assert len(result.accepted) == 1 and result.rejected == []
+        return
+    (rejection,) = result.rejected
+    assert rejection.reason == "old_timestamp"
+    assert [e.field for e in rejection.errors] == ["occurred_at"]
+    assert "730 days" in rejection.detail
+    assert rejection.raw == orjson.dumps(raw)  # the evidence keeps the value ...
+    # ... the words never repeat it (a dead letter's error repeats no input value)
+    for text in (rejection.detail, *(e.message for e in rejection.errors)):
+        assert occurred_at[:10] not in text
+    assert result.accepted == [] and seen == {}
+
+
+def test_a_raised_bound_admits_old_history() -> None:
+    ingest = Ingest({}, timedelta(days=7), TOLERANCE, max_age=timedelta(days=365 * 10))
+    raws = [touchpoint(1, occurred_at="2017-01-01T00:00:00+00:00"), touchpoint(2)]
+    result = ingest.process(raws, NOW)
+    assert [str(e.event_id) for e in result.accepted] == [event_id(1), event_id(2)]
+
+
+def test_future_rejection_does_not_repeat_the_event_time() -> None:
+    raw = touchpoint(1, occurred_at="2026-07-04T09:08:07+00:00")
+    (rejection,) = make_ingest().process([raw], NOW).rejected
+    assert rejection.reason == "future_timestamp"
+    assert [e.field for e in rejection.errors] == ["occurred_at"]
+    assert "2026-07-04" not in rejection.detail and "09:08:07" not in rejection.detail
