@@ -10,6 +10,7 @@ the ingest dead-letter topic (scrubbed of contact details, like everything else)
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -101,7 +102,8 @@ class Intake:
             early = self.sources.lookup(write_key(req.authorization, req.query, {}))
         doc = protocol.parse_json(body)
         source = early or self.sources.lookup(write_key(None, req.query, doc))
-        messages = protocol.messages_of(doc, req.kind)
+        exact = protocol.exact_integers(body)  # rarely: only with a run of 19 digits
+        messages = protocol.messages_of(doc if exact is None else exact, req.kind)
         self._rate(source, len(messages), monotonic)
         history = req.path in protocol.HISTORY_PATHS
         rx = Received(
@@ -110,14 +112,11 @@ class Intake:
         shared = doc.get("context") if req.kind == BATCH else None
         outcome = Outcome(200, {}, source=source.name, history=history)
         warnings: list[dict[str, Any]] = []
-        # A single call's body was already held to the per-call limit.
-        measured = (
-            protocol.within_limit(messages, self.limits.max_event_bytes, len(body))
-            if req.kind == BATCH
-            else [True]
-        )
+        # Measuring also finds calls nested too deeply to write (a single call's body was
+        # already held to the per-call limit, but not to a depth).
+        measured = protocol.within_limit(messages, self.limits.max_event_bytes, len(body))
         for index, msg in enumerate(messages):
-            result = self._one(msg, req.kind, rx, shared, measured[index])
+            result = self._one(msg, req.kind, rx, shared, measured[index], exact=exact is not None)
             if isinstance(result, Problem):
                 outcome.rejected.append(Rejection(index, _named(result, req.kind, index)))
                 continue
@@ -148,7 +147,7 @@ class Intake:
             )
 
     def _one(
-        self, msg: Any, kind: str, rx: Received, shared: Any, measured: bool
+        self, msg: Any, kind: str, rx: Received, shared: Any, measured: bool, *, exact: bool
     ) -> Encoded | Problem:
         if not isinstance(msg, dict):
             return Problem(
@@ -157,6 +156,11 @@ class Intake:
         call = kind if kind != BATCH else msg.get("type")
         if call not in CALLS:
             return Problem("type", f"must be one of {', '.join(CALLS)}")
+        if exact and (where := protocol.beyond_64_bits(msg)) is not None:
+            return Problem(
+                where,
+                f"an integer beyond 64 bits (from {protocol.MIN_INT:,} to {protocol.MAX_INT:,})",
+            )
         if not measured:
             problem = self._size(msg)
             if problem is not None:
@@ -172,7 +176,10 @@ class Intake:
         try:
             size = len(orjson.dumps(msg))
         except orjson.JSONEncodeError:
-            return Problem("(event)", "nested too deeply (at most 255 levels)")
+            where = protocol.too_deep(msg)
+            if where is None:
+                return Problem("(event)", "cannot be written as JSON")
+            return Problem(where, f"nested too deeply (at most {protocol.MAX_DEPTH} levels)")
         limit = self.limits.max_event_bytes
         if size > limit:
             return Problem("(event)", f"{size:,} bytes > {limit:,} per call", "oversized")
@@ -214,7 +221,11 @@ class Intake:
     def _dead_letter(
         self, rejection: Rejection, msg: Any, path: str, source: str, now: datetime
     ) -> bytes:
-        raw = orjson.dumps(self.scrubber.tree(msg)).decode()
+        tree = self.scrubber.tree(msg)
+        try:
+            raw = orjson.dumps(tree).decode()
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits: kept exact, as text
+            raw = json.dumps(tree)
         problem = rejection.problem
         detail = f"source {source}: {problem.field}: {problem.message}"
         if len(raw) > MAX_DEAD_RAW:

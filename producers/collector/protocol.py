@@ -10,6 +10,8 @@ RudderStack also accepts `/v1/import` as a batch.
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -93,16 +95,23 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
             "unsupported Content-Encoding: use gzip or none",
             "Content-Encoding",
         )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise HttpError(400, "malformed_gzip", f"not valid gzip ({exc})", "body") from None
-    if len(data) > limit:
-        raise too_large("the decompressed request body", limit)
-    if not inflater.eof:
-        raise HttpError(400, "malformed_gzip", "the gzip stream is truncated", "body")
-    return data
+    # A gzip file may hold several members, one after the other (RFC 1952 §2.2): every one
+    # is read, and anything after the last that is not a whole member is a 400.
+    data = b""
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            data += inflater.decompress(rest, limit + 1 - len(data))
+        except zlib.error as exc:
+            raise HttpError(400, "malformed_gzip", f"not valid gzip ({exc})", "body") from None
+        if len(data) > limit:
+            raise too_large("the decompressed request body", limit)
+        if not inflater.eof:
+            raise HttpError(400, "malformed_gzip", "the gzip stream is truncated", "body")
+        rest = inflater.unused_data
+        if not rest:
+            return data
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -117,6 +126,55 @@ def parse_json(body: bytes) -> dict[str, Any]:
         kind = type(doc).__name__
         raise HttpError(400, "not_an_object", f"expected a JSON object, got {kind}", "body")
     return doc
+
+
+# orjson writes at most this many levels of nesting; a call nested deeper is refused.
+MAX_DEPTH = 255
+# The range orjson reads as integers; beyond it a number would silently become a float.
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
+# Only a body with a run of 19 digits can hold an integer beyond 64 bits.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def exact_integers(body: bytes) -> dict[str, Any] | None:
+    """The body parsed again with every integer exact, when it may hold one beyond 64 bits
+    (orjson would have read it as a float); None when it cannot. Call after `parse_json`."""
+    if _LONG_DIGITS.search(body) is None:
+        return None
+    try:
+        doc = json.loads(body)
+    except RecursionError:
+        raise HttpError(400, "invalid_field", "nested too deeply", "body") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def beyond_64_bits(value: Any) -> str | None:
+    """The path of the first integer outside 64 bits in a JSON value (`properties.n`,
+    `items[2]`), or None."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if type(item) is int and not MIN_INT <= item <= MAX_INT:
+            return path or "(event)"
+        if isinstance(item, dict):
+            stack += [(v, f"{path}.{k}" if path else str(k)) for k, v in reversed(item.items())]
+        elif isinstance(item, list):
+            stack += [(v, f"{path}[{n}]") for n, v in reversed(list(enumerate(item)))]
+    return None
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The top-level field under which a JSON value nests more than `limit` levels, or None."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, top = stack.pop()
+        if depth > limit:
+            return top or "(event)"
+        if isinstance(item, dict):
+            stack += [(v, depth + 1, top or str(k)) for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1, top) for v in item]
+    return None
 
 
 def within_limit(messages: list[Any], limit: int, body_size: int) -> list[bool]:

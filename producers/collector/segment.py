@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -64,6 +65,10 @@ EVENT_TYPES = {
 _APP_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin", "unity")
 _WEB_HINTS = ("analytics.js", "analytics-next", "javascript", "browser")
 _APP_OS = frozenset({"ios", "ipados", "android", "watchos", "tvos"})
+# In an event name: C0 and C1 controls (NUL, tab, line breaks, DEL) and the characters that
+# reorder text (bidi marks, embeddings, overrides, isolates), which make a name read as
+# another in logs and charts; a zero-width no-break space (BOM) too.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +204,10 @@ def event_id_for(write_key: str, msg: dict[str, Any]) -> UUID:
     if message_id is None or message_id == "":
         # What stays the same when an SDK retries: everything but the sending metadata.
         stable = {k: v for k, v in msg.items() if k not in _SENDING_FIELDS}
-        message_id = orjson.dumps(stable, option=orjson.OPT_SORT_KEYS).decode()
+        try:
+            message_id = orjson.dumps(stable, option=orjson.OPT_SORT_KEYS).decode()
+        except orjson.JSONEncodeError:  # the intake refuses these first; never a 500 here
+            raise Rejected(Problem("(event)", "cannot be hashed: nested too deeply")) from None
     return uuid5(NAMESPACE, f"{write_key}:{message_id}")
 
 
@@ -276,6 +284,14 @@ def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
     name = msg.get("event")
     if not isinstance(name, str) or not name.strip():
         raise Rejected(Problem("event", "required: the name of the tracked event"))
+    if _CONTROL.search(name):
+        raise Rejected(
+            Problem(
+                "event",
+                "holds a control or direction-formatting character (NUL, a line break, "
+                "a right-to-left override, ...): names are plain text",
+            )
+        )
     return scrubber.text(name)
 
 
