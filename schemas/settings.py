@@ -412,6 +412,20 @@ class CollectorSettings(Section):
     # Kafka must acknowledge a request's events within this time, or the request gets 503
     # (and the SDK retries; the deterministic event ids make the retry a duplicate to drop).
     ack_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    # Against hostile or broken clients (producers/collector/server.py): request headers past
+    # this size get 431; a connection that has not sent a whole request head within
+    # `idle_timeout_seconds` (idle, or trickling its headers) is closed; a body not received
+    # within `request_timeout_seconds` of its head gets 408; past `max_connections` open
+    # connections per process, new ones are closed at once (logged).
+    max_header_bytes: int = Field(default=16_384, ge=1024, le=1024 * 1024)
+    idle_timeout_seconds: float = Field(default=5.0, gt=0, le=600)
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    max_connections: int = Field(default=2_000, ge=1)
+    # Collector processes serving `port` together (SO_REUSEPORT), each with its own producer.
+    workers: int = Field(default=1, ge=1, le=64)
+    # /health/live, /health/ready and /metrics, on a listener of their own.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(default=9468, ge=0, le=65535)
 
 
 class UiSettings(Section):
