@@ -10,6 +10,9 @@ A re-keying stage (identity) mixes every `touchpoints` partition into every `sti
 partition, and says in each envelope whose watermark it carries (`source`). A reader's
 watermark is the minimum over all sources (docs/concepts.md §5): until every source has spoken,
 time does not move, because a silent source may still hold older events.
+
+In live mode an idle partition follows the wall clock (`idle_watermark`), but only one whose
+event time is already near it: a partition replaying old data is never pushed to the present.
 """
 
 from __future__ import annotations
@@ -36,6 +39,28 @@ def partition_watermark(
         candidates.append(min(declared_ms, ceiling_ms))
     known = [c for c in candidates if c is not None]
     return max(known) if known else None
+
+
+def idle_watermark(
+    watermark_ms: int | None, now_ms: int, *, lateness_ms: int, idle_ms: int
+) -> int | None:
+    """Where an idle partition's watermark moves at wall-clock time `now_ms`: to the clock
+    minus the allowed lateness, so deadlines fire in quiet hours; None when it stays.
+
+    It moves only when the partition's event time (its watermark plus the lateness) is within
+    the lateness plus the idle period of the clock, so a live partition that merely went quiet
+    keeps up, while one replaying last month is never pushed to the present (which would drop
+    off every open journey and make the rest of the replay late). A partition that has seen no
+    event at all (None) moves: nothing says it is behind, and a silent source would otherwise
+    hold back every reader's time.
+    """
+    target = now_ms - lateness_ms
+    if watermark_ms is None:
+        return target
+    if watermark_ms >= target:
+        return None
+    behind = now_ms - (watermark_ms + lateness_ms)
+    return target if behind <= lateness_ms + idle_ms else None
 
 
 class SourceWatermarks:

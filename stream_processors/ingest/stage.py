@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.settings import Settings
 from schemas.topics import Topics
-from stream_processors.core.watermarks import partition_watermark
+from stream_processors.core.watermarks import idle_watermark, partition_watermark
 from stream_processors.ingest.core.admission import Ingest, Rejection
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
@@ -39,6 +40,7 @@ class IngestStage:
     seen: ChangelogTable
     _cores: dict[int, Ingest] = field(default_factory=dict)
     _last_input: dict[int, float] = field(default_factory=dict)  # monotonic seconds
+    monotonic: Callable[[], float] = time.monotonic  # injected by tests
 
     def core(self, partition: int) -> Ingest:
         core = self._cores.get(partition)
@@ -56,7 +58,7 @@ class IngestStage:
 
     def handle(self, payload: bytes | None, partition: int, offset: int, now: datetime) -> None:
         """Process one message unless its effect is already in the state."""
-        self._last_input[partition] = time.monotonic()
+        self._last_input[partition] = self.monotonic()
         if offset <= self.seen.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
@@ -83,17 +85,24 @@ class IngestStage:
         self.seen.mark_applied(partition, offset, watermark)
 
     def heartbeat_idle(self, now: datetime, idle_after: float) -> list[int]:
-        """Live mode: every owned partition without input for `idle_after` seconds moves its
-        watermark to the wall clock minus the allowed lateness and says so downstream, so
-        deadlines still fire in quiet hours. Returns the partitions that moved."""
-        mono = time.monotonic()
-        lateness = self.settings.processor.allowed_lateness
-        target = int((now - lateness).timestamp() * 1000)
+        """Live mode: every owned partition without input for `idle_after` seconds whose event
+        time is near the wall clock (`idle_watermark`) moves its watermark to the clock minus
+        the allowed lateness and says so downstream, so deadlines still fire in quiet hours.
+        Returns the partitions that moved."""
+        mono = self.monotonic()
+        lateness_ms = int(self.settings.processor.allowed_lateness.total_seconds() * 1000)
+        now_ms = int(now.timestamp() * 1000)
         moved = []
         for partition in sorted(self.seen.partitions):
             last = self._last_input.setdefault(partition, mono)
             applied = self.seen.applied[partition]
-            if mono - last < idle_after or (applied.watermark_ms or 0) >= target:
+            target = idle_watermark(
+                applied.watermark_ms,
+                now_ms,
+                lateness_ms=lateness_ms,
+                idle_ms=int(idle_after * 1000),
+            )
+            if mono - last < idle_after or target is None:
                 continue
             self.sender.produce(
                 self.topics.touchpoints, envelope.encode([], target), None, partition

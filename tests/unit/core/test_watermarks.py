@@ -7,7 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_processors.core.watermarks import SourceWatermarks, partition_watermark
+from stream_processors.core.watermarks import (
+    SourceWatermarks,
+    idle_watermark,
+    partition_watermark,
+)
 
 
 def test_no_watermark_until_every_source_has_spoken() -> None:
@@ -70,3 +74,47 @@ def test_a_partition_watermark_is_the_newest_time_less_lateness_or_a_capped_hear
         partition_watermark(previous, newest, declared, lateness_ms=1_000, ceiling_ms=50_000)
         == expected
     )
+
+
+# -- the idle advance (issue 19, item 2) ------------------------------------------------------
+
+MIN = 60_000
+LATENESS, IDLE = 2 * MIN, 1 * MIN
+NOW_MS = 1_740_830_400_000
+
+
+@pytest.mark.parametrize(
+    ("event_time_behind_ms", "moves"),
+    [
+        (0, False),  # already at the clock: nothing to do
+        (IDLE, True),  # went quiet a minute ago
+        (LATENESS + IDLE, True),  # exactly at the edge of "near"
+        (LATENESS + IDLE + 1, False),
+        (30 * 24 * 60 * MIN, False),  # replaying last month: never pushed to the present
+    ],
+)
+def test_an_idle_partition_follows_the_clock_only_when_its_event_time_is_near_it(
+    event_time_behind_ms: int, moves: bool
+) -> None:
+    watermark = NOW_MS - event_time_behind_ms - LATENESS
+    target = idle_watermark(watermark, NOW_MS, lateness_ms=LATENESS, idle_ms=IDLE)
+    assert target == (NOW_MS - LATENESS if moves else None)
+
+
+def test_a_partition_that_saw_no_event_follows_the_clock() -> None:
+    assert idle_watermark(None, NOW_MS, lateness_ms=LATENESS, idle_ms=IDLE) == NOW_MS - LATENESS
+
+
+@given(
+    st.integers(-(10**13), 10**13),
+    st.integers(0, 10**13),
+    st.integers(0, 10**9),
+    st.integers(0, 10**9),
+)
+def test_the_idle_advance_never_moves_back_and_never_skips_a_far_partition(
+    watermark: int, now: int, lateness: int, idle: int
+) -> None:
+    target = idle_watermark(watermark, now, lateness_ms=lateness, idle_ms=idle)
+    if target is not None:
+        assert target > watermark and target == now - lateness
+        assert now - (watermark + lateness) <= lateness + idle
