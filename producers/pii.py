@@ -2,7 +2,9 @@
 
 Raw contact details never reach Kafka (docs/concepts.md §2): producers normalize them and send
 `<key id>:<hex HMAC-SHA-256>`. The key id travels with the hash so keys can be rotated: a new
-key gets a new id, and joins across the rotation go through the old id's hashes.
+key gets a new id, and joins across the rotation go through the old id's hashes. Contact
+details inside free text are found by `producers.contact_details` and hashed the same way
+(`PiiHasher.text`), wherever free text enters.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ import hashlib
 import hmac
 import re
 
+from producers.contact_details import ContactDetails
 from schemas.settings import PiiSettings
 
 _NON_DIGITS = re.compile(r"[^\d+]")
+# Short texts already seen to need nothing (ids, names and keys recur): a set lookup instead
+# of a search. Bounded (a few MB at most): cleared when full.
+_CLEAN_TEXTS = 1 << 16
+_CLEAN_TEXT_CHARS = 64
 
 
 class PiiHasher:
@@ -23,6 +30,10 @@ class PiiHasher:
         self.key_id = settings.active_key_id
         self._key = settings.keys[self.key_id].get_secret_value().encode()
         self.default_country_code = settings.default_country_code
+        self.details = ContactDetails(
+            self.email, self.phone, settings.phone_regions, settings.phone_leniency
+        )
+        self._clean: set[str] = set()
 
     def email(self, address: str) -> str:
         """Hash of a trimmed, lower-cased e-mail address."""
@@ -31,6 +42,17 @@ class PiiHasher:
     def phone(self, number: str) -> str:
         """Hash of a phone number in E.164-like form (digits with the country code)."""
         return self._hash(normalize_phone(number, self.default_country_code))
+
+    def text(self, value: str) -> str:
+        """A free text with every e-mail address and phone number in it hashed."""
+        if value in self._clean:
+            return value
+        out = self.details.replace(value)
+        if out == value and len(value) <= _CLEAN_TEXT_CHARS:
+            if len(self._clean) >= _CLEAN_TEXTS:
+                self._clean.clear()
+            self._clean.add(value)
+        return out
 
     def keyed(self, value: str) -> str:
         """Hash of any other value that must not travel as it is (an IP address)."""

@@ -344,6 +344,9 @@ class SinkSettings(Section):
     group_id: str | None = None  # default: `<topic prefix>sink`
 
 
+PhoneLeniency = Literal["possible", "valid", "strict_grouping", "exact_grouping"]
+
+
 class PiiSettings(Section):
     """Keys for hashing e-mail addresses and phone numbers (HMAC-SHA-256) in producers.
 
@@ -354,6 +357,16 @@ class PiiSettings(Section):
     keys: dict[str, SecretStr] = {"dev": SecretStr("journeys-development-key-not-secret")}
     active_key_id: str = "dev"
     default_country_code: str = Field(default="1", pattern=r"^\d{1,3}$")
+    # Phone numbers in free text (producers/contact_details.py): the regions whose national
+    # formats are read (ISO 3166 codes; numbers written with + or 00 are found whatever the
+    # region), and libphonenumber's leniency. `possible`, because `valid` misses numbers as
+    # people type them (`555 123 4567`, `07700 900123` are reserved ranges); the detector's
+    # own shape rules keep dates, amounts and ids out. Each region costs a pass over texts
+    # that hold a candidate number.
+    phone_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(
+        default=["US", "GB", "DE", "FR"], min_length=1
+    )
+    phone_leniency: PhoneLeniency = "possible"
 
     @model_validator(mode="after")
     def _active_key_exists(self) -> PiiSettings:

@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from producers.collector import properties
-from producers.collector.scrub import contact_kind, looks_like_phone
+from producers.collector.scrub import contact_kind
+from producers.contact_details import looks_like_phone
 from schemas.touchpoint import MAX_PROPERTIES
 from tests.unit.producers.collector.builders import HASHER, SCRUBBER
 
