@@ -1,11 +1,12 @@
 """Delivery of incident records to webhooks, off the caller's thread (docs/concepts.md §6).
 
-`WebhookSender.submit(target, incident)` renders the body (generic JSON or Slack-compatible,
-`webhook_bodies.py`), puts it on the endpoint's bounded queue and returns at once: a stage
-never waits for a receiver. One thread per endpoint posts its queue in order (an incident's
-`resolved` never overtakes its `firing`), so a slow or dead receiver delays only its own
-records. Every request carries `Idempotency-Key: <incident id>:<version>`, the same on
-every retry, so a receiver that got a request whose answer was lost drops the repeat.
+`WebhookSender.submit(target, incident)` renders the body (generic JSON, Slack-compatible or
+PagerDuty Events v2, `core/bodies.py`), puts it on the endpoint's bounded queue and returns
+at once: a stage never waits for a receiver. One thread per endpoint posts its queue in
+order (an incident's `resolved` never overtakes its `firing`), so a slow or dead receiver
+delays only its own records. Every request carries `Idempotency-Key: <incident
+id>:<version>`, the same on every retry, so a receiver that got a request whose answer was
+lost drops the repeat.
 
 Retries, backoff and when to give up are `webhook_retry.py`'s. A record that cannot be
 delivered (rejected, out of attempts or time, queue full, shut down first) goes to the
@@ -38,6 +39,7 @@ from typing import Any, Literal
 from schemas.alerting import WebhookTarget
 from stream_processors.friction.alerts.core.bodies import (
     IDEMPOTENCY_HEADER,
+    Page,
     idempotency_key,
     render,
 )
@@ -147,11 +149,13 @@ class WebhookSender:
             lanes = list(self._lanes.values())
         return sum(len(lane.jobs) + lane.busy for lane in lanes)
 
-    def submit(self, target: WebhookTarget, incident: Incident) -> bool:
-        """Queue one record for one target and return at once; False when it could not be
-        queued (queue full, or closed), in which case it has gone to the dead letters (the
-        callback runs on this thread then: keep it to a non-blocking Kafka produce)."""
-        job = _Job(target, incident, render(target, incident), idempotency_key(incident))
+    def submit(self, target: WebhookTarget, incident: Incident, page: Page | None = None) -> bool:
+        """Queue one record for one target (`page`: the teams it is addressed to and their
+        links) and return at once; False when it could not be queued (queue full, or closed),
+        in which case it has gone to the dead letters (the callback runs on this thread then:
+        keep it to a non-blocking Kafka produce)."""
+        body = render(target, incident, page)
+        job = _Job(target, incident, body, idempotency_key(incident))
         lane = self._lane(target)
         if lane is None:
             self._dead(job, "the webhook sender is closed", 0)

@@ -85,6 +85,10 @@ class AlertRouter:
         self._default = Route(d.team, d.targets(), "default", "default", d.runbook, d.dashboard)
         self._cache: dict[Series, Route] = {}
 
+    @property
+    def default(self) -> Route:
+        return self._default
+
     def routes(self) -> list[Route]:
         """Every route, the default last (for `journeys alerts test` and silences)."""
         by_index = sorted(self._routes, key=lambda item: _index(item[1].matched))
