@@ -20,6 +20,7 @@ from deploy.commands import (
     feed,
     identity,
     pipeline,
+    privacy,
     query,
     ui,
     watch,
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.register(sub)
     feed.register(sub)
     identity.register(sub)
+    privacy.register(sub)
     definitions.register(sub)
     alerts.register(sub)
     query.register(sub)

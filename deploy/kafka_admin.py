@@ -86,6 +86,9 @@ def topic_specs(
             1,
             {"retention.ms": str(30 * 24 * 3600 * 1000), "max.message.bytes": str(8 << 20)},
         ),
+        # Erased stays erased: kept for ever (compacted by hash), like the audit records.
+        TopicSpec(topics.privacy_suppressions, 1, compact),
+        TopicSpec(topics.privacy_audit, 1, {"retention.ms": "-1"}),
     ]
     for stage, tables in stateful.items():
         for t in tables:

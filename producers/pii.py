@@ -63,6 +63,13 @@ class PiiHasher:
         return f"{self.key_id}:{digest}"
 
 
+def hash_with(settings: PiiSettings, key_id: str, value: str) -> str:
+    """`value` hashed with the key `key_id` names, as `<key id>:<hex>`; the suppression list
+    of erased persons looks values up under each key id its entries were made with."""
+    key = settings.keys[key_id].get_secret_value().encode()
+    return f"{key_id}:{hmac.new(key, value.encode(), hashlib.sha256).hexdigest()}"
+
+
 def normalize_email(address: str) -> str:
     return address.strip().lower()
 

@@ -15,6 +15,7 @@ Reason = Literal[
     "invalid_field",
     "oversized",
     "future_timestamp",
+    "erased_person",  # dropped: the person was erased (nothing of the event is kept)
     "old_timestamp",
 ]
 

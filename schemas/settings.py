@@ -375,6 +375,16 @@ class PiiSettings(Section):
         return self
 
 
+class PrivacySettings(Section):
+    """Erasure and its suppression list (docs/concepts.md, Privacy).
+
+    The sink re-reads the suppression list from ClickHouse at most every
+    `suppression_refresh_seconds`; the ingest stage follows its topic as it is written.
+    """
+
+    suppression_refresh_seconds: float = Field(default=2.0, gt=0)
+
+
 CollectorChannel = Literal["web", "app", "call_center", "store"]
 
 
@@ -502,6 +512,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = ProcessorSettings()
     sink: SinkSettings = SinkSettings()
     pii: PiiSettings = PiiSettings()
+    privacy: PrivacySettings = PrivacySettings()
     collector: CollectorSettings = CollectorSettings()
     ui: UiSettings = UiSettings()
     faults: FaultSettings = FaultSettings()

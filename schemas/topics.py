@@ -25,6 +25,10 @@ FRICTION_WINDOWS = "friction-windows"
 ALERTS = "alerts"
 DLQ_ALERTS = "dlq.alerts"
 DLQ_SINK = "dlq.sink"
+# Privacy operations (docs/concepts.md §Privacy): the hashed identifiers of erased persons
+# (compacted, never tombstoned) and one audit record per erasure.
+PRIVACY_SUPPRESSIONS = "privacy-suppressions"
+PRIVACY_AUDIT = "privacy-audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class Topics:
     alerts: str  # alert records (one per problem), keyed by alert id
     dlq_alerts: str  # alert deliveries that failed
     dlq_sink: str  # rows ClickHouse refused, keyed by their insert deduplication token
+    privacy_suppressions: str  # hashed identifiers of erased persons, keyed by the hash
+    privacy_audit: str  # one record per erasure, holding no erased value
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -73,6 +79,8 @@ class Topics:
             alerts=topics.name(ALERTS),
             dlq_alerts=topics.name(DLQ_ALERTS),
             dlq_sink=topics.name(DLQ_SINK),
+            privacy_suppressions=topics.name(PRIVACY_SUPPRESSIONS),
+            privacy_audit=topics.name(PRIVACY_AUDIT),
         )
 
     def changelog(self, stage: str, table: str) -> str:

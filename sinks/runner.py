@@ -36,6 +36,7 @@ from sinks.clickhouse import insert_json_rows
 from sinks.core.failures import Backoff, Failure, clickhouse_failure, kafka_retriable
 from sinks.core.pieces import Piece, body, is_single_message, piece_rows, row_fragments, split
 from sinks.dead_letters import DeadLetterNotSentError, DeadLetterSender, RefusedRows, dead_letter
+from sinks.privacy import SinkSuppression
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,10 @@ class TopicSink:
     _admin: AdminClient | None = None
     _dead_letters: DeadLetterSender | None = None
     _logged_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    _privacy: SinkSuppression = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._privacy = SinkSuppression(self.settings)  # erased persons' rows stay out
 
     def _open(self) -> Consumer:
         consumer = Consumer(
@@ -366,6 +371,8 @@ class TopicSink:
 
     def _insert(self, table: str, rows_json: bytes, token: str) -> int:
         started = time.perf_counter()
+        self._privacy.refresh(self.client, time.monotonic())
+        rows_json, _ = self._privacy.filter(table, rows_json)
         try:
             rows = insert_json_rows(self.client, table, rows_json, token)
         except Exception as exc:

@@ -1002,6 +1002,44 @@ alerts = Table(
     "expected, the related series it groups, owning team, likely cause and example journeys.",
 )
 
+# Privacy operations (docs/concepts.md, Privacy): written by `journeys privacy erase`.
+privacy_suppressions = Table(
+    "privacy_suppressions",
+    metadata,
+    Column(
+        "hash",
+        ch("String"),
+        comment="`<key id>:<hex>`: the keyed hash of an erased identifier key or `person:<id>`.",
+    ),
+    Column("request_id", ch("String"), comment="The erasure that added it (privacy_audit)."),
+    Column("erased_at", ch("DateTime64(3, 'UTC')"), comment="When it was erased."),
+    ReplacingMergeTree(order_by=("hash",)),
+    comment="Erased persons, as hashes only: the sink drops rows that name one, the ingest "
+    "stage events (from the privacy-suppressions topic).",
+)
+
+privacy_audit = Table(
+    "privacy_audit",
+    metadata,
+    Column("request_id", ch("String"), comment="The erasure's id."),
+    Column("requested_by", ch("String"), comment="Who asked (--requested-by, else the OS user)."),
+    Column("requested_at", ch("DateTime64(3, 'UTC')"), comment="When the erasure ran."),
+    Column(
+        "subject_hash",
+        ch("String"),
+        comment="The keyed hash of what was asked for (an identifier key or a person id).",
+    ),
+    Column("persons", ch("UInt32"), comment="Person ids erased, merged persons included."),
+    Column("identifiers", ch("UInt32"), comment="Identifier keys erased."),
+    Column("removed", ch("Map(String, UInt64)"), comment="Rows removed, by table."),
+    Column("alerts_examples", ch("UInt32"), comment="Example journeys removed from alerts."),
+    Column("tombstones", ch("Map(String, UInt64)"), comment="Keys tombstoned, by topic."),
+    Column("suppressed", ch("UInt32"), comment="Hashes added to privacy_suppressions."),
+    ReplacingMergeTree(order_by=("request_id",)),
+    comment="One record per erasure: who asked, when, what was removed and how much. It holds "
+    "no erased value.",
+)
+
 
 def ddl() -> list[str]:
     """The statements that create every table that is missing, then (re)create every view:

@@ -7,6 +7,7 @@ message still carries many events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.watermarks import idle_watermark, partition_watermark
 from stream_processors.ingest.core.admission import Ingest, Rejection
+from stream_processors.privacy.gate import IngestGate, SuppressionReplica
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.sender import TransactionalSender
@@ -38,6 +40,7 @@ class IngestStage:
     topics: Topics
     sender: TransactionalSender
     seen: ChangelogTable
+    gate: IngestGate | None = None  # drops erased persons' events (stream_processors/privacy)
     _cores: dict[int, Ingest] = field(default_factory=dict)
     _last_input: dict[int, float] = field(default_factory=dict)  # monotonic seconds
     monotonic: Callable[[], float] = time.monotonic  # injected by tests
@@ -70,7 +73,10 @@ class IngestStage:
             self.seen.mark_applied(partition, offset, None)
             return
         metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
-        result = self.core(partition).process(decoded.events, now)
+        events = decoded.events
+        if self.gate is not None:
+            events = self.gate.admit(events, partition, offset, now)
+        result = self.core(partition).process(events, now)
         previous = self.seen.applied[partition].watermark_ms
         watermark = self._watermark(partition, result.max_occurred_ms, decoded.watermark_ms, now)
         # An envelope with no events is a watermark heartbeat: pass time on downstream.
@@ -157,7 +163,8 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     topics = Topics.from_settings(settings.topics)
     runtime, seen = stage_runtime(settings, STAGE, topics.raw, "seen")
     app, sender = runtime.app, runtime.sender
-    stage = IngestStage(settings, topics, sender, seen)
+    privacy = SuppressionReplica(settings).start()
+    stage = IngestStage(settings, topics, sender, seen, IngestGate(privacy, sender))
     source = app.topic(topics.raw, value_type=bytes, key_type=bytes)
 
     @app.agent(source, name=STAGE)
@@ -165,6 +172,8 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         async for event in stream.events():
             msg = event.message
             await seen.ready(msg.partition)
+            if not privacy.caught_up.is_set():  # erased stays erased from the first event
+                await asyncio.to_thread(privacy.caught_up.wait)
             if msg.partition not in seen.partitions:
                 continue
             stage.handle(msg.value, msg.partition, msg.offset, datetime.now(UTC))
