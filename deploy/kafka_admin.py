@@ -57,6 +57,12 @@ def topic_specs(
         TopicSpec(topics.raw, n, {"compression.type": "producer"}),
         TopicSpec(topics.touchpoints, n, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_ingest, n, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        # Input a later stage could not read: rare (only Journeys stages write those topics),
+        # so one partition each.
+        *(
+            TopicSpec(name, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)})
+            for name in (topics.dlq_identity, topics.dlq_journeys, topics.dlq_friction)
+        ),
         TopicSpec(topics.stitched, n, {"compression.type": "producer"}),
         # One partition each: the identity authority is one ordered log (ARCHITECTURE.md).
         TopicSpec(topics.identity_links, 1, {"compression.type": "producer"}),
@@ -80,6 +86,7 @@ def topic_specs(
         TopicSpec(topics.friction_windows, 1, {"compression.type": "producer"}),
         TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_alerts, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(topics.alert_silences, 1, compact),  # every silence, kept by its id
         # One partition: few records, replayed in the order they were refused.
         TopicSpec(
             topics.dlq_sink,

@@ -19,7 +19,7 @@ forwards events never encodes them twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -28,10 +28,14 @@ ENVELOPE_VERSION = 1
 _HEAD = b'{"envelope":"journeys.batch","v":1,"watermark":'
 
 
+# The dead-letter reasons (`schemas.deadletter.Reason`) a message that cannot be read gets.
+EnvelopeReason = Literal["malformed_json", "not_an_object", "unsupported_envelope"]
+
+
 class EnvelopeError(ValueError):
     """A message that is neither a batch envelope nor a JSON object; carries a short reason."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: EnvelopeReason, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail

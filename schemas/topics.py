@@ -24,7 +24,13 @@ FRICTION_PARTIALS = "friction-partials"
 FRICTION_WINDOWS = "friction-windows"
 ALERTS = "alerts"
 DLQ_ALERTS = "dlq.alerts"
+ALERT_SILENCES = "alert-silences"
 DLQ_SINK = "dlq.sink"
+# What the identity, journeys and friction stages could not read in their input (the ingest
+# stage has `dlq.ingest`): the raw message or event, and the reason.
+DLQ_IDENTITY = "dlq.identity"
+DLQ_JOURNEYS = "dlq.journeys"
+DLQ_FRICTION = "dlq.friction"
 # Privacy operations (docs/concepts.md §Privacy): the hashed identifiers of erased persons
 # (compacted, never tombstoned) and one audit record per erasure.
 PRIVACY_SUPPRESSIONS = "privacy-suppressions"
@@ -53,7 +59,11 @@ class Topics:
     friction_windows: str  # global windows of every series, each version
     alerts: str  # alert records (one per problem), keyed by alert id
     dlq_alerts: str  # alert deliveries that failed
+    alert_silences: str  # silences of alert pages, keyed by silence id; compacted
     dlq_sink: str  # rows ClickHouse refused, keyed by their insert deduplication token
+    dlq_identity: str  # input the identity stage could not read
+    dlq_journeys: str  # input the journeys stage could not read
+    dlq_friction: str  # input the friction stage could not read
     privacy_suppressions: str  # hashed identifiers of erased persons, keyed by the hash
     privacy_audit: str  # one record per erasure, holding no erased value
 
@@ -78,10 +88,24 @@ class Topics:
             friction_windows=topics.name(FRICTION_WINDOWS),
             alerts=topics.name(ALERTS),
             dlq_alerts=topics.name(DLQ_ALERTS),
+            alert_silences=topics.name(ALERT_SILENCES),
             dlq_sink=topics.name(DLQ_SINK),
+            dlq_identity=topics.name(DLQ_IDENTITY),
+            dlq_journeys=topics.name(DLQ_JOURNEYS),
+            dlq_friction=topics.name(DLQ_FRICTION),
             privacy_suppressions=topics.name(PRIVACY_SUPPRESSIONS),
             privacy_audit=topics.name(PRIVACY_AUDIT),
         )
+
+    def stage_dead_letters(self) -> dict[str, str]:
+        """Each stage's dead-letter topic (records in the `schemas.deadletter.DeadLetter`
+        shape), by stage."""
+        return {
+            "ingest": self.dlq_ingest,
+            "identity": self.dlq_identity,
+            "journeys": self.dlq_journeys,
+            "friction": self.dlq_friction,
+        }
 
     def changelog(self, stage: str, table: str) -> str:
         """The compacted changelog of one stage's state table."""

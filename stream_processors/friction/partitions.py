@@ -40,6 +40,12 @@ from schemas import envelope
 from schemas.friction import FrictionMapping, Signal
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.core.event_shape import (
+    dropoff_problems,
+    split,
+    stitched_problems,
+    transition_problems,
+)
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.friction import metrics as friction_metrics
@@ -66,6 +72,7 @@ from stream_processors.friction.core.window_state import (
 from stream_processors.friction.rows import StateWriter, examples_row, window_row
 from stream_processors.journeys.core.signals import MAX_LABELS
 from stream_processors.runtime import metrics
+from stream_processors.runtime.dead_letters import StageDeadLetters, Where
 from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
@@ -135,6 +142,7 @@ class FrictionPartitions:
         self.examples_per_window = f.examples
         self._seconds: dict[str, int] = {}  # the clocks' shared cache of parsed seconds
         self.windows.before_flush.append(self.persist)
+        self.dead_letters = StageDeadLetters(STAGE, self.topics.dlq_friction, self.sender)
 
     # -- partitions ---------------------------------------------------------------------------
 
@@ -232,20 +240,18 @@ class FrictionPartitions:
         if offset <= self.windows.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
-        decoded = _decode(payload, partition, offset, "stitched")
+        where = Where(self.topics.stitched, partition, offset)
+        decoded = self._decode(payload, where)
         part = self.part(partition)
         if decoded is not None:
-            count, bad = part.series.count, 0
-            for event in decoded.events:
-                try:
-                    signals = count(event)
-                except (KeyError, TypeError, ValueError):
-                    bad += 1  # only Journeys stages write `stitched`: a bug upstream
-                    continue
+            count = part.series.count
+            events, bad = split(decoded.events, stitched_problems)
+            if bad:
+                self.dead_letters.events(bad, where)
+            for event in events:
+                signals = count(event)
                 if signals and self.examples_per_window:
                     self._friction_example(part, event, signals)
-            if bad:
-                metrics.REJECTED.labels(STAGE, "unreadable_event").inc(bad)
             metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
             if decoded.watermark_ms is not None and decoded.source is not None:
                 before = part.marks.low
@@ -267,12 +273,22 @@ class FrictionPartitions:
         if offset <= table.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
-        decoded = _decode(payload, partition, offset, what)
+        topic = (
+            self.topics.journey_transitions if what == TRANSITIONS else self.topics.journey_dropoffs
+        )
+        where = Where(topic, partition, offset)
+        decoded = self._decode(payload, where)
         part = self.part(partition)
         watermark = None
         if decoded is not None:
-            count = self._transition if what == TRANSITIONS else self._dropoff
-            for row in decoded.events:
+            if what == TRANSITIONS:
+                count, problems = self._transition, transition_problems
+            else:
+                count, problems = self._dropoff, dropoff_problems
+            rows, bad = split(decoded.events, problems)
+            if bad:
+                self.dead_letters.events(bad, where)
+            for row in rows:
                 count(part, row)
             watermark = decoded.watermark_ms
             if watermark is not None and watermark > part.journeys.get(what, watermark - 1):
@@ -280,6 +296,14 @@ class FrictionPartitions:
                 part.marks_changed = True
                 self._advance(part, partition)
         table.mark_applied(partition, offset, watermark)
+
+    def _decode(self, payload: bytes | None, where: Where) -> envelope.Decoded | None:
+        try:
+            return envelope.decode(payload or b"")
+        except envelope.EnvelopeError as exc:
+            # Only Journeys stages write these topics: anything else is kept, with why.
+            self.dead_letters.message(payload, exc, where)
+            return None
 
     # -- stage series ---------------------------------------------------------------------------
 
@@ -419,15 +443,3 @@ def _labels(row: Mapping[str, Any]) -> list[str]:
         if isinstance(label, str) and label not in found:
             found.append(label)
     return found[-MAX_LABELS:]
-
-
-def _decode(
-    payload: bytes | None, partition: int, offset: int, topic: str
-) -> envelope.Decoded | None:
-    try:
-        return envelope.decode(payload or b"")
-    except envelope.EnvelopeError:
-        log.error(
-            "undecodable message", extra={"topic": topic, "partition": partition, "offset": offset}
-        )
-        return None

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ import orjson
 from schemas import envelope
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.core.event_shape import link_problems, split, touchpoint_problems
 from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.identity import metrics as identity_metrics
 from stream_processors.identity.core.authority import (
@@ -41,6 +43,7 @@ from stream_processors.identity.core.routing import Router
 from stream_processors.identity.map_replica import MapReplica, map_row
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
+from stream_processors.runtime.dead_letters import StageDeadLetters, Where
 from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
@@ -67,19 +70,28 @@ class Routing:
     sender: TransactionalSender
     routed: ChangelogTable
     router: Router
+    @cached_property
+    def dead_letters(self) -> StageDeadLetters:
+        return StageDeadLetters(STAGE, self.topics.dlq_identity, self.sender)
 
     def handle(self, payload: bytes | None, partition: int, offset: int) -> None:
         if offset <= self.routed.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
+        where = Where(self.topics.touchpoints, partition, offset)
         try:
             decoded = envelope.decode(payload or b"")
-        except envelope.EnvelopeError:
-            # Only the ingest stage writes `touchpoints`; anything else is a bug upstream.
-            log.error("undecodable touchpoints message", extra={"offset": offset})
+        except envelope.EnvelopeError as exc:
+            # Only the ingest stage writes `touchpoints`: anything else is kept, with why.
+            self.dead_letters.message(payload, exc, where)
             self.routed.mark_applied(partition, offset, None)
             return
-        out, sent = self.router.stamp(decoded.events, partition)
+        # The stage validates what it forwards: the journeys and friction stages index these
+        # fields without asking.
+        events, bad = split(decoded.events, touchpoint_problems)
+        if bad:
+            self.dead_letters.events(bad, where)
+        out, sent = self.router.stamp(events, partition)
         links = _fragments([{k: event.get(k) for k in _LINK_FIELDS} for event in sent])
         metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
         previous = self.routed.applied[partition].watermark_ms
@@ -100,7 +112,7 @@ class Routing:
                 self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
             )
             identity_metrics.PROVISIONAL.inc(len(sent))
-        metrics.EVENTS_OUT.labels(STAGE).inc(len(decoded.events))
+        metrics.EVENTS_OUT.labels(STAGE).inc(len(events))
         self.routed.mark_applied(partition, offset, watermark)
 
 
@@ -117,6 +129,9 @@ class Resolving:
     _state: PartitionState | None = None
     _frontier: SourceWatermarks | None = None
     _announced: int | None = None  # the frontier last sent to `identity-merges`
+    @cached_property
+    def dead_letters(self) -> StageDeadLetters:
+        return StageDeadLetters(STAGE, self.topics.dlq_identity, self.sender)
 
     def authority(self) -> Authority:
         """The authority for the current state; rebuilt from the persisted links after a
@@ -145,19 +160,23 @@ class Resolving:
             return
         authority = self.authority()
         state = self.links[AUTHORITY]
+        where = Where(self.topics.identity_links, AUTHORITY, offset)
         try:
             decoded = envelope.decode(payload or b"")
-        except envelope.EnvelopeError:
-            log.error("undecodable identity-links message", extra={"offset": offset})
+        except envelope.EnvelopeError as exc:
+            self.dead_letters.message(payload, exc, where)
             self.links.mark_applied(AUTHORITY, offset, None)
             return
+        events, bad = split(decoded.events, link_problems)
+        if bad:
+            self.dead_letters.events(bad, where)
         audit: list[bytes] = []
         merges: dict[int, list[bytes]] = {}
         tally: dict[Any, int] = {}  # records per counter: each counter moves once per message
         seq = offset * _VERSION_STRIDE
         produce, map_topic = self.sender.produce, self.topics.identity_map
         decide, parse = authority.decide, datetime.fromisoformat
-        for event in decoded.events:
+        for event in events:
             decision = decide(event["identity"], parse(event["occurred_at"]), event["event_id"])
             for link in decision.links:
                 state[link_key(link)] = link_record(link)

@@ -36,6 +36,7 @@ from schemas.friction import load_configured_mapping
 from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.core.event_shape import merge_problems, split, stitched_problems
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.journeys import metrics as journeys_metrics
 from stream_processors.journeys.core.engine import JourneyCore
@@ -46,6 +47,7 @@ from stream_processors.journeys.partition import PartitionJourneys
 from stream_processors.journeys.rows import Outputs
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
+from stream_processors.runtime.dead_letters import StageDeadLetters, Where
 from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
@@ -87,6 +89,7 @@ class JourneyStage:
         # its alerts can say what share of the dropped journeys saw which.
         self.signals = mapped_signals(FrictionMatcher(load_configured_mapping(s.friction)))
         self.persons.before_flush.append(self.persist)
+        self.dead_letters = StageDeadLetters(STAGE, t.dlq_journeys, self.sender)
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -156,14 +159,17 @@ class JourneyStage:
         if offset <= self.persons.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
-        decoded = self._decode(payload, partition, offset, "stitched")
+        decoded = self._decode(payload, partition, offset, self.topics.stitched)
         part = self.part(partition)
         if decoded is not None:
             core, target = part.core, part.handoffs.target
             pairs: list[tuple[dict[str, Any], str]] = []
             moved = Outbox(self.partitions)
             anonymous = 0
-            for event in decoded.events:
+            events, bad = split(decoded.events, stitched_problems)
+            if bad:
+                self.dead_letters.events(bad, Where(self.topics.stitched, partition, offset))
+            for event in events:
                 pid = event.get("person_id")
                 if not pid:
                     anonymous += 1  # no usable identifier: no person, no journey
@@ -188,12 +194,15 @@ class JourneyStage:
         if offset <= self.merges.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
-        decoded = self._decode(payload, partition, offset, "identity-merges")
+        decoded = self._decode(payload, partition, offset, self.topics.identity_merges)
         if decoded is not None:
             part = self.part(partition)
             out = Outputs()
             moved = Outbox(self.partitions)
-            for record in decoded.events:
+            records, bad = split(decoded.events, merge_problems)
+            if bad:
+                self.dead_letters.events(bad, Where(self.topics.identity_merges, partition, offset))
+            for record in records:
                 if record.get("kind") != "merge":
                     # A move takes single identifiers, not a person: the events routed by
                     # them stay in the journeys they were folded into (noted in the docs).
@@ -224,7 +233,7 @@ class JourneyStage:
         if offset <= self.handoff.applied_offset(partition):
             metrics.REDELIVERED.labels(STAGE).inc()
             return
-        decoded = self._decode(payload, partition, offset, "journey-handoff")
+        decoded = self._decode(payload, partition, offset, self.topics.journey_handoff)
         if decoded is not None:
             part = self.part(partition)
             core, handoffs = part.core, part.handoffs
@@ -365,12 +374,9 @@ class JourneyStage:
     ) -> envelope.Decoded | None:
         try:
             return envelope.decode(payload or b"")
-        except envelope.EnvelopeError:
-            # Only Journeys stages write these topics; anything else is a bug upstream.
-            log.error(
-                "undecodable message",
-                extra={"topic": topic, "partition": partition, "offset": offset},
-            )
+        except envelope.EnvelopeError as exc:
+            # Only Journeys stages write these topics: anything else is kept, with why.
+            self.dead_letters.message(payload, exc, Where(topic, partition, offset))
             return None
 
     def open_journeys(self) -> int:
