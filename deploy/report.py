@@ -1,4 +1,4 @@
-"""What reached ClickHouse and the dead-letter topic, for people: counts and text bar charts.
+"""What reached ClickHouse and the dead-letter topics, for people: counts and text bar charts.
 
 `journeys report` reads ClickHouse (through the sink's live interface while it runs) and needs
 no broker: without one, the dead letters, which stay in Kafka, are left out with a one-line
@@ -13,6 +13,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from schemas.settings import KafkaSettings, Settings
+from schemas.topics import Topics
 from stream_processors.runtime.topic_reader import read_to_end
 
 
@@ -144,6 +145,19 @@ def dead_letter_reasons(kafka: KafkaSettings, topic: str) -> Counter[str]:
     return reasons
 
 
+def every_dead_letter(kafka: KafkaSettings, topics: Topics) -> Counter[str]:
+    """Every stage's dead letters by stage and reason, and the rows ClickHouse refused by
+    table (`journeys sink replay-dead-letters` inserts those again once fixed)."""
+    counts: Counter[str] = Counter()
+    for stage, topic in topics.stage_dead_letters().items():
+        for reason, n in dead_letter_reasons(kafka, topic).items():
+            counts[f"{stage}: {reason}"] += n
+    for msg in read_to_end(kafka, topics.dlq_sink):
+        record = orjson.loads(msg.value() or b"{}")
+        counts[f"sink: rows refused by {record.get('table', '?')}"] += record.get("row_count") or 1
+    return counts
+
+
 def bar_chart(counts: dict[str, int], width: int = 40) -> str:
     """A horizontal bar chart in plain text."""
     if not counts:
@@ -191,7 +205,6 @@ def report(settings: Settings) -> int:
 
     from deploy.query.options import QueryError
     from deploy.query.reader import open_journeys
-    from schemas.topics import Topics
 
     try:
         with open_journeys(settings.clickhouse_dsn) as client:
@@ -201,8 +214,9 @@ def report(settings: Settings) -> int:
         print(f"journeys: error: {exc}", file=sys.stderr)
         return 2
     if _kafka_answers(settings.kafka):
-        topic = Topics.from_settings(settings.topics).dlq_ingest
-        summary.dead_letters = dead_letter_reasons(settings.kafka, topic)
+        summary.dead_letters = every_dead_letter(
+            settings.kafka, Topics.from_settings(settings.topics)
+        )
     else:
         summary.dead_letters_unread = (
             f"they stay in Kafka, which is not reachable at {settings.kafka.bootstrap_servers}"
