@@ -42,9 +42,10 @@ def publisher(settings: Settings) -> Publisher:
     return Publisher(settings.kafka, Topics.from_settings(settings.topics).raw, settings.batch)
 
 
-def publish_file(settings: Settings, path: Path) -> int:
+def publish_file(settings: Settings, path: Path, *, backfill: bool = False) -> int:
     """Publish a JSON Lines file of touchpoints; report bad lines by number, keep going.
-    Returns 0 when every line was published, 1 when some were rejected."""
+    Returns 0 when every line was published, 1 when some were rejected. `backfill` flags
+    every event as history (`journeys publish --history`)."""
     pub = publisher(settings)
     progress = Progress(f"publish {path}")
     bad = sent = 0
@@ -52,7 +53,7 @@ def publish_file(settings: Settings, path: Path) -> int:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            problem = _publish_line(pub, line)
+            problem = _publish_line(pub, line, backfill)
             if problem:
                 bad += 1
                 print(f"{path}:{number}: {problem}", file=sys.stderr)
@@ -65,7 +66,7 @@ def publish_file(settings: Settings, path: Path) -> int:
     return 1 if bad else 0
 
 
-def _publish_line(pub: Publisher, line: bytes) -> str | None:
+def _publish_line(pub: Publisher, line: bytes, backfill: bool = False) -> str | None:
     try:
         event = Touchpoint.model_validate(orjson.loads(line))
     except orjson.JSONDecodeError as exc:
@@ -75,6 +76,8 @@ def _publish_line(pub: Publisher, line: bytes) -> str | None:
         where = ".".join(str(p) for p in first["loc"]) or "(line)"
         more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         return f"{where}: {first['msg']}{more}"
+    if backfill:
+        event.backfill = True
     pub.publish(event)
     return None
 

@@ -18,8 +18,15 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     pub = sub.add_parser(
         "publish",
         help="publish touchpoints from a JSON Lines file to raw",
+        description="Publish touchpoints to raw, as live traffic. With --history they are "
+        "history: flagged backfill and published to the history domain's raw, which "
+        "`journeys process STAGE --history` and `journeys sink --history` read, so old events "
+        "neither move live event time nor arrive late in it; close history's time with "
+        "--close-at (docs/concepts.md, History).",
         epilog=examples(
-            "publish events.jsonl", "publish events.jsonl --close-at 2025-03-03T00:00:00+00:00"
+            "publish events.jsonl",
+            "publish events.jsonl --close-at 2025-03-03T00:00:00+00:00",
+            "publish --history old.jsonl --close-at 2025-03-03T00:00:00+00:00",
         ),
     )
     pub.add_argument("file", type=Path, help="one event per line ('-' for stdin)")
@@ -29,6 +36,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         metavar="TIME",
         help="then send a watermark heartbeat at TIME (ISO 8601 with offset) to every "
         "partition: a replay closes its own event time, as `journeys simulate` does",
+    )
+    pub.add_argument(
+        "--history",
+        action="store_true",
+        help="the file is history: publish it (flagged backfill) to the history domain",
     )
     pub.set_defaults(func=_publish)
     _add_ingest(sub)
@@ -82,7 +94,13 @@ def _publish(settings: Settings, args: argparse.Namespace) -> int:
     if args.close_at is not None and args.close_at.tzinfo is None:
         print("journeys publish: --close-at needs a UTC offset, e.g. +00:00", file=sys.stderr)
         return 2
-    status = publish_file(settings, args.file)
+    if args.history:
+        from deploy.kafka_admin import ensure_topics
+        from schemas.history import history_settings
+
+        settings = history_settings(settings)
+        ensure_topics(settings)
+    status = publish_file(settings, args.file, backfill=args.history)
     if args.close_at is not None:
         send_heartbeats(settings, int(args.close_at.timestamp() * 1000))
         print(f"event time closed at {args.close_at.isoformat()}", file=sys.stderr)

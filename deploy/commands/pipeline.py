@@ -12,11 +12,19 @@ from types import FrameType
 from deploy.commands import SubParsers, examples
 from schemas.settings import Settings
 
+_HISTORY_HELP = (
+    "the history time domain (imported history): its own topics and consumer groups, "
+    "writing to the same tables"
+)
+
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     t = sub.add_parser(
-        "topics", help="create the pipeline's topics (idempotent)", epilog=examples("topics")
+        "topics",
+        help="create the pipeline's topics (idempotent)",
+        epilog=examples("topics", "topics --history"),
     )
+    t.add_argument("--history", action="store_true", help=_HISTORY_HELP)
     t.set_defaults(func=_topics)
     db = sub.add_parser("db", help="ClickHouse schema", epilog=examples("db migrate", "db ddl"))
     dsub = db.add_subparsers(title="actions", metavar="ACTION")
@@ -46,7 +54,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     proc = sub.add_parser(
         "process",
         help="run a stream-processing stage as a faust worker",
-        epilog=examples("process ingest", "process friction"),
+        description="Run a stage. With --history the same stage runs in the history time "
+        "domain: its own topics (prefix + history.) and consumer group, no idle advance; "
+        "history's time moves only with history's events and the heartbeats of "
+        "`journeys publish --history --close-at TIME` (docs/concepts.md, History).",
+        epilog=examples("process ingest", "process friction", "process journeys --history"),
     )
     proc.add_argument(
         "stage",
@@ -56,6 +68,7 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         "journeys: stitched -> journeys, stage transitions, drop-offs, retractions, sessions; "
         "friction: stitched, transitions, drop-offs -> friction windows, alerts (+ webhooks)",
     )
+    proc.add_argument("--history", action="store_true", help=_HISTORY_HELP)
     proc.set_defaults(func=_process)
 
     sink = sub.add_parser(
@@ -64,8 +77,11 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         description="Write the pipeline's output topics into ClickHouse, exactly once. Rows "
         "ClickHouse refuses go to the sink's dead-letter topic (dlq.sink); after a fix, "
         "`journeys sink replay-dead-letters` inserts them.",
-        epilog=examples("sink", "sink --idle-exit 30", "sink replay-dead-letters"),
+        epilog=examples(
+            "sink", "sink --idle-exit 30", "sink --history", "sink replay-dead-letters"
+        ),
     )
+    sink.add_argument("--history", action="store_true", help=_HISTORY_HELP)
     sink.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without data"
     )
@@ -100,9 +116,20 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _topics(settings: Settings, _args: argparse.Namespace) -> int:
+def _domain(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings of the time domain the command runs in: live, or history (`--history`,
+    schemas/history.py)."""
+    if not getattr(args, "history", False):
+        return settings
+    from schemas.history import history_settings
+
+    return history_settings(settings)
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
 
+    settings = _domain(settings, args)
     created = ensure_topics(settings)
     print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else ""))
     return 0
@@ -163,6 +190,7 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
     from stream_processors.runtime.worker import run
     from stream_processors.stages import STAGES
 
+    settings = _domain(settings, args)
     ensure_topics(settings)
     run(settings, args.stage, STAGES[args.stage])
     return 0
@@ -176,6 +204,9 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.http.server import serving
     from sinks.runner import TopicSink, pipeline_routes
 
+    # History's sink reads history's topics into the same tables, through the live sink's
+    # HTTP interface when that one owns the folder.
+    settings = _domain(settings, args)
     ensure_topics(settings)
     # While ClickHouse is away the sink says so every few seconds with what failed; the HTTP
     # client would say it at every attempt of every partition.

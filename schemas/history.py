@@ -1,0 +1,38 @@
+"""The history time domain: where imported history runs (docs/concepts.md, "History").
+
+History (Segment's `/v1/import`, `journeys publish --history`) is published to topics of its
+own, the deployment's prefix plus `history.` (`journeys.history.raw`, ...), and processed by
+stage instances of its own (`journeys process STAGE --history`, `journeys sink --history`),
+each in its own consumer group. So its event time is its own: old events never move live
+time, live events never make history late, and nothing but history's own heartbeats
+(`journeys publish --history --close-at TIME`) closes it. The stages' code is the same; only
+their settings differ, and this module derives them. Outputs reach the same ClickHouse tables,
+the touchpoints flagged `backfill`, which friction learns from and never alerts on.
+"""
+
+from __future__ import annotations
+
+from schemas.settings import Settings
+
+HISTORY_PREFIX = "history."
+
+
+def history_settings(settings: Settings) -> Settings:
+    """`settings` for the history domain: topics and consumer groups under the prefix plus
+    `history.`, no idle advance (the wall clock says nothing about history's time: a replay
+    closes its own with heartbeats), metrics on any free port (the live stages hold theirs),
+    and an explicit sink group, if any, suffixed likewise."""
+    if settings.topics.prefix.endswith(HISTORY_PREFIX):
+        return settings  # already history
+    topics = settings.topics.model_copy(update={"prefix": settings.topics.prefix + HISTORY_PREFIX})
+    processor = settings.processor.model_copy(
+        update={
+            "idle_after_seconds": 0.0,
+            "metrics_port": 0 if settings.processor.metrics_port is not None else None,
+        }
+    )
+    group = settings.sink.group_id
+    sink = settings.sink.model_copy(
+        update={"group_id": None if group is None else f"{group}.{HISTORY_PREFIX}".rstrip(".")}
+    )
+    return settings.model_copy(update={"topics": topics, "processor": processor, "sink": sink})
