@@ -79,6 +79,7 @@ def pipeline_routes(topics: Topics) -> dict[str, str]:
         topics.journey_sessions: "sessions",
         topics.friction_windows: "friction_windows",
         topics.alerts: "alerts",
+        topics.alert_silences: "alert_silences",
     }
 
 

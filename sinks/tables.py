@@ -990,7 +990,41 @@ alerts = Table(
         "notify",
         ch("Bool"),
         comment="true when this version pages (the alert opened, resolved, was retracted or "
-        "fired again); false for an update of its figures.",
+        "fired again, or a team not paged yet came to own one of its series); false for an "
+        "update of its figures.",
+    ),
+    Column(
+        "teams",
+        ch("Array(String)"),
+        comment="The teams that own its series now (routing file), the headline's first.",
+    ),
+    Column(
+        "page",
+        ch("Array(String)"),
+        comment="The teams this version pages: every owner when it opens, a team that came "
+        "to own one of its series while it fires, every team paged when it resolves.",
+    ),
+    Column(
+        "paged_before",
+        ch("Array(String)"),
+        comment="The teams earlier versions paged (a silenced page counts: it was addressed).",
+    ),
+    Column(
+        "change",
+        ch("Nullable(String)"),
+        comment="What this version pages about: opened, resolved, retracted, firing again, "
+        "or in words the headline or a series that moved to another team; NULL for updates.",
+    ),
+    Column(
+        "related",
+        ch(
+            "Array(Tuple(incident_id String, "
+            "series Tuple(kind String, scope String, name String), kind String, "
+            "status String, started_at String, observed Int64, expected Nullable(Float64), "
+            "team Nullable(String)))"
+        ),
+        comment="The other series grouped into this alert in full: their incident, series, "
+        "status, start (ISO 8601), observed and expected counts and owning team.",
     ),
     ReplacingMergeTree(
         version="version",
@@ -1000,6 +1034,39 @@ alerts = Table(
     comment="Friction and drop-off alerts, one per problem (read with FINAL for the latest "
     "version): status firing, resolved or retracted; the headline series with observed and "
     "expected, the related series it groups, owning team, likely cause and example journeys.",
+)
+
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("silence_id", ch("String"), comment="The silence's id, the same in every version."),
+    Column(
+        "version",
+        ch("UInt64"),
+        comment="Grows when the silence is written again (lifted early); read with FINAL.",
+    ),
+    Column(
+        "target",
+        ch("LowCardinality(String)"),
+        comment="series (match is a glob over `<kind> <scope> <name>`) or route (a route's "
+        "name in the routing file, `route[N]` or default).",
+    ),
+    Column("match", ch("String"), comment="The series pattern or the route name it silences."),
+    Column("starts_at", ch(TIME), comment="When it began (wall clock, UTC)."),
+    Column(
+        "ends_at",
+        ch(TIME),
+        comment="When it ends (wall clock, UTC): pages of its series go out again from then.",
+    ),
+    Column("reason", ch("String"), comment="Why, as given to `journeys alerts silence`."),
+    Column("created_by", ch("Nullable(String)"), comment="Who silenced (the OS user)."),
+    ReplacingMergeTree(
+        version="version",
+        order_by=("silence_id",),
+        settings={"non_replicated_deduplication_window": DEDUP_WINDOW},
+    ),
+    comment="Silences of alert pages: while one lasts, the alerts of its series or route are "
+    "stored as always but page no one (`journeys alerts silence`).",
 )
 
 # Privacy operations (docs/concepts.md, Privacy): written by `journeys privacy erase`.

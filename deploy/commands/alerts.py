@@ -1,8 +1,12 @@
-"""`journeys alerts list | show ID`: the friction and drop-off alerts, as the stage published
-them.
+"""`journeys alerts list | show ID | silence SERIES|ROUTE | test ROUTE`: the friction and
+drop-off alerts, as the stage published them, and their pages.
 
-Read from the `alerts` topic (every version, keeping the latest per alert), not ClickHouse,
-so it works while the pipeline runs and the sink holds the embedded ClickHouse folder.
+`list` and `show` read ClickHouse's `alerts` table through `sinks.clickhouse.reading()`, the
+path every reader takes (the live interface of a running sink, else the folder itself), so
+they work on a copy of a ClickHouse folder with no broker and after the topic's retention;
+`--from kafka` reads the `alerts` topic instead (every version, the latest per alert kept).
+`silence` writes a silence to the compacted `alert-silences` topic; `test` posts a sample
+page to a route's targets through the webhook sender the stage uses.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from datetime import UTC, datetime
 
 import orjson
 
+from deploy.alerts.actions import run_silence, run_test
+from deploy.alerts.reader import read_clickhouse
 from deploy.commands import EPILOG, SubParsers, examples
+from deploy.query.answers import Answer
+from deploy.query.formats import FORMATS, render
 from schemas.settings import Settings
 from stream_processors.friction.alerts.core.causes import place
 from stream_processors.friction.alerts.core.records import AlertRecord
@@ -39,6 +47,7 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     ls.add_argument("--status", choices=STATUSES, help="only alerts with this status")
     ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    _source_and_format(ls)
     ls.set_defaults(func=_list)
     show = asub.add_parser(
         "show",
@@ -48,7 +57,45 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         epilog="Example: `journeys alerts show 3f2a` (an id or a unique prefix). " + EPILOG,
     )
     show.add_argument("id", help="an alert id, or a unique prefix of one")
+    _source_and_format(show)
     show.set_defaults(func=_show)
+    silence = asub.add_parser(
+        "silence",
+        help="stop pages of a series or a route for a while",
+        description="Write a silence: until it ends, pages whose series are all covered by it "
+        "(a series glob '<kind> <scope> <name>' as `alerts list` prints it, or a route of the "
+        "routing file by name) are not posted. The alerts are still published and stored.",
+        epilog="Examples: `journeys alerts silence 'friction web:/checkout *' --for 2h --reason "
+        "'payment provider maintenance'`, `journeys alerts silence sources --for 30m "
+        "--reason deploy`. Durations: 30m, 2h, 1h30m, 1d. " + EPILOG,
+    )
+    silence.add_argument("target", metavar="SERIES|ROUTE", help="a series glob or a route name")
+    silence.add_argument("--for", dest="duration", required=True, help="how long (30m, 2h, 1d)")
+    silence.add_argument("--reason", required=True, help="why: shown wherever it is listed")
+    silence.set_defaults(func=run_silence)
+    test = asub.add_parser(
+        "test",
+        help="send a sample page to a route's targets",
+        description="Post a sample firing page, as the stage would for a series of ROUTE "
+        "(its runbook and dashboard links included), to each target of the route (webhook, "
+        "Slack, PagerDuty), with the stage's retries; print what each answered. Nothing is "
+        "written to Kafka or ClickHouse.",
+        epilog="Examples: `journeys alerts test checkout-web`, `journeys alerts test default`. "
+        + EPILOG,
+    )
+    test.add_argument("route", metavar="ROUTE", help="a route's name, route[N] or default")
+    test.set_defaults(func=run_test)
+
+
+def _source_and_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--from",
+        dest="source",
+        choices=("clickhouse", "kafka"),
+        default="clickhouse",
+        help="where to read the alerts (default: clickhouse)",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="table", help="default: table")
 
 
 def latest(records: Iterable[AlertRecord]) -> dict[str, AlertRecord]:
@@ -99,6 +146,8 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
         f"  what        {r.kind.replace('_', ' ')} at {place(r.series)} ({r.series})",
         f"  severity    {r.severity}",
         f"  team        {r.team or '-'}" + (f" ({r.route})" if r.route else ""),
+        f"  teams       {', '.join(r.teams) or '-'}"
+        + (f"; paged before {', '.join(r.paged_before)}" if r.paged_before else ""),
         f"  started     {_when(r.started_at)} UTC; last alerting window "
         f"{_when(r.last_window_start)}-{r.last_window_end:%H:%M}, {r.windows} windows",
         f"  observed    {r.observed} (volume {r.volume}), expected "
@@ -123,7 +172,9 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
         )
     lines.append("  versions:")
     for h in sorted(history, key=lambda h: h.version):
-        paged = " (paged)" if h.notify else ""
+        paged = f" (paged {', '.join(h.page) or 'its route'})" if h.notify else ""
+        if h.change and h.change not in ("opened", "resolved", "retracted"):
+            paged += f": {h.change}"
         lines.append(
             f"    v{h.version} {h.status}{paged}: {h.observed} vs "
             f"{'-' if h.expected is None else f'{h.expected:.1f}'}"
@@ -131,7 +182,47 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
     return "\n".join(lines)
 
 
-def _read(settings: Settings) -> list[AlertRecord]:
+LIST_COLUMNS = [
+    "alert_id",
+    "status",
+    "started_at",
+    "team",
+    "severity",
+    "observed",
+    "expected",
+    "series",
+    "related",
+    "teams",
+    "version",
+]
+
+
+def list_answer(records: Sequence[AlertRecord], status: str | None, limit: int) -> Answer:
+    """The rows of `alerts list --format json|csv`, newest first. Pure."""
+    chosen = [r for r in records if status is None or r.status == status]
+    chosen.sort(key=lambda r: (r.started_at, r.incident_id), reverse=True)
+    rows = [
+        (
+            r.incident_id,
+            r.status,
+            r.started_at,
+            r.team,
+            r.severity,
+            r.observed,
+            r.expected,
+            str(r.series),
+            [str(rel.series) for rel in r.related],
+            list(r.teams),
+            r.version,
+        )
+        for r in chosen[:limit]
+    ]
+    return Answer(LIST_COLUMNS, rows)
+
+
+def _read(settings: Settings, source: str = "kafka") -> list[AlertRecord]:
+    if source == "clickhouse":
+        return read_clickhouse(settings)
     from deploy.kafka_admin import check_kafka
     from schemas.topics import Topics
     from stream_processors.runtime.topic_reader import read_to_end
@@ -146,12 +237,16 @@ def _read(settings: Settings) -> list[AlertRecord]:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
-    print(render_list(list(latest(_read(settings)).values()), args.status, args.limit))
+    found = list(latest(_read(settings, args.source)).values())
+    if args.format == "table":
+        print(render_list(found, args.status, args.limit))
+    else:
+        print(render(list_answer(found, args.status, args.limit), args.format))
     return 0
 
 
 def _show(settings: Settings, args: argparse.Namespace) -> int:
-    records = _read(settings)
+    records = _read(settings, args.source)
     found = latest(records)
     matches = [aid for aid in found if aid.startswith(args.id)]
     if len(matches) != 1:
@@ -159,5 +254,20 @@ def _show(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{what} with id {args.id!r}" + (": " + ", ".join(matches[:5]) if matches else ""))
         return 1
     aid = matches[0]
-    print(render_show(found[aid], [r for r in records if r.incident_id == aid]))
+    history = sorted((r for r in records if r.incident_id == aid), key=lambda r: r.version)
+    if args.format == "json":
+        print(orjson.dumps(found[aid].to_dict(), option=orjson.OPT_INDENT_2).decode())
+    elif args.format == "csv":
+        print(render(_versions(history), "csv"))
+    else:
+        print(render_show(found[aid], history))
     return 0
+
+
+def _versions(history: Sequence[AlertRecord]) -> Answer:
+    columns = ["version", "status", "notify", "page", "change", "observed", "expected"]
+    rows = [
+        (h.version, h.status, h.notify, list(h.page), h.change, h.observed, h.expected)
+        for h in history
+    ]
+    return Answer(columns, rows)

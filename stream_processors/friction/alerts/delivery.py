@@ -12,9 +12,11 @@ stream never waits for a receiver: this runs on its own thread, with its own con
 (`<prefix>alert-webhooks`); the `alerts` topic has one partition, so one worker of the group
 delivers at a time.
 
-Only versions with `notify` are posted (an alert opened, resolved, withdrawn or firing
-again), to the targets of the route of the alert's headline series. Deliveries that fail
-for good go to `dlq.alerts` with the reason.
+Only versions with `notify` are posted, to the teams the version pages (`core/paging.py`)
+through the routes of the series each owns (`core/addressing.py`). Silences are read from
+the compacted `alert-silences` topic (all of it at start, then as they come, before each
+batch of alerts): a team whose series are all silenced is not posted to, which is logged and
+counted (`silenced`). Deliveries that fail for good go to `dlq.alerts` with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,16 +34,18 @@ from schemas.alerting import AlertRouting
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.friction import metrics as friction_metrics
+from stream_processors.friction.alerts.core.addressing import address
 from stream_processors.friction.alerts.core.records import AlertRecord
 from stream_processors.friction.alerts.core.retry import RetryPolicy
 from stream_processors.friction.alerts.core.routing import AlertRouter
+from stream_processors.friction.alerts.silence_log import SilenceReader
 from stream_processors.friction.alerts.webhooks import FailedDelivery, WebhookSender
 
 log = logging.getLogger(__name__)
 
 _OUTCOMES = {
     name: friction_metrics.ALERT_DELIVERIES.labels(name)
-    for name in ("delivered", "retried", "failed")
+    for name in ("delivered", "retried", "failed", "silenced")
 }
 
 
@@ -65,6 +70,8 @@ class AlertDeliverer:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.submitted = 0
+        self.silenced = 0
+        self.silences = SilenceReader(settings)
 
     def start(self) -> AlertDeliverer:
         self._thread = threading.Thread(target=self._run, name="alert webhooks", daemon=True)
@@ -97,8 +104,11 @@ class AlertDeliverer:
         consumer = self._consumer()
         pending: dict[int, int] = {}  # partition -> offset to commit once all is delivered
         try:
+            self.silences.start()
             while not self._stop.is_set():
-                for msg in consumer.consume(100, 0.2):
+                messages = consumer.consume(100, 0.2)
+                self.silences.poll()  # a silence written before these alerts is heard first
+                for msg in messages:
                     err = msg.error()
                     if err is not None:
                         if err.code() != KafkaError._PARTITION_EOF:
@@ -119,6 +129,7 @@ class AlertDeliverer:
         finally:
             self._dlq.flush(10.0)
             consumer.close()
+            self.silences.close()
 
     def _take(self, value: bytes | None) -> None:
         if value is None:
@@ -130,8 +141,22 @@ class AlertDeliverer:
             return
         if not record.notify:
             return
-        for target in self.router.route(record.series).targets:
-            self.sender.submit(target, record)
+        addressed = address(record, self.router, self.silences.held, datetime.now(UTC))
+        for team, silence in addressed.silenced:
+            self.silenced += 1
+            _OUTCOMES["silenced"].inc()
+            log.info(
+                "alert page silenced",
+                extra={
+                    "alert_id": record.incident_id,
+                    "version": record.version,
+                    "team": team,
+                    "silence": silence.silence_id,
+                    "reason": silence.reason,
+                },
+            )
+        for delivery in addressed.deliveries:
+            self.sender.submit(delivery.target, record, delivery.page)
             self.submitted += 1
 
     def _commit(self, consumer: Consumer, pending: dict[int, int]) -> None:

@@ -1,0 +1,2 @@
+"""`journeys alerts`: reading alerts from ClickHouse, silences and test pages; the shipped
+routing file (`routing.toml`)."""

@@ -1,0 +1,120 @@
+"""`journeys alerts silence` and `journeys alerts test`: the two commands that act on pages.
+
+A silence is written to the compacted `alert-silences` topic (the webhook thread follows it,
+the sink stores it in `alert_silences`). Durations use the one syntax of every Journeys
+duration (`schemas.definitions.parse_duration`: 30m, 2h, 1h30m, 1d). A test page is a
+sample firing alert posted to each target of one route by the `WebhookSender` the stage uses
+(its body renderers, headers, retries and backoff), with the route's links; what each target
+answered is printed, and nothing is written to Kafka or ClickHouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import uuid
+from datetime import UTC, datetime
+
+from schemas.alerting import load_alert_routing
+from schemas.definitions import parse_duration
+from schemas.settings import Settings
+from stream_processors.friction.alerts.core.addressing import links
+from stream_processors.friction.alerts.core.bodies import Page
+from stream_processors.friction.alerts.core.records import AlertRecord
+from stream_processors.friction.alerts.core.retry import RetryPolicy
+from stream_processors.friction.alerts.core.routing import AlertRouter
+from stream_processors.friction.alerts.core.silences import Silence, target_of
+from stream_processors.friction.alerts.webhooks import FailedDelivery, WebhookSender
+from stream_processors.friction.core.rules import Series
+
+
+def _router(settings: Settings) -> AlertRouter | None:
+    path = settings.alerts.routing_file
+    return AlertRouter(load_alert_routing(path)) if path is not None else None
+
+
+def run_silence(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import check_kafka
+    from stream_processors.friction.alerts.silence_log import write_silence
+
+    router = _router(settings)
+    names = [name for r in router.routes() for name in (r.name, r.matched)] if router else []
+    try:
+        duration = parse_duration(args.duration)
+        target, match = target_of(args.target, dict.fromkeys(names))
+    except ValueError as exc:
+        print(f"alerts silence: {exc}")
+        return 2
+    if not args.reason.strip():
+        print("alerts silence: --reason: say why (it is shown wherever the silence is listed)")
+        return 2
+    now = datetime.now(UTC)
+    silence = Silence(
+        str(uuid.uuid4()), target, match, now, now + duration, args.reason.strip(), _user()
+    )
+    check_kafka(settings)
+    write_silence(settings, silence)
+    print(f"silenced {silence.describe()} (id {silence.silence_id})")
+    return 0
+
+
+def run_test(settings: Settings, args: argparse.Namespace) -> int:
+    router = _router(settings)
+    if router is None:
+        print("alerts test: no routing file (set JOURNEYS_ALERTS__ROUTING_FILE)")
+        return 2
+    route = router.named(args.route)
+    if route is None:
+        known = ", ".join(r.name for r in router.routes())
+        print(f"alerts test: no route {args.route!r} in the routing file ({known})")
+        return 2
+    if not route.targets:
+        print(f"alerts test: route {route.name} has no webhook, slack or pagerduty target")
+        return 1
+    failed: list[FailedDelivery] = []
+    sender = WebhookSender(RetryPolicy.of(settings.alerts), failed.append)
+    record = sample(route.team, route.matched, datetime.now(UTC))
+    page = Page((route.team,), links([route]))
+    for target in route.targets:
+        sender.submit(target, record, page)
+    sender.close(settings.alerts.max_elapsed_seconds + settings.alerts.timeout_seconds)
+    for target in route.targets:
+        problem = next((f for f in failed if f.endpoint == target.redacted), None)
+        said = f"failed: {problem.reason}" if problem else "delivered"
+        print(f"{target.format:<9} {target.redacted}  {said}")
+    return 1 if failed else 0
+
+
+def sample(team: str, route: str, now: datetime) -> AlertRecord:
+    """A firing alert that says it is a test. Pure."""
+    return AlertRecord(
+        incident_id=f"test-{uuid.uuid4()}",
+        version=1,
+        status="firing",
+        series=Series("friction", "test:/journeys-alerts-test", "test"),
+        kind="friction_spike",
+        started_at=now,
+        last_window_start=now,
+        last_window_end=now,
+        windows=1,
+        observed=0,
+        expected=None,
+        volume=0,
+        p_value=None,
+        severity="warning",
+        explanation=f"A test page from `journeys alerts test` for {route}: no action needed.",
+        last_alert_id="test",
+        team=team,
+        route=route,
+        notify=True,
+        teams=(team,),
+        page=(team,),
+        change="a test page",
+    )
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
