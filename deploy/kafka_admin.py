@@ -87,7 +87,6 @@ def topic_specs(
         TopicSpec(topics.alerts, 1, {"compression.type": "producer"}),
         TopicSpec(topics.dlq_alerts, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(topics.alert_silences, 1, compact),  # every silence, kept by its id
-        TopicSpec(topics.alert_silences, 1, compact),  # every silence, kept by its id
         # One partition: few records, replayed in the order they were refused.
         TopicSpec(
             topics.dlq_sink,

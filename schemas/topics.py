@@ -25,7 +25,6 @@ FRICTION_WINDOWS = "friction-windows"
 ALERTS = "alerts"
 DLQ_ALERTS = "dlq.alerts"
 ALERT_SILENCES = "alert-silences"
-ALERT_SILENCES = "alert-silences"
 DLQ_SINK = "dlq.sink"
 # What the identity, journeys and friction stages could not read in their input (the ingest
 # stage has `dlq.ingest`): the raw message or event, and the reason.
@@ -61,7 +60,6 @@ class Topics:
     alerts: str  # alert records (one per problem), keyed by alert id
     dlq_alerts: str  # alert deliveries that failed
     alert_silences: str  # silences of alert pages, keyed by silence id; compacted
-    alert_silences: str  # silences of alert pages, keyed by silence id; compacted
     dlq_sink: str  # rows ClickHouse refused, keyed by their insert deduplication token
     dlq_identity: str  # input the identity stage could not read
     dlq_journeys: str  # input the journeys stage could not read
@@ -90,7 +88,6 @@ class Topics:
             friction_windows=topics.name(FRICTION_WINDOWS),
             alerts=topics.name(ALERTS),
             dlq_alerts=topics.name(DLQ_ALERTS),
-            alert_silences=topics.name(ALERT_SILENCES),
             alert_silences=topics.name(ALERT_SILENCES),
             dlq_sink=topics.name(DLQ_SINK),
             dlq_identity=topics.name(DLQ_IDENTITY),
