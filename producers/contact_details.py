@@ -51,9 +51,10 @@ EMAIL = re.compile(
 # A run of digits written the way numbers are written: phone punctuation between digits, an
 # optional leading `+` or `(`, an optional extension. It must not continue a longer token:
 # a letter or digit joined to it on either side, or a `-`, `/` or `.` that joins it to one
-# (ids, versions, paths). `tel:+44 ...` and `phone:0161 ...` are runs.
+# (ids, versions, paths), or a time's `12:` before it (`10:15:43.123456`). `tel:+44 ...` and
+# `phone:0161 ...` are runs.
 _CANDIDATE = re.compile(
-    r"(?:(?<![\w+])(?:\+|\(\+?)|(?<![\w\-/.+]))\d[\d \t().\-/]{5,40}\d\)?"
+    r"(?<!\d:)(?:(?<![\w+])(?:\+|\(\+?)|(?<![\w\-/.+]))\d[\d \t().\-/]{5,40}\d\)?"
     r"(?:[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,6})?(?![\w\-/]|\.\d)"
 )
 _Y, _M, _D = r"(?:19|20)\d{2}", r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
@@ -62,7 +63,8 @@ _DATE = re.compile(
     rf"|{_M}([\-./ ]){_D}\3(?:{_Y}|\d{{2}}))(?:[ T]\d{{1,2}})?\)?"
     rf"|{_Y}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{{0,6}}"  # 20240115, 20240115103000
 )
-_AMOUNT = re.compile(r"[\d ]*\d\.\d{1,2}")
+# Amounts (`1 299 000.00`) and decimals (`43.123456`), but not `9487.5749` (Australia).
+_AMOUNT = re.compile(r"[\d ]*\d\.\d{1,2}|\d{1,2}\.\d+|\d+\.\d{5,}")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # A national number as people group it, with a trunk `0`: `08-26 01 81`, `(0161) 4960066`.
 # Taken even when no region's numbering plan knows it (when in doubt, hash).

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import Any
+
+import orjson
 
 from producers.contact_details import ContactDetails
 from schemas.settings import PiiSettings
@@ -21,6 +24,8 @@ _NON_DIGITS = re.compile(r"[^\d+]")
 # of a search. Bounded (a few MB at most): cleared when full.
 _CLEAN_TEXTS = 1 << 16
 _CLEAN_TEXT_CHARS = 64
+# Deeper than any valid event: below this the rest is scrubbed as one JSON text.
+_MAX_DEPTH = 32
 
 
 class PiiHasher:
@@ -53,6 +58,31 @@ class PiiHasher:
                 self._clean.clear()
             self._clean.add(value)
         return out
+
+    def document(self, doc: Any, depth: int = 0) -> Any:
+        """Any decoded JSON value with every text in it (keys too) passed through `text`.
+        Objects and lists are changed in place (a decoded event is the caller's own copy)."""
+        if isinstance(doc, str):
+            return self.text(doc)
+        if depth >= _MAX_DEPTH and isinstance(doc, dict | list):
+            try:
+                return self.text(orjson.dumps(doc).decode())
+            except orjson.JSONEncodeError:
+                return "(nested too deeply to keep)"
+        if isinstance(doc, list):
+            for i, item in enumerate(doc):
+                if isinstance(item, str | dict | list):
+                    doc[i] = self.document(item, depth + 1)
+        elif isinstance(doc, dict):
+            renamed = []
+            for key, item in doc.items():
+                if isinstance(item, str | dict | list):
+                    doc[key] = self.document(item, depth + 1)
+                if isinstance(key, str) and self.text(key) != key:
+                    renamed.append(key)
+            for key in renamed:
+                doc[self.text(key)] = doc.pop(key)
+        return doc
 
     def keyed(self, value: str) -> str:
         """Hash of any other value that must not travel as it is (an IP address)."""

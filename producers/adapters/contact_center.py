@@ -64,6 +64,7 @@ def derive_contact(
         source=mapping.source,
         record_id=contact.contact_id,
         identity=identity,
+        scrub=hasher.text,
         touchpoint=f"queue:{contact.queue}" if contact.queue else None,
         session_id=contact.contact_id,
         common={"contact_id": contact.contact_id, "queue": contact.queue},

@@ -64,6 +64,7 @@ def derive_sale(record: Record, mapping: PosMapping, hasher: PiiHasher) -> list[
         source=mapping.source,
         record_id=sale.record_id,
         identity=identity,
+        scrub=hasher.text,
         touchpoint=sale.touchpoint,
         common={"transaction_id": sale.transaction_id, "store_id": sale.store_id},
     )

@@ -2,7 +2,10 @@
 
 Event ids are UUIDv5 of (source system, record id, derived event), so ingesting a file twice
 publishes the same ids and the ingest stage drops the second copy as duplicates. Phone
-numbers and e-mail addresses are hashed here and never leave this module raw.
+numbers and e-mail addresses are hashed here and never leave this module raw: those of the
+identity columns as identifiers, those inside any other text (a queue or agent name, a
+disposition, the touchpoint) where they are found (`PiiHasher.text`, the detector every
+producer uses).
 
 Events are written as `schema_version` 2: the documented properties (deploy/mappings/
 README.md) as before, plus the channel's typed block where the adapter gives one.
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -57,8 +60,9 @@ def hashed_identity(
         )
     try:
         return Identity(
-            customer_id=customer_id,
-            loyalty_id=loyalty_id,
+            # Ids as the collector treats them: a contact detail given as an id is hashed.
+            customer_id=customer_id and hasher.text(customer_id),
+            loyalty_id=loyalty_id and hasher.text(loyalty_id),
             email_hash=hasher.email(usable_email) if usable_email else None,
             phone_hash=hasher.phone(usable_phone) if usable_phone else None,
         )
@@ -68,12 +72,14 @@ def hashed_identity(
 
 @dataclass(frozen=True, slots=True)
 class RecordEvents:
-    """What the events derived from one record share; `event()` builds each of them."""
+    """What the events derived from one record share; `event()` builds each of them.
+    `scrub` is applied to every text the events carry (`PiiHasher.text`)."""
 
     channel: Channel
     source: str
     record_id: str
     identity: Identity
+    scrub: Callable[[str], str]
     touchpoint: str | None = None
     session_id: str | None = None
     common: Mapping[str, PropertyValue] = field(default_factory=dict)
@@ -88,8 +94,13 @@ class RecordEvents:
     ) -> Touchpoint:
         """One touchpoint; `key` tells apart several events of one type (the n-th transfer),
         `detail` the fields of the channel's typed block (unset ones are None)."""
-        merged = {k: v for k, v in {**self.common, **properties}.items() if v is not None}
-        typed = {} if detail is None else {self.channel.value: _given(detail)}
+        scrub = self.scrub
+        merged = {
+            k: scrub(v) if isinstance(v, str) else v
+            for k, v in {**self.common, **properties}.items()
+            if v is not None
+        }
+        typed = {} if detail is None else {self.channel.value: _given(detail, scrub)}
         try:
             return Touchpoint(
                 event_id=event_id(self.source, self.record_id, key or event_type),
@@ -99,8 +110,8 @@ class RecordEvents:
                 schema_version=2,
                 occurred_at=at,
                 identity=self.identity,
-                session_id=self.session_id,
-                touchpoint=self.touchpoint,
+                session_id=self.session_id and scrub(self.session_id),
+                touchpoint=self.touchpoint and scrub(self.touchpoint),
                 properties=merged,
                 **typed,
             )
@@ -108,8 +119,14 @@ class RecordEvents:
             raise RecordError(_first_error(event_type, exc)) from None
 
 
-def _given(fields: Mapping[str, PropertyValue]) -> dict[str, PropertyValue]:
-    return {name: value for name, value in fields.items() if value is not None}
+def _given(
+    fields: Mapping[str, PropertyValue], scrub: Callable[[str], str]
+) -> dict[str, PropertyValue]:
+    return {
+        name: scrub(value) if isinstance(value, str) else value
+        for name, value in fields.items()
+        if value is not None
+    }
 
 
 def _first_error(what: str, exc: ValidationError) -> str:

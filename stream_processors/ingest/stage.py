@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.pii import PiiHasher
 from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.settings import Settings
@@ -44,6 +45,12 @@ class IngestStage:
     _cores: dict[int, Ingest] = field(default_factory=dict)
     _last_input: dict[int, float] = field(default_factory=dict)  # monotonic seconds
     monotonic: Callable[[], float] = time.monotonic  # injected by tests
+    # Contact details in the events' texts, from producers that did not hash them, are hashed
+    # before anything is forwarded or dead-lettered (producers/contact_details.py).
+    pii: PiiHasher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pii = PiiHasher(self.settings.pii)
 
     def core(self, partition: int) -> Ingest:
         core = self._cores.get(partition)
@@ -68,7 +75,7 @@ class IngestStage:
         try:
             decoded = envelope.decode(payload or b"")
         except envelope.EnvelopeError as exc:
-            rejection = Rejection(exc.reason, payload or b"", detail=exc.detail)
+            rejection = Rejection(exc.reason, self._scrubbed(payload or b""), detail=exc.detail)
             self._dead_letter(rejection, partition, offset, now)
             self.seen.mark_applied(partition, offset, None)
             return
@@ -76,6 +83,7 @@ class IngestStage:
         events = decoded.events
         if self.gate is not None:
             events = self.gate.admit(events, partition, offset, now)
+        events = [self.pii.document(event) for event in events]
         result = self.core(partition).process(events, now)
         previous = self.seen.applied[partition].watermark_ms
         watermark = self._watermark(partition, result.max_occurred_ms, decoded.watermark_ms, now)
@@ -136,6 +144,12 @@ class IngestStage:
             lateness_ms=int(proc.allowed_lateness.total_seconds() * 1000),
             ceiling_ms=int((now + proc.future_tolerance).timestamp() * 1000),
         )
+
+    def _scrubbed(self, payload: bytes) -> bytes:
+        """A payload that is not an envelope, with any contact detail in its text hashed."""
+        text = payload.decode("utf-8", "replace")
+        scrubbed = self.pii.text(text)
+        return payload if scrubbed == text else scrubbed.encode()
 
     def _dead_letter(self, rej: Rejection, partition: int, offset: int, now: datetime) -> None:
         raw, encoding = DeadLetter.wrap_raw(rej.raw)
