@@ -12,13 +12,14 @@ page to a route's targets through the webhook sender the stage uses.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import orjson
 
 from deploy.alerts.actions import run_silence, run_test
-from deploy.alerts.reader import read_clickhouse
+from deploy.alerts.reader import AlertsReadError, read_clickhouse
 from deploy.commands import EPILOG, SubParsers, examples
 from deploy.query.answers import Answer
 from deploy.query.formats import FORMATS, render
@@ -222,7 +223,7 @@ def list_answer(records: Sequence[AlertRecord], status: str | None, limit: int) 
 
 def _read(settings: Settings, source: str = "kafka") -> list[AlertRecord]:
     if source == "clickhouse":
-        return read_clickhouse(settings)
+        return read_clickhouse(settings)  # no journeys data: one line from `journeys`
     from deploy.kafka_admin import check_kafka
     from schemas.topics import Topics
     from stream_processors.runtime.topic_reader import read_to_end
@@ -237,7 +238,11 @@ def _read(settings: Settings, source: str = "kafka") -> list[AlertRecord]:
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
-    found = list(latest(_read(settings, args.source)).values())
+    try:
+        found = list(latest(_read(settings, args.source)).values())
+    except AlertsReadError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
     if args.format == "table":
         print(render_list(found, args.status, args.limit))
     else:
@@ -246,7 +251,11 @@ def _list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _show(settings: Settings, args: argparse.Namespace) -> int:
-    records = _read(settings, args.source)
+    try:
+        records = _read(settings, args.source)
+    except AlertsReadError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
     found = latest(records)
     matches = [aid for aid in found if aid.startswith(args.id)]
     if len(matches) != 1:
