@@ -256,8 +256,10 @@ class ProcessorSettings(Section):
     # do not move the event-time watermark, which is the timely channels' (docs/concepts.md §5).
     late_channels: frozenset[str] = frozenset({"store", "call_center"})
     # Live mode: a `raw` partition without input this long gets a watermark heartbeat at the
-    # wall clock minus the allowed lateness, so drop-offs still fire in quiet hours. 0 turns
-    # it off: replays close time with the heartbeats they publish (`journeys simulate`).
+    # wall clock minus the allowed lateness, so drop-offs still fire in quiet hours, but only
+    # if its event time is within the lateness plus this period of the clock (a partition
+    # replaying old data is never pushed to the present). 0 turns it off: replays close time
+    # with the heartbeats they publish (`journeys simulate`); the history domain never has it.
     idle_after_seconds: float = Field(default=60.0, ge=0)
 
     def metrics_port_of(self, stage: str) -> int | None:
