@@ -138,10 +138,25 @@ class ContactDetails:
                 if _is_phone(m.raw_string, m.number)
             ]
             if spans:
-                return spans
+                return self._and_the_rest(run, spans)
         if digits >= _MIN_DIGITS + 1 and _NATIONAL.fullmatch(run):
             return [(0, len(run), run)]
         return []
+
+    def _and_the_rest(
+        self, run: str, spans: list[tuple[int, int, str]]
+    ) -> list[tuple[int, int, str]]:
+        """`spans` and the phones in what they leave of `run`: the matcher takes one number
+        from `555 123 4567 555 123 4567`, a run of two."""
+        out, start = [], 0
+        for span in [*spans, (len(run), len(run), "")]:
+            rest = run[start : span[0]]
+            if sum(c.isdigit() for c in rest) >= _MIN_DIGITS:
+                out += [(start + a, start + b, t) for a, b, t in self._phones_in(rest)]
+            if span[2]:
+                out.append(span)
+            start = span[1]
+        return out
 
 
 def _other_number(written: str) -> bool:
