@@ -229,21 +229,39 @@ def _collector_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
         help="serve Segment's HTTP tracking API (also as RudderStack's data plane) into raw",
         description="HTTP collector: existing Segment and RudderStack SDKs send here by changing "
         "only their endpoint (POST /v1/track, /v1/page, /v1/batch, ...). Write keys and their "
-        "sources come from the collector settings (JOURNEYS_COLLECTOR__SOURCES).",
-        epilog=examples("collector", "collector --host 127.0.0.1 --port 8088"),
+        "sources come from the collector settings (JOURNEYS_COLLECTOR__SOURCES). "
+        "/health/live, /health/ready and /metrics answer on the admin port "
+        "(JOURNEYS_COLLECTOR__ADMIN_PORT, default 9468). SIGTERM drains and exits 0.",
+        epilog=examples(
+            "collector", "collector --host 127.0.0.1 --port 8088", "collector --workers 2"
+        ),
     )
     col.add_argument("--host", help="address to listen on (default: the collector.host setting)")
     col.add_argument(
         "--port", type=int, help="port to listen on (default: the collector.port setting)"
     )
+    col.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="collector processes serving the port together, each with its own Kafka "
+        "producer; their metrics add up (default: the collector.workers setting)",
+    )
+    # A worker started by `--workers N`: binds its ports beside its siblings.
+    col.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     col.set_defaults(func=_collector)
 
 
 def _collector(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
-    from producers.collector.server import serve
+    from producers.collector.server import run_worker, serve
 
-    ensure_topics(settings)
     host = args.host or settings.collector.host
-    serve(settings, host, settings.collector.port if args.port is None else args.port)
-    return 0
+    port = settings.collector.port if args.port is None else args.port
+    if args.worker:
+        return run_worker(settings, host, port, shared=True)
+    if args.workers is not None and args.workers < 1:
+        print("journeys collector: --workers must be at least 1", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    return serve(settings, host, port, args.workers)

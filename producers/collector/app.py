@@ -1,13 +1,16 @@
 """The collector as a small ASGI application (served by uvicorn, see `server`).
 
-`POST` on the tracking routes (`protocol.ROUTES`), `OPTIONS` preflight for browsers,
-`GET /health` and `GET /metrics`. The request logic is `intake` (pure); this module reads
-bodies, waits for Kafka through a `Deliverer`, and writes answers. Only a request's own events
-are waited for; 200 means Kafka has every accepted event and dead letter of that request.
+`POST` on the tracking routes (`protocol.ROUTES`), `OPTIONS` preflight for browsers and
+`GET /health` (live or not, for probes that can only reach this port; readiness and metrics
+are on the admin listener, `admin`). The request logic is `intake` (pure); this module reads
+bodies (408 when one does not arrive in time), waits for Kafka through a `Deliverer`, and
+writes answers. Only a request's own events are waited for; 200 means Kafka has every
+accepted event and dead letter of that request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -16,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from producers.collector import metrics
 from producers.collector.delivery import DeliveryError
@@ -31,7 +33,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = "application/json"
-_LABELLED = frozenset({*ROUTES, "/health", "/metrics"})
+_LABELLED = frozenset({*ROUTES, "/health"})
 _EXPOSED = "Retry-After, X-RateLimit-Reset"
 _DEFAULT_ALLOWED_HEADERS = "Content-Type, Authorization, Content-Encoding"
 
@@ -44,6 +46,8 @@ class Deliverer(Protocol):
     async def close(self) -> None: ...
 
     def healthy(self) -> bool: ...
+
+    async def ready(self, timeout: float) -> str | None: ...
 
     async def deliver(
         self,
@@ -85,6 +89,7 @@ class CollectorApp:
         cors_origins: list[str],
         ack_timeout: float,
         *,
+        request_timeout: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,6 +98,7 @@ class CollectorApp:
         self.cors_any = "*" in cors_origins
         self.cors_origins = frozenset(cors_origins)
         self.ack_timeout = ack_timeout
+        self.request_timeout = request_timeout
         self.clock = clock
         self.monotonic = monotonic
 
@@ -124,9 +130,22 @@ class CollectorApp:
         if kind is None or method != "POST":
             return self._not_collecting(method, path, headers)
         try:
-            body = await _read_body(receive, headers, self.intake.limits.for_wire(kind))
+            async with asyncio.timeout(self.request_timeout):
+                body = await _read_body(receive, headers, self.intake.limits.for_wire(kind))
         except HttpError as err:
             return Response.json(err.status, err.body(), err.headers)
+        except TimeoutError:  # a body trickled in, or stalled: free the connection
+            metrics.TIMEOUTS.inc()
+            return Response.json(
+                408,
+                {
+                    "success": False,
+                    "code": "request_timeout",
+                    "field": "body",
+                    "message": f"the body did not arrive within {self.request_timeout:g} s",
+                },
+                (("Connection", "close"),),
+            )
         if body is None:
             return None
         request = Request(
@@ -168,8 +187,6 @@ class CollectorApp:
         if path == "/health" and method == "GET":
             ok = self.deliverer.healthy()
             return Response.json(200 if ok else 503, {"status": "ok" if ok else "unavailable"})
-        if path == "/metrics" and method == "GET":
-            return Response(200, generate_latest(), CONTENT_TYPE_LATEST)
         if path not in ROUTES:
             return Response.json(
                 404, {"success": False, "code": "not_found", "message": f"no route {path}"}
@@ -208,14 +225,22 @@ class CollectorApp:
             ),
         )
 
+    def startup(self) -> None:
+        """Start delivering; call from the event loop that serves."""
+        self.deliverer.start()
+
+    async def shutdown(self) -> None:
+        """Send what is queued and wait for Kafka's answers."""
+        await self.deliverer.close()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.deliverer.start()
+                self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.deliverer.close()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -15,13 +15,16 @@ import functools
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
+from producers.collector import metrics
 from producers.collector.coalesce import Batch, Coalescer
-from producers.publisher import Publisher, PublishError
+from producers.publisher import FAILED, PUBLISHED, Publisher, PublishError
 from schemas.partitioning import partition_for
-from schemas.settings import BatchSettings
+from schemas.settings import BatchSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +59,42 @@ class Ticket:
             self.future.set_result(None)
 
 
+Probe = Callable[[float], str | None]
+
+
+def metadata_probe(kafka: KafkaSettings, topic: str) -> Probe:
+    """A readiness check: ask a broker for `topic`'s metadata now (a real request, not the
+    client's cache); None when every partition has a leader, else what is wrong."""
+    admin = AdminClient(kafka.as_librdkafka_dict())
+
+    def probe(timeout: float) -> str | None:
+        try:
+            meta = admin.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            return f"Kafka did not answer: {exc}"
+        found = meta.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            return f"topic {topic} is not available"
+        leaderless = sum(1 for p in found.partitions.values() if p.leader < 0 or p.error)
+        return f"{leaderless} partitions of {topic} have no leader" if leaderless else None
+
+    return probe
+
+
 class KafkaDelivery:
     def __init__(
-        self, publisher: Publisher, dlq_topic: str, batch: BatchSettings, linger_seconds: float
+        self,
+        publisher: Publisher,
+        dlq_topic: str,
+        batch: BatchSettings,
+        linger_seconds: float,
+        probe: Probe | None = None,
     ) -> None:
         self.publisher = publisher
         self.dlq_topic = dlq_topic
         self.linger = linger_seconds
+        self.probe = probe
+        self._last_failure: str | None = None  # the last delivery report's error, until a success
         self._coalescer: Coalescer[Ticket] = Coalescer(batch.max_events, batch.max_bytes)
         self._partitions: dict[str, int] = {}  # key -> partition, of the keys seen lately
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -77,6 +109,18 @@ class KafkaDelivery:
 
     def healthy(self) -> bool:
         return self._poller.is_alive() and not self._stop.is_set()
+
+    async def ready(self, timeout: float) -> str | None:
+        """None when this process can get events acknowledged now: its poll thread runs, its
+        last delivery report was a success, and a broker answers for `raw` with a leader for
+        every partition; else why not."""
+        if not self.healthy():
+            return "not delivering (starting or shutting down)"
+        if self._last_failure is not None:
+            return f"Kafka refused the last delivery: {self._last_failure}"
+        if self.probe is None:
+            return None
+        return await asyncio.to_thread(self.probe, timeout)
 
     async def deliver(
         self,
@@ -121,9 +165,9 @@ class KafkaDelivery:
         if dead_letters:
             dlq = partition_for(dead_key.encode() or b"-", self.publisher.partitions)
             owners: Counter[Ticket] = Counter({ticket: 1})
+            report = functools.partial(self._reported, "dead_letter", owners)
             self.publisher.send_tracked(
-                (self.dlq_topic, dlq, record, functools.partial(self._reported, owners))
-                for record in dead_letters
+                (self.dlq_topic, dlq, record, report) for record in dead_letters
             )
         self._send(full)
 
@@ -154,12 +198,28 @@ class KafkaDelivery:
         if batches:
             topic = self.publisher.topic
             self.publisher.send_tracked(
-                (topic, b.partition, b.encode(), functools.partial(self._reported, b.owners))
+                (
+                    topic,
+                    b.partition,
+                    b.encode(),
+                    functools.partial(self._reported, "event", b.owners),
+                )
                 for b in batches
             )
 
-    def _reported(self, owners: Counter[Ticket], error: str | None) -> None:
-        """A delivery report, in whichever thread served it: settle its owners on the loop."""
+    def _reported(self, kind: str, owners: Counter[Ticket], error: str | None) -> None:
+        """A delivery report, in whichever thread served it: count it, and settle its owners
+        on the loop."""
+        count = owners.total()
+        if error is None:
+            metrics.ACKED.labels(kind).inc(count)
+            if kind == "event":
+                PUBLISHED.inc(count)
+        else:
+            metrics.NOT_ACKED.labels(kind).inc(count)
+            if kind == "event":
+                FAILED.inc(count)
+        self._last_failure = error
         if self._loop is None:
             return
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more

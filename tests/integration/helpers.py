@@ -265,7 +265,9 @@ def healthy(port: int) -> bool:
 def start_collector(
     settings: Settings, port: int, sources: Mapping[str, Any], log: Path, **extra: str
 ) -> subprocess.Popen[bytes]:
-    """`journeys collector` on `port` with these write keys, healthy when this returns."""
+    """`journeys collector` on `port` with these write keys, healthy when this returns; its
+    admin listener on a free port unless `JOURNEYS_COLLECTOR__ADMIN_PORT` is given."""
+    extra.setdefault("JOURNEYS_COLLECTOR__ADMIN_PORT", str(free_port()))
     proc = journeys(
         settings,
         "collector",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from producers.collector.app import CollectorApp, Message
+from producers.collector.app import CollectorApp, Message, Receive, Scope, Send
 from producers.collector.auth import Source, Sources
 from producers.collector.delivery import DeliveryError
 from producers.collector.intake import Intake
@@ -78,6 +79,7 @@ class FakeDeliverer:
     fail: bool = False
     started: bool = False
     closed: bool = False
+    not_ready: str | None = None  # what `ready` says is wrong
 
     def start(self) -> None:
         self.started = True
@@ -87,6 +89,9 @@ class FakeDeliverer:
 
     def healthy(self) -> bool:
         return self.started and not self.closed
+
+    async def ready(self, timeout: float) -> str | None:
+        return self.not_ready
 
     async def deliver(
         self,
@@ -122,8 +127,11 @@ class Answer:
         return orjson.loads(self.body)
 
 
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
 def call(
-    application: CollectorApp,
+    application: Asgi,
     method: str,
     path: str,
     body: bytes = b"",
@@ -131,15 +139,26 @@ def call(
     *,
     query: bytes = b"",
     chunk: int = 65_536,
+    stall: bool = False,
 ) -> Answer:
-    """One request through the ASGI app, the body sent in chunks as a server would."""
+    """One request through the ASGI app, the body sent in chunks as a server would;
+    `stall`: the client then sends nothing more and never finishes."""
     return asyncio.run(
-        _call(application, method, path, body, headers=headers or {}, query=query, chunk=chunk)
+        _call(
+            application,
+            method,
+            path,
+            body,
+            headers=headers or {},
+            query=query,
+            chunk=chunk,
+            stall=stall,
+        )
     )
 
 
 async def _call(
-    application: CollectorApp,
+    application: Asgi,
     method: str,
     path: str,
     body: bytes,
@@ -147,15 +166,18 @@ async def _call(
     headers: dict[str, str],
     query: bytes,
     chunk: int,
+    stall: bool,
 ) -> Answer:
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
     incoming = [
-        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
+        {"type": "http.request", "body": part, "more_body": stall or i < len(parts) - 1}
         for i, part in enumerate(parts)
     ]
     sent: list[Message] = []
 
     async def receive() -> dict[str, Any]:
+        if not incoming and stall:
+            await asyncio.Event().wait()  # never set: a client that stopped sending
         return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:

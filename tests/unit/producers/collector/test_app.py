@@ -7,8 +7,17 @@ from typing import Any
 
 import orjson
 
+from producers.collector.admin import AdminApp
 from producers.collector.app import CollectorApp, Message
-from tests.unit.producers.collector.builders import WEB_KEY, FakeDeliverer, app, basic, call, track
+from tests.unit.producers.collector.builders import (
+    WEB_KEY,
+    FakeDeliverer,
+    app,
+    basic,
+    call,
+    intake,
+    track,
+)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -85,16 +94,41 @@ def test_origins_not_listed_get_no_cors_headers() -> None:
     assert "access-control-allow-origin" not in answer.headers
 
 
-def test_health_follows_the_deliverer_and_metrics_are_prometheus_text() -> None:
+def test_health_follows_the_deliverer_and_metrics_are_on_the_admin_listener() -> None:
     deliverer = FakeDeliverer()
-    application = app(deliverer)
+    application, admin = app(deliverer), AdminApp(deliverer)
     assert call(application, "GET", "/health").status == 503
+    assert call(admin, "GET", "/health/live").status == 503
     deliverer.start()
     assert call(application, "GET", "/health").json() == {"status": "ok"}
+    assert call(admin, "GET", "/health/live").json() == {"status": "live"}
     post(application, "/v1/batch", {"batch": [track()]}, Authorization=basic(WEB_KEY))
-    metrics = call(application, "GET", "/metrics")
+    metrics = call(admin, "GET", "/metrics")
     assert metrics.status == 200
     assert b'journeys_collector_calls_total{outcome="accepted",source="web-shop"}' in metrics.body
+    assert call(application, "GET", "/metrics").status == 404
+
+
+def test_ready_says_why_not_and_is_503_while_draining() -> None:
+    deliverer = FakeDeliverer(started=True, not_ready="topic raw is not available")
+    admin = AdminApp(deliverer)
+    answer = call(admin, "GET", "/health/ready")
+    assert answer.status == 503 and answer.json()["reason"] == "topic raw is not available"
+    deliverer.not_ready = None
+    assert call(admin, "GET", "/health/ready").json() == {"status": "ready"}
+    admin.draining = True
+    assert call(admin, "GET", "/health/ready").json()["reason"] == "draining"
+    assert call(admin, "GET", "/health/live").status == 200
+
+
+def test_a_body_that_stops_arriving_gets_408_and_the_connection_closed() -> None:
+    timed = CollectorApp(intake(), FakeDeliverer(), ["*"], 5.0, request_timeout=0.2)
+    body = orjson.dumps({"batch": [track(i) for i in range(20)]})
+    answer = call(
+        timed, "POST", "/v1/batch", body[:100], {"Authorization": basic(WEB_KEY)}, stall=True
+    )
+    assert answer.status == 408 and answer.json()["field"] == "body"
+    assert answer.headers["connection"] == "close"
 
 
 def test_lifespan_starts_and_closes_the_deliverer() -> None:
