@@ -74,6 +74,12 @@ _MIN_DIGITS, _MAX_DIGITS = 7, 15
 _PHONE_VALUE = re.compile(r"\+?\(?\d[\d ().\-/]*\d\)?")
 _PHONE_START = frozenset("+(0123456789")
 
+# Whole values that are a UUID or an ISO timestamp hold no contact detail: every event has
+# them, and each is new, so they skip the search outright.
+_STRUCTURED = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+\-]\d{2}:?\d{2})?"
+)
 # Whatever the rules above can change holds an `@`, a `%40` or a run of at least 7 digits
 # and phone punctuation, so a text without any of them is left as it is. Most texts are
 # such, and one search is cheaper than all the rules.
@@ -100,7 +106,7 @@ class ContactDetails:
 
     def replace(self, text: str) -> str:
         """`text` with every e-mail address and phone number in it replaced."""
-        if SUSPECT.search(text) is None:
+        if SUSPECT.search(text) is None or _STRUCTURED.fullmatch(text):
             return text
         if ("@" in text or "%40" in text) and EMAIL.search(text):
             text = EMAIL.sub(self._email_match, text)
