@@ -255,6 +255,7 @@ def _collector_parser(sub: SubParsers[argparse.ArgumentParser]) -> None:
 def _collector(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from producers.collector.server import run_worker, serve
+    from schemas.history import history_settings
 
     host = args.host or settings.collector.host
     port = settings.collector.port if args.port is None else args.port
@@ -264,4 +265,5 @@ def _collector(settings: Settings, args: argparse.Namespace) -> int:
         print("journeys collector: --workers must be at least 1", file=sys.stderr)
         return 2
     ensure_topics(settings)
+    ensure_topics(history_settings(settings))  # `/v1/import` publishes to history's raw
     return serve(settings, host, port, args.workers)

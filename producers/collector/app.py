@@ -55,6 +55,7 @@ class Deliverer(Protocol):
         dead_letters: list[bytes],
         dead_key: str,
         timeout: float,
+        history: bool = False,
     ) -> None: ...
 
 
@@ -166,7 +167,11 @@ class CollectorApp:
             started = time.perf_counter()
             try:
                 await self.deliverer.deliver(
-                    outcome.events, outcome.dead_letters, outcome.source, self.ack_timeout
+                    outcome.events,
+                    outcome.dead_letters,
+                    outcome.source,
+                    self.ack_timeout,
+                    history=outcome.history,
                 )
             except DeliveryError as exc:
                 log.error("collector: Kafka did not take a request's events: %s", exc)

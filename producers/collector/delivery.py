@@ -5,6 +5,8 @@ Events are coalesced across concurrent requests (`coalesce`), produced from the 
 through `Publisher.send_tracked`, and a poll thread serves the delivery reports. A report
 settles the requests whose events its batch carried, back on the loop through
 `call_soon_threadsafe`. So a request waits for its own batches, never for a global flush.
+History (`/v1/import`) is coalesced apart and goes to the history domain's `raw`
+(`schemas/history.py`), never in one message with live events.
 """
 
 from __future__ import annotations
@@ -89,13 +91,17 @@ class KafkaDelivery:
         batch: BatchSettings,
         linger_seconds: float,
         probe: Probe | None = None,
+        *,
+        history_topic: str | None = None,
     ) -> None:
         self.publisher = publisher
         self.dlq_topic = dlq_topic
+        self.history_topic = history_topic  # the history domain's `raw`: as many partitions
         self.linger = linger_seconds
         self.probe = probe
         self._last_failure: str | None = None  # the last delivery report's error, until a success
         self._coalescer: Coalescer[Ticket] = Coalescer(batch.max_events, batch.max_bytes)
+        self._history: Coalescer[Ticket] = Coalescer(batch.max_events, batch.max_bytes)
         self._partitions: dict[str, int] = {}  # key -> partition, of the keys seen lately
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_at: asyncio.TimerHandle | None = None
@@ -128,18 +134,22 @@ class KafkaDelivery:
         dead_letters: list[bytes],
         dead_key: str,
         timeout: float,
+        history: bool = False,
     ) -> None:
         """Queue the events and dead letters of one request; return once Kafka has them all.
-        Raise `DeliveryError` if it refused any or did not answer within `timeout` seconds."""
+        Raise `DeliveryError` if it refused any or did not answer within `timeout` seconds.
+        `history`: the events go to the history domain's `raw`."""
+        if history and self.history_topic is None:
+            raise DeliveryError("no history topic to import into")
         loop = asyncio.get_running_loop()
         ticket = Ticket(loop.create_future(), len(events) + len(dead_letters))
         if not ticket.pending:
             return
         try:
-            self._queue(ticket, events, dead_letters, dead_key)
+            self._queue(ticket, events, dead_letters, dead_key, history)
         except KafkaException as exc:  # refused locally (e.g. a closed producer): retryable
             raise DeliveryError(str(exc)) from None
-        if len(self._coalescer) and self._flush_at is None:
+        if (len(self._coalescer) or len(self._history)) and self._flush_at is None:
             self._flush_at = loop.call_later(self.linger, self._flush)
         try:
             await asyncio.wait_for(asyncio.shield(ticket.future), timeout)
@@ -152,14 +162,16 @@ class KafkaDelivery:
         events: list[tuple[str, bytes]],
         dead_letters: list[bytes],
         dead_key: str,
+        history: bool = False,
     ) -> None:
         full = []
         known = self._partitions
+        coalescer = self._history if history else self._coalescer
         for key, fragment in events:
             partition = known.get(key)
             if partition is None:
                 partition = self._partition(key)
-            batch = self._coalescer.add(partition, fragment, ticket)
+            batch = coalescer.add(partition, fragment, ticket)
             if batch is not None:
                 full.append(batch)
         if dead_letters:
@@ -169,7 +181,7 @@ class KafkaDelivery:
             self.publisher.send_tracked(
                 (self.dlq_topic, dlq, record, report) for record in dead_letters
             )
-        self._send(full)
+        self._send(full, history)
 
     def _partition(self, key: str) -> int:
         if len(self._partitions) >= PARTITION_CACHE:
@@ -193,10 +205,13 @@ class KafkaDelivery:
             self._flush_at.cancel()
         self._flush_at = None
         self._send(self._coalescer.drain())
+        self._send(self._history.drain(), history=True)
 
-    def _send(self, batches: list[Batch[Ticket]]) -> None:
+    def _send(self, batches: list[Batch[Ticket]], history: bool = False) -> None:
         if batches:
             topic = self.publisher.topic
+            if history and self.history_topic is not None:  # deliver() saw to it
+                topic = self.history_topic
             self.publisher.send_tracked(
                 (
                     topic,

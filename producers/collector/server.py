@@ -53,6 +53,7 @@ from producers.collector.ratelimit import RateLimiter
 from producers.collector.scrub import Scrubber
 from producers.pii import PiiHasher
 from producers.publisher import Publisher
+from schemas.history import history_settings
 from schemas.settings import CollectorSettings, Settings
 from schemas.topics import Topics
 
@@ -78,6 +79,7 @@ def build_intake(settings: Settings) -> Intake:
         RateLimiter(c.rate_limit_per_key_per_second, c.rate_limit_burst_seconds),
         Scrubber(PiiHasher(settings.pii)),
         settings.processor.future_tolerance,
+        max_age=settings.processor.max_event_age,
     )
 
 
@@ -99,6 +101,8 @@ def build_app(settings: Settings) -> tuple[CollectorApp, KafkaDelivery]:
         settings.batch,
         c.linger_seconds,
         metadata_probe(settings.kafka, topics.raw),
+        # `/v1/import` is history: its own topics and time (schemas/history.py).
+        history_topic=Topics.from_settings(history_settings(settings).topics).raw,
     )
     app = CollectorApp(
         build_intake(settings),

@@ -75,6 +75,7 @@ class FakeDeliverer:
     """Keeps what would go to Kafka; `fail` makes every delivery fail as Kafka might."""
 
     events: list[tuple[str, bytes]] = field(default_factory=list)
+    history: list[tuple[str, bytes]] = field(default_factory=list)  # `/v1/import`'s events
     dead_letters: list[bytes] = field(default_factory=list)
     fail: bool = False
     started: bool = False
@@ -99,9 +100,14 @@ class FakeDeliverer:
         dead_letters: list[bytes],
         dead_key: str,
         timeout: float,
+        history: bool = False,
     ) -> None:
         if self.fail:
             raise DeliveryError("broker down")
+        if history:
+            self.history += events
+            self.dead_letters += dead_letters
+            return
         self.events += events
         self.dead_letters += dead_letters
 
