@@ -173,7 +173,7 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
         )
     lines.append("  versions:")
     for h in sorted(history, key=lambda h: h.version):
-        paged = f" (paged {', '.join(h.page) or 'its route'})" if h.notify else ""
+        paged = (f" (paged {', '.join(h.page)})" if h.page else " (paged)") if h.notify else ""
         if h.change and h.change not in ("opened", "resolved", "retracted"):
             paged += f": {h.change}"
         lines.append(
