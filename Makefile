@@ -18,12 +18,13 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench bench-detection broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
+	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
 
 $(STAMP): pyproject.toml
@@ -98,6 +99,10 @@ typecheck: $(STAMP)
 
 bench: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench
+
+# The pipeline's cores on simulated incidents, scored from the alerts (tests/bench/detection.py).
+bench-detection: $(STAMP)
+	$(BIN)/python -m tests.bench.detection
 
 broker-start: setup
 	$(BIN)/journeys broker start

@@ -98,8 +98,8 @@ class SimConfig(BaseModel):
     daily_cycle: float = Field(default=1.0, ge=1.0)
     weekend_share: float = Field(default=1.0, gt=0, le=1)
     # How long a customer takes to move on from a stage, as a share of its time limit:
-    # `uniform` 5-60%; `quick` log-normal with a median of 7% (4 minutes of a 1-hour limit);
-    # `bimodal` 70% quick and 30% slow (35-85%: the card fetched, the bank app opened).
+    # `uniform` 5-60%; `quick` log-normal with a median of 4 minutes (at most 95% of the
+    # limit); `bimodal` 70% quick and 30% slow (35-85%: the card fetched, the bank app opened).
     progress_times: ProgressTimes = "uniform"
 
     @property

@@ -131,17 +131,18 @@ class Simulation:
                 truth.outcome = "dropped_off"
                 truth.dropped_stage, truth.dropped_at = stage.name, t + stage.limit
                 return t + stage.limit
-            t = t + stage.limit * self._progress_share()
+            t = t + stage.limit * self._progress_share(stage.limit / timedelta(hours=1))
         raise AssertionError("a journey ends at its final stage")
 
-    def _progress_share(self) -> float:
-        """When a customer who moves on does, as a share of the stage's time limit."""
+    def _progress_share(self, hours: float) -> float:
+        """When a customer who moves on does, as a share of the stage's time limit (of
+        `hours`)."""
         rng, how = self.rng, self.config.progress_times
         if how == "uniform":
             return rng.uniform(0.05, 0.6)
         if how == "bimodal" and rng.random() < 0.3:
             return rng.uniform(0.35, 0.85)
-        return min(0.95, rng.lognormvariate(math.log(0.07), 0.6))
+        return min(0.95, rng.lognormvariate(math.log(4 / 60 / hours), 0.8))
 
     def _base_identity(self, human: Human, channel: str) -> dict[str, str]:
         if channel == "app":

@@ -1,0 +1,245 @@
+"""`make bench-detection`: how well the friction stage finds incidents, with no broker.
+
+Simulated traffic (`detection_scenarios`) goes through the pipeline's cores in one process
+(`detection_cores`: ingest, identity, journeys, then the friction stage's own handlers), and
+the alerts the stage publishes are scored apart from the detector (`detection_scoring`).
+
+Warm-up: every scenario first gets `Traffic.warmup_days` (8) days of incident-free history,
+a Monday to the next Tuesday, run once through the cores as fast as they go; the pipeline's
+state is then forked, one child process per scenario, and each child plays its scenario's
+scored period (one day; seven for the incident-free run) with its incident laid over it.
+
+Printed: per scenario, whether an alert named the right series and kind, the delay in
+event time from the incident's start to that alert, and the false alerts per 24 hours per
+100 tested series (with the count); then the run time, and the friction stage's memory
+per series with its windows kept for the allowed lateness (`friction.allowed_lateness`).
+
+`python -m tests.bench.detection [--customers N] [--warmup-days D] [--only TEXT]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import pickle
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+from typing import Any, TypeVar
+
+from .detection_cores import CorePipeline, Published, clock_ticks
+from .detection_scenarios import (
+    SCENARIOS,
+    Delivery,
+    Scenario,
+    Simulated,
+    Traffic,
+    scored_deliveries,
+    simulate,
+)
+from .detection_scoring import Outcome, VolumeTally, score
+
+TICK = timedelta(minutes=1)
+T = TypeVar("T")
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    incident: bool
+    outcome: Outcome
+    seconds: float
+    alerts: int
+
+
+def feed(pipeline: CorePipeline, deliveries: Iterable[Delivery]) -> None:
+    """Deliveries through the cores, one tick of the simulated clock at a time."""
+    for now, batch in clock_ticks(deliveries, TICK):
+        pipeline.step(now, batch)
+
+
+def play(pipeline: CorePipeline, sim: Simulated, scenario: Scenario) -> ScenarioResult:
+    """One scenario's scored period on a warmed pipeline (a forked copy of it)."""
+    started = time.perf_counter()
+    scored_from = sim.traffic.scored_from
+    tally = VolumeTally(scored_from, scored_from + timedelta(days=scenario.scored_days))
+    pipeline.published = []
+    pipeline.on_window = tally.add
+    feed(pipeline, scored_deliveries(sim, scenario))
+    outcome = score(scenario, scored_from, pipeline.published, tally)
+    seconds = time.perf_counter() - started
+    incident = scenario.incident is not None
+    return ScenarioResult(scenario.name, incident, outcome, seconds, len(pipeline.published))
+
+
+def in_child(run: Callable[[], T]) -> T:
+    """`run()` in a forked child (it gets the parent's state as it is, and changes only
+    its own copy); its result comes back pickled."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        code = 0
+        try:
+            payload = pickle.dumps((True, run()))
+        except BaseException as exc:  # reported by the parent
+            payload, code = pickle.dumps((False, repr(exc))), 1
+        with os.fdopen(write, "wb") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as incoming:
+        data = incoming.read()
+    os.waitpid(pid, 0)
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise RuntimeError(f"scenario failed in its process: {value}")
+    result: T = value
+    return result
+
+
+def warm(sim: Simulated, pipeline: CorePipeline) -> VolumeTally:
+    """The warm-up history; returns its last day's series volumes (for memory per series)."""
+    last_day = VolumeTally(sim.traffic.scored_from - timedelta(days=1), sim.traffic.scored_from)
+    pipeline.on_window = last_day.add
+    feed(pipeline, (d for d in sim.deliveries if d[0] < sim.traffic.scored_from))
+    pipeline.on_window = None
+    return last_day
+
+
+_OPAQUE = (type, ModuleType, FunctionType, BuiltinFunctionType, MethodType)
+
+
+def deep_size(roots: Iterable[Any], shared: Iterable[Any]) -> int:
+    """Bytes held by everything reachable from `roots`, except `shared` objects, code and
+    classes (what any stage of the kind holds whatever its series)."""
+    seen = {id(o) for o in shared}
+    stack = list(roots)
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def friction_memory(pipeline: CorePipeline) -> int:
+    """The friction stage's state in memory: both halves' objects and tables."""
+    f, d = pipeline.friction, pipeline.detection
+    shared = [pipeline.settings, pipeline.sender, pipeline.topics, f.mapping, f.matcher]
+    shared += [d.router, d.config, f.settings, d.settings]
+    return deep_size([f, d], shared)
+
+
+def _fmt_delay(delay: timedelta | None) -> str:
+    if delay is None:
+        return "-"
+    minutes = delay.total_seconds() / 60
+    return f"{minutes:.0f} min"
+
+
+def render(results: list[ScenarioResult]) -> str:
+    head = ("scenario", "detected (series, kind)", "delay", "false /24h/100 series (tested)")
+    rows = [head]
+    for r in results:
+        o = r.outcome
+        if r.outcome.detected is not None:
+            kind, series_kind, scope = _named(r)
+            found = f"yes: {series_kind} {scope} {kind}"
+        else:
+            found = "no" if r.incident else "(no incident)"
+        false = (
+            f"{o.false_per_day_per_100:.2f} "
+            f"({len(o.false_alerts)} in {o.scored_hours:.0f} h; {o.tested_series})"
+        )
+        rows.append((r.scenario, found, _fmt_delay(o.delay), false))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _named(result: ScenarioResult) -> tuple[str, str, str]:
+    detected = result.outcome.detected
+    assert detected is not None
+    return detected.series[0]
+
+
+def details(results: list[ScenarioResult]) -> str:
+    """The alerts behind each line: the finding, the consequences and the false ones."""
+    lines = []
+    for r in results:
+        o = r.outcome
+        lines.append(f"{r.scenario}: {r.alerts} alert rows in {r.seconds:.0f} s")
+        if o.detected is not None:
+            lines.append(f"  found   {o.detected.at:%a %H:%M} {o.detected.explanation}")
+        for f in o.symptoms:
+            lines.append(f"  also    {f.at:%a %H:%M} {f.explanation}")
+        for f in o.false_alerts:
+            lines.append(f"  false   {f.at:%a %H:%M} {f.explanation}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.detection")
+    parser.add_argument("--customers", type=int, default=Traffic.customers)
+    parser.add_argument("--warmup-days", type=float, default=Traffic.warmup_days)
+    parser.add_argument("--only", default="", help="run the scenarios whose name has TEXT")
+    args = parser.parse_args(argv)
+    logging.getLogger("stream_processors").setLevel(logging.ERROR)
+    scenarios = [s for s in SCENARIOS if args.only in s.name]
+    scored_days = max(s.scored_days for s in scenarios)
+    traffic = Traffic(args.customers, args.warmup_days, scored_days)
+    began = time.perf_counter()
+    days = traffic.warmup_days + scored_days
+    print(f"simulating {traffic.customers:,} customers over {days:g} days ...", flush=True)
+    sim = simulate(traffic)
+    simulated = time.perf_counter() - began
+    print(f"warm-up: {traffic.warmup_days:g} days of history through the cores ...", flush=True)
+    pipeline = CorePipeline()
+    last_day = warm(sim, pipeline)
+    warmed = time.perf_counter() - began - simulated
+    memory = friction_memory(pipeline)
+    series = last_day.series()
+    results = []
+    for scenario in scenarios:
+        print(f"scenario: {scenario.name} ...", flush=True)
+        results.append(in_child(partial(play, pipeline, sim, scenario)))
+    total = time.perf_counter() - began
+    print()
+    print(render(results))
+    print()
+    print(details(results))
+    print()
+    warm_from = traffic.scored_from - timedelta(days=traffic.warmup_days)
+    print(
+        f"warm-up: {traffic.warmup_days:g} days ({_day(warm_from)} to "
+        f"{_day(traffic.scored_from)}), {pipeline.events_in:,} events; run time {total:.0f} s "
+        f"(simulation {simulated:.0f} s, warm-up {warmed:.0f} s, scenarios "
+        f"{sum(r.seconds for r in results):.0f} s)"
+    )
+    lateness = pipeline.settings.friction.allowed_lateness
+    print(
+        f"friction stage memory: {memory / series:,.0f} bytes per series "
+        f"({memory / 1e6:.1f} MB for {series} series, windows kept {lateness} past their end)"
+    )
+    return 0
+
+
+def _day(at: datetime) -> str:
+    return f"{at:%a %d %b %H:%M}"
+
+
+__all__ = ["Published", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
