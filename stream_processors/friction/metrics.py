@@ -40,7 +40,7 @@ ALERT_RECORDS = Counter(
 
 ALERT_DELIVERIES = Counter(
     "journeys_alert_deliveries_total",
-    "Webhook deliveries of alerts: delivered, retried (a retry scheduled) or failed "
-    "(dead-lettered to dlq.alerts)",
+    "Webhook deliveries of alerts: delivered, retried (a retry scheduled), failed "
+    "(dead-lettered to dlq.alerts) or silenced (a team's page held back by a silence)",
     ["outcome"],
 )
