@@ -85,10 +85,13 @@ def main() -> int:
         results.append(restart)
 
         print("producers: publisher vs raw produce() ...", flush=True)
-        results += producer.bench_producers(pipeline.bench_settings(work), fragments)
+        producers = producer.bench_producers(pipeline.bench_settings(work), fragments)
+        results += producers
 
-        print("collector: /v1/batch through HTTP, acked by Kafka ...", flush=True)
-        results += collector.bench_collector(pipeline.bench_settings(work), work / "collector.log")
+        print("collector: /v1/batch through HTTP with 1 and 2 workers, acked ...", flush=True)
+        results += collector.bench_collector(
+            pipeline.bench_settings(work), work / "collector.log", raw=producers[0].value
+        )
 
         print("sink: 500,000 rows into chDB ...", flush=True)
         sink = pipeline.sink_rate(pipeline.bench_settings(work), fragments)

@@ -2,9 +2,11 @@
 concurrent keep-alive clients), each request answered only after Kafka acknowledged its
 events; beside the collector's pure core (request -> touchpoints, no I/O) on the same bodies.
 
-Clients, collector and broker share this machine's two cores, so the HTTP figure is a floor;
-beside it, events per CPU second of the collector process (what one core of its own gives),
-with the load average, since other work on the machine lowers the wall-clock figures.
+With 1 and 2 collector worker processes (`journeys collector --workers N`), beside plain
+produce() of the same run. Clients, collector and broker share this machine's two cores, so
+the HTTP figure is a floor; beside it, events per CPU second of the collector's processes
+(what a core of their own gives), with the load average, since other work on the machine
+lowers the wall-clock figures.
 Run alone: `journeys broker run --instance bench -- python -m tests.bench.collector`.
 """
 
@@ -25,9 +27,16 @@ import orjson
 from producers.collector.intake import Request
 from producers.collector.server import build_intake
 from schemas.settings import CollectorSettings, Settings
-from tests.integration.helpers import basic_auth, free_port, start_collector, terminate
+from tests.integration.helpers import (
+    basic_auth,
+    free_port,
+    healthy,
+    journeys,
+    terminate,
+    wait_for,
+)
 
-from . import pipeline
+from . import pipeline, producer
 from .report import Result, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,15 +118,59 @@ def _client(port: int, bodies: list[bytes], failures: list[str]) -> None:
 
 
 def bench_collector(
-    settings: Settings, log: Path, events: int = 100_000, clients: int = 8, per_request: int = 100
+    settings: Settings,
+    log: Path,
+    raw: float | None = None,
+    *,
+    events: int = 100_000,
+    clients: int = 8,
+    per_request: int = 100,
 ) -> list[Result]:
+    """The pure core, then the collector over HTTP with 1 and 2 worker processes, each
+    figure of acknowledged events beside `raw` (plain produce() in the same run) if given."""
     bodies = batch_bodies(events, per_request)
     core = core_rate(settings, bodies, per_request)
+    results = [
+        Result("collector core: batch -> touchpoints, no I/O, per CPU s", core, "events/s", None)
+    ]
+    for workers in (1, 2):
+        results += _served(
+            settings,
+            log,
+            bodies,
+            workers=workers,
+            clients=clients,
+            per_request=per_request,
+            baseline=raw or core,
+        )
+    return results
+
+
+def _served(
+    settings: Settings,
+    log: Path,
+    bodies: list[bytes],
+    *,
+    workers: int,
+    clients: int,
+    per_request: int,
+    baseline: float,
+) -> list[Result]:
     port = free_port()
-    proc = start_collector(
-        settings, port, SOURCES, log, JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9"
+    proc = journeys(
+        settings,
+        "collector",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        log=log,
+        JOURNEYS_COLLECTOR__SOURCES=orjson.dumps(SOURCES).decode(),
+        JOURNEYS_COLLECTOR__RATE_LIMIT_PER_KEY_PER_SECOND="1e9",
+        JOURNEYS_COLLECTOR__ADMIN_PORT=str(free_port()),
     )
     try:
+        wait_for(lambda: healthy(port), 60, "the collector's /health", [proc], log)
         http_rate(port, bodies[: len(bodies) // 10], clients, per_request)  # warm-up
         cpu_before = _cpu_seconds(proc.pid)
         rate = http_rate(port, bodies, clients, per_request)
@@ -125,36 +178,42 @@ def bench_collector(
     finally:
         terminate(proc)
     load = os.getloadavg()[0]
+    name = f"{workers} worker{'s' if workers > 1 else ''}"
     return [
-        Result("collector core: batch -> touchpoints, no I/O, per CPU s", core, "events/s", None),
         Result(
-            f"collector HTTP /v1/batch: {per_request}/request, {clients} clients, acked",
+            f"collector HTTP /v1/batch, {name}: {per_request}/request, {clients} clients, acked",
             rate,
             "events/s",
-            core,
-            ">= 30,000 events/s",
+            baseline,
+            ">= 30,000 events/s" if workers == 1 else "",
         ),
         # The machine is shared: what the collector would do with a core of its own, read
         # from its CPU time, and the load beside it (wall-clock figures fall with the load).
         Result(
-            f"collector HTTP per CPU second of its process (load {load:.1f})",
+            f"collector HTTP, {name}, per CPU second of its processes (load {load:.1f})",
             len(bodies) * per_request / cpu if cpu > 0 else 0.0,
             "events/s",
-            core,
+            baseline,
         ),
     ]
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process, all its threads (Linux /proc)."""
+    """User and system CPU time of a process, all its threads, and of its worker processes
+    (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = children.read_text().split() if children.exists() else []
+    return own + sum(_cpu_seconds(int(child)) for child in pids)
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="journeys-bench-") as tmp:
         settings = pipeline.bench_settings(Path(tmp))
-        results = bench_collector(settings, Path(tmp) / "collector.log")
+        fragments = pipeline.valid_fragments(200_000, keys=20_000)
+        raw = producer.bench_producers(settings, fragments)[0]
+        results = [raw, *bench_collector(settings, Path(tmp) / "collector.log", raw.value)]
     print(render(results))
     return 0
 
