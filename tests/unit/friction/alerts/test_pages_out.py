@@ -15,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from schemas.alerting import WebhookTarget, parse_alert_routing
+from schemas.config_files import ConfigFileError
 from stream_processors.friction.alerts.core.addressing import address
 from stream_processors.friction.alerts.core.bodies import Page, render
 from stream_processors.friction.alerts.core.groups import AlertGroups
@@ -195,3 +196,26 @@ def test_silence_targets_are_series_or_routes() -> None:
         target_of("checkout", names)
     record = Silence.from_dict(orjson.loads(orjson.dumps(silence("route", "web").to_dict())))
     assert record == silence("route", "web")
+
+
+def test_a_record_from_before_teams_goes_to_its_headlines_route() -> None:
+    opened = versions([(10, [CHECKOUT])])[0]
+    old = replace(opened, teams=(), page=(), paged_before=(), change=None)
+    found = address(old, router(), Silences(), NOW).deliveries
+    assert {d.target.format for d in found} == {"pagerduty", "json"}
+    assert all(d.page.teams == ("payments",) for d in found)
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('runbook = "wiki/checkout"', "runbook"),
+        ('dashboard = "ftp://grafana.test/d"', "dashboard"),
+        ('pagerduty = "${NOT_SET}"', "NOT_SET is not set"),
+    ],
+)
+def test_route_links_and_keys_are_checked(line: str, problem: str) -> None:
+    text = f'version = 1\n[default]\nteam = "oncall"\n{line}\n'
+    with pytest.raises(ConfigFileError) as caught:
+        parse_alert_routing(tomllib.loads(text), text, Path("r.toml"), {})
+    assert any(problem in str(p) for p in caught.value.problems), caught.value.problems
