@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
-from producers.collector.delivery import DeliveryError, KafkaDelivery
+from producers.collector.delivery import DeliveryError, KafkaDelivery, Probe
 from schemas import envelope
 from schemas.partitioning import partition_for
 from schemas.settings import BatchSettings
@@ -50,8 +51,10 @@ class FakePublisher:
         thread.join()
 
 
-def delivery(publisher: FakePublisher, linger: float = 0.01) -> KafkaDelivery:
-    return KafkaDelivery(publisher, "t.dlq.ingest", BatchSettings(), linger)  # type: ignore[arg-type]
+def delivery(
+    publisher: FakePublisher, linger: float = 0.01, probe: Probe | None = None
+) -> KafkaDelivery:
+    return KafkaDelivery(publisher, "t.dlq.ingest", BatchSettings(), linger, probe)  # type: ignore[arg-type]
 
 
 async def acknowledge_when_sent(publisher: FakePublisher, count: int, error: str | None) -> None:
@@ -185,3 +188,39 @@ def test_events_go_to_their_keys_partition_first_time_and_from_the_cache() -> No
             assert partition == partition_for(key.encode(), publisher.partitions)
             events += 1
     assert events == 2 * len(keys)
+
+
+def test_acknowledged_events_are_counted_and_a_refusal_makes_it_not_ready() -> None:
+    publisher = FakePublisher()
+    probed: list[float] = []
+
+    def probe(timeout: float) -> str | None:
+        probed.append(timeout)
+        return None
+
+    async def scenario() -> tuple[float, float, str | None, str | None]:
+        d = delivery(publisher, 0.0, probe)
+        before = _acked("event")
+        d.start()
+        events = [("customer_id:a", b'{"n":1}'), ("customer_id:b", b'{"n":2}')]
+        waiting = asyncio.create_task(d.deliver(events, [], "s", 5.0))
+        await acknowledge_when_sent(publisher, 1, None)
+        await waiting
+        ready = await d.ready(1.5)
+        refused = asyncio.create_task(d.deliver([("k", b"{}")], [], "s", 5.0))
+        await acknowledge_when_sent(publisher, 1, "Broker: Not enough in-sync replicas")
+        with pytest.raises(DeliveryError):
+            await refused
+        not_ready = await d.ready(1.5)
+        await d.close()
+        return before, _acked("event"), ready, not_ready
+
+    before, after, ready, not_ready = asyncio.run(scenario())
+    assert after - before == 2
+    assert ready is None and probed == [1.5]
+    assert not_ready is not None and "in-sync" in not_ready
+
+
+def _acked(kind: str) -> float:
+    value = REGISTRY.get_sample_value("journeys_collector_acked_total", {"kind": kind})
+    return value or 0.0
