@@ -48,6 +48,8 @@ def run_silence(settings: Settings, args: argparse.Namespace) -> int:
     if not args.reason.strip():
         print("alerts silence: --reason: say why (it is shown wherever the silence is listed)")
         return 2
+    named = router.named(match) if router is not None and target == "route" else None
+    match = named.name if named is not None else match  # `route[2] checkout` -> `checkout`
     now = datetime.now(UTC)
     silence = Silence(
         str(uuid.uuid4()), target, match, now, now + duration, args.reason.strip(), _user()

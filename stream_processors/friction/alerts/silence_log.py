@@ -53,6 +53,7 @@ class SilenceReader:
         self.topic = Topics.from_settings(settings.topics).alert_silences
         self.held = Silences()
         self._consumer: Consumer | None = None
+        self._last_error = ""  # logged once until it changes: poll() runs several times a second
 
     def start(self, timeout: float = 10.0) -> None:
         """Read the topic to its end (so no page goes out before the silences are known)."""
@@ -80,15 +81,16 @@ class SilenceReader:
             self._consumer = None
 
     def _take(self, messages: list[Message]) -> bool:
-        """Apply `messages`; False once the end of the topic (or nothing) was reached."""
+        """Apply `messages`; False once the end of the topic, nothing, or an error was reached
+        (a deployment whose topics predate silences still delivers, without them)."""
         more = bool(messages)
         for msg in messages:
             err = msg.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    more = False
-                else:
-                    log.warning("alert silences: %s", err)
+                more = False
+                if err.code() != KafkaError._PARTITION_EOF and str(err) != self._last_error:
+                    self._last_error = str(err)
+                    log.warning("alert silences not read (run `journeys topics`?): %s", err)
                 continue
             value = msg.value()
             if value is None:
