@@ -16,6 +16,7 @@ turns a request into touchpoints, rejections and an HTTP answer without any I/O:
 - `intake`: a whole request to an `Outcome` (status, answer, events, dead letters);
 - `coalesce`: events of concurrent requests grouped into per-partition batches.
 
-The adapters are `delivery` (Kafka acknowledgements, per request), `app` (the ASGI app) and
-`server` (uvicorn).
+The adapters are `delivery` (Kafka acknowledgements, per request), `app` (the ASGI app),
+`admin` (health and metrics on a port of their own), `metrics` and `server` (hypercorn's
+HTTP/1.1 under our accept loop: header, idle, body and connection limits; workers).
 """
