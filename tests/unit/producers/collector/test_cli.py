@@ -20,7 +20,22 @@ def test_collector_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_collector_arguments() -> None:
     args = _parser().parse_args(["collector", "--host", "0.0.0.0", "--port", "9000"])
-    assert (args.host, args.port) == ("0.0.0.0", 9000)
+    assert (args.host, args.port, args.workers, args.worker) == ("0.0.0.0", 9000, None, False)
+    args = _parser().parse_args(["collector", "--workers", "2"])
+    assert args.workers == 2
+
+
+def test_collector_limits_have_safe_defaults_and_refuse_nonsense() -> None:
+    c = CollectorSettings()
+    assert (c.max_header_bytes, c.idle_timeout_seconds, c.request_timeout_seconds) == (
+        16_384,
+        5.0,
+        10.0,
+    )
+    assert (c.max_connections, c.workers, c.admin_port) == (2_000, 1, 9468)
+    for wrong in ({"workers": 0}, {"max_connections": 0}, {"idle_timeout_seconds": 0}):
+        with pytest.raises(ValidationError):
+            CollectorSettings.model_validate(wrong)
 
 
 def test_collector_settings_defaults_and_errors() -> None:
