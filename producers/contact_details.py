@@ -86,6 +86,11 @@ _STRUCTURED = re.compile(
 SUSPECT = re.compile(r"@|%40|\d[\d \t().\-/]{5,}\d")
 
 
+def is_id_or_time(value: str) -> bool:
+    """A whole value that is a UUID or an ISO timestamp (so it holds no contact detail)."""
+    return _STRUCTURED.fullmatch(value) is not None
+
+
 class ContactDetails:
     """Finds e-mail addresses and phone numbers in a text and replaces each by what
     `email` / `phone` return for it (the keyed hashes, `producers.pii`)."""

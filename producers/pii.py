@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from producers.contact_details import ContactDetails
+from producers.contact_details import ContactDetails, is_id_or_time
 from schemas.settings import PiiSettings
 
 _NON_DIGITS = re.compile(r"[^\d+]")
@@ -26,6 +26,10 @@ _CLEAN_TEXTS = 1 << 16
 _CLEAN_TEXT_CHARS = 64
 # Deeper than any valid event: below this the rest is scrubbed as one JSON text.
 _MAX_DEPTH = 32
+# An event's fields that every event has and that are new in each: when they have their
+# shape (a UUID, a timestamp) they are let through without the search and without filling
+# the memory of clean texts.
+_ID_AND_TIMES = frozenset({"event_id", "occurred_at", "received_at"})
 
 
 class PiiHasher:
@@ -61,28 +65,36 @@ class PiiHasher:
 
     def document(self, doc: Any, depth: int = 0) -> Any:
         """Any decoded JSON value with every text in it (keys too) passed through `text`.
-        Objects and lists are changed in place (a decoded event is the caller's own copy)."""
-        if isinstance(doc, str):
+        Objects and lists are changed in place (a decoded event is the caller's own copy).
+        Per event on the ingest stage's path: texts already known clean cost a set lookup."""
+        if type(doc) is str:
             return self.text(doc)
         if depth >= _MAX_DEPTH and isinstance(doc, dict | list):
             try:
                 return self.text(orjson.dumps(doc).decode())
             except orjson.JSONEncodeError:
                 return "(nested too deeply to keep)"
-        if isinstance(doc, list):
+        if type(doc) is list:
             for i, item in enumerate(doc):
-                if isinstance(item, str | dict | list):
-                    doc[i] = self.document(item, depth + 1)
-        elif isinstance(doc, dict):
-            renamed = []
+                doc[i] = self._item(item, depth)
+        elif type(doc) is dict:
+            clean, renamed = self._clean, []
             for key, item in doc.items():
-                if isinstance(item, str | dict | list):
-                    doc[key] = self.document(item, depth + 1)
-                if isinstance(key, str) and self.text(key) != key:
+                if type(item) is not str:
+                    doc[key] = self._item(item, depth)
+                elif item not in clean and not (key in _ID_AND_TIMES and is_id_or_time(item)):
+                    doc[key] = self.text(item)
+                if key not in clean and self.text(key) != key:
                     renamed.append(key)
             for key in renamed:
                 doc[self.text(key)] = doc.pop(key)
         return doc
+
+    def _item(self, item: Any, depth: int) -> Any:
+        kind = type(item)
+        if kind is str:
+            return self.text(item)
+        return self.document(item, depth + 1) if kind is dict or kind is list else item
 
     def keyed(self, value: str) -> str:
         """Hash of any other value that must not travel as it is (an IP address)."""

@@ -7,8 +7,8 @@
 - false-scrub rate: generated texts holding no contact detail (order ids, dates like
   20240115 and 2024-01-15, amounts like 1,299.00, SKUs, timestamps, UUIDs) that scrubbing
   changes;
-- cost: ns per event of the ingest stage's core on a typical event, without and with the
-  scrub pass, in the same run.
+- cost: ns per event of the ingest stage's work on messages of typical events, without and
+  with the scrub pass, in the same run.
 
 Run: `.venv/bin/python -m tests.bench.scrub_rates` (seeded: the same figures every run).
 """
@@ -99,12 +99,12 @@ def false_rate(texts: list[str]) -> float:
 
 def typical_event(n: int) -> dict[str, object]:
     return {
-        "event_id": str(uuid.UUID(int=n, version=4)),
+        "event_id": str(uuid.UUID(int=random.Random(n).getrandbits(128), version=4)),
         "channel": "web",
         "source": "web-shop",
         "event_type": "checkout_step",
         "schema_version": 1,
-        "occurred_at": "2025-03-03T09:00:00.123456+00:00",
+        "occurred_at": f"2025-03-03T09:{n % 60:02}:{n % 57:02}.{n:06}+00:00",
         "identity": {"customer_id": f"c-{n % 500}", "anonymous_id": f"anon-{n}"},
         "session_id": f"s-{n // 8}",
         "touchpoint": "/checkout/payment",
@@ -120,17 +120,19 @@ def typical_event(n: int) -> dict[str, object]:
 
 
 def ns_per_event(scrub: bool, rounds: int = 5) -> float:
-    best = float("inf")
+    """The ingest stage's work on messages of 50 typical events, from the payload's bytes:
+    decode, (the scrub pass over every text of every event), process."""
+    payloads = [orjson.dumps([typical_event(n) for n in range(i, i + 50)]) for i in range(0, N, 50)]
     now = datetime(2025, 3, 3, 10, tzinfo=UTC)
+    best = float("inf")
     for _ in range(rounds):
-        docs = [orjson.loads(orjson.dumps(typical_event(n))) for n in range(N)]
         core = Ingest({}, timedelta(days=1), timedelta(minutes=5))
         start = time.perf_counter_ns()
-        for i in range(0, N, 50):
-            batch = docs[i : i + 50]
+        for payload in payloads:
+            events = orjson.loads(payload)
             if scrub:
-                batch = [HASHER.document(d) for d in batch]
-            core.process(batch, now)
+                events = [HASHER.document(event) for event in events]
+            core.process(events, now)
         best = min(best, (time.perf_counter_ns() - start) / N)
     return best
 
@@ -146,7 +148,9 @@ def main() -> None:
         print(f"false-scrub rate, {kind} ({len(texts)}): {false_rate(texts):.2%}")
     everything = [t for texts in others.values() for t in texts]
     print(f"false-scrub rate, all ({len(everything)}): {false_rate(everything):.2%}")
-    before, after = ns_per_event(False), ns_per_event(True)
+    # Interleaved, best of each: the machine's load moves both alike.
+    runs = [(ns_per_event(False), ns_per_event(True)) for _ in range(3)]
+    before, after = min(r[0] for r in runs), min(r[1] for r in runs)
     print(
         f"ingest core per typical event: {before:,.0f} ns without the scrub pass, "
         f"{after:,.0f} ns with it (x{after / before:.2f})"
