@@ -7,11 +7,12 @@ partition numbers of `stitched`, `journey-transitions` and `journey-dropoffs`: s
 - `stitched`: friction and volume series through `FrictionSeries` (signals by the mapping
   file, repeat contacts); the envelope's watermark with its `source` moves the partition's
   `stitched` time, the minimum over all `touchpoints` partitions;
-- `journey-transitions`: a journey reaching a stage counts `entered` there and `progressed`
-  at the stage it left, both on the channel of the event that moved it; a transition sent
+- `journey-transitions`: a journey reaching a stage counts `entered` there on the channel of
+  the event that moved it, and `progressed` (with its age, `progressed+<k>`) at the stage it
+  left on the channel that stage was reached on (`from_channel`); a transition sent
   again (a late event re-folded the journey) first takes back what the version before it
   counted, and a retracted one only takes back;
-- `journey-dropoffs`: `dropped` at the stage, on the journey's last channel, and one
+- `journey-dropoffs`: `dropped` at the stage, on its `stage_channel`, and one
   `saw:<label>` there per friction signal the journey had met (the row's `signals`); a
   retraction row (same id, `retracted: true`) takes both back.
 
@@ -51,6 +52,7 @@ from stream_processors.core.watermarks import SourceWatermarks
 from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.context import (
     DROPOFF_EXAMPLE,
+    ENTRY_EXAMPLE,
     FRICTION_EXAMPLE,
     example_scope,
 )
@@ -60,6 +62,7 @@ from stream_processors.friction.core.series import (
     ENTERED,
     PROGRESSED,
     FrictionSeries,
+    count_progress,
     count_seen,
     count_stage,
 )
@@ -312,7 +315,20 @@ class FrictionPartitions:
         new = None
         if not row.get("retracted"):
             at = round(float(row["at"]) * 1000)
-            new = [at, row["definition_id"], row.get("from_stage"), row["to_stage"], row["channel"]]
+            channel = row["channel"]
+            elapsed = row.get("elapsed_ms")
+            # The stage left is counted where it was reached: rows written before they
+            # carried `from_channel` fall back to the channel that moved the journey.
+            from_channel = row.get("from_channel") or channel
+            entered = None
+            if isinstance(elapsed, int | float) and not isinstance(elapsed, bool):
+                entered = at - int(elapsed)
+            stages = [row["definition_id"], row.get("from_stage"), row["to_stage"]]
+            new = [at, *stages, channel, from_channel, entered]
+            if rid not in part.counted and self.examples_per_window:
+                self._entry_example(part, row, at)
+                if entered is not None and row.get("from_stage"):
+                    self._progressed(part, row, entered)
         self._recount(part, rid, new, self._count_transition)
 
     def _dropoff(self, part: PartitionFriction, row: Mapping[str, Any]) -> None:
@@ -320,7 +336,8 @@ class FrictionPartitions:
         new = None
         if not row.get("retracted"):
             at = round(float(row["dropped_at"]) * 1000)
-            new = [at, row["definition_id"], row["stage"], row["last_channel"], _labels(row)]
+            channel = row.get("stage_channel") or row["last_channel"]
+            new = [at, row["definition_id"], row["stage"], channel, _labels(row)]
             if rid not in part.counted and self.examples_per_window:
                 self._dropoff_example(part, row, at)
         self._recount(part, rid, new, self._count_dropoff)
@@ -342,14 +359,20 @@ class FrictionPartitions:
 
     @staticmethod
     def _count_transition(part: PartitionFriction, c: list[Any], amount: int) -> None:
-        at, journey, from_stage, to_stage, channel = c
+        # [at, journey, from, to, channel, from_channel, from_entered_ms]; remembered before
+        # from_channel: the first five (taken back as they were counted).
+        at, journey, from_stage, to_stage, channel = c[:5]
         windows = part.windows
         windows.note(at)
         count_stage(windows, journey, to_stage, channel, what=ENTERED, at_ms=at, amount=amount)
-        if from_stage:
+        if not from_stage:
+            return
+        if len(c) < 7:
             count_stage(
                 windows, journey, from_stage, channel, what=PROGRESSED, at_ms=at, amount=amount
             )
+            return
+        count_progress(windows, journey, from_stage, c[5], at_ms=at, entered_ms=c[6], amount=amount)
 
     @staticmethod
     def _count_dropoff(part: PartitionFriction, c: list[Any], amount: int) -> None:
@@ -375,9 +398,8 @@ class FrictionPartitions:
         self._keep_example(part, at, scope, example)
 
     def _dropoff_example(self, part: PartitionFriction, row: Mapping[str, Any], at: int) -> None:
-        scope = example_scope(
-            DROPOFF_EXAMPLE, f"{row['definition_id']}:{row['stage']}:{row['last_channel']}"
-        )
+        channel = row.get("stage_channel") or row["last_channel"]
+        scope = example_scope(DROPOFF_EXAMPLE, f"{row['definition_id']}:{row['stage']}:{channel}")
         example = Example(
             str(row["person_id"]),
             at,
@@ -387,6 +409,37 @@ class FrictionPartitions:
             row.get("journey_id"),
         )
         self._keep_example(part, at, scope, example)
+
+    def _entry_example(self, part: PartitionFriction, row: Mapping[str, Any], at: int) -> None:
+        """A journey that just reached a stage: an example of the stage's entrants, for an
+        alert that they stopped moving on (`_progressed` takes it back if it moves on
+        before its window closes)."""
+        scope = example_scope(
+            ENTRY_EXAMPLE, f"{row['definition_id']}:{row['to_stage']}:{row['channel']}"
+        )
+        example = Example(
+            str(row["person_id"]),
+            at,
+            row["channel"],
+            row.get("touchpoint"),
+            f"reached {row['to_stage']}, had not moved on when its window closed",
+            row.get("journey_id"),
+        )
+        self._keep_example(part, at, scope, example)
+
+    def _progressed(self, part: PartitionFriction, row: Mapping[str, Any], entered: int) -> None:
+        """A journey left the stage it was an entrant example of: not an example of a stall."""
+        held = part.examples.get(entered - entered % self.size_ms)
+        channel = row.get("from_channel") or row["channel"]
+        scope = example_scope(
+            ENTRY_EXAMPLE, f"{row['definition_id']}:{row['from_stage']}:{channel}"
+        )
+        if held is None or scope not in held:
+            return
+        kept = [e for e in held[scope] if e.journey_id != row.get("journey_id")]
+        if len(kept) != len(held[scope]):
+            held[scope] = kept
+            part.windows.touched.add(entered - entered % self.size_ms)
 
     def _keep_example(self, part: PartitionFriction, at: int, scope: str, example: Example) -> None:
         start = at - at % self.size_ms

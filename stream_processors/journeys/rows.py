@@ -67,6 +67,7 @@ def transition_row(r: StageTransition) -> bytes:
             "elapsed_ms": r.elapsed_ms,
             "version": r.version,
             "retracted": r.retracted,
+            "from_channel": r.from_channel,
         }
     )
 

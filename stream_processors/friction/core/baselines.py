@@ -114,6 +114,14 @@ class Baseline:
                 return seasonal[i] / seasonal[i + 1]
         return self.hits / self.trials if self.trials > 0 else None
 
+    def seasonal_ready(self, params: BaselineParams, start_ms: int) -> bool:
+        """Whether the time-of-day bucket of `start_ms` is the expectation (or the baseline
+        has no time of day): a count that falls at night is judged against the night."""
+        seasonal = self._seasonal
+        if seasonal is None:
+            return True
+        return seasonal[3 * self._bucket(params, start_ms) + 2] >= params.bucket_min
+
     def dispersion(self, params: BaselineParams) -> float:
         """At least 1 (Poisson), at most `max_dispersion`: a baseline that lags a level
         change also inflates the spread, and that must not silence a series for good."""

@@ -37,6 +37,7 @@ from stream_processors.friction.core.baselines import (
     poisson_lower,
     poisson_upper,
 )
+from stream_processors.friction.core.progression import InFlight, Progressions
 from stream_processors.friction.core.rules import (
     RULES,
     Alert,
@@ -48,6 +49,13 @@ from stream_processors.friction.core.rules import (
     alert_id,
     explain,
     retracted,
+)
+from stream_processors.friction.core.sequential import (
+    CusumConfig,
+    Run,
+    binomial_llr,
+    odds_shift,
+    poisson_llr,
 )
 from stream_processors.friction.core.series import (
     ANY_FRICTION,
@@ -80,6 +88,11 @@ class DetectorConfig:
     min_expected: float = 10.0  # a collapse needs at least this many expected per window
     pair_test: bool = True  # also test each window together with the one before
     thresholds: tuple[FixedThreshold, ...] = ()
+    # The tests over the run of recent windows (None: per-window tests only), and whether
+    # stage series are tested on their entrants in flight.
+    cusum: CusumConfig | None = field(default_factory=CusumConfig)
+    progression: bool = True
+    min_run_expected: float = 5.0  # a run's expectation before a CUSUM alert may page
     forget_after: timedelta = timedelta(days=7)  # series without data this long are dropped
     revisable_for: timedelta = timedelta(days=1)  # at least the windows' allowed lateness
 
@@ -117,6 +130,9 @@ class Detector:
         self._alerted: dict[tuple[Series, int, Rule], Alert] = {}
         self._thresholds: dict[Series, tuple[FixedThreshold, ...]] = {}
         self._backfilling = False
+        self._cusum = self.config.cusum or CusumConfig()
+        self._runs: dict[Series, Run] = {}
+        self.progressions = Progressions(self._params, self._size, self._cusum)
 
     def process(self, advance: Advance) -> list[Alert]:
         """Alerts for the windows one watermark advance closed or re-emitted."""
@@ -157,8 +173,53 @@ class Detector:
             version = window.version if window is not None else 0
             for test in self._tests(key, counts):
                 alerts += self._run(test, start, version, backfill)
+            if key[0] == STAGE and self.config.progression:
+                alerts += self._in_flight(key[1], start, counts, version, backfill)
         self._forget(start)
         return alerts
+
+    def _in_flight(
+        self, scope: str, start: int, counts: Mapping[str, int], version: int, backfill: bool
+    ) -> list[Alert]:
+        """The stage's entrants in flight against its progression-by-age curve; an alert is
+        about the stage's drop-off series, so that the drop-offs its deadline brings later
+        join the same incident."""
+        found = self.progressions.close(scope, start, counts)
+        if backfill or found.llr <= 0.0 or not self._stalled(found):
+            return []
+        cfg = self._cusum
+        severity: Severity = "critical" if found.value >= cfg.critical_h else "warning"
+        series = Series("dropoff", scope, "dropoff")  # the drop-off share's series
+        first = found.since_ms if found.since_ms is not None else start
+        begin = datetime.fromtimestamp(first / 1000, UTC)
+        end = datetime.fromtimestamp((start + self._size) / 1000, UTC)
+        alert = Alert(
+            alert_id=alert_id("progression", series, start),
+            kind="dropoff_spike",
+            rule="progression",
+            series=series,
+            window_start=begin,
+            window_end=end,
+            window_version=version,
+            windows=found.windows,
+            observed=found.observed,
+            volume=found.entrants,
+            expected=found.expected,
+            p_value=None,
+            severity=severity,
+            explanation=_in_flight_text(series, found, begin, end, cfg.h),
+        )
+        self._alerted[(series, start, "progression")] = alert
+        return [alert]
+
+    def _stalled(self, found: InFlight) -> bool:
+        cfg = self._cusum
+        return (
+            found.tested
+            and found.value >= cfg.h
+            and found.expected >= self.config.min_run_expected
+            and found.observed <= (1.0 + cfg.fall) / 2.0 * found.expected
+        )
 
     def _tests(self, key: WindowKey, counts: Mapping[str, int]) -> Iterable[_Test]:
         kind, scope = key
@@ -188,6 +249,8 @@ class Detector:
         baseline = self._baseline(series)
         expected = self._expected(test, baseline, start)
         alerts = [] if backfill else self._judge(test, baseline, start, version, expected)
+        if expected is not None and not backfill and self.config.cusum is not None:
+            alerts += self._accumulate(test, baseline, start, version, expected)
         self._last[series] = _Seen(start, test.hits, test.trials, expected)
         if test.rate_series and test.trials == 0 and test.hits == 0:
             return alerts  # nothing was exposed: nothing to learn
@@ -219,6 +282,103 @@ class Detector:
                 self._alerted[(test.series, start, found.rule)] = found
                 alerts.append(found)
         return alerts
+
+    # -- evidence over the run of recent windows ---------------------------------------------
+
+    def _accumulate(
+        self, test: _Test, baseline: Baseline, start: int, version: int, expected: float
+    ) -> list[Alert]:
+        """One window into the series' CUSUM (`sequential.py`): a rise of a signal rate
+        (Poisson, designed doubling), of a drop-off share (binomial, designed odds ratio)
+        or a fall of a count (Poisson); an alert while it stays at or above h."""
+        series, cfg = test.series, self._cusum
+        phi = self._dispersion(series, baseline)
+        if series.kind == "dropoff":
+            if test.trials <= 0:
+                return []
+            p0 = min(0.99, max(expected / test.trials, self.config.min_rate))
+            llr = binomial_llr(test.hits, test.trials, p0, odds_shift(p0, cfg.odds))
+        elif series.kind == FRICTION and test.rate_series:
+            llr = poisson_llr(test.hits / phi, expected / phi, cfg.rise)
+        elif series.kind in ("entries", "volume"):
+            # Counts follow the day: judged only against their own time of day's level.
+            if not baseline.seasonal_ready(self._params, start):
+                return []
+            llr = poisson_llr(test.hits / phi, expected / phi, self.config.collapse_ratio)
+        else:
+            return []
+        run = self._runs.get(series)
+        if run is None:
+            run = self._runs[series] = Run()
+        trials = test.trials if test.rate_series else 1
+        run.update(llr, start, observed=test.hits, expected=expected, trials=trials, cap=cfg.cap)
+        # Only while this window still leans to the change: a run that ended is not paged
+        # on for the windows its CUSUM takes to come back down.
+        if llr <= 0.0 or run.value < cfg.h or not self._run_holds(series, run):
+            return []
+        return [self._run_alert(series, run, start, version)]
+
+    def _run_holds(self, series: Series, run: Run) -> bool:
+        """The run's own figures show the change, not only its likelihood: at least
+        `min_run_expected` expected (`min_signals` signals for friction), and halfway to
+        the designed change."""
+        cfg = self._cusum
+        if series.kind == "dropoff":
+            if run.trials <= 0:
+                return False
+            p0 = min(0.99, max(run.expected / run.trials, self.config.min_rate))
+            share = run.observed / run.trials
+            return (
+                run.observed >= self.config.min_signals
+                and share >= (p0 + odds_shift(p0, cfg.odds)) / 2.0
+            )
+        if series.kind == FRICTION:
+            return (
+                run.observed >= self.config.min_signals
+                and run.observed >= (1.0 + cfg.rise) / 2.0 * run.expected
+            )
+        return (
+            run.expected >= self.config.min_run_expected
+            and run.observed <= self.config.collapse_ratio * run.expected
+        )
+
+    def _run_alert(self, series: Series, run: Run, start: int, version: int) -> Alert:
+        kind = (_SPIKE_KINDS | _COLLAPSE_KINDS)[series.kind]
+        first = run.since_ms if run.since_ms is not None else start
+        begin = datetime.fromtimestamp(first / 1000, UTC)
+        end = datetime.fromtimestamp((start + self._size) / 1000, UTC)
+        rate_series = series.kind in _SPIKE_KINDS
+        severity: Severity = "critical" if run.value >= self._cusum.critical_h else "warning"
+        text = explain(
+            series,
+            hits=run.observed,
+            trials=run.trials,
+            rate_series=rate_series,
+            expected=run.expected,
+            p=None,
+            begin=begin,
+            end=end,
+            version=version,
+        )
+        alert = Alert(
+            alert_id=alert_id("cusum", series, start),
+            kind=kind,
+            rule="cusum",
+            series=series,
+            window_start=begin,
+            window_end=end,
+            window_version=version,
+            windows=run.windows,
+            observed=run.observed,
+            volume=run.trials if rate_series else run.observed,
+            expected=run.expected,
+            p_value=None,
+            severity=severity,
+            explanation=f"{text}, over {run.windows} windows (CUSUM {run.value:.1f} >= "
+            f"{self._cusum.h:.1f})",
+        )
+        self._alerted[(series, start, "cusum")] = alert
+        return alert
 
     # -- the tests --------------------------------------------------------------------------
 
@@ -396,6 +556,8 @@ class Detector:
         start, previous = window.start_ms, window.previous or {}
         self._last_data[window.key] = max(self._last_data.get(window.key, start), start)
         old = {t.series: t for t in self._tests(window.key, previous)}
+        if window.key[0] == STAGE:
+            self.progressions.revise(window.key[1], start, window.counts, previous)
         alerts: list[Alert] = []
         for test in self._tests(window.key, window.counts):
             baseline = self._baseline(test.series)
@@ -448,6 +610,23 @@ class Detector:
                 del self._baselines[series]
                 self._last.pop(series, None)
                 self._thresholds.pop(series, None)
+                self._runs.pop(series, None)
+            if key[0] == STAGE:
+                self.progressions.forget(scope)
         keep = start - int(self.config.revisable_for.total_seconds() * 1000)
         for stale in [k for k in self._alerted if k[1] < keep]:
             del self._alerted[stale]
+
+
+def _in_flight_text(
+    series: Series, found: InFlight, begin: datetime, end: datetime, h: float
+) -> str:
+    """One line: the stage's progression observed vs expected at the entrants' age."""
+    journey, _, rest = series.scope.partition(":")
+    span = f"{begin:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
+    share = found.observed / found.expected if found.expected else 0.0
+    return (
+        f"progression stalled at {journey}:{rest}: {found.observed} of the entrants in flight "
+        f"moved on vs {found.expected:.1f} expected at their age ({share:.0%} of normal; "
+        f"{found.entrants} entrants in flight), {span} (CUSUM {found.value:.1f} >= {h:.1f})"
+    )

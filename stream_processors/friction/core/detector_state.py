@@ -3,7 +3,12 @@
 `Detector` keeps its learning in plain fields: a `Baseline` per series (decayed sums, the
 time-of-day buckets, the learned dispersion), the last window seen per series (for the pair
 test), the signal names seen per friction scope, when each window key last had data, and
-the alerts it may still retract. `DetectorMemory` writes them as rows keyed the way a stage
+the alerts it may still retract; per series its CUSUM run (`sequential.Run`, a third element
+of the series row since the tests over the run of windows came: rows without it restore with
+an empty run), and per stage series its entry cohorts in flight and progression-by-age curve
+(`progression.StageProgress`, rows `p<sep><scope>`; state without them restores with none,
+learning the curve from the next windows on). `DetectorMemory` writes them as rows keyed
+the way a stage
 changelog wants them (one row per series, per window key, and one for the rest) and builds
 a detector back from such rows; the rows of a restored detector are the rows it was saved
 from.
@@ -23,11 +28,14 @@ from typing import Any, cast
 
 from stream_processors.friction.core.baselines import Baseline
 from stream_processors.friction.core.detector import Detector, DetectorConfig, _Seen
+from stream_processors.friction.core.progression import StageProgress
 from stream_processors.friction.core.rules import Alert, AlertKind, Rule, Series, Severity
+from stream_processors.friction.core.sequential import Run
 
 STATE_VERSION = 1
 SERIES = "s"  # row key prefixes
 KEY = "k"
+PROGRESS = "p"
 META = "meta"
 _SEP = "\x1f"
 
@@ -42,7 +50,10 @@ def rows(detector: Detector) -> Iterator[tuple[str, Any]]:
     for series, baseline in d._baselines.items():
         seen = d._last.get(series)
         last = None if seen is None else [seen.start, seen.hits, seen.trials, seen.expected]
-        yield series_key(series), [_baseline(baseline), last]
+        run = d._runs.get(series)
+        yield series_key(series), [_baseline(baseline), last, run.to_json() if run else None]
+    for scope, stage in d.progressions.stages.items():
+        yield _SEP.join((PROGRESS, scope)), _progress(stage)
     for (kind, scope), last_data in d._last_data.items():
         yield _SEP.join((KEY, kind, scope)), [last_data, sorted(d._names.get((kind, scope), ()))]
     alerted = [
@@ -67,17 +78,37 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
         parts = name.split(_SEP)
         if parts[0] == SERIES and len(parts) == 4:
             series = Series(parts[1], parts[2], parts[3])
-            state, last = value
+            state, last = value[0], value[1]
+            if len(value) > 2 and value[2] is not None:
+                d._runs[series] = Run.from_json(value[2])
             d._baselines[series] = _load_baseline(d, state)
             if last is not None:
                 start, hits, trials, expected = last
                 d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
+        elif parts[0] == PROGRESS and len(parts) == 2:
+            d.progressions.stages[parts[1]] = _load_progress(d, value)
         elif parts[0] == KEY and len(parts) == 3:
             last_data, names = value
             d._last_data[(parts[1], parts[2])] = int(last_data)
             if names:
                 d._names[(parts[1], parts[2])] = set(names)
     return d
+
+
+def _progress(stage: StageProgress) -> list[Any]:
+    cohorts = [[start, n, moved] for start, (n, moved) in sorted(stage.cohorts.items())]
+    return [cohorts, [_baseline(b) for b in stage.curve], stage.run.to_json()]
+
+
+def _load_progress(d: Detector, value: list[Any]) -> StageProgress:
+    cohorts, curve, run = value
+    stage = d.progressions.stage("")  # a fresh one, of the configured shape
+    d.progressions.stages.pop("", None)
+    stage.cohorts = {int(start): [int(n), int(moved)] for start, n, moved in cohorts}
+    for k, state in enumerate(curve[: len(stage.curve)]):
+        stage.curve[k] = _load_baseline(d, state)
+    stage.run = Run.from_json(run)
+    return stage
 
 
 def _baseline(b: Baseline) -> list[Any]:

@@ -16,9 +16,11 @@ from fnmatch import fnmatchcase
 from typing import Literal, NamedTuple
 
 AlertKind = Literal["friction_spike", "dropoff_spike", "entries_collapse", "volume_collapse"]
-Rule = Literal["baseline", "threshold"]
+# `baseline` and `threshold` decide one window (or two); `cusum` the run of recent windows
+# (`sequential.py`); `progression` a stage's entrants in flight (`progression.py`).
+Rule = Literal["baseline", "threshold", "cusum", "progression"]
 Severity = Literal["warning", "critical"]
-RULES: tuple[Rule, ...] = ("baseline", "threshold")
+RULES: tuple[Rule, ...] = ("baseline", "threshold")  # re-decided on a window's late versions
 # Fixed forever: alert ids are UUIDv5 in it, so a replay sends the same ids.
 ALERT_NAMESPACE = uuid.UUID("3b0f6f8e-2c51-5d7a-8a43-0c9e51f7d2a6")
 

@@ -9,7 +9,11 @@
   `entered`, `progressed` (left the stage for a later one) and `dropped`, counted by
   `count_stage` from what the journeys stage reports; and per friction signal a dropped
   journey had met, `saw:<label>` (`saw:payment_declined@web:/checkout`), counted by
-  `count_seen`, at most `MAX_STAGE_COUNTERS` counters per window.
+  `count_seen`, at most `MAX_STAGE_COUNTERS` counters per window. A progression also counts
+  `progressed+<k>` (`count_progress`): it left the stage `k` windows after the window its
+  entry was counted in, for `k < PROGRESS_LAGS`. Entries and progressions are counted at the
+  stage's `stage_channel` (where the stage was reached), drop-offs too, so a stage's entry
+  cohort and what became of it share one series.
 
 Pure: the windows and the repeat-contact memory are handed in.
 """
@@ -33,6 +37,11 @@ ANY_FRICTION = "friction"  # the counter of all friction signals at a scope
 EVENTS = "events"
 ENTERED, PROGRESSED, DROPPED = "entered", "progressed", "dropped"
 ALL_CHANNELS = "*"
+LAG = "progressed+"  # prefix of the progression-by-age counters: `progressed+0`, ...
+# Progressions are counted by age for this many windows after entry (an hour of 5-minute
+# windows): the in-flight test looks at cohorts younger than that.
+PROGRESS_LAGS = 12
+LAG_NAMES = tuple(f"{LAG}{k}" for k in range(PROGRESS_LAGS))
 SAW = "saw:"  # prefix of the stage counters of signals dropped journeys met
 # A stage window's counters: entered, progressed, dropped and the `saw:` labels, which a
 # busy stage with many touchpoints could multiply; past the cap, new labels are left out
@@ -227,6 +236,30 @@ def count_stage(
     `at_ms`, `amount=-1` when retracted); a `DropOff` is DROPPED at `deadline_ms` on its
     `last_channel`, and its `Retraction` the same with `amount=-1`."""
     names = (what,)
+    for scope in (stage_scope(journey, stage, channel), stage_scope(journey, stage, ALL_CHANNELS)):
+        windows.add((STAGE, scope), at_ms, names, backfill=backfill, amount=amount)
+
+
+def count_progress(
+    windows: TumblingWindows,
+    journey: str,
+    stage: str,
+    channel: str,
+    *,
+    at_ms: int,
+    entered_ms: int | None,
+    backfill: bool = False,
+    amount: int = 1,
+) -> None:
+    """Count a journey leaving `stage` for a later one at `at_ms`: PROGRESSED, and when its
+    entry time is known and its entry window is fewer than `PROGRESS_LAGS` windows before,
+    `progressed+<k>` (k: windows between the two), at `channel`, the stage's stage_channel."""
+    names: tuple[str, ...] = (PROGRESSED,)
+    if entered_ms is not None:
+        size = windows.size_ms
+        lag = (at_ms - at_ms % size - (entered_ms - entered_ms % size)) // size
+        if 0 <= lag < PROGRESS_LAGS:
+            names = (PROGRESSED, LAG_NAMES[lag])
     for scope in (stage_scope(journey, stage, channel), stage_scope(journey, stage, ALL_CHANNELS)):
         windows.add((STAGE, scope), at_ms, names, backfill=backfill, amount=amount)
 

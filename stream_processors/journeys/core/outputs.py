@@ -61,6 +61,9 @@ class StageTransition(NamedTuple):
     elapsed_ms: int | None  # since the previous stage was reached
     version: int
     retracted: bool = False
+    # The channel of the event that reached `from_stage` (its stage_channel): the friction
+    # stage counts the progression there, where the stage's entry was counted.
+    from_channel: str | None = None
 
 
 class DropOff(NamedTuple):
@@ -224,6 +227,7 @@ def transition(
             hit[0] - previous[0] if previous is not None else None,
             inst.version,
             retracted,
+            previous[3] if previous is not None else None,
         ),
     )
 

@@ -66,6 +66,11 @@ class Feed:
         return out
 
 
+def per_window(alerts: list[Alert]) -> list[Alert]:
+    """The alerts of the one- and two-window tests (the run's tests add their own)."""
+    return [a for a in alerts if a.rule in ("baseline", "threshold")]
+
+
 def friction(exposures: int, errors: int) -> Counts:
     return {CHECKOUT: {"exposures": exposures, "error": errors, "friction": errors}}
 
@@ -230,7 +235,8 @@ def test_the_first_drop_offs_of_a_new_pipeline_are_not_a_spike() -> None:
 def test_a_drop_off_spike() -> None:
     feed = Feed()
     feed.steps(60, stage(40, 36, 4))
-    (alert,) = [a for a in feed.step(stage(40, 15, 25)) if a.kind == "dropoff_spike"]
+    found = feed.step(stage(40, 15, 25))
+    (alert,) = [a for a in per_window(found) if a.kind == "dropoff_spike"]
     assert alert.series == Series("dropoff", "purchase:checkout:web", "dropoff")
     assert (alert.observed, alert.volume) == (25, 40)
 
@@ -238,10 +244,10 @@ def test_a_drop_off_spike() -> None:
 def test_entries_collapsing_to_near_zero_fire_even_in_empty_windows() -> None:
     feed = Feed(DetectorConfig(pair_test=False))
     feed.steps(60, stage(40, 36, 4))
-    collapsed = feed.step(stage(2, 0, 0))
+    collapsed = per_window(feed.step(stage(2, 0, 0)))
     assert [a.kind for a in collapsed] == ["entries_collapse"]
     assert collapsed[0].observed == 2 and collapsed[0].expected == pytest.approx(40, rel=0.05)
-    silent = feed.step({})  # no window at all: nothing arrived for the stage
+    silent = per_window(feed.step({}))  # no window at all: nothing arrived for the stage
     assert [(a.kind, a.observed, a.window_version) for a in silent] == [("entries_collapse", 0, 0)]
 
 
@@ -249,7 +255,7 @@ def test_a_silent_source_is_noticed_and_a_quiet_one_is_not() -> None:
     feed = Feed()
     feed.steps(60, {SOURCE: {"events": 300}, ("volume", "app:tiny"): {"events": 3}})
     alerts = feed.step({})
-    assert [(a.kind, a.series.scope) for a in alerts] == [("volume_collapse", "web:web-shop")]
+    assert {(a.kind, a.series.scope) for a in alerts} == {("volume_collapse", "web:web-shop")}
 
 
 def test_a_dip_above_the_collapse_ratio_is_not_a_collapse() -> None:

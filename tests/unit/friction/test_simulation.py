@@ -80,7 +80,10 @@ def test_checkout_errors_fire_within_two_closed_windows(outcome: Outcome) -> Non
     assert first_window <= first < first_window + 2 * WINDOW_MS
     # And it stops once the incident is over (the baseline did not learn the incident).
     end = ms(ERRORS.window(SCENARIO.start)[1])
-    assert max(decided_at(a) for a in spikes) < end + 2 * WINDOW_MS
+    assert max(decided_at(a) for a in spikes if a.rule == "baseline") < end + 2 * WINDOW_MS
+    # The run's test may hold a little longer (its evidence spans the incident's windows,
+    # and its CUSUM comes down over a few windows), within the reach of the same incident.
+    assert max(decided_at(a) for a in spikes) <= end + 3 * WINDOW_MS
 
 
 def web_purchases_per_window(truth: GroundTruth) -> Counter[int]:

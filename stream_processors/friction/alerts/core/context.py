@@ -8,7 +8,9 @@
   evidence against the `reference_windows` windows before the alert started (frozen when
   the alert opens, so a long incident is still compared with the time before it);
 - per window start and scope, a few examples the partitions picked: a person who met a
-  friction signal at a touchpoint, a journey that dropped off at a stage;
+  friction signal at a touchpoint, a journey that dropped off at a stage, a journey that
+  reached a stage and had not moved on when its window closed (first for a drop-off alert:
+  they show a stall before any time limit passes);
 - per window start, the drop-offs of every stage scope and how many of them had met each
   friction signal (the stage windows' `dropped` and `saw:<label>` counters), from which an
   alert about a stage says what share of the journeys that dropped there saw what.
@@ -41,6 +43,7 @@ from stream_processors.journeys.core.signals import label_text
 
 FRICTION_EXAMPLE = "friction"  # example scope prefixes: "friction|web:/checkout"
 DROPOFF_EXAMPLE = "stage"
+ENTRY_EXAMPLE = "entry"  # a journey that reached a stage and had not moved on by its close
 REFERENCES = "references"
 
 
@@ -189,16 +192,19 @@ class AlertContext:
         wanted = set()
         for series in [record.series, *(r.series for r in record.related)]:
             wanted |= _example_scopes(series)
-        found: dict[str, Example] = {}
+        found: dict[str, tuple[bool, Example]] = {}
         for start in sorted(self._examples):
             if not begin <= start < end:
                 continue
             for scope, examples in sorted(self._examples[start].items()):
                 if any(_matches(scope, w) for w in wanted):
+                    # Entrants that had not moved on show a stall before any deadline passes:
+                    # they come first.
+                    stalled = scope.startswith(ENTRY_EXAMPLE + "|")
                     for example in examples:
-                        found.setdefault(example.person_id, example)
-        ordered = sorted(found.values(), key=lambda e: (e.at_ms, e.person_id))
-        return tuple(ordered[: self.config.examples])
+                        found.setdefault(example.person_id, (not stalled, example))
+        ordered = sorted(found.values(), key=lambda f: (f[0], f[1].at_ms, f[1].person_id))
+        return tuple(e for _, e in ordered[: self.config.examples])
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -309,7 +315,10 @@ def _example_scopes(series: Series) -> set[str]:
     if series.kind == "friction":
         return {example_scope(FRICTION_EXAMPLE, series.scope)}
     if series.kind == "dropoff":
-        return {example_scope(DROPOFF_EXAMPLE, series.scope)}
+        return {
+            example_scope(DROPOFF_EXAMPLE, series.scope),
+            example_scope(ENTRY_EXAMPLE, series.scope),
+        }
     if series.kind == "entries" and "journey" in dims:
         return {example_scope(DROPOFF_EXAMPLE, f"{dims['journey']}:*")}
     return set()
