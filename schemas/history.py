@@ -12,6 +12,8 @@ the touchpoints flagged `backfill`, which friction learns from and never alerts 
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from schemas.settings import Settings
 
 HISTORY_PREFIX = "history."
@@ -21,7 +23,9 @@ def history_settings(settings: Settings) -> Settings:
     """`settings` for the history domain: topics and consumer groups under the prefix plus
     `history.`, no idle advance (the wall clock says nothing about history's time: a replay
     closes its own with heartbeats), metrics on any free port (the live stages hold theirs),
-    and an explicit sink group, if any, suffixed likewise."""
+    an explicit sink group, if any, suffixed likewise, and a data folder of its own under
+    the live one (a history worker and a live one of a stage on one host each hold their
+    worker id there), writing the same ClickHouse."""
     if settings.topics.prefix.endswith(HISTORY_PREFIX):
         return settings  # already history
     topics = settings.topics.model_copy(update={"prefix": settings.topics.prefix + HISTORY_PREFIX})
@@ -35,4 +39,13 @@ def history_settings(settings: Settings) -> Settings:
     sink = settings.sink.model_copy(
         update={"group_id": None if group is None else f"{group}.{HISTORY_PREFIX}".rstrip(".")}
     )
-    return settings.model_copy(update={"topics": topics, "processor": processor, "sink": sink})
+    clickhouse = settings.clickhouse.model_copy(update={"dsn": SecretStr(settings.clickhouse_dsn)})
+    return settings.model_copy(
+        update={
+            "topics": topics,
+            "processor": processor,
+            "sink": sink,
+            "clickhouse": clickhouse,
+            "data_dir": settings.data_dir / HISTORY_PREFIX.rstrip("."),
+        }
+    )

@@ -23,6 +23,9 @@ def test_history_has_its_own_topics_groups_and_no_idle_advance() -> None:
     assert set(astuple(live_topics)).isdisjoint(astuple(history_topics))
     assert history.processor.idle_after_seconds == 0
     assert history.processor.metrics_port_of("ingest") == 0  # any free port
+    # Its own folder for worker ids and faust's files, the same ClickHouse.
+    assert history.data_dir == live.data_dir / "history"
+    assert history.clickhouse_dsn == live.clickhouse_dsn
     # The live settings are untouched, and deriving twice changes nothing.
     assert live.topics.prefix == "acme." and live.processor.idle_after_seconds == 60
     assert history_settings(history) == history
