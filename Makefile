@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml | cut -c1-12)
 # `make test` and `make demo` each use their own broker instance (own ports and folder).
 TEST_BROKER := --instance test --port 19192 --controller-port 19193 --fresh
 BENCH_BROKER := --instance bench --port 19392 --controller-port 19393 --fresh
+# The chaos suite's broker; its broker-restart scenario runs one more (chaos-restart, 19532).
+CHAOS_BROKER := --instance chaos --port 19530 --controller-port 19531 --fresh
 PYTEST_ARGS ?=
 # The official ClickHouse JDBC driver and the small client the integration tests drive it with.
 JDBC_DIR := tests/integration/jdbc
@@ -18,13 +20,14 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench bench-detection broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench bench-detection chaos broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
 	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
+	@echo "make chaos      every fault scenario 3 times on >= 100,000 events (long; table in .local/chaos)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
 
 $(STAMP): pyproject.toml
@@ -103,6 +106,12 @@ bench: setup
 # The pipeline's cores on simulated incidents, scored from the alerts (tests/bench/detection.py).
 bench-detection: $(STAMP)
 	$(BIN)/python -m tests.bench.detection
+
+# The full chaos suite (tests/chaos): CHAOS_RUNS runs of every scenario on CHAOS_EVENTS events;
+# `make test` runs its short version.
+chaos: setup
+	CHAOS_FULL=1 $(BIN)/journeys broker run $(CHAOS_BROKER) -- \
+		$(BIN)/python -m pytest tests/chaos --timeout 7200 $(PYTEST_ARGS)
 
 broker-start: setup
 	$(BIN)/journeys broker start

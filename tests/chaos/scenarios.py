@@ -1,0 +1,259 @@
+"""The faults, one per run: each waits until the stream is well under way, injects its fault
+and returns the seconds from the restart to processing again (None where nothing restarts).
+
+A run starts the pipeline, drives the input through it while the fault is injected, closes
+the simulated time, waits until every group has committed everything, and stops it all
+cleanly; whatever it started is reaped by pid on the way out, also on failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+
+from schemas.settings import Settings
+from schemas.topics import Topics
+from stream_processors.runtime.worker_id import client_id
+from tests.integration.helpers import committed_some, journeys, uncommitted_input, wait_for
+
+from .feed import Driver, Input
+from .pipeline import Pipeline, progress, resume_seconds, served_at
+from .results import Snapshot
+
+SHARE = 0.4  # the fault comes once this share of the simulated events is published
+
+
+@dataclass
+class Run:
+    settings: Settings
+    folder: Path
+    feed: Input
+    rate: float
+    journeys_workers: int = 1
+    serve_port: int | None = None
+    pipeline: Pipeline | None = None
+    driver: Driver | None = None
+    found: Snapshot | None = None  # what the run left in ClickHouse
+
+    def execute(self, fault: Fault) -> float | None:
+        pipeline = Pipeline(self.settings, self.folder, self.journeys_workers, self.serve_port)
+        self.pipeline = pipeline
+        try:
+            pipeline.start()
+            driver = Driver(
+                self.settings, self.feed, pipeline.collector_port, pipeline.log, self.rate
+            )
+            self.driver = driver
+            driver.start()
+            driver.wait_for_share(SHARE, pipeline.check_alive)
+            resume = fault(self)
+            driver.join()
+            pipeline.drain()
+            self.found = pipeline.snapshot()
+            pipeline.stop()
+            return resume
+        finally:
+            pipeline.reap()
+
+    @property
+    def p(self) -> Pipeline:
+        assert self.pipeline is not None
+        return self.pipeline
+
+    def watch(self) -> None:
+        self.p.check_alive()
+
+
+Fault = Callable[[Run], float | None]
+
+
+def no_fault(_run: Run) -> None:
+    return None
+
+
+def mid_stream(run: Run, stage: str) -> None:
+    """Wait until `stage` has committed some input and has more in hand, uncommitted."""
+    topic = Topics.from_settings(run.settings.topics)
+    first = {"ingest": topic.raw, "identity": topic.touchpoints, "sink": topic.stitched}.get(
+        stage, topic.stitched
+    )
+    group = run.settings.topics.group(stage)
+    wait_for(
+        lambda: (
+            committed_some(run.settings, group, first)
+            and uncommitted_input(run.settings, group, first)
+        ),
+        300,
+        f"{stage} to be mid-stream",
+        run.p.running(),
+        run.p.log,
+    )
+
+
+def kill_worker(name: str) -> Fault:
+    """SIGKILL a stage worker mid-stream and start it again at once with its worker id."""
+    stage = name.partition("-")[0]
+
+    def fault(run: Run) -> float:
+        mid_stream(run, stage)
+        run.p.kill(name)
+        run.p.launch(name)
+        return resume_seconds(run.settings, stage, time.monotonic(), run.watch)
+
+    return fault
+
+
+def kill_sink_three_times(run: Run) -> float:
+    """SIGKILL the sink mid-stream, start it again, wait until it commits, three times in a
+    row (at 40%, 60% and 80% of the feed); the longest of the three resumes."""
+    resumes = []
+    for share in (0.4, 0.6, 0.8):
+        assert run.driver is not None
+        run.driver.wait_for_share(share, run.watch)
+        mid_stream(run, "sink")
+        run.p.kill("sink")
+        run.p.launch("sink")
+        resumes.append(resume_seconds(run.settings, "sink", time.monotonic(), run.watch))
+    return max(resumes)
+
+
+def rebalance(run: Run, away: float) -> float:
+    """Two journeys workers; one SIGKILLed mid-stream (its partitions move to the other) and
+    started again `away` seconds later (they move back). Resumed: the returning worker is a
+    member of the group again and the group commits."""
+    mid_stream(run, "journeys")
+    run.p.kill("journeys-1")
+    time.sleep(away)
+    proc = run.p.launch("journeys-1")
+    started = time.monotonic()
+    worker = client_id(f"{run.settings.processor.worker_id}-journeys1")
+    wait_for(
+        lambda: worker in members(run.settings, "journeys"),
+        300,
+        "the returning journeys worker to join",
+        [proc],
+        run.p.log,
+    )
+    return resume_seconds(run.settings, "journeys", started, run.watch)
+
+
+def members(settings: Settings, stage: str) -> list[str]:
+    admin = AdminClient(settings.kafka.as_librdkafka_dict())
+    group = settings.topics.group(stage)
+    try:
+        found = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
+    except Exception:  # coordinator moving
+        return []
+    return [str(m.client_id) for m in found.members]
+
+
+def clickhouse_outage(seconds: float) -> Fault:
+    """The `db serve` the sink writes through stops answering for `seconds`, then comes back
+    on the same port; the sink, untouched, must ride it out."""
+
+    def fault(run: Run) -> float:
+        mid_stream(run, "sink")
+        serve = run.p.procs.pop("serve")
+        serve.terminate()
+        assert serve.wait(60) == 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            run.watch()
+            time.sleep(0.5)
+        run.p.serve()
+        assert served_at(run.settings).startswith("http://")
+        return resume_seconds(run.settings, "sink", time.monotonic(), run.watch)
+
+    return fault
+
+
+def broker_restart(
+    broker_stop: Callable[[], object], broker_start: Callable[[], object], away: float
+) -> Fault:
+    """The broker stops mid-stream and starts again `away` seconds later; nothing else is
+    touched. Resumed: the ingest and the sink groups commit again (the longer of the two)."""
+
+    def fault(run: Run) -> float:
+        mid_stream(run, "ingest")
+        broker_stop()
+        time.sleep(away)
+        broker_start()
+        started = time.monotonic()
+        return max(
+            resume_seconds(run.settings, group, started, run.watch) for group in ("ingest", "sink")
+        )
+
+    return fault
+
+
+POISON = b'{"envelope": "journeys.batch", "v": 1, "events": [ not json'
+WRONG_VERSION = b'{"envelope":"journeys.batch","v":99,"watermark":null,"events":[]}'
+# A touchpoint the ingest stage would never forward: its event id is not a UUID.
+BAD_TOUCHPOINT = orjson.dumps(
+    {
+        "event_id": "not-a-uuid",
+        "channel": "web",
+        "source": "web-shop",
+        "event_type": "page_view",
+        "schema_version": 1,
+        "occurred_at": "2026-01-01T00:00:00.000Z",
+        "received_at": "2026-01-01T00:00:00.000Z",
+        "identity": {"anonymous_id": "chaos-poison"},
+        "properties": {},
+    }
+)
+
+
+def poison_inputs(run: Run) -> None:
+    """An undecodable record and a wrong-version envelope on every input topic of every stage
+    (and a touchpoint with a malformed event id on `touchpoints`), mid-stream."""
+    from tests.integration.helpers import stage_topics
+
+    mid_stream(run, "ingest")
+    producer = Producer(run.settings.kafka.as_librdkafka_dict())
+    inputs = stage_topics(run.settings, "ingest", "identity", "journeys", "friction")
+    for topic in sorted({t for topics in inputs.values() for t in topics}):
+        for payload in (POISON, WRONG_VERSION):
+            producer.produce(topic, payload, partition=1)
+    producer.produce(
+        Topics.from_settings(run.settings.topics).touchpoints, BAD_TOUCHPOINT, partition=1
+    )
+    assert producer.flush(30) == 0
+
+
+def same_worker_id(run: Run) -> None:
+    """A second ingest worker with the running one's worker id (another host: its own data
+    folder) is refused at start, naming the setting; the running one goes on."""
+    mid_stream(run, "ingest")
+    log = run.folder / "second.log"
+    worker = f"{run.settings.processor.worker_id}-ingest"
+    second = journeys(
+        run.settings,
+        "process",
+        "ingest",
+        log=log,
+        JOURNEYS_PROCESSOR__WORKER_ID=worker,
+        JOURNEYS_DATA_DIR=str(run.folder / "other-host"),
+    )
+    try:
+        assert second.wait(120) == 2, log.read_text()[-3000:]
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    said = log.read_text().splitlines()[-1]
+    assert "JOURNEYS_PROCESSOR__WORKER_ID" in said and worker in said, said
+    run.watch()
+    before = progress(run.settings, "ingest")
+    wait_for(
+        lambda: progress(run.settings, "ingest") > before,
+        120,
+        "the first ingest worker to go on",
+        run.p.running(),
+        run.p.log,
+    )
