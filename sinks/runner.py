@@ -373,7 +373,9 @@ class TopicSink:
     def _insert(self, table: str, rows_json: bytes, token: str) -> int:
         started = time.perf_counter()
         self._privacy.refresh(self.client, time.monotonic())
-        rows_json, _ = self._privacy.filter(table, rows_json)
+        rows_json, dropped = self._privacy.filter(table, rows_json)
+        if dropped and rows_json == b"[]":
+            return 0  # every row was an erased person's
         try:
             rows = insert_json_rows(self.client, table, rows_json, token)
         except Exception as exc:

@@ -103,7 +103,9 @@ class MapReplica:
                 now_ms = int(time.time() * 1000)
                 for msg in msgs:
                     err = msg.error()
-                    if err is None:
+                    if err is None and msg.value() is None:  # an erased identifier
+                        self.data.pop(msg.key().decode(), None)
+                    elif err is None:
                         self.apply(msg.value(), now_ms)
                     elif err.code() == KafkaError._PARTITION_EOF:
                         if not self.caught_up.is_set():

@@ -41,6 +41,7 @@ from stream_processors.identity.core.authority import (
 from stream_processors.identity.core.records import Resolution
 from stream_processors.identity.core.routing import Router
 from stream_processors.identity.map_replica import MapReplica, map_row
+from stream_processors.privacy.forget import SuppressionWatch, forget_links
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.dead_letters import StageDeadLetters, Where
@@ -284,6 +285,8 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     app, sender = runtime.app, runtime.sender
     replica = MapReplica(settings.kafka, topics.identity_map).start()
     runtime.closers.append(replica.stop)
+    privacy = SuppressionWatch.start(settings)  # erased persons leave the graph
+    runtime.closers.append(privacy.stop)
     router = Router(settings.identity, replica.data, settings.topics.partitions)
     routing = Routing(topics, settings.topics.partitions, sender, routed, router)
     resolving = Resolving(settings, topics, sender, links, router.partition)
@@ -309,6 +312,9 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
             await links.ready(msg.partition)
             if msg.partition not in links.partitions:
                 continue
+            state = links[AUTHORITY]
+            if privacy.fresh(AUTHORITY, state) and forget_links(state, privacy.list, FRONTIER_KEY):
+                resolving._authority = None  # rebuilt from the links that are left
             resolving.handle(msg.value, msg.offset, int(time.time() * 1000))
             sender.poll()
 

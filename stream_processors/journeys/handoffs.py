@@ -102,6 +102,25 @@ class Handoffs:
                     del self._by_target[entry[0]]
             self.touched.add(FORWARD + old)
 
+    def names(self) -> set[str]:
+        """Every person id an entry names."""
+        return {*self.forward, *(new for new, _ in self.forward.values())} | (
+            self.awaiting | self.early
+        )
+
+    def forget(self, persons: set[str]) -> None:
+        """Drop every entry naming one of `persons` (erased): forwards from or to them, and
+        their handoffs awaited or early."""
+        for old, (new, _) in list(self.forward.items()):
+            if old in persons or new in persons:
+                del self.forward[old]
+                self._by_target.get(new, set()).discard(old)
+                self.touched.add(FORWARD + old)
+        for prefix, held in ((AWAITED, self.awaiting), (EARLY, self.early)):
+            for name in held & persons:
+                held.discard(name)
+                self.touched.add(prefix + name)
+
     def take_entries(self) -> Iterator[tuple[str, Any]]:
         """(key, value now) for each key touched since the last call; None is a tombstone."""
         touched, self.touched = self.touched, set()

@@ -45,6 +45,7 @@ from stream_processors.journeys.core.signals import mapped_signals
 from stream_processors.journeys.handoffs import Outbox
 from stream_processors.journeys.partition import PartitionJourneys
 from stream_processors.journeys.rows import Outputs
+from stream_processors.privacy.forget import SuppressionWatch, forgetting_journeys
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.dead_letters import StageDeadLetters, Where
@@ -401,7 +402,10 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         extra={"definitions": [f"{d.id} v{d.version}" for d in definitions]},
     )
 
-    agent = runtime.partition_agent
+    privacy = SuppressionWatch.start(settings)
+    runtime.closers.append(privacy.stop)
+    # Each handler first drops erased persons from its partition (stream_processors/privacy).
+    agent = forgetting_journeys(runtime.partition_agent, privacy, stage)
     agent(topics.stitched, "journeys", (persons,), stage.handle_stitched)
     agent(topics.identity_merges, "merges", (persons, merges), stage.handle_merges)
     agent(topics.journey_handoff, "handoff", (persons, handoff), stage.handle_handoff)

@@ -389,6 +389,16 @@ class JourneyCore:
         if moved_to is not None and moved_to != pid:
             self._aliases.add(pid, moved_to, self.watermark_ms)
 
+    def erase_person(self, pid: str) -> None:
+        """Forget everything of a person, their alias to the person they merged into
+        included (an erasure: docs/concepts.md, Privacy)."""
+        self.drop_person(pid)
+        self._aliases.forget(pid)
+
+    def held_persons(self) -> list[str]:
+        """Every person id the core holds anything of: persons, and aliases of merged ones."""
+        return [*self._people, *self._aliases.olds()]
+
     def _absorb_into(self, pid: str, source: Person) -> list[Output]:
         target = self._people.get(pid)
         if target is None:

@@ -106,6 +106,13 @@ class Aliases:
                 del self._to[old]
                 yield old
 
+    def olds(self) -> list[str]:
+        return list(self._to)
+
+    def forget(self, old: str) -> None:
+        """Drop an alias before its time (an erased person); `expire` skips its entry."""
+        self._to.pop(old, None)
+
     def snapshot(self, old: str) -> dict[str, Any] | None:
         found = self._to.get(old)
         return {"v": 1, "moved_to": found[0], "until": found[1]} if found else None
