@@ -276,7 +276,10 @@ def _raise_open_files(connections: int) -> None:
     still does not fit (accepting would then fail for every port, the admin one too)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # an unlimited hard limit the kernel caps lower
+            log.info("collector: open-file limit left at %d", soft)
     if hard != resource.RLIM_INFINITY and connections + 256 > hard:
         log.warning(
             "collector: max_connections %d is near the open-file limit %d: lower "
