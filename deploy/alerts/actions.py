@@ -15,6 +15,8 @@ import getpass
 import uuid
 from datetime import UTC, datetime
 
+from deploy.query.answers import Answer
+from deploy.query.formats import render
 from schemas.alerting import load_alert_routing
 from schemas.definitions import parse_duration
 from schemas.settings import Settings
@@ -58,6 +60,40 @@ def run_silence(settings: Settings, args: argparse.Namespace) -> int:
     write_silence(settings, silence)
     print(f"silenced {silence.describe()} (id {silence.silence_id})")
     return 0
+
+
+def run_silences(settings: Settings, args: argparse.Namespace) -> int:
+    """List silences from ClickHouse, or lift one (`--lift ID`: written again, ending now)."""
+    from deploy.alerts.reader import read_silences
+
+    now = datetime.now(UTC)
+    held = read_silences(settings)
+    if args.lift is None:
+        shown = [s for s in held if args.all or s.active(now)]
+        print(render(silences_answer(shown), args.format))
+        return 0
+    matches = [s for s in held if s.silence_id.startswith(args.lift)]
+    if len(matches) != 1:
+        print(f"alerts silences --lift: {len(matches) or 'no'} silences with id {args.lift!r}")
+        return 2
+    from deploy.kafka_admin import check_kafka
+    from stream_processors.friction.alerts.silence_log import write_silence
+
+    check_kafka(settings)
+    lifted = matches[0].lifted(now)
+    write_silence(settings, lifted)
+    print(f"lifted {lifted.describe()} (id {lifted.silence_id})")
+    return 0
+
+
+def silences_answer(silences: list[Silence]) -> Answer:
+    """The rows of `alerts silences`. Pure."""
+    columns = ["silence_id", "target", "match", "starts_at", "ends_at", "reason", "created_by"]
+    rows = [
+        (s.silence_id, s.target, s.match, s.starts_at, s.ends_at, s.reason, s.created_by)
+        for s in silences
+    ]
+    return Answer(columns, rows)
 
 
 def run_test(settings: Settings, args: argparse.Namespace) -> int:

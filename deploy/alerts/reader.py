@@ -16,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from schemas.settings import Settings
 from sinks.clickhouse import reading
 from stream_processors.friction.alerts.core.records import AlertRecord
+from stream_processors.friction.alerts.core.silences import Silence
 
 COLUMNS = (
     "incident_id, version, status, kind, series_kind, scope, series_name, started_at, "
@@ -91,3 +92,14 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     return str(value)
+
+
+def read_silences(settings: Settings) -> list[Silence]:
+    """The latest version of every silence ClickHouse holds, the latest ending first."""
+    with reading(settings.clickhouse_dsn) as client:
+        result = client.query(
+            "SELECT silence_id, version, target, match, starts_at, ends_at, reason, created_by "
+            "FROM alert_silences FINAL ORDER BY ends_at DESC, silence_id"
+        )
+        names = result.column_names
+        return [Silence.from_dict(dict(zip(names, row, strict=True))) for row in result.result_rows]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from deploy.alerts.actions import run_silence, run_test
+from deploy.alerts.actions import run_silence, run_silences, run_test
 from deploy.alerts.reader import AlertsReadError, read_clickhouse
 from deploy.commands import EPILOG, SubParsers, examples
 from deploy.query.answers import Answer
@@ -74,6 +74,18 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     silence.add_argument("--for", dest="duration", required=True, help="how long (30m, 2h, 1d)")
     silence.add_argument("--reason", required=True, help="why: shown wherever it is listed")
     silence.set_defaults(func=run_silence)
+    silences = asub.add_parser(
+        "silences",
+        help="the silences in force (from ClickHouse), or lift one",
+        description="List the silences that are in force (--all: every one ClickHouse holds), "
+        "or lift one early: --lift ID writes it again ending now.",
+        epilog="Examples: `journeys alerts silences`, `journeys alerts silences --all --format "
+        "json`, `journeys alerts silences --lift 3f2a`. " + EPILOG,
+    )
+    silences.add_argument("--all", action="store_true", help="ended ones too")
+    silences.add_argument("--lift", metavar="ID", help="end this silence now (an id or a prefix)")
+    silences.add_argument("--format", choices=FORMATS, default="table", help="default: table")
+    silences.set_defaults(func=run_silences)
     test = asub.add_parser(
         "test",
         help="send a sample page to a route's targets",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,7 @@ from sinks.clickhouse import insert_json_rows, migrate, session
 from stream_processors.friction.alerts.core.groups import AlertGroups
 from stream_processors.friction.alerts.core.records import AlertRecord
 from stream_processors.friction.alerts.core.routing import AlertRouter
+from stream_processors.friction.alerts.core.silences import Silence
 from stream_processors.friction.core.rules import Series
 from tests.unit.friction.alerts.builders import CHECKOUT, closed, make_alert, tracker
 
@@ -45,6 +47,21 @@ def write(folder: Path) -> None:
         migrate(client)
         rows = orjson.dumps([r.row() for r in published()])
         insert_json_rows(client, "alerts", rows, "test-alerts-0")
+        silences = orjson.dumps([s.to_dict() for s in silences_held()])
+        insert_json_rows(client, "alert_silences", silences, "test-silences-0")
+
+
+def silences_held() -> list[Silence]:
+    """One silence in force for a year, one that ended, and one lifted early."""
+    now = datetime.now(UTC)
+    year, hour = timedelta(days=365), timedelta(hours=1)
+    lifted = Silence("lifted", "route", "web", now - hour, now + year, "oops")
+    return [
+        Silence("active", "series", "friction web:/checkout *", now, now + year, "provider"),
+        Silence("ended", "route", "checkout-web", now - 2 * hour, now - hour, "deploy"),
+        lifted,
+        lifted.lifted(now),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +142,21 @@ def test_an_older_alerts_table_asks_for_a_migration(
     assert err.strip() == (
         "journeys: error: the alerts table lacks teams (an older schema): run `journeys db migrate`"
     )
+
+
+def test_silences_lists_those_in_force(
+    stored: tuple[Path, list[AlertRecord]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _ = stored
+    code, out, _ = run(folder, ["silences", "--format", "json"], monkeypatch, capsys)
+    assert code == 0
+    assert [(s["silence_id"], s["reason"]) for s in orjson.loads(out)] == [("active", "provider")]
+    code, out, _ = run(folder, ["silences", "--all", "--format", "csv"], monkeypatch, capsys)
+    assert code == 0
+    assert sorted(line.split(",")[0] for line in out.splitlines()[1:]) == [
+        "active",
+        "ended",
+        "lifted",
+    ]

@@ -17,7 +17,7 @@ Pure: the records, what a target string names, and the lookup.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any, Literal, cast
@@ -49,6 +49,10 @@ class Silence:
         if self.target == "route":
             return route == self.match
         return fnmatchcase(str(series), self.match)
+
+    def lifted(self, now: datetime) -> Silence:
+        """The next version, ending `now` (if it had not ended already)."""
+        return replace(self, ends_at=min(self.ends_at, now), version=self.version + 1)
 
     def describe(self) -> str:
         return f"{self.target} {self.match!r} until {self.ends_at:%Y-%m-%d %H:%M} UTC"
