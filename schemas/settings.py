@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -314,6 +314,17 @@ class DetectorSettings(Section):
     forget_after: timedelta = timedelta(days=7)
     revisable_for: timedelta = timedelta(days=1)
     thresholds: list[FixedThresholdSettings] = []
+    # Tests over the run of recent windows (`sequential.py`): a CUSUM alarms at h, so the mean
+    # run to a false alarm is at least e^h windows per test (13.8: 10^6); `critical_h` makes
+    # it critical. Designed changes: a rate `cusum_rise` times, a drop-off share's odds
+    # `cusum_odds` times, a stage's progression hazard `cusum_fall` of normal.
+    cusum: bool = True
+    cusum_h: float = Field(default=13.815510557964274, gt=0)
+    cusum_critical_h: float = Field(default=20.72326583694641, gt=0)
+    cusum_rise: float = Field(default=2.0, gt=1)
+    cusum_odds: float = Field(default=3.0, gt=1)
+    cusum_fall: float = Field(default=0.3, gt=0, lt=1)
+    progression: bool = True  # test stage series' entrants in flight (`progression.py`)
 
 
 class FrictionSettings(Section):
@@ -369,6 +380,21 @@ class PiiSettings(Section):
         default=["US", "GB", "DE", "FR"], min_length=1
     )
     phone_leniency: PhoneLeniency = "possible"
+
+    # Key rotation (docs/concepts.md, Privacy): a new key id -> the key id it replaces. A key
+    # listed here hashes the hash the key it replaces makes, so the identity stage can carry
+    # every hash it knows to the new key without the values (`journeys privacy rotate-key`).
+    derived_from: dict[str, str] = {}
+    # Until then (the rotation window) the identity stage also carries to the active key any
+    # hash under the key it replaces that producers not yet switched still send.
+    rotation_window_until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _rotation_names_known_keys(self) -> PiiSettings:
+        for new, old in self.derived_from.items():
+            if new not in self.keys or old not in self.keys:
+                raise ValueError(f"derived_from {new!r}: {old!r} are not both among the keys")
+        return self
 
     @model_validator(mode="after")
     def _active_key_exists(self) -> PiiSettings:

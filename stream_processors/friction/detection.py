@@ -41,6 +41,7 @@ from stream_processors.friction.core import detector_state
 from stream_processors.friction.core.baselines import BaselineConfig
 from stream_processors.friction.core.detector import Detector, DetectorConfig
 from stream_processors.friction.core.rules import FixedThreshold
+from stream_processors.friction.core.sequential import CusumConfig
 from stream_processors.friction.core.window_merge import WindowMerger
 from stream_processors.friction.core.windows import Advance, one_start_at_a_time
 from stream_processors.friction.rows import (
@@ -84,6 +85,16 @@ def detector_config(f: FrictionSettings) -> DetectorConfig:
         min_rate=d.min_rate,
         min_expected=d.min_expected,
         thresholds=tuple(FixedThreshold(**t.model_dump()) for t in d.thresholds),
+        cusum=CusumConfig(
+            h=d.cusum_h,
+            critical_h=max(d.cusum_critical_h, d.cusum_h),
+            rise=d.cusum_rise,
+            fall=d.cusum_fall,
+            odds=d.cusum_odds,
+        )
+        if d.cusum
+        else None,
+        progression=d.progression,
         forget_after=d.forget_after,
         revisable_for=max(d.revisable_for, f.allowed_lateness),
     )

@@ -209,3 +209,32 @@ def test_state_written_before_runs_and_curves_restores() -> None:
     restored = detector_state.restore(detector.config, old)
     assert restored.series_count == detector.series_count
     assert restored.progressions.stages == {}  # learned again from the next windows
+
+
+# -- a source that goes quiet ------------------------------------------------------------------
+
+
+def test_a_silent_source_is_one_alert_until_its_traffic_returns() -> None:
+    """56 events a window, then none for six hours, then back: one incident, firing through
+    the silence (never resolved at zero, never raised again), resolved after it returns."""
+    rng = random.Random(9)
+    config = DetectorConfig(baseline=BaselineConfig(season_buckets=1))
+    detector, incidents = Detector(config), Incidents(IncidentConfig())
+    windows = TumblingWindows(timedelta(minutes=5), timedelta(minutes=30))
+    key = ("volume", "web:web-shop")
+    silent = range(100, 100 + 72)
+    statuses: dict[int, str] = {}
+    for index in range(100 + 72 + 12):
+        at = T0 + index * WINDOW
+        if index not in silent:
+            windows.add(key, at + 1000, ("events",), amount=max(1, round(rng.gauss(56, 7))))
+        advance = windows.advance(at + WINDOW)
+        for record in incidents.process(detector.process(advance), advance.closed):
+            statuses[index] = record.status
+    volume = [r for r in incidents.records() if r.series.kind == "volume"]
+    assert len(volume) == 1  # one alert for the whole silence
+    firing_from = min(i for i, s in statuses.items() if s == "firing")
+    resolved_at = min(i for i, s in statuses.items() if s == "resolved")
+    assert firing_from == silent.start
+    assert resolved_at >= silent.stop  # never resolved while still at zero
+    assert volume[0].status == "resolved"
