@@ -119,22 +119,26 @@ def typical_event(n: int) -> dict[str, object]:
     }
 
 
-def ns_per_event(scrub: bool, rounds: int = 5) -> float:
+def ns_per_event(scrub: bool, rounds: int = 7) -> float:
     """The ingest stage's work on messages of 50 typical events, from the payload's bytes:
-    decode, (the scrub pass over every text of every event), process."""
+    decode, (the scrub pass over every text of every event), process. Each message's best
+    time over the rounds, so that what other processes do to the machine drops out."""
     payloads = [orjson.dumps([typical_event(n) for n in range(i, i + 50)]) for i in range(0, N, 50)]
     now = datetime(2025, 3, 3, 10, tzinfo=UTC)
-    best = float("inf")
-    for _ in range(rounds):
-        core = Ingest({}, timedelta(days=1), timedelta(minutes=5))
-        start = time.perf_counter_ns()
-        for payload in payloads:
+    total = 0
+    for payload in payloads:
+        best = None
+        for _ in range(rounds):
+            core = Ingest({}, timedelta(days=1), timedelta(minutes=5))
+            start = time.perf_counter_ns()
             events = orjson.loads(payload)
             if scrub:
                 events = [HASHER.document(event) for event in events]
             core.process(events, now)
-        best = min(best, (time.perf_counter_ns() - start) / N)
-    return best
+            took = time.perf_counter_ns() - start
+            best = took if best is None else min(best, took)
+        total += best or 0
+    return total / N
 
 
 def main() -> None:
