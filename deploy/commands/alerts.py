@@ -21,6 +21,7 @@ import orjson
 from deploy.alerts.actions import run_silence, run_silences, run_test
 from deploy.alerts.reader import AlertsReadError, read_clickhouse
 from deploy.commands import EPILOG, SubParsers, examples
+from deploy.commands.alerts_coverage import register_coverage
 from deploy.query.answers import Answer
 from deploy.query.formats import FORMATS, render
 from schemas.settings import Settings
@@ -98,6 +99,7 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     test.add_argument("route", metavar="ROUTE", help="a route's name, route[N] or default")
     test.set_defaults(func=run_test)
+    register_coverage(asub)
 
 
 def _source_and_format(parser: argparse.ArgumentParser) -> None:
