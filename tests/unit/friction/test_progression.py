@@ -238,3 +238,49 @@ def test_a_silent_source_is_one_alert_until_its_traffic_returns() -> None:
     assert firing_from == silent.start
     assert resolved_at >= silent.stop  # never resolved while still at zero
     assert volume[0].status == "resolved"
+
+
+# -- what a stall alert says ------------------------------------------------------------------
+
+
+def test_a_stall_names_progression_observed_vs_expected_and_shows_stalled_entrants() -> None:
+    """The progression evidence of a drop-off alert (fewer moved on than expected) is named
+    in its cause, and entrants that had not moved on come before journeys that dropped."""
+    from datetime import UTC, datetime
+
+    from stream_processors.friction.alerts.core.context import (
+        DROPOFF_EXAMPLE,
+        ENTRY_EXAMPLE,
+        AlertContext,
+        example_scope,
+    )
+    from stream_processors.friction.alerts.core.records import AlertRecord, Example
+
+    start = T0 + 24 * WINDOW
+    when = datetime.fromtimestamp(start / 1000, UTC)
+    record = AlertRecord(
+        incident_id="i1",
+        version=1,
+        status="firing",
+        series=Series("dropoff", SCOPE, "dropoff"),
+        kind="dropoff_spike",
+        started_at=when,
+        last_window_start=when,
+        last_window_end=datetime.fromtimestamp((start + WINDOW) / 1000, UTC),
+        windows=2,
+        observed=3,
+        expected=41.5,
+        volume=120,
+        p_value=None,
+        severity="critical",
+        explanation="progression stalled",
+        last_alert_id="a1",
+    )
+    context = AlertContext()
+    dropped = Example("p-dropped", start + 1_000, "web", "/checkout", "dropped off at checkout")
+    stalled = Example("p-stalled", start + 9_000, "web", "/checkout", "reached checkout", "j2")
+    context.add_examples(start, example_scope(DROPOFF_EXAMPLE, SCOPE), [dropped])
+    context.add_examples(start, example_scope(ENTRY_EXAMPLE, SCOPE), [stalled])
+    cause = context.cause(record)
+    assert "entrants at web checkout stopped moving on: 3 moved on vs 41.5 expected" in cause
+    assert [e.person_id for e in context.examples_for(record)] == ["p-stalled", "p-dropped"]

@@ -15,7 +15,9 @@
   friction signal (the stage windows' `dropped` and `saw:<label>` counters), from which an
   alert about a stage says what share of the journeys that dropped there saw what.
 
-The cause names what collapsed (a source that fell silent, a stage nobody reaches), the
+The cause names a stage whose entrants stopped moving on (progressions seen against those
+expected at the entrants' age), what collapsed (a source that fell silent, a stage nobody
+reaches), the
 signal most of the journeys that dropped had met (for a drop-off alert at its stage, for an
 entries collapse at any stage of its journey and channel), and what rose with it, in the
 alert's channels. Examples come from the alert's windows and series:
@@ -139,7 +141,8 @@ class AlertContext:
             self.references_changed = True
 
     def cause(self, record: AlertRecord) -> str:
-        parts = [_collapse_text(s, o, e) for s, o, e in _collapses(record)]
+        parts = [_stall_text(s, o, e) for s, o, e in _stalls(record)]
+        parts += [_collapse_text(s, o, e) for s, o, e in _collapses(record)]
         windows, before = self._references.get(record.incident_id, (0, {}))
         end = epoch_ms(record.last_window_end)
         now_starts = [end - k * self._size for k in range(1, self.config.now_windows + 1)]
@@ -274,6 +277,28 @@ def _collapses(record: AlertRecord) -> list[tuple[Series, int, float | None]]:
         for series, kind, status, observed, expected in items
         if kind in ("volume_collapse", "entries_collapse") and status != "retracted"
     ]
+
+
+def _stalls(record: AlertRecord) -> list[tuple[Series, int, float]]:
+    """The drop-off series of an alert whose latest evidence is its entrants in flight: the
+    one drop-off evidence with fewer observed than expected (progressions, not drop-offs)."""
+    items = [(record.series, record.kind, record.status, record.observed, record.expected)]
+    items += [(r.series, r.kind, r.status, r.observed, r.expected) for r in record.related]
+    return [
+        (series, observed, expected)
+        for series, kind, status, observed, expected in items
+        if kind == "dropoff_spike"
+        and status != "retracted"
+        and expected is not None
+        and observed < expected
+    ]
+
+
+def _stall_text(series: Series, observed: int, expected: float) -> str:
+    return (
+        f"entrants at {place(series)} stopped moving on: {observed} moved on vs "
+        f"{expected:.1f} expected at their age"
+    )
 
 
 def _collapse_text(series: Series, observed: int, expected: float | None) -> str:
