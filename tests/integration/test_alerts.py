@@ -175,12 +175,14 @@ EXPECTED = [  # incident start (minute), end, series kind and scope, team, cause
 def series_tested(ch: Any) -> dict[str, int]:
     """Series the detector tested, per kind, from the windows it read: each counter of a
     window except positive moments, `progressed` (the denominator of a drop-off rate) and
-    what dropped journeys saw (`saw:...`, a cause's evidence)."""
+    what dropped journeys saw (`saw:...`, a cause's evidence) and progressions by age
+    (`progressed+<k>`, the in-flight test's evidence)."""
     skip = ", ".join(f"'{name}'" for name in ["progressed", *(s.value for s in POSITIVE_SIGNALS)])
     rows = ch.query(
         "SELECT series_kind, uniqExact(scope, name) FROM friction_windows FINAL "
         f"ARRAY JOIN mapKeys(counts) AS name WHERE name NOT IN ({skip}) "
-        "AND NOT startsWith(name, 'saw:') GROUP BY series_kind"
+        "AND NOT startsWith(name, 'saw:') AND NOT startsWith(name, 'progressed+') "
+        "GROUP BY series_kind"
     ).result_rows
     return dict(rows)
 
@@ -337,7 +339,8 @@ def test_stage_series_count_what_the_journeys_stage_reported(
                 "SELECT splitByChar(':', scope)[2], name, sum(n) FROM friction_windows FINAL "
                 "ARRAY JOIN mapKeys(counts) AS name, mapValues(counts) AS n "
                 "WHERE series_kind = 'stage' AND scope LIKE 'purchase:%:*' "
-                "AND NOT startsWith(name, 'saw:') GROUP BY 1, 2"
+                "AND NOT startsWith(name, 'saw:') AND NOT startsWith(name, 'progressed+') "
+                "GROUP BY 1, 2"
             ).result_rows
         }
         entered = ch.query(
