@@ -96,6 +96,7 @@ def topic_specs(
         # Erased stays erased: kept for ever (compacted by hash), like the audit records.
         TopicSpec(topics.privacy_suppressions, 1, compact),
         TopicSpec(topics.privacy_audit, 1, {"retention.ms": "-1"}),
+        TopicSpec(topics.identity_key_aliases, 1, compact),
     ]
     for stage, tables in stateful.items():
         for t in tables:

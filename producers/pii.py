@@ -38,6 +38,8 @@ class PiiHasher:
     def __init__(self, settings: PiiSettings) -> None:
         self.key_id = settings.active_key_id
         self._key = settings.keys[self.key_id].get_secret_value().encode()
+        self._settings = settings
+        self._parent = settings.derived_from.get(self.key_id)  # a rotated key (hash_with)
         self.default_country_code = settings.default_country_code
         self.details = ContactDetails(
             self.email, self.phone, settings.phone_regions, settings.phone_leniency
@@ -101,15 +103,39 @@ class PiiHasher:
         return self._hash(value)
 
     def _hash(self, value: str) -> str:
+        if self._parent is not None:
+            value = hash_with(self._settings, self._parent, value).partition(":")[2]
         digest = hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
         return f"{self.key_id}:{digest}"
 
 
 def hash_with(settings: PiiSettings, key_id: str, value: str) -> str:
-    """`value` hashed with the key `key_id` names, as `<key id>:<hex>`; the suppression list
-    of erased persons looks values up under each key id its entries were made with."""
+    """`value` hashed with the key `key_id` names, as `<key id>:<hex>`. A key rotated from
+    another (`derived_from`) hashes that key's hex digest, not the value: so an old hash can
+    be carried to the new key without the value (`derive`), and neither key alone makes a
+    new hash. The suppression list of erased persons hashes its entries this way too."""
+    parent = settings.derived_from.get(key_id)
+    if parent is not None:
+        value = hash_with(settings, parent, value).partition(":")[2]
     key = settings.keys[key_id].get_secret_value().encode()
     return f"{key_id}:{hmac.new(key, value.encode(), hashlib.sha256).hexdigest()}"
+
+
+def derive(settings: PiiSettings, hashed: str, key_id: str) -> str | None:
+    """The hash `key_id` makes of the value `hashed` (`<key id>:<hex>`) was made from, when
+    `key_id` was rotated from that key (directly or through others); None otherwise."""
+    source, _, digest = hashed.partition(":")
+    chain: list[str] = []
+    current: str | None = key_id
+    while current != source:
+        if current is None or len(chain) > len(settings.keys):
+            return None
+        chain.append(current)
+        current = settings.derived_from.get(current)
+    for kid in reversed(chain):
+        key = settings.keys[kid].get_secret_value().encode()
+        digest = hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+    return f"{key_id}:{digest}"
 
 
 def normalize_email(address: str) -> str:

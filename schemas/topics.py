@@ -35,6 +35,8 @@ DLQ_FRICTION = "dlq.friction"
 # (compacted, never tombstoned) and one audit record per erasure.
 PRIVACY_SUPPRESSIONS = "privacy-suppressions"
 PRIVACY_AUDIT = "privacy-audit"
+# Key rotation: a contact hash under a newer key -> the form it was first seen in (compacted).
+IDENTITY_KEY_ALIASES = "identity-key-aliases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,7 @@ class Topics:
     dlq_friction: str  # input the friction stage could not read
     privacy_suppressions: str  # hashed identifiers of erased persons, keyed by the hash
     privacy_audit: str  # one record per erasure, holding no erased value
+    identity_key_aliases: str  # a contact hash under a newer key -> its first form
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
@@ -95,6 +98,7 @@ class Topics:
             dlq_friction=topics.name(DLQ_FRICTION),
             privacy_suppressions=topics.name(PRIVACY_SUPPRESSIONS),
             privacy_audit=topics.name(PRIVACY_AUDIT),
+            identity_key_aliases=topics.name(IDENTITY_KEY_ALIASES),
         )
 
     def stage_dead_letters(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""`journeys privacy export|erase`: access and erasure requests for one person.
+"""`journeys privacy export|erase|rotate-key`: access and erasure requests for one person, and
+the rotation of the key contact details are hashed with.
 
 Both resolve the person through the identity graph as ClickHouse holds it (every identifier,
 the persons merged into them) and read ClickHouse through `sinks.clickhouse.reading`, so they
@@ -26,6 +27,7 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         epilog=examples(
             "privacy export --identifier customer_id:c-42 --format json",
             "privacy erase --identifier email_hash:dev:9f1c...",
+            "privacy rotate-key",
         ),
     )
     psub = privacy.add_subparsers(title="actions", metavar="ACTION")
@@ -57,6 +59,20 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
         "--requested-by", default=getpass.getuser(), help="who asked (default: the OS user)"
     )
     erase.set_defaults(func=_erase)
+    rotate = psub.add_parser(
+        "rotate-key",
+        help="carry stored contact hashes to the active (rotated) key",
+        description="After adding a key that replaces the previous one (JOURNEYS_PII__KEYS, "
+        "JOURNEYS_PII__DERIVED_FROM, JOURNEYS_PII__ACTIVE_KEY_ID), publish for every e-mail "
+        "and phone hash ClickHouse holds its form under the new key, so a person identified "
+        "before and after the rotation stays one person. Run it before the producers switch; "
+        "during JOURNEYS_PII__ROTATION_WINDOW_UNTIL the ingest stage does the same for "
+        "old-key hashes that still arrive.",
+        epilog="Example: `journeys privacy rotate-key`, with JOURNEYS_PII__KEYS set to "
+        '\'{"2026a": "...", "2027a": "..."}\', JOURNEYS_PII__DERIVED_FROM to '
+        '\'{"2027a": "2026a"}\' and JOURNEYS_PII__ACTIVE_KEY_ID to 2027a. ' + EPILOG,
+    )
+    rotate.set_defaults(func=_rotate)
 
 
 def _subject(parser: argparse.ArgumentParser) -> None:
@@ -103,4 +119,18 @@ def _erase(settings: Settings, args: argparse.Namespace) -> int:
     with reading(settings.clickhouse_dsn) as client:
         audit = erase(settings, client, resolve(client, subject), request)
     print(audit.model_dump_json(indent=2))
+    return 0
+
+
+def _rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.privacy.rotation import RotationError, rotate
+    from sinks.clickhouse import reading
+
+    try:
+        with reading(settings.clickhouse_dsn) as client:
+            count = rotate(settings, client)
+    except RotationError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{count} contact hashes carried to key {settings.pii.active_key_id}")
     return 0

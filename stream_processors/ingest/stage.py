@@ -22,7 +22,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.core.watermarks import idle_watermark, partition_watermark
 from stream_processors.ingest.core.admission import Ingest, Rejection
-from stream_processors.privacy.gate import IngestGate, SuppressionReplica
+from stream_processors.privacy.gate import IngestGate, KeyAliases, SuppressionReplica
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.sender import TransactionalSender
@@ -177,8 +177,9 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     topics = Topics.from_settings(settings.topics)
     runtime, seen = stage_runtime(settings, STAGE, topics.raw, "seen")
     app, sender = runtime.app, runtime.sender
-    privacy = SuppressionReplica(settings).start()
-    stage = IngestStage(settings, topics, sender, seen, IngestGate(privacy, sender))
+    privacy, aliases = SuppressionReplica(settings).start(), KeyAliases(settings).start()
+    runtime.closers += [privacy.stop, aliases.stop]
+    stage = IngestStage(settings, topics, sender, seen, IngestGate(privacy, aliases, sender))
     source = app.topic(topics.raw, value_type=bytes, key_type=bytes)
 
     @app.agent(source, name=STAGE)
@@ -186,8 +187,10 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         async for event in stream.events():
             msg = event.message
             await seen.ready(msg.partition)
-            if not privacy.caught_up.is_set():  # erased stays erased from the first event
+            if not (privacy.caught_up.is_set() and aliases.caught_up.is_set()):
+                # Erased stays erased, and rotated keys match, from the first event on.
                 await asyncio.to_thread(privacy.caught_up.wait)
+                await asyncio.to_thread(aliases.caught_up.wait)
             if msg.partition not in seen.partitions:
                 continue
             stage.handle(msg.value, msg.partition, msg.offset, datetime.now(UTC))

@@ -1,0 +1,1 @@
+"""Pure decisions of the privacy operations in the stream: no I/O, no clock."""
