@@ -49,14 +49,16 @@ EMAIL = re.compile(
     r"[\w.%+\-]{1,64}(?:@|%40)[\w\-]{1,63}(?:\.[\w\-]{1,63}){0,8}\.[^\W\d_]{2,24}",
 )
 # A run of digits written the way numbers are written: phone punctuation between digits, an
-# optional leading `+` or `(`, an optional extension. It must not continue a longer token:
-# a letter or digit joined to it on either side, or a `-`, `/` or `.` that joins it to one
-# (ids, versions, paths), or a time's `12:` before it (`10:15:43.123456`). `tel:+44 ...` and
-# `phone:0161 ...` are runs.
+# optional leading `+` or `(`, an optional extension. It must not continue a longer token on
+# the left: a letter or digit, or a `-`, `/` or `.` that joins it to one (ids, versions,
+# paths), or a time's `12:` (`10:15:43.123456`); `tel:+44 ...` and `phone:0161 ...` are runs.
+# The run of digits and punctuation is possessive (the search never backtracks, so it stays
+# linear on hostile texts); a run glued to a token on the right is judged in `_phone_run`.
 _CANDIDATE = re.compile(
-    r"(?<!\d:)(?:(?<![\w+])(?:\+|\(\+?)|(?<![\w\-/.+]))\d[\d \t().\-/]{5,40}\d\)?"
-    r"(?:[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,6})?(?![\w\-/]|\.\d)"
+    r"(?<!\d:)(?:(?<![\w+])(?:\+|\(\+?)|(?<![\w\-/.+]))\d(?:[ \t().\-/]{0,3}+\d)*+\)?"
+    r"(?:[ \t]?(?:x|ext\.?|#)[ \t]?\d{1,6}(?![\w\-/]))?"
 )
+_SEPARATORS = " \t().-/"
 _Y, _M, _D = r"(?:19|20)\d{2}", r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
 _DATE = re.compile(
     rf"\(?(?:{_Y}([\-./ ]){_M}\1{_D}|{_D}([\-./ ]){_M}\2(?:{_Y}|\d{{2}})"
@@ -71,6 +73,11 @@ _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _NATIONAL = re.compile(r"\(?0\d{1,4}\)?(?:[ \-./]{1,2}\d{2,6}){1,4}")
 _SEPARATOR = re.compile(r"[ \t().\-/]")
 _MIN_DIGITS, _MAX_DIGITS = 7, 15
+# The library's matcher costs 0.1 to 1 ms a run: a hostile text packed with numbers must not
+# buy seconds of CPU. Past this many runs in one text, the shape rules decide alone.
+_LIBRARY_RUNS = 16
+# A run with more digits than three phone numbers is a chain of numbers: taken whole.
+_CHAIN_DIGITS = 3 * _MAX_DIGITS
 _PHONE_VALUE = re.compile(r"\+?\(?\d[\d ().\-/]*\d\)?")
 _PHONE_START = frozenset("+(0123456789")
 
@@ -117,31 +124,40 @@ class ContactDetails:
             text = EMAIL.sub(self._email_match, text)
         if looks_like_phone(text):
             return self._phone(text)
-        return _CANDIDATE.sub(self._phone_run, text)
+        budget = [_LIBRARY_RUNS]
+        return _CANDIDATE.sub(lambda match: self._phone_run(match, budget), text)
 
     def phones(self, text: str) -> list[str]:
         """The phone numbers found in `text`, as written (for tests and measurements)."""
         found: list[str] = []
+        budget = [_LIBRARY_RUNS]
         for match in _CANDIDATE.finditer(text):
-            found.extend(text for _, _, text in self._phones_in(match.group(0)))
+            found.extend(text for _, _, text in self._phones_in(_own_part(match), budget))
         return found
 
     def _email_match(self, match: re.Match[str]) -> str:
         return self._email(match.group(0).replace("%40", "@"))
 
-    def _phone_run(self, match: re.Match[str]) -> str:
-        run = match.group(0)
-        spans = self._phones_in(run)
+    def _phone_run(self, match: re.Match[str], budget: list[int]) -> str:
+        run, rest = _own_part(match), ""
+        if len(run) < len(match.group(0)):
+            rest = match.group(0)[len(run) :]
+        spans = self._phones_in(run, budget)
         for start, end, found in reversed(spans):
             run = run[:start] + self._phone(found) + run[end:]
-        return run
+        return run + rest
 
-    def _phones_in(self, run: str) -> list[tuple[int, int, str]]:
+    def _phones_in(self, run: str, budget: list[int]) -> list[tuple[int, int, str]]:
         """(start, end, text) of the phone numbers in one candidate run, in order; those of
-        the first region that finds any."""
+        the first region that finds any. A chain of numbers, or any run past the text's
+        budget of library runs, is taken whole unless it is a bare digit string (when in
+        doubt, hash)."""
         digits = sum(c.isdigit() for c in run)
         if digits < _MIN_DIGITS or _other_number(run):
             return []
+        budget[0] -= 1
+        if budget[0] < 0 or digits > _CHAIN_DIGITS:
+            return [] if run.isdigit() and not run.startswith("0") else [(0, len(run), run)]
         for region in self.regions:
             spans = [
                 (m.start, m.end, m.raw_string)
@@ -149,13 +165,13 @@ class ContactDetails:
                 if _is_phone(m.raw_string, m.number)
             ]
             if spans:
-                return self._and_the_rest(run, spans)
+                return self._and_the_rest(run, spans, budget)
         if digits >= _MIN_DIGITS + 1 and _NATIONAL.fullmatch(run):
             return [(0, len(run), run)]
         return []
 
     def _and_the_rest(
-        self, run: str, spans: list[tuple[int, int, str]]
+        self, run: str, spans: list[tuple[int, int, str]], budget: list[int]
     ) -> list[tuple[int, int, str]]:
         """`spans` and the phones in what they leave of `run`: the matcher takes one number
         from `555 123 4567 555 123 4567`, a run of two."""
@@ -163,11 +179,26 @@ class ContactDetails:
         for span in [*spans, (len(run), len(run), "")]:
             rest = run[start : span[0]]
             if sum(c.isdigit() for c in rest) >= _MIN_DIGITS:
-                out += [(start + a, start + b, t) for a, b, t in self._phones_in(rest)]
+                out += [(start + a, start + b, t) for a, b, t in self._phones_in(rest, budget)]
             if span[2]:
                 out.append(span)
             start = span[1]
         return out
+
+
+def _own_part(match: re.Match[str]) -> str:
+    """The part of a run that is not glued to a token on its right: a run followed by a
+    letter, a digit, `-`, `/` or `.` and a digit (`4567abc`, `12-34x`, `3.5`) loses what is
+    joined to that token."""
+    run, after = match.group(0), match.string[match.end() : match.end() + 2]
+    if not after or not (
+        after[0].isalnum() or after[0] in "_-/" or (after[0] == "." and after[1:].isdigit())
+    ):
+        return run
+    # `-`, `/` and `.` join groups as a token does: the run keeps what precedes its last space
+    # or parenthesis, and nothing when it has none (`555-123-4567abc`, a UUID's digits).
+    cut = max(run.rfind(c) for c in " \t()")
+    return run[:cut].rstrip(_SEPARATORS) if cut > 0 else ""
 
 
 def _other_number(written: str) -> bool:

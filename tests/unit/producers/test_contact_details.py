@@ -100,3 +100,13 @@ def test_clean_texts_are_remembered_and_still_right() -> None:
     assert hasher.text("order 20240115") == "order 20240115"
     assert hasher.text("order 20240115") == "order 20240115"
     assert hasher.text("call 555 123 4567") != "call 555 123 4567"
+
+
+@pytest.mark.parametrize(
+    "text", ["555 123 4567 " * 2500, "call " + "555 123 4567 " * 9 + "now", "(1-" * 10_000 + "x"]
+)
+def test_texts_packed_with_numbers_are_searched_once_and_keep_no_number(text: str) -> None:
+    # A chain of numbers is hashed whole, and the search never backtracks (the suite's
+    # timeout would stop a quadratic one): no number is cut in two and left whole either.
+    out = HASHER.text(text)
+    assert "555 123 4567" not in out and "1-(1-(1-(1" not in out
