@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
+from deploy.alerts.reader import read_silences
 from schemas.alerting import load_alert_routing
 from schemas.settings import SHIPPED_ALERT_ROUTING, Settings
 from schemas.topics import Topics
@@ -28,6 +30,7 @@ from stream_processors.friction.alerts.core.groups import AlertGroups
 from stream_processors.friction.alerts.core.records import AlertRecord
 from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.alerts.delivery import AlertDeliverer
+from stream_processors.friction.alerts.silence_log import SilenceReader
 from stream_processors.friction.core.rules import Series
 from tests.unit.friction.alerts.builders import CHECKOUT, closed, make_alert, tracker
 
@@ -170,6 +173,22 @@ def test_the_new_owner_is_paged_and_a_silenced_series_is_stored_not_paged(
         silences = ch.query("SELECT target, match, reason FROM alert_silences FINAL").result_rows
     assert stored == {web: "resolved", app: "resolved"}
     assert silences == [("series", f"{APP.kind} {APP.scope} *", "app release")]
+    lifted_early(settings, processes, log)
+
+
+def lifted_early(settings: Settings, processes: list[Any], log: Path) -> None:
+    """`alerts silences --lift`: written again, ending now, which the webhook thread reads as
+    ended."""
+    (written,) = read_silences(settings)
+    lift = journeys(settings, "alerts", "silences", "--lift", written.silence_id[:8], log=log)
+    processes.append(lift)
+    assert lift.wait(60) == 0, log.read_text()
+    reader = SilenceReader(settings)
+    reader.start()
+    reader.close()
+    now = datetime.now(UTC)
+    assert reader.held.covering(APP, "checkout-app", now) is None
+    assert reader.held.covering(APP, "checkout-app", written.starts_at) is not None
 
 
 def test_alerts_test_sends_a_sample_page_through_the_sender(

@@ -302,15 +302,21 @@ def test_simulated_incidents_give_one_alert_each_across_a_crash(
     check_alerts(rows, start, alert_records(settings))
     assert plain == distinct  # the sink wrote each version once, the crash notwithstanding
 
-    # The receiver: each alert paged when it fired and when it resolved, each page held once.
+    # The receiver: each alert paged each of its teams once when it fired (when it opened, or
+    # when the team came to own one of its series) and once when it resolved; each page held
+    # once. Every team shares the receiver's URL, so one request names all it pages.
     assert receiver.calls >= receiver.fail_first + len(notified)
     assert set(receiver.held) == set(notified)
-    statuses = Counter(
-        (body["incident"]["incident_id"], body["incident"]["status"])
+    pages = Counter(
+        (body["incident"]["incident_id"], body["incident"]["status"], team)
         for body in receiver.held.values()
+        for team in body["to"]
     )
-    assert sorted(statuses.values()) == [1] * 2 * len(EXPECTED), statuses
-    assert {aid for aid, _ in statuses} == {r["incident_id"] for r in rows}
+    assert set(pages.values()) == {1}, pages
+    paged = {(aid, status) for aid, status, _ in pages}
+    assert paged == {(r["incident_id"], s) for r in rows for s in ("firing", "resolved")}
+    for aid, _, team in pages:
+        assert (aid, "resolved", team) in pages  # a resolve reaches every team paged
 
 
 def test_stage_series_count_what_the_journeys_stage_reported(
