@@ -139,6 +139,40 @@ def test_a_101_month_import_is_stored_and_times_beyond_the_bound_are_dead_letter
     assert "0001" not in stage_letter["detail"]
 
 
+def test_publish_history_goes_to_the_history_domain_flagged_and_closes_its_time(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`journeys publish --history FILE --close-at TIME`: every event on history's raw,
+    flagged backfill, then a heartbeat at TIME on each of its partitions; nothing on live raw.
+    Plain `journeys publish` stays live."""
+    sim, truth = Simulation(SimConfig(customers=20, days=1, seed=3), PiiHasher(settings.pii)).run()
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(s.event) + b"\n" for s in sim))
+    closes = truth.closes_at.isoformat()
+    log = tmp_path / "publish.log"
+    published = journeys(settings, "publish", "--history", str(path), "--close-at", closes, log=log)
+    assert published.wait(timeout=120) == 0, log.read_text()
+    history = history_settings(settings)
+    live_raw, history_raw = (Topics.from_settings(s.topics).raw for s in (settings, history))
+    assert read_all(settings, live_raw) == []
+    batches = [envelope.decode(v or b"") for _k, v in read_all(history, history_raw)]
+    events = [e for b in batches for e in b.events]
+    assert sorted(e["event_id"] for e in events) == sorted(s.event["event_id"] for s in sim)
+    assert all(e["backfill"] is True for e in events)
+    closing = int(truth.closes_at.timestamp() * 1000)
+    heartbeats = [b.watermark_ms for b in batches if not b.events]
+    assert heartbeats == [closing] * settings.topics.partitions
+    # Plain publish is live: the same file lands on live raw, not flagged.
+    live = journeys(settings, "publish", str(path), log=log)
+    assert live.wait(timeout=120) == 0, log.read_text()
+    flags = [
+        e.get("backfill", False)
+        for _k, v in read_all(settings, live_raw)
+        for e in envelope.decode(v or b"").events
+    ]
+    assert len(flags) == len(sim) and not any(flags)
+
+
 # -- replaying two days through /v1/import while live traffic flows -------------------------
 
 Outcome = tuple[str, str, tuple[str, ...], str]
