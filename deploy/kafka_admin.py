@@ -98,6 +98,14 @@ def topic_specs(
         TopicSpec(topics.privacy_audit, 1, {"retention.ms": "-1"}),
         TopicSpec(topics.identity_key_aliases, 1, compact),
     ]
+    if settings.topics.retention_hours is not None:  # bounds what an erasure leaves behind
+        kept = {"retention.ms": str(settings.topics.retention_hours * 3600 * 1000)}
+        specs = [
+            s
+            if "retention.ms" in s.config or s.config.get("cleanup.policy") == "compact"
+            else TopicSpec(s.name, s.partitions, {**s.config, **kept})
+            for s in specs
+        ]
     for stage, tables in stateful.items():
         for t in tables:
             count = 1 if (stage, t) in SINGLE_PARTITION else n

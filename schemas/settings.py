@@ -97,6 +97,11 @@ class TopicSettings(Section):
     prefix: str = "journeys."
     partitions: int = Field(default=12, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    # How long the data topics (every topic neither compacted nor a dead-letter or audit topic)
+    # keep records, set when they are created; None: the broker's log.retention.hours (168 by
+    # Kafka's default). It bounds how long an erased person's events stay in them
+    # (docs/concepts.md §10).
+    retention_hours: int | None = Field(default=None, ge=1)
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"

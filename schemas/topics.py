@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.history import HISTORY_PREFIX
 from schemas.settings import TopicSettings
 
 RAW = "raw"
@@ -72,6 +73,7 @@ class Topics:
 
     @classmethod
     def from_settings(cls, topics: TopicSettings) -> Topics:
+        shared = topics.prefix.removesuffix(HISTORY_PREFIX)
         return cls(
             raw=topics.name(RAW),
             touchpoints=topics.name(TOUCHPOINTS),
@@ -96,9 +98,11 @@ class Topics:
             dlq_identity=topics.name(DLQ_IDENTITY),
             dlq_journeys=topics.name(DLQ_JOURNEYS),
             dlq_friction=topics.name(DLQ_FRICTION),
-            privacy_suppressions=topics.name(PRIVACY_SUPPRESSIONS),
-            privacy_audit=topics.name(PRIVACY_AUDIT),
-            identity_key_aliases=topics.name(IDENTITY_KEY_ALIASES),
+            # The deployment's, shared by both time domains: an erasure and a key rotation
+            # hold for imported history too.
+            privacy_suppressions=shared + PRIVACY_SUPPRESSIONS,
+            privacy_audit=shared + PRIVACY_AUDIT,
+            identity_key_aliases=shared + IDENTITY_KEY_ALIASES,
         )
 
     def stage_dead_letters(self) -> dict[str, str]:

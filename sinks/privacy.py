@@ -2,9 +2,10 @@
 or one of their identifiers, as keyed hashes in `privacy_suppressions`) are not inserted.
 
 This is the last line behind the ingest stage's gate: it catches what was already past ingest
-when the erasure ran (outputs in flight, a journey closed from state) and rows replayed from
-`dlq.sink`. The list is re-read from ClickHouse at most every
-`privacy.suppression_refresh_seconds`; while it is empty nothing is parsed.
+when the erasure ran (outputs in flight, a journey closed from state, an alert whose examples
+the friction detector gathered before) and rows replayed from `dlq.sink`. The list is re-read
+from ClickHouse at most every `privacy.suppression_refresh_seconds`; while it is empty nothing
+is parsed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from schemas.settings import Settings
 log = logging.getLogger(__name__)
 
 DROPPED = Counter(
-    "journeys_sink_erased_rows_total", "Rows of erased persons not inserted", ["table"]
+    "journeys_sink_erased_rows_total",
+    "Rows (and alerts' example journeys) of erased persons not inserted",
+    ["table"],
 )
 
 
@@ -56,14 +59,33 @@ class SinkSuppression:
         self.list = fresh
 
     def filter(self, table: str, rows_json: bytes) -> tuple[bytes, int]:
-        """`rows_json` (a JSON array) without the rows of erased persons, and how many went."""
+        """`rows_json` (a JSON array) without the rows of erased persons, and without their
+        example journeys in alerts; how many rows and examples went."""
         if not len(self.list):
             return rows_json, 0
-        rows = orjson.loads(rows_json)
-        kept = [row for row in rows if not self.list.holds_row(row)]
-        dropped = len(rows) - len(kept)
+        try:
+            rows = orjson.loads(rows_json)
+        except orjson.JSONDecodeError:
+            return rows_json, 0  # ClickHouse refuses it, as it would have
+        if not isinstance(rows, list):
+            return rows_json, 0
+        kept, dropped = [], 0
+        for row in rows:
+            if isinstance(row, dict) and self.list.holds_row(row):
+                dropped += 1
+                continue
+            examples = row.get("examples") if isinstance(row, dict) else None
+            if isinstance(examples, list) and examples:
+                others = [e for e in examples if not _theirs(self.list, e)]
+                dropped += len(examples) - len(others)
+                row["examples"] = others
+            kept.append(row)
         if not dropped:
             return rows_json, 0
         DROPPED.labels(table).inc(dropped)
-        log.info("%s: %d rows of erased persons not inserted", table, dropped)
+        log.info("%s: %d rows or examples of erased persons not inserted", table, dropped)
         return orjson.dumps(kept), dropped
+
+
+def _theirs(suppressed: SuppressionList, example: object) -> bool:
+    return isinstance(example, dict) and suppressed.holds_row(example)

@@ -23,6 +23,7 @@ from schemas.topics import Topics
 from sinks.clickhouse import insert_json_rows
 from sinks.core.failures import Backoff, Failure, clickhouse_failure
 from sinks.core.replay import Replayed, ReplayReport, commit_offsets
+from sinks.privacy import SinkSuppression
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ def replay_dead_letters(settings: Settings, client: Client) -> ReplayReport:
             ]
         )
         try:
+            privacy = SinkSuppression(settings)  # erased persons' rows stay out
+            privacy.refresh(client, time.monotonic())
             for partition, offset, value in _to_the_end(consumer, len(partitions)):
-                replayed.append(_replay_one(client, partition, offset, value))
+                replayed.append(_replay_one(client, partition, offset, value, privacy))
         finally:
             offsets = commit_offsets(replayed)
             if offsets:
@@ -93,7 +96,13 @@ def _to_the_end(consumer: Consumer, partitions: int) -> Iterator[tuple[int, int,
             yield partition, offset, msg.value() or b""
 
 
-def _replay_one(client: Client, partition: int, offset: int, value: bytes) -> Replayed:
+def _replay_one(
+    client: Client,
+    partition: int,
+    offset: int,
+    value: bytes,
+    privacy: SinkSuppression | None = None,
+) -> Replayed:
     try:
         record = SinkDeadLetter.model_validate_json(value)
     except ValidationError:
@@ -103,7 +112,10 @@ def _replay_one(client: Client, partition: int, offset: int, value: bytes) -> Re
         return Replayed(partition, offset, "unreadable")
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            written = insert_json_rows(client, record.table, record.rows_bytes(), record.token)
+            rows = record.rows_bytes()
+            if privacy is not None:
+                rows, _ = privacy.filter(record.table, rows)
+            written = insert_json_rows(client, record.table, rows, record.token)
         except Exception as exc:
             failure = clickhouse_failure(exc)
             if not failure.transient:

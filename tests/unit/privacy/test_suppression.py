@@ -76,3 +76,13 @@ def test_identity_tuples_become_keys_in_field_order() -> None:
         "email_hash:dev:abc",
     ]
     assert identity_keys({"loyalty_id": "L1", "device_id": None}) == ["loyalty_id:L1"]
+
+
+def test_the_sink_strips_erased_examples_from_alerts_and_passes_what_it_cannot_read() -> None:
+    sink = SinkSuppression(Settings(pii=PII))
+    sink.list = listing("person:p1")
+    alert = {"incident_id": "i", "examples": [{"person_id": "p1"}, {"person_id": "p2"}]}
+    kept, dropped = sink.filter("alerts", orjson.dumps([alert]))
+    assert dropped == 1
+    assert orjson.loads(kept) == [{"incident_id": "i", "examples": [{"person_id": "p2"}]}]
+    assert sink.filter("alerts", b"[not json") == (b"[not json", 0)
