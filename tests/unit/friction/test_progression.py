@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
@@ -284,3 +286,14 @@ def test_a_stall_names_progression_observed_vs_expected_and_shows_stalled_entran
     cause = context.cause(record)
     assert "entrants at web checkout stopped moving on: 3 moved on vs 41.5 expected" in cause
     assert [e.person_id for e in context.examples_for(record)] == ["p-stalled", "p-dropped"]
+    # Later the deadline's drop-offs are its latest evidence: the stall is still named, also
+    # by a context restored from what was written (and from what was written before stalls).
+    later = replace(record, version=2, observed=30, expected=8.0)
+    context.remember_reference("i1", start)
+    assert "stopped moving on: 3 moved on vs 41.5" in context.cause(later)
+    restored = AlertContext()
+    restored.restore({}, orjson.loads(orjson.dumps(context.snapshot_references())))
+    assert "stopped moving on: 3 moved on vs 41.5" in restored.cause(later)
+    older = AlertContext()
+    older.restore({}, {"i1": [0, {}]})
+    assert "stopped moving on" not in older.cause(later)

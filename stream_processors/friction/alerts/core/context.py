@@ -72,6 +72,10 @@ class AlertContext:
         self._examples: dict[int, dict[str, list[Example]]] = {}
         self._dropped: dict[int, dict[str, dict[str, int]]] = {}  # start -> stage scope -> ...
         self._references: dict[str, tuple[int, dict[str, dict[str, int]]]] = {}
+        # Per alert, the stall its drop-off series showed last (scope, moved on, expected):
+        # the deadline's drop-offs later become its latest evidence, and the cause must
+        # still say that the entrants stopped moving on.
+        self._stalled: dict[str, tuple[str, int, float]] = {}
         self.touched: set[int] = set()
         self.evicted: set[int] = set()
         self.references_changed = False
@@ -139,9 +143,12 @@ class AlertContext:
         for gone in [a for a in self._references if a not in keep]:
             del self._references[gone]
             self.references_changed = True
+        for gone in [a for a in self._stalled if a not in keep]:
+            del self._stalled[gone]
+            self.references_changed = True
 
     def cause(self, record: AlertRecord) -> str:
-        parts = [_stall_text(s, o, e) for s, o, e in _stalls(record)]
+        parts = [_stall_text(s.scope, o, e) for s, o, e in self._stalls_of(record)]
         parts += [_collapse_text(s, o, e) for s, o, e in _collapses(record)]
         windows, before = self._references.get(record.incident_id, (0, {}))
         end = epoch_ms(record.last_window_end)
@@ -167,6 +174,20 @@ class AlertContext:
         if cause.rises or cause.seen or not parts:
             parts.append(cause.sentence)
         return "; ".join(parts)
+
+    def _stalls_of(self, record: AlertRecord) -> list[tuple[Series, int, float]]:
+        """The alert's stalls now, or the last one it showed (kept for the alert's life)."""
+        now = _stalls(record)
+        if now:
+            series, observed, expected = now[0]
+            self._stalled[record.incident_id] = (series.scope, observed, expected)
+            self.references_changed = True
+            return now
+        kept = self._stalled.get(record.incident_id)
+        if kept is None:
+            return []
+        scope, observed, expected = kept
+        return [(Series("dropoff", scope, "dropoff"), observed, expected)]
 
     def _seen(
         self, record: AlertRecord, starts: list[int]
@@ -229,7 +250,10 @@ class AlertContext:
 
     def snapshot_references(self) -> dict[str, Any]:
         self.references_changed = False
-        return {a: [n, counts] for a, (n, counts) in self._references.items()}
+        held: dict[str, Any] = {a: [n, counts] for a, (n, counts) in self._references.items()}
+        for a, stall in self._stalled.items():
+            held.setdefault(a, [0, {}]).append(list(stall))
+        return held
 
     def restore(self, starts: Mapping[int, dict[str, Any]], references: dict[str, Any]) -> None:
         self._friction.clear()
@@ -244,7 +268,13 @@ class AlertContext:
                 self._examples[start] = {
                     s: [Example.from_dict(e) for e in ex] for s, ex in data["e"].items()
                 }
-        self._references = {a: (int(n), counts) for a, (n, counts) in references.items()}
+        # [n, counts] as written before stalls were kept, [n, counts, stall] since.
+        self._references = {a: (int(v[0]), v[1]) for a, v in references.items()}
+        self._stalled = {
+            a: (str(v[2][0]), int(v[2][1]), float(v[2][2]))
+            for a, v in references.items()
+            if len(v) > 2
+        }
         self.touched.clear()
         self.evicted.clear()
 
@@ -294,9 +324,10 @@ def _stalls(record: AlertRecord) -> list[tuple[Series, int, float]]:
     ]
 
 
-def _stall_text(series: Series, observed: int, expected: float) -> str:
+def _stall_text(scope: str, observed: int, expected: float) -> str:
+    where = place(Series("dropoff", scope, "dropoff"))
     return (
-        f"entrants at {place(series)} stopped moving on: {observed} moved on vs "
+        f"entrants at {where} stopped moving on: {observed} moved on vs "
         f"{expected:.1f} expected at their age"
     )
 
