@@ -11,7 +11,7 @@ erased value: the subject appears as its hash only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ class ErasureAudit(BaseModel):
     suppressed: int  # hashes added to the suppression list
 
 
+MEMO_SIZE = 1 << 16
 Hasher = Callable[[str, str], str]  # (key id, value) -> "<key id>:<hex>"
 
 
@@ -54,11 +55,15 @@ class SuppressionList:
     hasher: Hasher
     hashes: frozenset[str] = frozenset()
     key_ids: frozenset[str] = frozenset()
+    # Values looked up since the list last grew: a person's identifiers recur, and a keyed hash
+    # costs a microsecond per key id. Bounded; emptied when full.
+    _memo: dict[str, bool] = field(default_factory=dict)
 
     def add(self, hashed: str) -> None:
         # New sets, never changed in place: a follower thread adds while a stage looks up.
         self.hashes = self.hashes | {hashed}
         self.key_ids = self.key_ids | {hashed.partition(":")[0]}
+        self._memo = {}
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -67,14 +72,36 @@ class SuppressionList:
         """Whether any of `values` (identifier keys or `person:<id>`) is suppressed."""
         if not self.hashes:
             return False
-        return any(self.hasher(k, v) in self.hashes for v in values for k in self.key_ids)
+        return any(self._held(v) for v in values)
+
+    def _held(self, value: str) -> bool:
+        memo = self._memo
+        held = memo.get(value)
+        if held is None:
+            hashes, hasher = self.hashes, self.hasher
+            held = any(hasher(k, value) in hashes for k in self.key_ids)
+            if len(memo) >= MEMO_SIZE:
+                memo.clear()
+            memo[value] = held
+        return held
 
     def holds_event(self, event: Any) -> bool:
         """Whether a raw event (a JSON object as published) names an erased identifier."""
-        identity = event.get("identity") if isinstance(event, Mapping) else None
-        if not self.hashes or not isinstance(identity, Mapping):
+        if not self.hashes:
             return False
-        return self.holds(f"{k}:{v}" for k, v in identity.items() if isinstance(v, str) and v)
+        identity = event.get("identity") if isinstance(event, Mapping) else None
+        if not isinstance(identity, Mapping):
+            return False
+        memo = self._memo  # inlined: this runs for every event the ingest stage reads
+        for name, value in identity.items():
+            if value and isinstance(value, str):
+                key = f"{name}:{value}"
+                held = memo.get(key)
+                if held is None:
+                    held = self._held(key)
+                if held:
+                    return True
+        return False
 
     def holds_row(self, row: Mapping[str, Any]) -> bool:
         """Whether a row bound for ClickHouse belongs to an erased person: its person id,

@@ -107,6 +107,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _erase(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
     from deploy.privacy.erasure import Request, erase
     from deploy.privacy.scope import resolve
     from sinks.clickhouse import reading
@@ -115,6 +116,7 @@ def _erase(settings: Settings, args: argparse.Namespace) -> int:
     if subject is None:
         print("journeys: error: --identifier wants TYPE:VALUE", file=sys.stderr)
         return 2
+    ensure_topics(settings)  # a deployment older than the privacy topics
     request = Request(args.requested_by, datetime.now(UTC))
     with reading(settings.clickhouse_dsn) as client:
         audit = erase(settings, client, resolve(client, subject), request)
@@ -123,9 +125,11 @@ def _erase(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rotate(settings: Settings, args: argparse.Namespace) -> int:
+    from deploy.kafka_admin import ensure_topics
     from deploy.privacy.rotation import RotationError, rotate
     from sinks.clickhouse import reading
 
+    ensure_topics(settings)
     try:
         with reading(settings.clickhouse_dsn) as client:
             count = rotate(settings, client)
