@@ -23,7 +23,8 @@ def history_settings(settings: Settings) -> Settings:
     """`settings` for the history domain: topics and consumer groups under the prefix plus
     `history.`, no idle advance (the wall clock says nothing about history's time: a replay
     closes its own with heartbeats), metrics on any free port (the live stages hold theirs),
-    an explicit sink group, if any, suffixed likewise, and a data folder of its own under
+    an explicit sink group, if any, suffixed likewise, friction without the stage series
+    (so nothing in history alerts), and a data folder of its own under
     the live one (a history worker and a live one of a stage on one host each hold their
     worker id there), writing the same ClickHouse."""
     if settings.topics.prefix.endswith(HISTORY_PREFIX):
@@ -40,12 +41,19 @@ def history_settings(settings: Settings) -> Settings:
         update={"group_id": None if group is None else f"{group}.{HISTORY_PREFIX}".rstrip(".")}
     )
     clickhouse = settings.clickhouse.model_copy(update={"dsn": SecretStr(settings.clickhouse_dsn)})
+    # Friction counts history's own traffic only, all of it backfill: its windows are learnt
+    # from and never alert. Drop-off and entry series are left out: their windows take the
+    # backfill flag from the traffic at their start, and at a quiet hour of history there is
+    # none, which would make them live (and the history detector's baselines are its own,
+    # never the live one's).
+    friction = settings.friction.model_copy(update={"stage_series": False})
     return settings.model_copy(
         update={
             "topics": topics,
             "processor": processor,
             "sink": sink,
             "clickhouse": clickhouse,
+            "friction": friction,
             "data_dir": settings.data_dir / HISTORY_PREFIX.rstrip("."),
         }
     )

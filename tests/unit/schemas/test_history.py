@@ -31,6 +31,7 @@ def test_history_has_its_own_topics_groups_and_no_idle_advance() -> None:
     # Its own folder for worker ids and faust's files, the same ClickHouse.
     assert history.data_dir == live.data_dir / "history"
     assert history.clickhouse_dsn == live.clickhouse_dsn
+    assert not history.friction.stage_series and live.friction.stage_series
     # The live settings are untouched, and deriving twice changes nothing.
     assert live.topics.prefix == "acme." and live.processor.idle_after_seconds == 60
     assert history_settings(history) == history
