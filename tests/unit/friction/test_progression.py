@@ -297,3 +297,33 @@ def test_a_stall_names_progression_observed_vs_expected_and_shows_stalled_entran
     older = AlertContext()
     older.restore({}, {"i1": [0, {}]})
     assert "stopped moving on" not in older.cause(later)
+
+
+# -- a moderate rise that lasts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_sustained_moderate_drop_off_rise_alerts_within_its_20_minutes(seed: int) -> None:
+    """A stage with a long limit: ~20 journeys leave per window, 30% drop off; for 20
+    minutes 72% do. No single window is enough at one in a million; the run of them is."""
+    rng = random.Random(seed)
+    detector = Detector(DetectorConfig(baseline=BaselineConfig(season_buckets=1)))
+    windows = TumblingWindows(timedelta(minutes=5), timedelta(minutes=30))
+    rise = range(300, 304)  # four windows: 20 minutes
+    found: list[Alert] = []
+    for index in range(310):
+        at = T0 + index * WINDOW + 1_000
+        share = 0.72 if index in rise else 0.3
+        leaving = max(1, round(rng.gauss(20, 3)))
+        dropped = sum(rng.random() < share for _ in range(leaving))
+        for what, n in ((DROPPED, dropped), ("progressed", leaving - dropped)):
+            for _ in range(n):
+                count_stage(windows, "purchase", "consider", "web", what=what, at_ms=at)
+        alerts = detector.process(windows.advance(at - 1_000 + WINDOW))
+        found += [
+            a for a in alerts if a.series == Series("dropoff", "purchase:consider:web", "dropoff")
+        ]
+    assert [a for a in found if a.window_end.timestamp() * 1000 <= T0 + rise.start * WINDOW] == []
+    during = [a for a in found if a.window_end.timestamp() * 1000 <= T0 + rise.stop * WINDOW]
+    assert during, "the rise was not found within its 20 minutes"
+    assert all(a.kind == "dropoff_spike" for a in during)
