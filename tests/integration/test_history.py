@@ -22,7 +22,7 @@ from confluent_kafka import Producer
 
 from deploy.kafka_admin import ensure_topics
 from producers.pii import PiiHasher
-from producers.simulator.config import SimConfig
+from producers.simulator.config import Incident, SimConfig
 from producers.simulator.engine import Simulation
 from producers.simulator.runner import send_heartbeats
 from producers.simulator.truth import GroundTruth
@@ -252,15 +252,49 @@ def live_watermarks(settings: Settings) -> list[int]:
     return [m for m in marks if m is not None]
 
 
+def history_reads(history: Settings) -> dict[str, list[str]]:
+    """What the history stages read; its friction counts traffic only (no stage series)."""
+    reads = stage_topics(history, "ingest", "identity", "journeys", "sink")
+    t = Topics.from_settings(history.topics)
+    return {**reads, "friction": [t.stitched, t.friction_partials]}
+
+
+def check_history(ch: Client, truth: GroundTruth, imported: int, live: int) -> None:
+    """History's journeys and drop-offs are the simulator's, its touchpoints flagged, its
+    friction windows backfill and no alert raised."""
+    persons = {person_id(j.person) for j in truth.journeys}
+    got, want = outcomes(ch, persons), truth_outcomes(truth)
+    assert got == want, (
+        f"{sum((got - want).values())} unexpected, e.g. {list(got - want)[:3]}; "
+        f"{sum((want - got).values())} missing, e.g. {list(want - got)[:3]}"
+    )
+    # No live customer dropped off (live time stayed live's), and history's drop-offs
+    # are the simulator's.
+    assert standing(ch) == truth_drops(truth)
+    flags = {
+        bool(flag): int(n)
+        for flag, n in ch.query(
+            "SELECT backfill, uniqExact(event_id) FROM touchpoints GROUP BY backfill"
+        ).result_rows
+    }
+    assert flags == {True: imported, False: live}
+    # History's friction windows (only history runs friction here) are backfill: learnt
+    # from, never alerted on, through a checkout incident.
+    query = "SELECT count(), min(backfill) FROM friction_windows"
+    windows, backfill = ch.query(query).result_rows[0]
+    assert windows > 0 and backfill
+    assert ch.query("SELECT count() FROM alerts").result_rows[0][0] == 0
+
+
 def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_keep_live_time(
     settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
     log = tmp_path / "pipeline.log"
     history = history_settings(settings)
     ensure_topics(history)
-    sim, truth = Simulation(
-        SimConfig(customers=800, days=2, seed=41), PiiHasher(settings.pii)
-    ).run()
+    incident = Incident.parse("web:/checkout errors x8 @600m for 240m")
+    config = SimConfig(customers=800, days=2, seed=41, incidents=(incident,))
+    sim, truth = Simulation(config, PiiHasher(settings.pii)).run()
     events = [s.event for s in sim]
     started_ms = int(time.time() * 1000)  # live time can only be after this, less lateness
     # Live: the default idle advance (60 s), as in production.
@@ -271,7 +305,7 @@ def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_k
     processes += live
     served = lambda: reader_dsn(settings.clickhouse_dsn) != settings.clickhouse_dsn  # noqa: E731
     wait_for(served, 120, "the live sink to serve its folder", live, log)
-    past = history_stages(settings, log, ("ingest", "identity", "journeys"))
+    past = history_stages(settings, log, ("ingest", "identity", "journeys", "friction"))
     past.append(journeys(settings, "sink", "--history", log=log))
     processes += past
     port = free_port()
@@ -284,7 +318,7 @@ def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_k
         import_history(port, events)
         # The import is done: history's time closes where the simulation's does.
         send_heartbeats(history, int(truth.closes_at.timestamp() * 1000))
-        drain(history, stage_topics(history, "ingest", "identity", "journeys", "sink"), past, log)
+        drain(history, history_reads(history), past, log)
     finally:
         stop_live.set()
         traffic.join(60)
@@ -293,22 +327,7 @@ def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_k
     stop(past + live, log)
     reap(collector)
     with session(settings.clickhouse_dsn) as ch:
-        persons = {person_id(j.person) for j in truth.journeys}
-        got, want = outcomes(ch, persons), truth_outcomes(truth)
-        assert got == want, (
-            f"{sum((got - want).values())} unexpected, e.g. {list(got - want)[:3]}; "
-            f"{sum((want - got).values())} missing, e.g. {list(want - got)[:3]}"
-        )
-        # No live customer dropped off (live time stayed live's), and history's drop-offs
-        # are the simulator's.
-        assert standing(ch) == truth_drops(truth)
-        flags = {
-            bool(flag): int(n)
-            for flag, n in ch.query(
-                "SELECT backfill, uniqExact(event_id) FROM touchpoints GROUP BY backfill"
-            ).result_rows
-        }
-        assert flags == {True: len(events), False: len(live_ids)}
+        check_history(ch, truth, len(events), len(live_ids))
     # Live time was never moved by history: every live watermark is the live clock's.
     lateness_ms = int(settings.processor.allowed_lateness.total_seconds() * 1000)
     marks = live_watermarks(settings)
