@@ -82,7 +82,7 @@ def read_contact(cells: Cells, mapping: ContactCenterMapping) -> Contact:
     code = cells.text("disposition", columns.disposition)
     disposition = map_code("disposition", code, mapping.values.disposition)
     if disposition == ABANDONED and answered is not None:
-        raise RecordError(f"disposition {code!r} means abandoned, but the contact was answered")
+        raise RecordError("the disposition means abandoned, but the contact was answered")
     return Contact(
         contact_id=cells.required_text("contact_id", columns.contact_id),
         queued_at=queued,

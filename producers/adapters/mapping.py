@@ -193,7 +193,7 @@ def map_code(key: str, code: str | None, values: Mapping[str, str]) -> str | Non
         return code
     mapped = values.get(code, values.get(FALLBACK_CODE))
     if mapped is None:
-        raise RecordError(f"{key} {code!r} is not in [values.{key}]")
+        raise RecordError(f"{key}: the value is not in [values.{key}]")
     return mapped
 
 

@@ -115,7 +115,7 @@ def _sale_type(cells: Cells, mapping: PosMapping, amount: float) -> SaleType:
     for known in SALE_TYPES:
         if mapped == known:
             return known
-    raise RecordError(f"type {code!r} is neither purchase nor return; map it in [values.type]")
+    raise RecordError("type: neither purchase nor return; map the value in [values.type]")
 
 
 def _currency(cells: Cells, mapping: PosMapping) -> str:
@@ -124,5 +124,5 @@ def _currency(cells: Cells, mapping: PosMapping) -> str:
     if currency is None:
         raise RecordError("currency: empty, and the mapping sets no default_currency")
     if len(currency) != 3 or not (currency.isascii() and currency.isalpha()):
-        raise RecordError(f"currency: {currency!r} is not an ISO 4217 code")
+        raise RecordError("currency: not an ISO 4217 code")
     return currency

@@ -148,7 +148,7 @@ class Cells:
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise RecordError(f"{_where(key, column)}: expected text, got {value!r}")
+            raise RecordError(f"{_where(key, column)}: expected text, got {_kind(value)}")
         return str(value)
 
     def required_text(self, key: str, column: str) -> str:
@@ -165,7 +165,7 @@ class Cells:
             return _parse_time(value, self._time)
         except (ValueError, TypeError, OverflowError, OSError):
             raise RecordError(
-                f"{_where(key, column)}: cannot read {value!r} as {self._time.format}"
+                f"{_where(key, column)}: cannot read the value as {self._time.format}"
             ) from None
 
     def required_time(self, key: str, column: str) -> datetime:
@@ -181,7 +181,7 @@ class Cells:
         try:
             number = _to_number(value)
         except ValueError:
-            raise RecordError(f"{_where(key, column)}: {value!r} is not a number") from None
+            raise RecordError(f"{_where(key, column)}: not a number") from None
         return number
 
     def count(self, key: str, column: str | None) -> int | None:
@@ -195,7 +195,21 @@ class Cells:
             return value
         if isinstance(value, str) and value.isascii() and value.isdigit():
             return int(value)
-        raise RecordError(f"{_where(key, column)}: {value!r} is not a count")
+        raise RecordError(f"{_where(key, column)}: not a count ({_kind(value)})")
+
+
+def _kind(value: object) -> str:
+    """What a value is, never the value: record errors reach dead letters and logs, and a
+    misplaced column may hold a phone number or an e-mail."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "text" if isinstance(value, str) else type(value).__name__
 
 
 def _where(key: str, column: str | None) -> str:

@@ -205,5 +205,7 @@ def test_value_maps(code: str | None, values: dict[str, str], expected: str | No
 
 
 def test_unmapped_code_is_a_record_error() -> None:
-    with pytest.raises(RecordError, match=r"disposition 'XYZ' is not in \[values.disposition\]"):
+    with pytest.raises(
+        RecordError, match=r"^disposition: the value is not in \[values.disposition\]$"
+    ):
         map_code("disposition", "XYZ", {"RES": "resolved"})

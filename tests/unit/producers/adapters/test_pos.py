@@ -96,14 +96,14 @@ def test_the_record_id_includes_store_and_till() -> None:
     ("values", "reason"),
     [
         ({"total": None}, r"^amount \(column 'total'\): empty$"),
-        ({"total": "12,5x"}, r"'12,5x' is not a number$"),
+        ({"total": "12,5x"}, r"^amount \(column 'total'\): not a number$"),
         ({"total": -5}, "^amount: -5.0 is negative on a purchase$"),
-        ({"kind": "VOID"}, r"^type 'VOID' is not in \[values.type\]$"),
+        ({"kind": "VOID"}, r"^type: the value is not in \[values.type\]$"),
         ({"kind": ""}, r"^type \(column 'kind'\): empty$"),
         ({"ts": None}, r"^timestamp \(column 'ts'\): empty$"),
         ({"txn": ""}, r"^transaction_id \(column 'txn'\): empty$"),
-        ({"currency": "euro"}, "^currency: 'EURO' is not an ISO 4217 code$"),
-        ({"lines": "many"}, "is not a count$"),
+        ({"currency": "euro"}, "^currency: not an ISO 4217 code$"),
+        ({"lines": "many"}, r"not a count \(text\)$"),
         ({"total": 2e12}, "^purchase: store.amount: Input should be less than or equal to"),
     ],
 )

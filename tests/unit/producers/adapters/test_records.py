@@ -165,7 +165,7 @@ def test_numbers(value: Any, number: float) -> None:
 
 @pytest.mark.parametrize("value", ["12,5x", "nan", "inf", True, [1]])
 def test_bad_numbers(value: Any) -> None:
-    with pytest.raises(RecordError, match=r"^amount \(column 'n'\): .* is not a number$"):
+    with pytest.raises(RecordError, match=r"^amount \(column 'n'\): not a number$"):
         cells({"n": value}).number("amount", "n")
 
 
@@ -176,7 +176,7 @@ def test_counts(value: Any, count: int) -> None:
 
 @pytest.mark.parametrize("value", ["two", "-1", -1, 1.5, True, {"a": 1}, "²", "٣"])
 def test_bad_counts(value: Any) -> None:
-    with pytest.raises(RecordError, match="is not a count"):
+    with pytest.raises(RecordError, match="not a count"):
         cells({"n": value}).count("items", "n")
 
 

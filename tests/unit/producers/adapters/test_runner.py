@@ -46,7 +46,7 @@ def test_the_contact_sample() -> None:
     summary, published, errors = ingest("call-center")
     assert [line for line, _ in errors] == [7, 16, 24, 32, 39, 45]
     assert errors[0] == (7, "contact_id (column 'ContactID'): empty")
-    assert errors[2] == (24, "disposition 'XYZ' is not in [values.disposition]")
+    assert errors[2] == (24, "disposition: the value is not in [values.disposition]")
     assert (summary.accepted, summary.rejected, summary.skipped) == (45, 6, 0)
     assert summary.events == len(published) == 152
     assert Counter(e.event_type for e in published) == {
