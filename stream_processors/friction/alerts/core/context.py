@@ -177,7 +177,8 @@ class AlertContext:
 
     def _stalls_of(self, record: AlertRecord) -> list[tuple[Series, int, float]]:
         """The alert's stalls now, or the last one it showed (kept for the alert's life)."""
-        now = _stalls(record)
+        # A stage on one channel before the stage on all of them: it says where.
+        now = sorted(_stalls(record), key=lambda f: f[0].scope.endswith(":*"))
         if now:
             series, observed, expected = now[0]
             self._stalled[record.incident_id] = (series.scope, observed, expected)
