@@ -63,7 +63,9 @@ def decode(payload: bytes) -> Decoded:
         return Decoded([doc], None, is_batch=False)
     version = doc.get("v")
     if type(version) is not int or version != ENVELOPE_VERSION:  # JSON true is not 1
-        raise EnvelopeError("unsupported_envelope", f"envelope version {version!r}")
+        # Only a number is repeated: a dead letter's detail never echoes text it was sent.
+        shown = version if type(version) is int else f"of type {type(version).__name__}"
+        raise EnvelopeError("unsupported_envelope", f"envelope version {shown}")
     events = doc.get("events")
     if not isinstance(events, list):
         raise EnvelopeError("unsupported_envelope", "envelope without an events list")

@@ -175,3 +175,14 @@ def test_friction_dead_letters_unreadable_events_and_rows() -> None:
     assert parts.windows.applied_offset(0) == 2
     # The good transition was counted; the bad drop-off was not.
     assert "tt1" in parts.part(1).counted and "dd1" not in parts.part(0).counted
+
+
+def test_the_reason_never_repeats_text_the_message_carried() -> None:
+    sender = Sender()
+    stage, topics = routing(sender)
+    odd = orjson.dumps({"envelope": "journeys.batch", "v": "jane@example.com", "events": []})
+    stage.handle(odd, 0, 4)
+    [letter] = dead_letters(sender.records, topics.dlq_identity)
+    assert letter.reason == "unsupported_envelope"
+    assert "jane" not in letter.detail and "str" in letter.detail
+    assert letter.raw_bytes() == odd  # the payload itself is kept whole, apart
