@@ -46,11 +46,11 @@ from stream_processors.runtime.topic_reader import read_to_end
 
 DEMO_PORT = 19292
 # On the second day, when journeys have reached every stage and the baselines have a day of
-# history: errors on the web search page (a friction incident: 3% -> 24% of its views; the
+# history: errors on the web search page (a friction incident: 3% -> 60% of its views; the
 # first stage, so nobody is kept from reaching it), then a checkout whose confirmation
 # silently fails for an hour (progress 70% -> 5%, no error event: only drop-off shows it).
 INCIDENT_SPECS = (
-    "web:/search errors x8 @1680m for 60m",
+    "web:/search errors x20 @1680m for 60m",
     "web:/checkout/done stall x20 @2160m for 60m",
 )
 INCIDENTS = tuple(Incident.parse(spec) for spec in INCIDENT_SPECS)

@@ -115,7 +115,7 @@ class CorePipeline:
     published: list[Published] = field(default_factory=list)
     # Called with each global window row the stage publishes on `friction-windows`.
     on_window: Callable[[dict[str, Any]], None] | None = None
-    commit_every: int = 10  # steps per transaction: what the stage persists, it persists then
+    commit_every: int = 60  # steps per transaction: what the stage persists, it persists then
     events_in: int = 0
     steps: int = 0
 

@@ -102,7 +102,7 @@ class Scenario:
     # Series an incident also moves (its consequences): alerts there are neither the
     # finding nor false while the incident and `found_by` last.
     consequences: tuple[str, ...] = ()
-    scored_days: float = 1.0
+    scored_days: float = 0.75  # from midnight: the incidents happen in the afternoon
     found_by: timedelta = timedelta(hours=2)  # past the incident's end (or its rows' landing)
 
 
