@@ -4,7 +4,8 @@ A silence is written to the compacted `alert-silences` topic (the webhook thread
 the sink stores it in `alert_silences`). Durations use the one syntax of every Journeys
 duration (`schemas.definitions.parse_duration`: 30m, 2h, 1h30m, 1d). A test page is a
 sample firing alert posted to each target of one route by the `WebhookSender` the stage uses
-(its body renderers, headers, retries and backoff), with the route's links; what each target
+(its body renderers, headers, retries and backoff), with the route's links, and a PagerDuty
+target gets its resolve right after (a test leaves no incident open); what each target
 answered is printed, and nothing is written to Kafka or ClickHouse.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from deploy.query.answers import Answer
@@ -113,8 +115,11 @@ def run_test(settings: Settings, args: argparse.Namespace) -> int:
     sender = WebhookSender(RetryPolicy.of(settings.alerts), failed.append)
     record = sample(route.team, route.matched, datetime.now(UTC))
     page = Page((route.team,), links([route]))
+    resolved = replace(record, version=2, status="resolved", resolved_at=record.last_window_end)
     for target in route.targets:
         sender.submit(target, record, page)
+        if target.format == "pagerduty":  # the lane keeps order: the trigger, then its resolve
+            sender.submit(target, resolved, page)
     sender.close(settings.alerts.max_elapsed_seconds + settings.alerts.timeout_seconds)
     for target in route.targets:
         problem = next((f for f in failed if f.endpoint == target.redacted), None)

@@ -72,14 +72,20 @@ class _Hook(BaseHTTPRequestHandler):
         return
 
 
+PD_KEY = "0123456789abcdef0123456789abcdef"
+
+
 def routing_file(path: Path, pages: Pages) -> Path:
-    """The shipped routing, each team's webhook its own path on the receiver."""
+    """The shipped routing, each team's webhook its own path on the receiver; the app's
+    checkout also has a PagerDuty integration whose Events v2 endpoint is the receiver."""
     lines = []
     for line in SHIPPED_ALERT_ROUTING.read_text().splitlines():
         lines.append(line)
         if line.startswith("team = "):
             team = line.split('"')[1]
             lines.append(f'webhook = "{pages.url(team)}"')
+        if line == 'name = "checkout-app"':
+            lines += [f'pagerduty = "{PD_KEY}"', f'pagerduty_url = "{pages.url("pd")}"']
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -212,4 +218,7 @@ def test_alerts_test_sends_a_sample_page_through_the_sender(
     pages.server_close()
     (body,) = pages.to("payments")
     assert body["to"] == ["payments"] and body["incident"]["change"] == "a test page"
+    trigger, resolve = pages.to("pd")  # a test leaves no PagerDuty incident open
+    assert (trigger["event_action"], resolve["event_action"]) == ("trigger", "resolve")
+    assert trigger["routing_key"] == PD_KEY and trigger["dedup_key"] == resolve["dedup_key"]
     assert "delivered" in log.read_text()
