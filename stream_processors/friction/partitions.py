@@ -372,7 +372,13 @@ class FrictionPartitions:
                 windows, journey, from_stage, channel, what=PROGRESSED, at_ms=at, amount=amount
             )
             return
-        count_progress(windows, journey, from_stage, c[5], at_ms=at, entered_ms=c[6], amount=amount)
+        # Its age only when it moved on where it reached the stage: the in-flight test
+        # follows a stage's own channel (a store sale after a web checkout, often in a late
+        # export, is a drop-off's retraction, not a stall's cure).
+        entered = c[6] if c[5] == channel else None
+        count_progress(
+            windows, journey, from_stage, c[5], at_ms=at, entered_ms=entered, amount=amount
+        )
 
     @staticmethod
     def _count_dropoff(part: PartitionFriction, c: list[Any], amount: int) -> None:

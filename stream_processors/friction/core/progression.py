@@ -19,11 +19,13 @@ against that in a lower CUSUM (`sequential.py`) whose designed change is the haz
 progressions seen so far against those expected at the entrants' age, and a cohort only
 counts for the entrants it still has (old cohorts add little, young ones most).
 
-**Late channels.** The curve is learned from what the watermark has seen when a cohort reaches
-each age: the first version of each window, as the detector closes it. Progress that arrives
-through a channel that reports late (a store sale in tomorrow's export) is not in it when the
-curve learns, so it does not count as expected either, and its absence never looks like a
-stall. A late version of a window still corrects the cohorts in flight (more progress seen).
+**Late channels.** Only progress on the stage's own channel counts by age (the partitions count
+`progressed+<k>` only when the journey moved on where it reached the stage): progress through
+another channel, which for stores and call centers arrives in late exports, is left out of the
+curve and of the test, so an export that has not come yet, or a store source that went quiet,
+never looks like a stall at web checkout (those show in drop-offs and volume). And the curve is
+learned from what the watermark has seen when a cohort reaches each age: the first version of
+each window, as the detector closes it; a late version still corrects the cohorts in flight.
 
 Pure: counts in, figures out; the caller persists `StageProgress` (`detector_state.py`).
 """

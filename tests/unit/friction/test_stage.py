@@ -390,23 +390,32 @@ def test_a_backlog_closed_at_once_fires_and_resolves_window_by_window() -> None:
 
 
 def test_progress_and_drop_offs_count_where_the_stage_was_reached() -> None:
-    """A journey that reached checkout on the app and paid on the web counts its progression
-    at checkout:app with its age in windows; a drop-off reached on the web but last seen
-    calling counts at checkout:web (stage_channel), not at the call center."""
+    """A journey that reached checkout on the app and paid there counts its progression at
+    checkout:app with its age in windows; one that reached it on the web and paid in a store
+    counts at checkout:web without an age (the in-flight test follows the stage's channel);
+    a drop-off reached on the web but last seen calling counts at checkout:web."""
     sender, s = RecordingSender(), settings()
     parts, topics = stage(sender, s), Topics.from_settings(s.topics)
     for source in (0, 1):
         parts.handle_stitched(stitched([], T0 + 5 * S, source), 0, source)
-    paid = orjson.loads(transition_row("t2", T0 + S + 30))
+    paid = orjson.loads(transition_row("t2", T0 + S + 30, "app"))
     paid.update(from_stage="checkout", to_stage="purchase", from_channel="app", elapsed_ms=S + 20)
+    in_store = orjson.loads(transition_row("t3", T0 + S + 40, "store"))
+    in_store.update(
+        from_stage="checkout", to_stage="purchase", from_channel="web", elapsed_ms=S + 30
+    )
     dropped = orjson.loads(drop_row("d3", T0 + 10))
     dropped.update(stage_channel="web", last_channel="call_center")
-    parts.handle_transitions(envelope.encode([orjson.dumps(paid)], None), 0, 0)
+    moved = [orjson.dumps(paid), orjson.dumps(in_store)]
+    parts.handle_transitions(envelope.encode(moved, None), 0, 0)
     parts.handle_dropoffs(envelope.encode([orjson.dumps(dropped)], None), 0, 0)
     journeys_time(parts, 0, T0 + 2 * S, 2)
     rows = partials(sender, topics)
     assert counts_of(rows, "purchase:checkout:app") == [
         (T0 + S, {"progressed": 1, "progressed+1": 1})
     ]
-    assert counts_of(rows, "purchase:checkout:web") == [(T0, {"dropped": 1})]
+    assert counts_of(rows, "purchase:checkout:web") == [
+        (T0, {"dropped": 1}),
+        (T0 + S, {"progressed": 1}),
+    ]
     assert counts_of(rows, "purchase:checkout:call_center") == []
