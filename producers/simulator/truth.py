@@ -78,7 +78,8 @@ class GroundTruth(BaseModel):
                 persons.append(TruthPerson(person=key, human=human, identifiers=sorted(component)))
                 owner.update(dict.fromkeys(component, key))
         for journey in journeys:
-            journey.person = owner[journey.anchor]
+            # "": a journey whose first event was never sent (a `lost` or `off` incident).
+            journey.person = owner.get(journey.anchor, "")
         ends = [j.dropped_at or j.stages[-1].at for j in journeys] or [config.end]
         return cls(
             seed=config.seed,
