@@ -32,7 +32,7 @@ RUNS = int(os.environ.get("CHAOS_RUNS", "3")) if FULL else 1
 VOLUME = int(os.environ.get("CHAOS_EVENTS", "100000")) if FULL else 4_000
 # Events a second handed to the publisher: slower than the stages' backlog builds up, so a
 # fault lands while every stage has work in hand and the feed still runs.
-RATE = 2_000.0 if FULL else 300.0
+RATE = float(os.environ.get("CHAOS_RATE", "2000" if FULL else "300"))
 RESULTS = ROOT / ".local" / "chaos"
 ROWS, TABLE = (
     (RESULTS / "results.jsonl", RESULTS / "results.md")

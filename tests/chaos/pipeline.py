@@ -30,12 +30,12 @@ from .feed import SOURCES
 from .results import Snapshot, snapshot
 
 STAGES = ("ingest", "identity", "journeys", "friction")
-# Late data (the adapters' files, the collector's calls) may arrive days of event time behind
-# the simulated stream: journeys and friction windows stay correctable that long, so how late
-# an event happened to arrive in a run never decides an outcome.
+# The adapters' exports run up to a 25th of the simulated span (about two hours) behind the
+# stream: journeys and friction windows stay correctable longer than that, so how late an
+# event happened to arrive in a run never decides an outcome.
 ENV = {
-    "JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P10D",
-    "JOURNEYS_FRICTION__ALLOWED_LATENESS": "P10D",
+    "JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P1D",
+    "JOURNEYS_FRICTION__ALLOWED_LATENESS": "PT3H",
 }
 
 
