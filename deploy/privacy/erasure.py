@@ -2,16 +2,16 @@
 
 The scope (`deploy/privacy/scope.py`) decides whom; this module reads or removes their rows in
 every ClickHouse table, their examples in alerts, their keys in the compacted `identity-map`
-topic, and adds them to the suppression list, before anything else, so that no event of theirs
-is stored again while the rows are removed. Rows are removed with lightweight `DELETE` (chDB
-and ClickHouse support it on these ReplacingMergeTree tables): the rows disappear from every
-query at once, and parts are rewritten by later merges.
+and `identity-key-aliases` topics, and adds them to the suppression list, before anything
+else, so that no event of theirs is stored again while the rows are removed. Rows are removed
+with lightweight `DELETE` (chDB and ClickHouse support it on these ReplacingMergeTree tables):
+the rows disappear from every query at once, and parts are rewritten by later merges.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +22,12 @@ from confluent_kafka import Producer
 from sqlalchemy.schema import CreateTable
 
 from deploy.privacy.scope import Scope
-from producers.pii import hash_with
+from producers.pii import derive, hash_with
 from schemas.privacy import PERSON_PREFIX, ErasureAudit, Suppression
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.tables import privacy_audit, privacy_suppressions
+from stream_processors.privacy.core.rotation import CONTACT_FIELDS
 
 _PERSON = "person_id IN {p:Array(String)}"
 # Where each table names the person: by person id, or by identifier for the identity tables.
@@ -125,10 +126,31 @@ class Request:
         return self.request_id or str(uuid.uuid4())
 
 
-def suppressions(settings: Settings, scope: Scope) -> list[str]:
-    """The hashes that keep the scope erased: each identifier key and `person:<id>`."""
+def rotated_forms(settings: Settings, identifiers: Iterable[str]) -> list[str]:
+    """The forms the contact identifiers among `identifiers` take under every key rotated from
+    theirs: the keys of their aliases on `identity-key-aliases`, and what a producer using
+    such a key sends. Pure."""
     pii = settings.pii
-    values = [*scope.identifiers, *(f"{PERSON_PREFIX}{p}" for p in scope.persons)]
+    found = set()
+    for key in identifiers:
+        name, _, value = key.partition(":")
+        if name in CONTACT_FIELDS:
+            for key_id in pii.keys:
+                new = derive(pii, value, key_id)
+                if new is not None and new != value:
+                    found.add(f"{name}:{new}")
+    return sorted(found)
+
+
+def suppressions(settings: Settings, scope: Scope) -> list[str]:
+    """The hashes that keep the scope erased: each identifier key, its rotated forms, and
+    each `person:<id>`."""
+    pii = settings.pii
+    values = [
+        *scope.identifiers,
+        *rotated_forms(settings, scope.identifiers),
+        *(f"{PERSON_PREFIX}{p}" for p in scope.persons),
+    ]
     return [hash_with(pii, pii.active_key_id, v) for v in values]
 
 
@@ -154,6 +176,9 @@ def erase(settings: Settings, client: Client, scope: Scope, request: Request) ->
     )
     for key in scope.identifiers:
         producer.produce(topics.identity_map, None, key)
+    aliased = rotated_forms(settings, scope.identifiers)
+    for key in aliased:
+        producer.produce(topics.identity_key_aliases, None, key)
     removed, examples = remove_rows(client, scope)
     pii = settings.pii
     audit = ErasureAudit(
@@ -165,7 +190,10 @@ def erase(settings: Settings, client: Client, scope: Scope, request: Request) ->
         identifiers=len(scope.identifiers),
         removed=removed,
         alerts_examples=examples,
-        tombstones={topics.identity_map: len(scope.identifiers)},
+        tombstones={
+            topics.identity_map: len(scope.identifiers),
+            topics.identity_key_aliases: len(aliased),
+        },
         suppressed=len(hashes),
     )
     producer.produce(topics.privacy_audit, audit.model_dump_json().encode(), request_id)

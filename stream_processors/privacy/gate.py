@@ -53,7 +53,7 @@ class CompactedFollower:
     thread, handing each record (key, value) to `apply`; `caught_up` once it read the end."""
 
     def __init__(
-        self, settings: Settings, topic: str, apply: Callable[[bytes | None, bytes], None]
+        self, settings: Settings, topic: str, apply: Callable[[bytes | None, bytes | None], None]
     ) -> None:
         self.settings = settings
         self.topic = topic
@@ -83,12 +83,12 @@ class CompactedFollower:
             consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
             while not self._stop.is_set():
                 for msg in consumer.consume(10_000, 0.2):
-                    err, value = msg.error(), msg.value()
-                    if err is None and value is not None:
-                        self.apply(msg.key(), value)
-                    elif err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    err = msg.error()
+                    if err is None:
+                        self.apply(msg.key(), msg.value())
+                    elif err.code() == KafkaError._PARTITION_EOF:
                         self.caught_up.set()
-                    elif err is not None:
+                    else:
                         log.warning("%s: %s", self.topic, err)
         except Exception:
             log.exception("%s: follower stopped", self.topic)
@@ -107,7 +107,9 @@ class SuppressionReplica:
         self._follower = CompactedFollower(settings, topic, self._apply)
         self.caught_up = self._follower.caught_up
 
-    def _apply(self, _key: bytes | None, value: bytes) -> None:
+    def _apply(self, _key: bytes | None, value: bytes | None) -> None:
+        if value is None:  # never written: erased stays erased
+            return
         self.list.add(Suppression.model_validate_json(value).hash)
         log.info("privacy: %d suppressed hashes", len(self.list))
 
@@ -132,8 +134,12 @@ class KeyAliases:
         self._window = pii.rotation_window_until
         self._pii = pii
 
-    def _apply(self, key: bytes | None, value: bytes) -> None:
-        if key is not None:
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:  # an erased person's alias
+            self.aliases.pop(key.decode(), None)
+        else:
             self.aliases[key.decode()] = value.decode()
 
     def start(self) -> KeyAliases:

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from deploy.privacy.erasure import rotated_forms, suppressions
 from deploy.privacy.rotation import RotationError, aliases
+from deploy.privacy.scope import Scope
 from producers.pii import PiiHasher, derive
 from schemas.settings import PiiSettings, Settings
 from stream_processors.privacy.core.rotation import canonical
@@ -70,3 +72,14 @@ def test_an_event_gets_its_first_forms_back_and_the_window_adds_aliases() -> Non
     }
     assert canonical(event(email_hash=old), known, carry) is None  # known already
     assert canonical({"no": "identity"}, known, carry) is None
+
+
+def test_an_erasure_covers_and_drops_the_rotated_forms_of_contact_hashes() -> None:
+    old = PiiHasher(BEFORE).email("ann@example.com")
+    settings = Settings(pii=LATER)
+    forms = rotated_forms(settings, [f"email_hash:{old}", "customer_id:c-1"])
+    assert forms == sorted(
+        f"email_hash:{PiiHasher(s).email('ann@example.com')}" for s in (AFTER, LATER)
+    )
+    scope = Scope("customer_id:c-1", ("p1",), ("customer_id:c-1", f"email_hash:{old}"))
+    assert len(suppressions(settings, scope)) == 2 + len(forms) + 1
