@@ -71,6 +71,7 @@ class Routing:
     sender: TransactionalSender
     routed: ChangelogTable
     router: Router
+
     @cached_property
     def dead_letters(self) -> StageDeadLetters:
         return StageDeadLetters(STAGE, self.topics.dlq_identity, self.sender)
@@ -130,6 +131,7 @@ class Resolving:
     _state: PartitionState | None = None
     _frontier: SourceWatermarks | None = None
     _announced: int | None = None  # the frontier last sent to `identity-merges`
+
     @cached_property
     def dead_letters(self) -> StageDeadLetters:
         return StageDeadLetters(STAGE, self.topics.dlq_identity, self.sender)
