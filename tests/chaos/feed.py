@@ -71,13 +71,13 @@ def build(total: int, folder: Path, settings: Settings, seed: int = 41) -> Input
     calls = _collector_batches(round(total * 0.12), times)
     retried = frozenset(range(0, len(calls), 100))  # 1% of batches, sent again whole
     folder.mkdir(parents=True, exist_ok=True)
-    records = max(20, round(total * 0.03 / 2))
+    per_file = max(3, round(total * 0.03 / 2 / EXPORTS))  # records in each export file
     exports: list[tuple[Kind, Path]] = []
     ids: set[str] = set()
     for k in range(EXPORTS):
         part = times[k * len(times) // EXPORTS : (k + 1) * len(times) // EXPORTS]
-        contacts = _contacts_file(folder / f"contacts-{k}.csv", k, records // 3 // EXPORTS, part)
-        sales = _sales_file(folder / f"sales-{k}.jsonl", k, records // EXPORTS, part)
+        contacts = _contacts_file(folder / f"contacts-{k}.csv", k, per_file // 3 or 1, part)
+        sales = _sales_file(folder / f"sales-{k}.jsonl", k, per_file, part)
         exports += [("call-center", contacts), ("store", sales)]
         ids |= _adapter_ids(settings, "call-center", contacts)
         ids |= _adapter_ids(settings, "store", sales)

@@ -80,7 +80,8 @@ def test_sigkill_of_the_ingest_worker(
 def test_sigkill_of_the_sink_three_times_in_a_row(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
 ) -> None:
-    run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE)
+    # A fifth of the rate: the feed outlasts three kills, restarts and resumes.
+    run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE / 5)
     resume = run.execute(kill_sink_three_times)
     check("SIGKILL sink x3", n, run, resume, reference)
 
