@@ -185,7 +185,7 @@ class Detector:
         about the stage's drop-off series, so that the drop-offs its deadline brings later
         join the same incident."""
         found = self.progressions.close(scope, start, counts)
-        if backfill or found.llr <= 0.0 or not self._stalled(found):
+        if backfill or not found.at_peak or not self._stalled(found):
             return []
         cfg = self._cusum
         severity: Severity = "critical" if found.value >= cfg.critical_h else "warning"
@@ -312,9 +312,9 @@ class Detector:
             run = self._runs[series] = Run()
         trials = test.trials if test.rate_series else 1
         run.update(llr, start, observed=test.hits, expected=expected, trials=trials, cap=cfg.cap)
-        # Only while this window still leans to the change: a run that ended is not paged
-        # on for the windows its CUSUM takes to come back down.
-        if llr <= 0.0 or run.value < cfg.h or not self._run_holds(series, run):
+        # Only at the run's highest: a change that ended is not paged on for the windows
+        # its CUSUM takes to come back down.
+        if not run.at_peak or run.value < cfg.h or not self._run_holds(series, run):
             return []
         return [self._run_alert(series, run, start, version)]
 

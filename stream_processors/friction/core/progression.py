@@ -65,7 +65,7 @@ class InFlight:
     expected: float
     entrants: int
     tested: bool  # False while the curve is not warm: nothing is expected yet
-    llr: float = 0.0  # this window's own log-likelihood ratio
+    at_peak: bool = False  # this window's S is its run's highest (see `sequential.Run`)
 
 
 class Progressions:
@@ -123,7 +123,14 @@ class Progressions:
         run = stage.run
         entrants = sum(n for n, _ in stage.cohorts.values())
         return InFlight(
-            run.value, run.since_ms, run.windows, run.observed, run.expected, entrants, warm, llr
+            run.value,
+            run.since_ms,
+            run.windows,
+            run.observed,
+            run.expected,
+            entrants,
+            warm,
+            run.at_peak,
         )
 
     def revise(

@@ -9,8 +9,9 @@ log-likelihood ratio of a designed change against the baseline,
 
     S_t = min(cap, max(0, S_{t-1} + LLR_t)),
 
-and signals while `S_t >= h`. Under the baseline the LLR drifts below zero and S keeps
-returning to 0; under the change it climbs by about the Kullback-Leibler divergence per window.
+and signals while `S_t >= h` and stands at its run's highest. Under the baseline the LLR
+drifts below zero and S keeps returning to 0; under the change it climbs by about the
+Kullback-Leibler divergence per window.
 
 **False-alarm control.** For a CUSUM on a true likelihood ratio, the mean number of windows
 to a false alarm is at least `e^h` (Lorden 1971). With `h = ln(10^6)` that is a million
@@ -29,7 +30,8 @@ Pure: plain floats in and out.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 LN_MILLION = math.log(1e6)
 
@@ -48,17 +50,26 @@ class CusumConfig:
         return self.h * self.cap_over_h
 
 
+# Windows of a run kept to place its change: a run longer than this counts from its oldest.
+MAX_RUN_WINDOWS = 48
+Step = tuple[int, float, int, float, int]  # (window start, LLR, observed, expected, trials)
+
+
 @dataclass(slots=True)
 class Run:
-    """One CUSUM and the evidence of its current run (since it last left 0): the windows it
-    spans, what was observed, what the baseline expected, and the volume behind them."""
+    """One CUSUM and the windows of its current run (since it last stood below 1).
+
+    The run's change is placed where the evidence is strongest: the suffix of its windows
+    with the largest LLR sum (the likeliest change point), so its first window and figures
+    describe the change, not the quiet windows before it. `at_peak` says whether this
+    window's S is the run's highest: an alarm pages only then, so once a change ends the run
+    stops paging at its first window that leans back to normal, however long S takes to
+    come back down."""
 
     value: float = 0.0
-    since_ms: int | None = None
-    windows: int = 0
-    observed: int = 0
-    expected: float = 0.0
-    trials: int = 0
+    peak: float = 0.0
+    at_peak: bool = False
+    steps: list[Step] = field(default_factory=list)
 
     def update(
         self,
@@ -70,36 +81,58 @@ class Run:
         trials: int,
         cap: float,
     ) -> None:
-        """Add one window's LLR. The run's figures start again while S stands below 1 (a
-        likelihood ratio under e: noise), so they, and its first window, describe the change
-        and not the quiet windows before it."""
+        """Add one window's LLR. Below 1 (a likelihood ratio under e: noise) the run starts
+        again empty."""
         value = self.value + llr
         if value < 1.0:
-            self.value, self.since_ms, self.windows = max(0.0, value), None, 0
-            self.observed, self.expected, self.trials = 0, 0.0, 0
+            self.value, self.peak, self.at_peak, self.steps = max(0.0, value), 0.0, False, []
             return
-        if self.since_ms is None:
-            self.since_ms = start_ms
         self.value = min(value, cap)
-        self.windows += 1
-        self.observed += observed
-        self.expected += expected
-        self.trials += trials
+        self.steps.append((start_ms, llr, observed, expected, trials))
+        if len(self.steps) > MAX_RUN_WINDOWS:
+            del self.steps[0]
+        self.at_peak = self.value >= self.peak - 1e-9
+        self.peak = max(self.peak, self.value)
+
+    def _change(self) -> list[Step]:
+        best, total, first = -math.inf, 0.0, len(self.steps)
+        for i in range(len(self.steps) - 1, -1, -1):
+            total += self.steps[i][1]
+            if total > best:
+                best, first = total, i
+        return self.steps[first:]
+
+    @property
+    def since_ms(self) -> int | None:
+        change = self._change()
+        return change[0][0] if change else None
+
+    @property
+    def windows(self) -> int:
+        return len(self._change())
+
+    @property
+    def observed(self) -> int:
+        return sum(s[2] for s in self._change())
+
+    @property
+    def expected(self) -> float:
+        return sum(s[3] for s in self._change())
+
+    @property
+    def trials(self) -> int:
+        return sum(s[4] for s in self._change())
 
     def to_json(self) -> list[object]:
-        return [self.value, self.since_ms, self.windows, self.observed, self.expected, self.trials]
+        return [self.value, self.peak, self.at_peak, [list(s) for s in self.steps]]
 
     @classmethod
-    def from_json(cls, row: list[object]) -> Run:
-        value, since, windows, observed, expected, trials = row
-        return cls(
-            float(str(value)),
-            None if since is None else int(str(since)),
-            int(str(windows)),
-            int(str(observed)),
-            float(str(expected)),
-            int(str(trials)),
-        )
+    def from_json(cls, row: list[Any]) -> Run:
+        if len(row) != 4:
+            return cls(max(0.0, float(row[0])))  # a run written before it kept its windows
+        value, peak, at_peak, steps = row
+        kept = [(int(a), float(b), int(c), float(d), int(e)) for a, b, c, d, e in steps]
+        return cls(float(value), float(peak), bool(at_peak), kept)
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:
