@@ -311,7 +311,9 @@ class Detector:
         if run is None:
             run = self._runs[series] = Run()
         trials = test.trials if test.rate_series else 1
-        run.update(llr, start, observed=test.hits, expected=expected, trials=trials, cap=cfg.cap)
+        run.update(
+            llr, start, observed=test.hits, expected=expected, trials=trials, cap=cfg.cap, h=cfg.h
+        )
         # Only at the run's highest: a change that ended is not paged on for the windows
         # its CUSUM takes to come back down.
         if not run.at_peak or run.value < cfg.h or not self._run_holds(series, run):

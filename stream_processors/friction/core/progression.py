@@ -119,6 +119,7 @@ class Progressions:
                 expected=expected,
                 trials=remaining_total,
                 cap=self.cusum.cap,
+                h=self.cusum.h,
             )
         run = stage.run
         entrants = sum(n for n, _ in stage.cohorts.values())

@@ -59,9 +59,9 @@ Step = tuple[int, float, int, float, int]  # (window start, LLR, observed, expec
 class Run:
     """One CUSUM and the windows of its current run (since it last stood below 1).
 
-    The run's change is placed where the evidence is strongest: the suffix of its windows
-    with the largest LLR sum (the likeliest change point), so its first window and figures
-    describe the change, not the quiet windows before it. `at_peak` says whether this
+    The run's change is placed at the latest windows whose LLRs alone reach h (the evidence
+    the alarm stands on; else the suffix with the largest sum), so its first window and
+    figures describe the change, not the noise before it. `at_peak` says whether this
     window's S is the run's highest: an alarm pages only then, so once a change ends the run
     stops paging at its first window that leans back to normal, however long S takes to
     come back down."""
@@ -70,6 +70,7 @@ class Run:
     peak: float = 0.0
     at_peak: bool = False
     steps: list[Step] = field(default_factory=list)
+    h: float = LN_MILLION  # the alarm's threshold, as the last update had it
 
     def update(
         self,
@@ -80,9 +81,11 @@ class Run:
         expected: float,
         trials: int,
         cap: float,
+        h: float = LN_MILLION,
     ) -> None:
         """Add one window's LLR. Below 1 (a likelihood ratio under e: noise) the run starts
         again empty."""
+        self.h = h
         value = self.value + llr
         if value < 1.0:
             self.value, self.peak, self.at_peak, self.steps = max(0.0, value), 0.0, False, []
@@ -95,9 +98,13 @@ class Run:
         self.peak = max(self.peak, self.value)
 
     def _change(self) -> list[Step]:
+        """The latest windows whose LLRs alone reach h (the evidence the alarm stands on),
+        else the suffix with the largest sum."""
         best, total, first = -math.inf, 0.0, len(self.steps)
         for i in range(len(self.steps) - 1, -1, -1):
             total += self.steps[i][1]
+            if total >= self.h:
+                return self.steps[i:]
             if total > best:
                 best, first = total, i
         return self.steps[first:]

@@ -71,10 +71,14 @@ def test_a_run_restarts_below_one_and_is_capped() -> None:
     assert run.since_ms is None
     assert (run.value, run.windows) == (0.5, 0)
     for i in range(1, 6):
-        run.update(6.0, T0 + i * WINDOW, observed=4, expected=1.0, trials=10, cap=20.0)
+        run.update(6.0, T0 + i * WINDOW, observed=4, expected=1.0, trials=10, cap=20.0, h=100.0)
+    # No suffix alone reaches h: the change is the suffix with the largest sum, all five.
     assert run.value == 20.0 and run.since_ms == T0 + WINDOW and run.windows == 5
     assert (run.observed, run.trials) == (20, 50)
-    run.update(-30.0, T0 + 6 * WINDOW, observed=0, expected=1.0, trials=10, cap=20.0)
+    run.update(6.0, T0 + 6 * WINDOW, observed=4, expected=1.0, trials=10, cap=20.0, h=13.0)
+    # The latest windows that alone reach h = 13: the last three (18).
+    assert (run.since_ms, run.windows, run.observed) == (T0 + 4 * WINDOW, 3, 12)
+    run.update(-30.0, T0 + 7 * WINDOW, observed=0, expected=1.0, trials=10, cap=20.0)
     assert (run.value, run.since_ms, run.observed) == (0.0, None, 0)
 
 
