@@ -181,7 +181,9 @@ IMPORT_BATCH = 200
 
 
 def live_traffic(port: int, stop_at: threading.Event, sent: list[str]) -> None:
-    """Other customers browsing now (no timestamp: the time of receipt), until told to stop."""
+    """Other customers browsing now (no timestamp: the time of receipt), logged in (so the
+    identity authority decides links and live time moves in the journeys stage too), until
+    told to stop."""
     n = 0
     while not stop_at.is_set():
         calls: list[dict[str, Any]] = []
@@ -193,6 +195,7 @@ def live_traffic(port: int, stop_at: threading.Event, sent: list[str]) -> None:
                     "event": step[(n // 12) % 3],
                     "messageId": str(uuid.uuid4()),
                     "userId": who,
+                    "anonymousId": f"anon-{who}-{n // 12}",
                     "context": {"page": {"path": "/live"}},
                 }
             )
@@ -201,6 +204,12 @@ def live_traffic(port: int, stop_at: threading.Event, sent: list[str]) -> None:
         sent += [c["messageId"] for c in calls]
         n += 1
         time.sleep(0.2)
+
+
+def live_time_known(settings: Settings) -> bool:
+    """Has the live journeys stage released a live journey, its time past live events?"""
+    topic = Topics.from_settings(settings.topics).journey_updates
+    return any(envelope.decode(v or b"").events for _k, v in read_all(settings, topic))
 
 
 def import_history(port: int, events: list[dict[str, Any]]) -> None:
@@ -315,6 +324,9 @@ def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_k
     traffic = threading.Thread(target=live_traffic, args=(port, stop_live, live_ids))
     traffic.start()
     try:
+        # Live time is the clock's before the import starts: imported through the live
+        # domain, history would now be days behind it (late, or refused as too late).
+        wait_for(lambda: live_time_known(settings), 240, "live journeys", live, log)
         import_history(port, events)
         # The import is done: history's time closes where the simulation's does.
         send_heartbeats(history, int(truth.closes_at.timestamp() * 1000))
