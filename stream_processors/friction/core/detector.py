@@ -131,7 +131,12 @@ class Detector:
         self._thresholds: dict[Series, tuple[FixedThreshold, ...]] = {}
         self._backfilling = False
         self._cusum = self.config.cusum or CusumConfig()
+        self._forget_ms = int(self.config.forget_after.total_seconds() * 1000)
         self._runs: dict[Series, Run] = {}
+        # Count series whose windows took late counts (a channel that exports late): when
+        # each last did. Their on-time counts fall short of a baseline that learned the late
+        # ones too, so the run of windows is not tested for a fall there.
+        self._late: dict[Series, int] = {}
         self.progressions = Progressions(self._params, self._size, self._cusum)
 
     def process(self, advance: Advance) -> list[Alert]:
@@ -301,8 +306,12 @@ class Detector:
         elif series.kind == FRICTION and test.rate_series:
             llr = poisson_llr(test.hits / phi, expected / phi, cfg.rise)
         elif series.kind in ("entries", "volume"):
-            # Counts follow the day: judged only against their own time of day's level.
-            if not baseline.seasonal_ready(self._params, start):
+            # Counts follow the day: judged only against their own time of day's level, and
+            # not where late exports fill the windows after they close.
+            late = self._late.get(series)
+            if not baseline.seasonal_ready(self._params, start) or (
+                late is not None and start - late < self._forget_ms
+            ):
                 return []
             llr = poisson_llr(test.hits / phi, expected / phi, self.config.collapse_ratio)
         else:
@@ -571,6 +580,9 @@ class Detector:
             )
             alerts += found + self._retractions(test.series, start, found, window.version)
             before = old.get(test.series)
+            gained = test.hits - (before.hits if before is not None else 0)
+            if not test.rate_series and gained > 0:
+                self._late[test.series] = max(self._late.get(test.series, start), start)
             if before is not None and not found:  # an alerting window taught nothing extra
                 baseline.revise(
                     self._params, start, test.hits - before.hits, test.trials - before.trials
@@ -613,6 +625,7 @@ class Detector:
                 self._last.pop(series, None)
                 self._thresholds.pop(series, None)
                 self._runs.pop(series, None)
+                self._late.pop(series, None)
             if key[0] == STAGE:
                 self.progressions.forget(scope)
         keep = start - int(self.config.revisable_for.total_seconds() * 1000)

@@ -51,7 +51,8 @@ def rows(detector: Detector) -> Iterator[tuple[str, Any]]:
         seen = d._last.get(series)
         last = None if seen is None else [seen.start, seen.hits, seen.trials, seen.expected]
         run = d._runs.get(series)
-        yield series_key(series), [_baseline(baseline), last, run.to_json() if run else None]
+        late = d._late.get(series)
+        yield series_key(series), [_baseline(baseline), last, run.to_json() if run else None, late]
     for scope, stage in d.progressions.stages.items():
         yield _SEP.join((PROGRESS, scope)), _progress(stage)
     for (kind, scope), last_data in d._last_data.items():
@@ -81,6 +82,8 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
             state, last = value[0], value[1]
             if len(value) > 2 and value[2] is not None:
                 d._runs[series] = Run.from_json(value[2])
+            if len(value) > 3 and value[3] is not None:
+                d._late[series] = int(value[3])
             d._baselines[series] = _load_baseline(d, state)
             if last is not None:
                 start, hits, trials, expected = last

@@ -331,3 +331,20 @@ def test_a_sustained_moderate_drop_off_rise_alerts_within_its_20_minutes(seed: i
     during = [a for a in found if a.window_end.timestamp() * 1000 <= T0 + rise.stop * WINDOW]
     assert during, "the rise was not found within its 20 minutes"
     assert all(a.kind == "dropoff_spike" for a in during)
+
+
+def test_a_source_that_exports_late_is_not_a_source_gone_quiet() -> None:
+    """Every window of a store export closes empty and takes its rows late: its on-time
+    zeros are not a fall against a baseline that learned the late rows."""
+    config = DetectorConfig(baseline=BaselineConfig(season_buckets=1))
+    detector = Detector(config)
+    windows = TumblingWindows(timedelta(minutes=5), timedelta(minutes=30))
+    key = ("volume", "store:pos")
+    found: list[Alert] = []
+    for index in range(200):
+        at = T0 + index * WINDOW
+        windows.add(("volume", "web:web-shop"), at + 1_000, ("events",), amount=50)
+        if index >= 2:  # the rows of two windows ago land now
+            windows.add(key, at - 2 * WINDOW + 1_000, ("events",), amount=8)
+        found += detector.process(windows.advance(at + WINDOW))
+    assert [a.explanation for a in found if a.series.scope == "store:pos"] == []
