@@ -124,15 +124,17 @@ def kill_sink_three_times(run: Run) -> float:
 def rebalance(run: Run, away: float) -> float:
     """Two journeys workers; one SIGKILLed mid-stream (its partitions move to the other) and
     started again `away` seconds later (they move back). Resumed: the returning worker is a
-    member of the group again and the group commits."""
+    new member of the group (not the dead one's membership, which outlives it until its
+    session times out) and the group commits."""
     mid_stream(run, "journeys")
+    worker = client_id(f"{run.settings.processor.worker_id}-journeys1")
+    dead = {m for c, m in members(run.settings, "journeys") if c == worker}
     run.p.kill("journeys-1")
     time.sleep(away)
     proc = run.p.launch("journeys-1")
     started = time.monotonic()
-    worker = client_id(f"{run.settings.processor.worker_id}-journeys1")
     wait_for(
-        lambda: worker in members(run.settings, "journeys"),
+        lambda: any(c == worker and m not in dead for c, m in members(run.settings, "journeys")),
         300,
         "the returning journeys worker to join",
         [proc],
@@ -141,14 +143,15 @@ def rebalance(run: Run, away: float) -> float:
     return resume_seconds(run.settings, "journeys", started, run.watch)
 
 
-def members(settings: Settings, stage: str) -> list[str]:
+def members(settings: Settings, stage: str) -> list[tuple[str, str]]:
+    """(client id, member id) of each member of a stage's group."""
     admin = AdminClient(settings.kafka.as_librdkafka_dict())
     group = settings.topics.group(stage)
     try:
         found = admin.describe_consumer_groups([group], request_timeout=10)[group].result()
     except Exception:  # coordinator moving
         return []
-    return [str(m.client_id) for m in found.members]
+    return [(str(m.client_id), str(m.member_id)) for m in found.members]
 
 
 def clickhouse_outage(seconds: float) -> Fault:
