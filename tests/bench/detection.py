@@ -193,11 +193,7 @@ def render(results: list[ScenarioResult]) -> str:
     rows = [head]
     for r in results:
         o = r.outcome
-        if r.outcome.detected is not None:
-            kind, series_kind, scope = _named(r)
-            found = f"yes: {series_kind} {scope} {kind}"
-        else:
-            found = "no" if r.incident else "(no incident)"
+        found = o.found if r.incident else "(no incident)"
         false = (
             f"{o.false_per_day_per_100:.2f} "
             f"({len(o.false_alerts)} in {o.scored_hours:.0f} h; {o.tested_series})"
@@ -207,12 +203,6 @@ def render(results: list[ScenarioResult]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _named(result: ScenarioResult) -> tuple[str, str, str]:
-    detected = result.outcome.detected
-    assert detected is not None
-    return detected.series[0]
 
 
 def details(results: list[ScenarioResult]) -> str:

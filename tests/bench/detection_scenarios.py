@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from producers.pii import PiiHasher
-from producers.simulator.config import SimConfig
+from producers.simulator.config import ProgressTimes, SimConfig
 from producers.simulator.engine import SimEvent, Simulation
 from schemas.settings import PiiSettings
 
@@ -49,6 +49,7 @@ class Traffic:
     warmup_days: float = 8.0
     scored_days: float = 7.0
     seed: int = 23
+    progress_times: ProgressTimes = "bimodal"
 
     @property
     def scored_from(self) -> datetime:
@@ -64,7 +65,7 @@ class Traffic:
             daily_cycle=5.0,
             weekend_share=0.6,
             stage_conversion={"discover": 0.85, "consider": 0.7, "cart": 0.8, "checkout": 0.7},
-            progress_times="bimodal",
+            progress_times=self.progress_times,
         )
 
 

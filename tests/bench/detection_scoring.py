@@ -2,11 +2,13 @@
 detector's code: the alert rows (as on the `alerts` topic) and the global windows (as on
 `friction-windows`), read as plain JSON.
 
-- An alert **finds** the incident when its headline series or one it groups matches the
-  scenario's `Expect` (kind and scope patterns), and it first fired between the incident's
-  start and `found_by` after its end (or after the late export landed). The **delay** is
-  the simulated clock when that first firing row was published minus the incident's start
-  (the clock is event time: deliveries run 0-90 s behind it, the watermark 2 minutes).
+- An alert **finds** the incident when a firing row of it, published between the
+  incident's start and `found_by` after its end (or after the late export landed), names a
+  series matching the scenario's `Expect` (kind and scope patterns) as its headline or as
+  one it groups, and that alert did not name it before the incident began (a new series
+  may join an alert already firing). The **delay** is the simulated clock when that row was
+  published minus the incident's start (the clock is event time: deliveries run 0-90 s
+  behind it, the watermark 2 minutes).
 - A **false alert** is any other alert that first fired in the scored period, unless all
   its series are the incident's consequences and it fired while the incident lasted (up to
   `found_by`). Retracted or not, it paged once.
@@ -45,12 +47,25 @@ class Fired:
 
 @dataclass
 class Outcome:
-    detected: Fired | None
+    detected: Fired | None  # the first alert row that named the incident's series
     delay: timedelta | None
     false_alerts: list[Fired]
     symptoms: list[Fired]
     tested_series: int
     scored_hours: float
+    named: tuple[str, str, str] | None = None  # (kind, series kind, scope) it named
+
+    @property
+    def found(self) -> str:
+        """What found it: the series and kind, and the alert's headline when another."""
+        if self.detected is None or self.named is None:
+            return "no"
+        kind, series_kind, scope = self.named
+        text = f"yes: {series_kind} {scope} {kind}"
+        head = self.detected.series[0]
+        if head != self.named:
+            text += f" (in the alert on {head[1]} {head[2]})"
+        return text
 
     @property
     def false_per_day_per_100(self) -> float:
@@ -59,22 +74,45 @@ class Outcome:
         return len(self.false_alerts) / (self.scored_hours / 24) / (self.tested_series / 100)
 
 
+def _fired(p: Published) -> Fired:
+    row = p.row
+    series = [(str(row["kind"]), str(row["series"]["kind"]), str(row["series"]["scope"]))]
+    for related in row.get("related") or ():
+        s = related["series"]
+        series.append((str(related["kind"]), str(s["kind"]), str(s["scope"])))
+    return Fired(p.at, str(row["incident_id"]), tuple(series), str(row.get("explanation", "")))
+
+
 def first_firing(published: Iterable[Published]) -> list[Fired]:
     """Per alert id, the first row published with status `firing`, in publishing order."""
     seen: set[str] = set()
     out = []
     for p in published:
-        row = p.row
-        alert = str(row["incident_id"])
-        if row.get("status") != "firing" or alert in seen:
+        alert = str(p.row["incident_id"])
+        if p.row.get("status") != "firing" or alert in seen:
             continue
         seen.add(alert)
-        series = [(str(row["kind"]), str(row["series"]["kind"]), str(row["series"]["scope"]))]
-        for related in row.get("related") or ():
-            s = related["series"]
-            series.append((str(related["kind"]), str(s["kind"]), str(s["scope"])))
-        out.append(Fired(p.at, alert, tuple(series), str(row.get("explanation", ""))))
+        out.append(_fired(p))
     return out
+
+
+def first_finding(
+    scenario: Scenario, published: Iterable[Published], window: tuple[datetime, datetime]
+) -> Fired | None:
+    """The first firing row in `window` naming a matching series that its alert did not
+    name before the incident began. One problem is one alert: a new series may join an
+    alert already firing (a source gone quiet, say) instead of opening its own."""
+    before: dict[str, set[tuple[str, str, str]]] = {}
+    for p in published:
+        if p.row.get("status") != "firing" or p.at > window[1]:
+            continue
+        fired = _fired(p)
+        matching = {s for s in fired.series if _matches(scenario, s)}
+        if p.at < window[0]:
+            before.setdefault(fired.alert_id, set()).update(matching)
+        elif matching - before.get(fired.alert_id, set()):
+            return fired
+    return None
 
 
 def score(
@@ -82,23 +120,25 @@ def score(
 ) -> Outcome:
     scored_end = scored_from + timedelta(days=scenario.scored_days)
     fired = [f for f in first_firing(published) if scored_from <= f.at < scored_end]
-    detected: Fired | None = None
     symptoms: list[Fired] = []
     false: list[Fired] = []
     window = _finding_window(scenario, scored_from)
+    detected = None if window is None else first_finding(scenario, published, window)
     for f in fired:
         during = window is not None and window[0] <= f.at <= window[1]
-        if during and _finds(scenario, f):
-            detected = detected or f
-        elif during and _all_consequences(scenario, f):
-            symptoms.append(f)
+        if during and (_finds(scenario, f) or _all_consequences(scenario, f)):
+            if f.alert_id != (detected.alert_id if detected else None):
+                symptoms.append(f)
         else:
             false.append(f)
     delay = None
     if detected is not None and window is not None:
         delay = detected.at - window[0]
     hours = (scored_end - scored_from) / timedelta(hours=1)
-    return Outcome(detected, delay, false, symptoms, volumes.tested(), hours)
+    named = None
+    if detected is not None:
+        named = next(x for x in detected.series if _matches(scenario, x))
+    return Outcome(detected, delay, false, symptoms, volumes.tested(), hours, named)
 
 
 def _finding_window(scenario: Scenario, scored_from: datetime) -> tuple[datetime, datetime] | None:
@@ -112,13 +152,16 @@ def _finding_window(scenario: Scenario, scored_from: datetime) -> tuple[datetime
 
 
 def _finds(scenario: Scenario, fired: Fired) -> bool:
+    return any(_matches(scenario, s) for s in fired.series)
+
+
+def _matches(scenario: Scenario, series: tuple[str, str, str]) -> bool:
     expect = scenario.expect
     if expect is None:
         return False
-    return any(
-        any(fnmatchcase(kind, k) for k in expect.kinds)
-        and any(fnmatchcase(scope, s) for s in expect.scopes)
-        for kind, _series_kind, scope in fired.series
+    kind, _series_kind, scope = series
+    return any(fnmatchcase(kind, k) for k in expect.kinds) and any(
+        fnmatchcase(scope, s) for s in expect.scopes
     )
 
 
