@@ -87,8 +87,8 @@ class Pipeline:
         log = self.folder / "serve.log"
         proc = journeys(self.settings, "db", "serve", "--port", str(self.serve_port), log=log)
         self.procs["serve"] = proc
-        url = f"http://127.0.0.1:{self.serve_port}"
-        wait_for(lambda: served_at(self.settings) == url, 60, "db serve", [proc], log)
+        at = f"127.0.0.1:{self.serve_port}"  # after the user: http://default@127.0.0.1:PORT
+        wait_for(lambda: served_at(self.settings).endswith(at), 60, "db serve", [proc], log)
 
     def kill(self, name: str) -> None:
         kill(self.procs[name])
