@@ -82,12 +82,14 @@ class Expect:
 @dataclass(frozen=True)
 class Incident:
     """From `start` (minutes into the scored period) for `minutes`, `change` rewrites the
-    deliveries; `lands` (minutes) is when held-back rows arrive, if the incident holds any."""
+    deliveries; `lands` (minutes) is when held-back rows arrive, if the incident holds any,
+    and `held_from` when the holding began."""
 
     start: int
     minutes: int
     change: Change
     lands: int | None = None
+    held_from: int | None = None  # when its rows start being held back, if before `start`
 
     def window(self, scored_from: datetime) -> tuple[datetime, datetime]:
         begin = scored_from + timedelta(minutes=self.start)
@@ -226,7 +228,9 @@ SCENARIOS = (
     Scenario(
         "late export carrying a queue incident (waits x5, 60 min; rows 13:00-17:00 land 17:00)",
         seed=105,
-        incident=Incident(840, 60, queue_waits_exported_late(5.0, 780, 1020), lands=1020),
+        incident=Incident(
+            840, 60, queue_waits_exported_late(5.0, 780, 1020), lands=1020, held_from=780
+        ),
         expect=Expect(("friction_spike",), ("call_center:*",)),
         consequences=("call_center:*", "support:*"),
     ),

@@ -132,8 +132,8 @@ def score(
         else:
             false.append(f)
     delay = None
-    if detected is not None and window is not None:
-        delay = detected.at - window[0]
+    if detected is not None and scenario.incident is not None:
+        delay = detected.at - scenario.incident.window(scored_from)[0]
     hours = (scored_end - scored_from) / timedelta(hours=1)
     named = None
     if detected is not None:
@@ -146,6 +146,8 @@ def _finding_window(scenario: Scenario, scored_from: datetime) -> tuple[datetime
     if incident is None:
         return None
     begin, end = incident.window(scored_from)
+    if incident.held_from is not None:
+        begin = min(begin, scored_from + timedelta(minutes=incident.held_from))
     if incident.lands is not None:
         end = max(end, scored_from + timedelta(minutes=incident.lands))
     return begin, end + scenario.found_by
