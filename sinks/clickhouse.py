@@ -16,6 +16,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from schemas.settings import absolute_chdb_dsn
+from sinks.constraints import row_checks
 from sinks.http.discovery import folder_of
 from sinks.tables import added_columns, comment_changes, ddl, metadata
 
@@ -114,7 +115,8 @@ def migrate(client: Client) -> int:
     """Bring the database to this version's schema: create the tables that are missing, add
     the columns an older version's tables lack, (re)create the views, and give every column
     of every table and view its comment where the database's differs (a view made again has
-    none). Idempotent; returns the statements applied."""
+    none), and give the stage-fed tables their row checks (`sinks/constraints.py`).
+    Idempotent; returns the statements applied."""
     statements = ddl()
     views = [s for s in statements if s.startswith("CREATE OR REPLACE VIEW")]
     for statement in statements:
@@ -124,13 +126,16 @@ def migrate(client: Client) -> int:
     for statement in added:
         log.info("schema: %s", statement)
         client.command(statement)
+    checks = row_checks()
+    for statement in checks:
+        client.command(statement)
     for statement in views:
         client.command(statement)
     commented = comment_changes(_comments(client))
     for statement in commented:
         log.debug("schema: %s", statement)
         client.command(statement)
-    return len(statements) + len(added) + len(commented)
+    return len(statements) + len(added) + len(checks) + len(commented)
 
 
 def _comments(client: Client) -> dict[str, dict[str, str]]:
