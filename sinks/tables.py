@@ -491,6 +491,13 @@ journey_transitions = Table(
         comment="The channel of that event (the stage channel).",
     ),
     Column(
+        "from_channel",
+        ch("LowCardinality(Nullable(String))"),
+        comment="The channel from_stage was reached on (its stage channel): a journey that "
+        "reached checkout on web and bought in store has web here and store in channel. NULL "
+        "for the first stage, and in rows written before this column existed.",
+    ),
+    Column(
         "touchpoint",
         ch("Nullable(String)"),
         comment="That event's touchpoint (page, screen, queue, store); NULL when it had none.",

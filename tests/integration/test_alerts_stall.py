@@ -30,7 +30,15 @@ from sinks.clickhouse import session
 
 from .helpers import drain, journeys, read_all, stage_topics, stop
 
-START = datetime(2025, 3, 4, tzinfo=UTC)
+
+def _a_recent_tuesday() -> datetime:
+    """Midnight of a Tuesday 2 to 3 weeks back: recent enough for the ingest stage's bound on
+    event age whenever the test runs, always the same weekday and hour for the baselines."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=14 + (today.weekday() - 1) % 7)
+
+
+START = _a_recent_tuesday()
 STALL = (START + timedelta(hours=8), START + timedelta(hours=9))
 CONFIG = SimConfig(
     customers=20_000,
