@@ -50,9 +50,10 @@ class SinkSuppression:
         every = self.settings.privacy.suppression_refresh_seconds
         if self._read_at is not None and now - self._read_at < every:
             return
-        self._read_at = now
-        # The sink migrated the schema at start, so the table is there.
+        # The sink migrated the schema at start, so the table is there. A failed read leaves
+        # the time unset: the next insert reads again.
         rows = client.query("SELECT DISTINCT hash FROM privacy_suppressions").result_rows
+        self._read_at = now
         fresh = self._empty()
         for (hashed,) in rows:
             fresh.add(hashed)

@@ -372,7 +372,12 @@ class TopicSink:
 
     def _insert(self, table: str, rows_json: bytes, token: str) -> int:
         started = time.perf_counter()
-        self._privacy.refresh(self.client, time.monotonic())
+        try:
+            self._privacy.refresh(self.client, time.monotonic())
+        except Exception as exc:
+            # Reading the suppression list is part of writing: while ClickHouse is away it
+            # is waited out like the insert, and the rows never go unfiltered.
+            raise _WaitError(clickhouse_failure(exc)) from exc
         rows_json, dropped = self._privacy.filter(table, rows_json)
         if dropped and rows_json == b"[]":
             return 0  # every row was an erased person's
