@@ -64,6 +64,11 @@ REFERENCES_KEY = "\x00references"
 MERGED = "m"  # key prefixes: merged window start, detector row, context window start
 DETECTOR_ROW = "d"
 CONTEXT = "x"
+# ... an incident, an alert group: one row each, beside the incidents' and groups' meta row
+# (whose lists, where all of them lived once, are read still and written empty): one row for
+# all outgrew a Kafka message while a quiet source's alert fired for hours.
+INCIDENT = "i"
+GROUP = "g"
 
 
 def detector_config(f: FrictionSettings) -> DetectorConfig:
@@ -111,6 +116,7 @@ class Decision:
     context: AlertContext
     state: PartitionState
     detector_keys: set[str] = field(default_factory=set)
+    split_keys: set[str] = field(default_factory=set)  # the incident and group rows written
     decided: bool = False  # something closed since the last transaction
     merged: bool = False
     writer: StateWriter = field(init=False)
@@ -157,11 +163,14 @@ class FrictionDetection:
         detector_rows = _prefixed(data, DETECTOR_ROW, str)
         detector = detector_state.restore(self.config, detector_rows)
         incidents = Incidents(self.incident_config)
+        incident_rows = _prefixed(data, INCIDENT, str)
         if INCIDENTS_KEY in data:
-            incidents.restore(data[INCIDENTS_KEY])
+            incidents.restore(_joined(data[INCIDENTS_KEY], "incidents", incident_rows))
         groups = AlertGroups(self.group_config, self.router)
+        group_rows = _prefixed(data, GROUP, str)
         if GROUPS_KEY in data:
-            groups.restore(data[GROUPS_KEY])
+            groups.restore(_joined(data[GROUPS_KEY], "groups", group_rows))
+        split = {f"{INCIDENT}{k}" for k in incident_rows} | {f"{GROUP}{k}" for k in group_rows}
         context = AlertContext(self.context_config)
         context.restore(_prefixed(data, CONTEXT, int), data.get(REFERENCES_KEY) or {})
         log.info(
@@ -173,7 +182,9 @@ class FrictionDetection:
             },
         )
         data.clear()
-        return Decision(merger, detector, incidents, groups, context, state, set(detector_rows))
+        return Decision(
+            merger, detector, incidents, groups, context, state, set(detector_rows), split
+        )
 
     def persist(self) -> None:
         """Write what changed since the last transaction into the table (sent with it)."""
@@ -201,8 +212,7 @@ class FrictionDetection:
             for gone in d.detector_keys - rows.keys():
                 put(f"{DETECTOR_ROW}{gone}", None)
             d.detector_keys = set(rows)
-            put(INCIDENTS_KEY, d.incidents.snapshot())
-            put(GROUPS_KEY, d.groups.snapshot())
+            _put_alerts(d)
             d.decided = False
         touched, evicted = d.context.take_changes()
         for start in touched:
@@ -296,6 +306,27 @@ class FrictionDetection:
 
 def _prefixed(data: dict[str, Any], prefix: str, key: Callable[[str], Any]) -> dict[Any, Any]:
     return {key(k[len(prefix) :]): v for k, v in data.items() if k.startswith(prefix)}
+
+
+def _put_alerts(d: Decision) -> None:
+    """The incidents and the alert groups: a meta row each and a row per item."""
+    put = d.writer.put
+    incidents, groups = d.incidents.snapshot(), d.groups.snapshot()
+    split = {f"{INCIDENT}{row['id']}": row for row in incidents["incidents"]}
+    split |= {f"{GROUP}{row['id']}": row for row in groups["groups"]}
+    put(INCIDENTS_KEY, {**incidents, "incidents": []})
+    put(GROUPS_KEY, {**groups, "groups": []})
+    for key, value in split.items():
+        put(key, value)
+    for gone in d.split_keys - split.keys():
+        put(gone, None)
+    d.split_keys = set(split)
+
+
+def _joined(meta: dict[str, Any], name: str, rows: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot from its meta row and its rows (one per item); a meta row from before the
+    rows came still holds them all."""
+    return {**meta, name: [*meta.get(name, []), *rows.values()]}
 
 
 def _decode(payload: bytes | None, offset: int) -> envelope.Decoded | None:

@@ -24,6 +24,8 @@ StageBuild = Callable[[Settings], tuple[Any, StageRuntime]]
 # then spend most of a stage's time in collections that find nothing. Measured on the
 # journeys stage's hot path: 23,000 -> 56,000 events/s (tests/bench, `make bench`).
 GC_THRESHOLDS = (100_000, 50, 1_000)
+EX_OK = 0
+EX_FAILURE = 1  # mode's code for a worker that crashed
 
 
 class _Worker(faust.Worker):
@@ -58,14 +60,31 @@ def run(settings: Settings, stage: str, build: StageBuild) -> None:
     )
     worker = _Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # a terminal spinner garbles logs and CI output
+    code: int | str | None = EX_OK
     try:
         worker.execute_from_commandline()
-    except SystemExit:
-        pass
+    except SystemExit as stopped:
+        code = stopped.code
     finally:
         runtime.close()
         claimed.release()
         log.info("stage stopped", extra={"stage": stage})
+    code = exit_code(code, worker.crash_reason)
+    if code != EX_OK:
+        # mode ends every run with SystemExit, EX_FAILURE (1) after a crash; swallowing it
+        # made a crashed stage exit 0, which a supervisor reads as a clean stop.
+        log.critical("stage crashed", extra={"stage": stage, "exit_code": code})
+        raise SystemExit(code)
+
+
+def exit_code(code: int | str | None, crash: BaseException | None) -> int:
+    """The process's exit code from mode's SystemExit code and the worker's crash: 0 only for
+    a clean stop."""
+    if isinstance(code, int) and code != EX_OK:
+        return code
+    if crash is not None or isinstance(code, str):
+        return EX_FAILURE
+    return EX_OK
 
 
 def serve_metrics(port: int | None) -> int | None:

@@ -59,13 +59,6 @@ def check(scenario: str, n: int, run: Run, resume: float | None, reference: Refe
 # -- the short version, also in make test (and part of the full one) ------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the friction stage crashes in the fault-free reference run: on "
-    "the simulated traffic its 'went quiet' volume and entries alerts fire over hundreds of "
-    "windows, an alert's state record outgrows Kafka's message size (MSG_SIZE_TOO_LARGE "
-    "from the changelog flush) and the worker exits (with code 0)",
-)
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_sigkill_of_the_ingest_worker(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference

@@ -259,6 +259,12 @@ class Detector:
         self._last[series] = _Seen(start, test.hits, test.trials, expected)
         if test.rate_series and test.trials == 0 and test.hits == 0:
             return alerts  # nothing was exposed: nothing to learn
+        run = self._runs.get(series)
+        if run is not None and run.alarmed and series.kind in ("entries", "volume"):
+            # A count that collapsed and still is: learning its silence would make the
+            # silence normal, and the alert resolve while the source is still down. The
+            # baseline resumes when the collapse ends (`_collapse_stands`).
+            return alerts
         if series.kind == "dropoff" and baseline.windows == 0 and test.hits == 0:
             # Drop-offs are reported a stage's time limit after entry: until the first one,
             # a rate of zero is the pipeline starting, not a baseline.
@@ -323,11 +329,31 @@ class Detector:
         run.update(
             llr, start, observed=test.hits, expected=expected, trials=trials, cap=cfg.cap, h=cfg.h
         )
+        if series.kind in ("entries", "volume") and run.alarmed:
+            return self._collapse_goes_on(series, run, start, version)
         # Only at the run's highest: a change that ended is not paged on for the windows
         # its CUSUM takes to come back down.
         if not run.at_peak or run.value < cfg.h or not self._run_holds(series, run):
             return []
+        run.alarmed = True
         return [self._run_alert(series, run, start, version)]
+
+    def _collapse_goes_on(self, series: Series, run: Run, start: int, version: int) -> list[Alert]:
+        """A collapse is a level, not an event: it stays alerting while the series stays
+        down, however its CUSUM moves. At low volume a stray event or a learned dip took it
+        off its peak for a few windows, which resolved the incident and fired it again at
+        the next peak: one silent source paged over and over."""
+        if self._collapse_stands(run):
+            return [self._run_alert(series, run, start, version)]
+        run.alarmed = False
+        return []
+
+    def _collapse_stands(self, run: Run) -> bool:
+        """A collapse that alarmed still holds: its latest windows, back to
+        `min_run_expected` expected, have at most halfway to normal (traffic that returns
+        ends it within those windows)."""
+        observed, expected = run.recent(self.config.min_run_expected)
+        return expected > 0.0 and observed <= (1.0 + self.config.collapse_ratio) / 2.0 * expected
 
     def _run_holds(self, series: Series, run: Run) -> bool:
         """The run's own figures show the change, not only its likelihood: at least

@@ -3,9 +3,12 @@
 `Detector` keeps its learning in plain fields: a `Baseline` per series (decayed sums, the
 time-of-day buckets, the learned dispersion), the last window seen per series (for the pair
 test), the signal names seen per friction scope, when each window key last had data, and
-the alerts it may still retract; per series its CUSUM run (`sequential.Run`, a third element
-of the series row since the tests over the run of windows came: rows without it restore with
-an empty run), and per stage series its entry cohorts in flight and progression-by-age curve
+the alerts it may still retract (a row per series and rule, `a<sep><rule><sep><series>`:
+one row for them all outgrew a Kafka message once a collapse alerted every window of a day;
+the meta row's list of them is read still, and written empty); per series its CUSUM run
+(`sequential.Run`, a third element of the series row since the tests over the run of
+windows came: rows without it restore with an empty run), and per stage series its entry
+cohorts in flight and progression-by-age curve
 (`progression.StageProgress`, rows `p<sep><scope>`; state without them restores with none,
 learning the curve from the next windows on). `DetectorMemory` writes them as rows keyed
 the way a stage
@@ -36,6 +39,7 @@ STATE_VERSION = 1
 SERIES = "s"  # row key prefixes
 KEY = "k"
 PROGRESS = "p"
+ALERTED = "a"  # the alerts of one series and rule it may still retract
 META = "meta"
 _SEP = "\x1f"
 
@@ -57,11 +61,12 @@ def rows(detector: Detector) -> Iterator[tuple[str, Any]]:
         yield _SEP.join((PROGRESS, scope)), _progress(stage)
     for (kind, scope), last_data in d._last_data.items():
         yield _SEP.join((KEY, kind, scope)), [last_data, sorted(d._names.get((kind, scope), ()))]
-    alerted = [
-        [list(series), start, rule, _alert(alert)]
-        for (series, start, rule), alert in d._alerted.items()
-    ]
-    yield META, [STATE_VERSION, d._backfilling, alerted]
+    alerted: dict[tuple[Series, str], list[Any]] = {}
+    for (series, start, rule), alert in d._alerted.items():
+        alerted.setdefault((series, rule), []).append([start, _alert(alert)])
+    for (of, by), found in alerted.items():
+        yield _SEP.join((ALERTED, by, *of)), found
+    yield META, [STATE_VERSION, d._backfilling, []]
 
 
 def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
@@ -90,12 +95,20 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
                 d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
         elif parts[0] == PROGRESS and len(parts) == 2:
             d.progressions.stages[parts[1]] = _load_progress(d, value)
+        elif parts[0] == ALERTED and len(parts) == 5:
+            _load_alerted(d, parts, value)
         elif parts[0] == KEY and len(parts) == 3:
             last_data, names = value
             d._last_data[(parts[1], parts[2])] = int(last_data)
             if names:
                 d._names[(parts[1], parts[2])] = set(names)
     return d
+
+
+def _load_alerted(d: Detector, parts: list[str], value: list[Any]) -> None:
+    series = Series(parts[2], parts[3], parts[4])
+    for start, alert in value:
+        d._alerted[(series, int(start), cast(Rule, parts[1]))] = _load_alert(alert)
 
 
 def _progress(stage: StageProgress) -> list[Any]:

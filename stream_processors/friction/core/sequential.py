@@ -71,6 +71,9 @@ class Run:
     at_peak: bool = False
     steps: list[Step] = field(default_factory=list)
     h: float = LN_MILLION  # the alarm's threshold, as the last update had it
+    # The run alarmed and the change it found still holds: a caller that pages on a level
+    # (a count that collapsed) keeps alerting while it does, not only at the run's peaks.
+    alarmed: bool = False
 
     def update(
         self,
@@ -89,6 +92,7 @@ class Run:
         value = self.value + llr
         if value < 1.0:
             self.value, self.peak, self.at_peak, self.steps = max(0.0, value), 0.0, False, []
+            self.alarmed = False
             return
         self.value = min(value, cap)
         self.steps.append((start_ms, llr, observed, expected, trials))
@@ -130,16 +134,29 @@ class Run:
     def trials(self) -> int:
         return sum(s[4] for s in self._change())
 
+    def recent(self, min_expected: float) -> tuple[int, float]:
+        """Observed and expected of the latest windows of the run whose expectation reaches
+        `min_expected` (all of them if none does): what the series does now."""
+        observed, expected = 0, 0.0
+        for step in reversed(self.steps):
+            observed += step[2]
+            expected += step[3]
+            if expected >= min_expected:
+                break
+        return observed, expected
+
     def to_json(self) -> list[object]:
-        return [self.value, self.peak, self.at_peak, [list(s) for s in self.steps]]
+        steps = [list(s) for s in self.steps]
+        return [self.value, self.peak, self.at_peak, steps, self.alarmed]
 
     @classmethod
     def from_json(cls, row: list[Any]) -> Run:
-        if len(row) != 4:
+        if len(row) not in (4, 5):
             return cls(max(0.0, float(row[0])))  # a run written before it kept its windows
-        value, peak, at_peak, steps = row
+        value, peak, at_peak, steps = row[:4]
+        alarmed = bool(row[4]) if len(row) == 5 else False  # 4: before runs kept their alarm
         kept = [(int(a), float(b), int(c), float(d), int(e)) for a, b, c, d, e in steps]
-        return cls(float(value), float(peak), bool(at_peak), kept)
+        return cls(float(value), float(peak), bool(at_peak), kept, alarmed=alarmed)
 
 
 def poisson_llr(count: float, mean: float, ratio: float) -> float:

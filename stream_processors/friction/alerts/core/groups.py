@@ -49,6 +49,10 @@ from stream_processors.friction.alerts.core.routing import AlertRouter, dimensio
 from stream_processors.friction.core.rules import Series, Severity
 
 SNAPSHOT_VERSION = 1
+# The incidents an alert lists at most: its series' firing incidents first, then the latest.
+# An alert that fires for days gathers episodes; its record (with each member as `related`)
+# and the stage's state must stay within a Kafka message whatever it gathers.
+MAX_MEMBERS = 16
 _KIND_RANK = {"friction": 0, "volume": 1, "entries": 2, "dropoff": 3}
 
 
@@ -102,6 +106,29 @@ class Group:
     def add(self, incident: Incident) -> None:
         self.members[incident.incident_id] = incident
         self.keys |= relation_keys(incident.series)
+
+    def trim(self, limit: int = MAX_MEMBERS) -> list[str]:
+        """Drop the members an alert no longer needs to list; the ids dropped. Of each
+        series, an episode that ended is superseded by a later one (the same problem again,
+        shown by its latest record); past `limit`, the members that ended longest ago go
+        first, firing ones last."""
+        latest: dict[Series, Incident] = {}
+        for member in self.members.values():
+            known = latest.get(member.series)
+            if known is None or _recency(member) >= _recency(known):
+                latest[member.series] = member
+        dropped = [
+            iid
+            for iid, m in self.members.items()
+            if m.status != "firing" and latest[m.series] is not m
+        ]
+        kept = [m for iid, m in self.members.items() if iid not in dropped]
+        if len(kept) > limit:
+            kept.sort(key=lambda m: (m.status == "firing", _recency(m)), reverse=True)
+            dropped += [m.incident_id for m in kept[limit:]]
+        for iid in dropped:
+            del self.members[iid]
+        return dropped
 
     def standing(self) -> list[Incident]:
         live = [m for m in self.members.values() if m.status != "retracted"]
@@ -176,6 +203,8 @@ class AlertGroups:
                 self._groups[group.group_id] = group
                 self._member_of[incident.incident_id] = group.group_id
             group.add(incident)
+            for gone in group.trim():
+                self._member_of.pop(gone, None)
             touched[group.group_id] = group
         if front_ms is not None:
             self._forget(front_ms, touched)
@@ -281,6 +310,10 @@ def _paged(row: dict[str, Any], group: Group) -> tuple[str, ...]:
         return tuple(str(team) for team in row["paged"])
     last = group.published
     return (last.team,) if group.notified is not None and last is not None and last.team else ()
+
+
+def _recency(incident: Incident) -> tuple[int, int]:
+    return epoch_ms(incident.last_window_end), epoch_ms(incident.started_at)
 
 
 def _max_severity(values: Iterable[str]) -> Severity:
