@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from schemas import envelope
+from schemas.deadletter import FieldError
 from schemas.settings import FrictionSettings, Settings
 from schemas.topics import Topics
 from stream_processors.friction import metrics as friction_metrics
@@ -36,13 +37,14 @@ from stream_processors.friction.alerts.core.context import AlertContext, Context
 from stream_processors.friction.alerts.core.groups import AlertGroups, Group, GroupConfig
 from stream_processors.friction.alerts.core.incident_records import epoch_ms
 from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
+from stream_processors.friction.alerts.core.records import Example
 from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.core import detector_state
 from stream_processors.friction.core.baselines import BaselineConfig
 from stream_processors.friction.core.detector import Detector, DetectorConfig
 from stream_processors.friction.core.rules import FixedThreshold
 from stream_processors.friction.core.sequential import CusumConfig
-from stream_processors.friction.core.window_merge import WindowMerger
+from stream_processors.friction.core.window_merge import Partial, WindowMerger
 from stream_processors.friction.core.windows import Advance, one_start_at_a_time
 from stream_processors.friction.rows import (
     StateWriter,
@@ -50,6 +52,7 @@ from stream_processors.friction.rows import (
     read_partials,
 )
 from stream_processors.runtime import metrics
+from stream_processors.runtime.dead_letters import StageDeadLetters, Where
 from stream_processors.runtime.sender import TransactionalSender, chunked
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
@@ -136,6 +139,7 @@ class FrictionDetection:
 
     def __post_init__(self) -> None:
         f = self.settings.friction
+        self.dead_letters = StageDeadLetters(STAGE, self.topics.dlq_friction, self.sender)
         self.config = detector_config(f)
         revisable = self.config.revisable_for
         self.incident_config = IncidentConfig(f.window, f.resolve_after, revisable)
@@ -229,19 +233,32 @@ class FrictionDetection:
             metrics.REDELIVERED.labels(STAGE).inc()
             return
         d = self.decision()
-        decoded = _decode(payload, offset)
+        where = Where(self.topics.friction_partials, DETECTOR, offset)
+        decoded: envelope.Decoded | None = None
+        partials: list[Partial] = []
+        examples: list[tuple[int, str, list[Example]]] = []
+        try:
+            decoded = envelope.decode(payload or b"")
+            # The partitions always name themselves (`produce_rows` with their partition).
+            if decoded.source is None or decoded.source >= d.merger.partitions:
+                raise envelope.EnvelopeError("unsupported_envelope", "not from a known partition")
+            # Read whole before anything is applied: a row that is no partial drops nothing.
+            partials, examples = read_partials(decoded.events)
+        except envelope.EnvelopeError as exc:
+            self.dead_letters.message(payload, exc, where)
+            decoded = None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            problem = FieldError(field="<row>", message="not a friction-partials row")
+            self.dead_letters.rows(payload, [problem], where)
+            decoded = None
         if decoded is not None and decoded.source is not None:
-            if decoded.source >= d.merger.partitions:
-                log.error("partials from an unknown partition", extra={"source": decoded.source})
-            else:
-                partials, examples = read_partials(decoded.events)
-                for start, scope, found in examples:
-                    d.context.add_examples(start, scope, found)
-                advance = d.merger.apply(decoded.source, partials, decoded.watermark_ms)
-                d.merged = True
-                if advance.windows or len(advance.closed):
-                    for step in one_start_at_a_time(advance):
-                        self._decide(d, step)
+            for start, scope, found in examples:
+                d.context.add_examples(start, scope, found)
+            advance = d.merger.apply(decoded.source, partials, decoded.watermark_ms)
+            d.merged = True
+            if advance.windows or len(advance.closed):
+                for step in one_start_at_a_time(advance):
+                    self._decide(d, step)
         self.table.mark_applied(DETECTOR, offset, d.merger.frontier_ms)
 
     def _decide(self, d: Decision, advance: Advance) -> None:
@@ -327,11 +344,3 @@ def _joined(meta: dict[str, Any], name: str, rows: dict[str, Any]) -> dict[str, 
     """A snapshot from its meta row and its rows (one per item); a meta row from before the
     rows came still holds them all."""
     return {**meta, name: [*meta.get(name, []), *rows.values()]}
-
-
-def _decode(payload: bytes | None, offset: int) -> envelope.Decoded | None:
-    try:
-        return envelope.decode(payload or b"")
-    except envelope.EnvelopeError:
-        log.error("undecodable friction-partials message", extra={"offset": offset})
-        return None

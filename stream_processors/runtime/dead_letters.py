@@ -34,6 +34,10 @@ class StageDeadLetters:
         """A whole message that is not a batch envelope this stage can read."""
         self._send(payload or b"", error.reason, [], detail=error.detail, source=source)
 
+    def rows(self, payload: bytes | None, problems: list[FieldError], source: Where) -> None:
+        """A whole message of rows the stage could not read (it applies none of them)."""
+        self._send(payload or b"", "invalid_field", problems, source=source)
+
     def events(self, bad: Sequence[tuple[Any, list[FieldError]]], source: Where) -> None:
         """Events of a readable message that lack what the stage relies on; each one is kept
         as it arrived (re-encoded: the envelope holds it as JSON)."""

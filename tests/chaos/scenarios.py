@@ -219,9 +219,13 @@ def poison_inputs(run: Run) -> None:
     mid_stream(run, "ingest")
     producer = Producer(run.settings.kafka.as_librdkafka_dict())
     inputs = stage_topics(run.settings, "ingest", "identity", "journeys", "friction")
+    meta = producer.list_topics(timeout=30)
     for topic in sorted({t for topics in inputs.values() for t in topics}):
+        # Partition 1 where there is one: the one-partition topics (identity-links,
+        # friction-partials) take it on their only partition.
+        partition = 1 if len(meta.topics[topic].partitions) > 1 else 0
         for payload in (POISON, WRONG_VERSION):
-            producer.produce(topic, payload, partition=1)
+            producer.produce(topic, payload, partition=partition)
     producer.produce(
         Topics.from_settings(run.settings.topics).touchpoints, BAD_TOUCHPOINT, partition=1
     )

@@ -186,3 +186,24 @@ def test_the_reason_never_repeats_text_the_message_carried() -> None:
     assert letter.reason == "unsupported_envelope"
     assert "jane" not in letter.detail and "str" in letter.detail
     assert letter.raw_bytes() == odd  # the payload itself is kept whole, apart
+
+
+def test_the_friction_detector_dead_letters_what_is_no_partial_and_applies_the_rest() -> None:
+    sender, s = friction.RecordingSender(), friction.settings()
+    detector, topics = friction.detection(sender, s), Topics.from_settings(s.topics)
+    no_row = envelope.encode([b'{"w": ["friction"], "s": "soon"}'], friction.T0, 0)
+    no_source = envelope.encode([], friction.T0)
+    good = friction.partial_message(0, friction.T0, {"exposures": 10}, friction.T0)
+    for offset, payload in enumerate([WRONG_VERSION, no_row, no_source, good], start=1):
+        detector.handle(payload, offset)
+    letters = [
+        DeadLetter.model_validate_json(v or b"") for v, _k, _p in sender.on(topics.dlq_friction)
+    ]
+    assert [(d.reason, d.source_offset) for d in letters] == [
+        ("unsupported_envelope", 1),
+        ("invalid_field", 2),
+        ("unsupported_envelope", 3),
+    ]
+    assert letters[1].raw_bytes() == no_row
+    assert detector.table.applied_offset(friction.DETECTOR) == 4
+    assert detector.decision().merged  # the good message was applied
