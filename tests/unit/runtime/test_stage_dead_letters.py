@@ -14,6 +14,7 @@ from schemas import envelope
 from schemas.deadletter import DeadLetter
 from schemas.settings import Settings
 from schemas.topics import Topics
+from stream_processors.friction.detection import DETECTOR
 from stream_processors.identity.core.routing import Router
 from stream_processors.identity.stage import Routing
 from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
@@ -205,5 +206,5 @@ def test_the_friction_detector_dead_letters_what_is_no_partial_and_applies_the_r
         ("unsupported_envelope", 3),
     ]
     assert letters[1].raw_bytes() == no_row
-    assert detector.table.applied_offset(friction.DETECTOR) == 4
+    assert detector.table.applied_offset(DETECTOR) == 4
     assert detector.decision().merged  # the good message was applied
