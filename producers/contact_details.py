@@ -187,7 +187,12 @@ class ContactDetails:
         for span in [*spans, (len(run), len(run), "")]:
             rest = run[start : span[0]]
             if sum(c.isdigit() for c in rest) >= _MIN_DIGITS:
-                out += [(start + a, start + b, t) for a, b, t in self._phones_in(rest, budget)]
+                # What lies between two numbers keeps its separators at both ends, which no
+                # number's pattern takes (`00805 768292 ` before `555 123 4567`).
+                lead = len(rest) - len(rest.lstrip(_SEPARATORS))
+                rest = rest.strip(_SEPARATORS)
+                at = start + lead
+                out += [(at + a, at + b, t) for a, b, t in self._phones_in(rest, budget)]
             if span[2]:
                 out.append(span)
             start = span[1]
