@@ -20,11 +20,12 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test unit lint typecheck bench bench-detection chaos broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-detection chaos broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
+	@echo "make test-long  the acceptance runs of minutes each that make test leaves out"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
 	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
 	@echo "make chaos      every fault scenario 3 times on >= 100,000 events (long; table in .local/chaos)"
@@ -102,6 +103,10 @@ typecheck: $(STAMP)
 
 bench: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench
+
+# Acceptance runs of minutes each (marked `long`; `make test` leaves them out).
+test-long: setup
+	$(BIN)/journeys broker run $(TEST_BROKER) -- $(BIN)/python -m pytest -m long $(PYTEST_ARGS)
 
 # The pipeline's cores on simulated incidents, scored from the alerts (tests/bench/detection.py).
 bench-detection: $(STAMP)

@@ -295,6 +295,7 @@ def check_history(ch: Client, truth: GroundTruth, imported: int, live: int) -> N
     assert ch.query("SELECT count() FROM alerts").result_rows[0][0] == 0
 
 
+@pytest.mark.long  # about 3 minutes: `make test-long`; the short history tests run in make test
 def test_two_days_imported_while_live_traffic_flows_give_the_true_journeys_and_keep_live_time(
     settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
