@@ -10,6 +10,7 @@ type tests, not a model validation: they run on every event of the hot path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -19,12 +20,22 @@ from schemas.touchpoint import IDENTIFIER_FIELDS
 from schemas.vocabulary import Channel
 
 CHANNELS = frozenset(c.value for c in Channel)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _IDENTIFIERS = frozenset(IDENTIFIER_FIELDS)
 
 
 def touchpoint_problems(event: Any) -> list[FieldError]:
-    """What is wrong with a touchpoint as the identity stage forwards it (empty: nothing).
-    Values are never repeated in the messages: a dead letter keeps the raw event apart."""
+    """What is wrong with a touchpoint as the identity stage forwards it (empty: nothing):
+    the fields below, and an event id that is a UUID (the touchpoints table's key). Values
+    are never repeated in the messages: a dead letter keeps the raw event apart."""
+    problems = _event_problems(event)
+    event_id = event.get("event_id") if isinstance(event, Mapping) else None
+    if isinstance(event_id, str) and event_id and not _UUID.fullmatch(event_id):
+        problems.append(FieldError(field="event_id", message="a UUID is required"))
+    return problems
+
+
+def _event_problems(event: Any) -> list[FieldError]:
     if not isinstance(event, Mapping):
         return [FieldError(field="<event>", message="an event must be a JSON object")]
     problems = []
@@ -63,7 +74,7 @@ def link_problems(event: Any) -> list[FieldError]:
 def stitched_problems(event: Any) -> list[FieldError]:
     """A touchpoint as the identity stage stamped it: the touchpoint's shape, and a person
     id that is a string when there is one (an event without identifiers has none)."""
-    problems = touchpoint_problems(event)
+    problems = _event_problems(event)
     if isinstance(event, Mapping):
         person = event.get("person_id")
         if person is not None and not isinstance(person, str):
@@ -137,7 +148,7 @@ def split(
     """The events that pass, in order, and each one that does not with its problems. A batch
     whose events all look right at a glance (the usual case) is returned as it is, after one
     quick pass; only a batch with a suspect event is checked field by field."""
-    if problems_of in _FAST and _all_plausible(events):
+    if problems_of in _FAST and _all_plausible(events, uuid=problems_of is touchpoint_problems):
         return events, []
     good: list[Any] = []
     bad: list[tuple[Any, list[FieldError]]] = []
@@ -153,17 +164,18 @@ def split(
 _FAST: set[Callable[[Any], list[FieldError]]] = {touchpoint_problems, stitched_problems}
 
 
-def _all_plausible(events: Iterable[Any]) -> bool:
+def _all_plausible(events: Iterable[Any], *, uuid: bool) -> bool:
     """Every event a dict with a string id, type and person (or none), a known channel, an
     identity object (or none) and a time that parses. Identifier values are left to the full
     check only when this fails; `touchpoint_problems` is the definition, this its fast path."""
-    parse, channels = datetime.fromisoformat, CHANNELS
+    parse, channels, uuid_form = datetime.fromisoformat, CHANNELS, _UUID.fullmatch
     try:
         for e in events:
             if (
                 type(e) is not dict
                 or type(e["event_id"]) is not str
                 or not e["event_id"]
+                or (uuid and not uuid_form(e["event_id"]))
                 or type(e.get("event_type")) is not str
                 or not e["event_type"]
                 or e["channel"] not in channels

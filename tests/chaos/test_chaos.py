@@ -106,9 +106,10 @@ def test_a_rebalance_back_and_forth(
 @full_only
 @pytest.mark.xfail(
     strict=True,
-    reason="the sink exits 1 when ClickHouse stops answering: before each insert it refreshes "
-    "the privacy suppression list (sinks/privacy.py refresh, called from sinks/runner.py "
-    "_insert) and that query's connection error is not waited out like the insert's",
+    reason="every touchpoint arrives once (4,130 of 4,130 with and without FINAL), but the "
+    "alerts differ from the reference run's (3 differences in one run on 4,130 events): not "
+    "yet diagnosed; the poison scenario shows the same, so the reference's alerts may be what "
+    "varies between runs",
 )
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_clickhouse_unreachable(
@@ -151,9 +152,9 @@ def test_broker_stop_and_restart(
 @full_only
 @pytest.mark.xfail(
     strict=True,
-    reason="the sink reads `stitched` too and stores a record it cannot use as a touchpoint "
-    "of defaults: one extra row (event_id 00000000-0000-0000-0000-000000000000, empty channel, "
-    "occurred_at 1970-01-01) instead of a dead letter, so count() is sent + 1",
+    reason="every touchpoint arrives once (4,130 of 4,130), but the alerts differ from the "
+    "reference run's (3 differences in one run on 4,130 events), as in the ClickHouse outage: "
+    "not yet diagnosed",
 )
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_poison_and_wrong_version_records_in_every_stages_input(
@@ -164,7 +165,6 @@ def test_poison_and_wrong_version_records_in_every_stages_input(
     instead of forwarding it (nothing reaches the sink's dead letters)."""
     run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE)
     run.execute(poison_inputs)
-    check("poison + wrong-version envelope", n, run, None, reference)
     topics = Topics.from_settings(run.settings.topics)
     inputs = stage_topics(run.settings, *STAGES)
     for stage, topic in topics.stage_dead_letters().items():
@@ -175,6 +175,8 @@ def test_poison_and_wrong_version_records_in_every_stages_input(
     identity = dead_letters(run.settings, topics.dlq_identity)
     assert [d["reason"] for d in identity if d.get("event_id") == "not-a-uuid"] == ["invalid_field"]
     assert dead_letters(run.settings, topics.dlq_sink) == []
+    # Last: the comparison with the reference (its alerts are this test's xfail reason).
+    check("poison + wrong-version envelope", n, run, None, reference)
 
 
 @full_only

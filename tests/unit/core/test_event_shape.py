@@ -21,7 +21,7 @@ from stream_processors.core.event_shape import (
 )
 
 GOOD: dict[str, Any] = {
-    "event_id": "e-1",
+    "event_id": "6f1b1c4e-7d0a-4c1e-9a55-3b7d8e2f9a10",
     "event_type": "checkout_step",
     "channel": "web",
     "occurred_at": "2026-12-01T10:00:00.123000+00:00",
@@ -66,9 +66,19 @@ def test_each_defect_is_named_by_its_field_and_never_repeats_the_value() -> None
 def test_poison_events_are_split_out_in_order() -> None:
     events: list[Any] = [dict(GOOD, event_id="a"), "not an event", dict(GOOD, event_id="b"), {}]
     good, bad = split(events, stitched_problems)
-    assert [e["event_id"] for e in good] == ["a", "b"]
+    assert [e["event_id"] for e in good] == ["a", "b"]  # downstream, ids are any text
     assert [e for e, _ in bad] == ["not an event", {}]
     assert fields(bad[1][1]) >= {"event_id", "event_type", "channel", "occurred_at"}
+
+
+def test_the_identity_stage_forwards_only_uuid_event_ids() -> None:
+    """The touchpoints table's key is a UUID: a touchpoint whose id is not one would be
+    refused by ClickHouse at the far end, so the identity stage keeps it back."""
+    odd = {**GOOD, "event_id": "not-a-uuid"}
+    assert fields(touchpoint_problems(odd)) == {"event_id"}
+    good, bad = split([GOOD, odd], touchpoint_problems)
+    assert good == [GOOD] and [e for e, _ in bad] == [odd]
+    assert stitched_problems(odd) == []
 
 
 def test_anonymous_events_have_no_person_and_pass() -> None:
@@ -127,7 +137,9 @@ _VALUES = st.one_of(
     st.booleans(),
     st.integers(),
     st.text(max_size=8),
-    st.sampled_from(["web", "app", "store", "call_center", "2026-12-01T10:00:00+00:00", ""]),
+    st.sampled_from(
+        ["web", "app", "store", "call_center", "2026-12-01T10:00:00+00:00", "", "not-a-uuid"]
+    ),
     st.lists(st.text(max_size=3), max_size=2),
     st.dictionaries(st.sampled_from(["customer_id", "email_hash", "x"]), st.integers() | st.text()),
 )

@@ -63,7 +63,7 @@ def routing(sender: Sender) -> tuple[Routing, Topics]:
 
 def touchpoint(n: int) -> dict[str, Any]:
     return {
-        "event_id": f"e{n}",
+        "event_id": f"00000000-0000-4000-8000-{n:012d}",
         "event_type": "page_view",
         "channel": "web",
         "occurred_at": "2026-12-01T10:00:00+00:00",
@@ -82,7 +82,7 @@ def test_identity_forwards_only_what_it_validated() -> None:
         if t == topics.stitched
         for e in envelope.decode(v or b"").events
     ]
-    assert sorted(forwarded) == ["e1", "e2"]
+    assert sorted(forwarded) == [touchpoint(1)["event_id"], touchpoint(2)["event_id"]]
     [letter] = dead_letters(sender.records, topics.dlq_identity)
     assert letter.stage == "identity" and letter.reason == "invalid_field"
     assert {e.field for e in letter.errors} == {"event_id", "occurred_at"}
