@@ -121,6 +121,7 @@ class Decision:
     detector_keys: set[str] = field(default_factory=set)
     split_keys: set[str] = field(default_factory=set)  # the incident and group rows written
     decided: bool = False  # something closed since the last transaction
+    republished: bool = False  # a published alert lost examples (an erasure): rows again
     merged: bool = False
     writer: StateWriter = field(init=False)
 
@@ -136,6 +137,9 @@ class FrictionDetection:
     table: ChangelogTable
     router: AlertRouter | None
     _decision: Decision | None = None
+    # Whether a person id is erased (the suppression list; stream_processors/privacy): the
+    # partitions' examples of them that were on their way before the erasure are not kept.
+    erased: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         f = self.settings.friction
@@ -216,8 +220,9 @@ class FrictionDetection:
             for gone in d.detector_keys - rows.keys():
                 put(f"{DETECTOR_ROW}{gone}", None)
             d.detector_keys = set(rows)
+        if d.decided or d.republished:
             _put_alerts(d)
-            d.decided = False
+            d.decided = d.republished = False
         touched, evicted = d.context.take_changes()
         for start in touched:
             put(f"{CONTEXT}{start}", d.context.snapshot_start(start))
@@ -252,8 +257,10 @@ class FrictionDetection:
             self.dead_letters.rows(payload, [problem], where)
             decoded = None
         if decoded is not None and decoded.source is not None:
+            erased = self.erased
             for start, scope, found in examples:
-                d.context.add_examples(start, scope, found)
+                kept = found if erased is None else [e for e in found if not erased(e.person_id)]
+                d.context.add_examples(start, scope, kept)
             advance = d.merger.apply(decoded.source, partials, decoded.watermark_ms)
             d.merged = True
             if advance.windows or len(advance.closed):

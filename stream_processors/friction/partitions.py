@@ -136,6 +136,9 @@ class FrictionPartitions:
     dropoffs: ChangelogTable
     mapping: FrictionMapping
     _parts: dict[int, PartitionFriction] = field(default_factory=dict)
+    # Whether a person id is erased (the suppression list; stream_processors/privacy): their
+    # examples are not kept, not even from input that was on its way before the erasure.
+    erased: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         f = self.settings.friction
@@ -454,6 +457,8 @@ class FrictionPartitions:
             return  # its window has closed: examples travel with the first close only
         held = part.examples.setdefault(start, {}).setdefault(scope, [])
         if len(held) < self.examples_per_window:
+            if self.erased is not None and self.erased(example.person_id):
+                return
             held.append(example)
             part.windows.touched.add(start)
 

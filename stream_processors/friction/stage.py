@@ -24,9 +24,17 @@ from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.alerts.delivery import AlertDeliverer
 from stream_processors.friction.detection import DETECTOR, FrictionDetection
 from stream_processors.friction.partitions import STAGE, FrictionPartitions
+from stream_processors.privacy.forget import (
+    SuppressionWatch,
+    erased_person,
+    forget_alert_examples,
+    forgetting_friction,
+)
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 
 log = logging.getLogger(__name__)
+
+DETECTOR_SLOT = "detector"  # the detector's state in the suppression watch (partitions: ints)
 
 
 def build(settings: Settings) -> tuple[Any, StageRuntime]:
@@ -47,7 +55,13 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         deliverer = AlertDeliverer(settings, routing).start()
         runtime.closers.append(deliverer.stop)
 
-    agent = runtime.partition_agent
+    # Erased persons leave the example journeys and contact memory each partition holds, and
+    # the detector's alert context, before the next input changes them (stream_processors/
+    # privacy); what was on its way to either is not kept.
+    privacy = SuppressionWatch.start(settings)
+    runtime.closers.append(privacy.stop)
+    parts.erased = detection.erased = erased_person(privacy)
+    agent = forgetting_friction(runtime.partition_agent, privacy, parts)
     agent(topics.stitched, "friction", (windows,), parts.handle_stitched)
     if settings.friction.stage_series:
         agent(
@@ -67,6 +81,8 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
             await detector_table.ready(msg.partition)
             if msg.partition != DETECTOR or DETECTOR not in detector_table.partitions:
                 continue
+            if privacy.fresh(DETECTOR_SLOT, detector_table[DETECTOR]):
+                forget_alert_examples(detection, privacy.list)
             detection.handle(msg.value, msg.offset)
             sender.poll()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from schemas.privacy import PERSON_PREFIX, SuppressionList
@@ -20,6 +21,9 @@ from stream_processors.privacy.gate import SuppressionReplica
 from stream_processors.runtime.state import PartitionState
 
 if TYPE_CHECKING:
+    from stream_processors.friction.alerts.core.records import Example
+    from stream_processors.friction.detection import FrictionDetection
+    from stream_processors.friction.partitions import FrictionPartitions
     from stream_processors.journeys.stage import JourneyStage
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,106 @@ def forgetting_journeys(
         def handle(payload: bytes | None, partition: int, offset: int) -> None:
             if watch.fresh(partition, stage.persons[partition]):
                 forget_persons(stage, partition, watch.list)
+            handler(payload, partition, offset)
+
+        return agent(topic, name, tables, handle)
+
+    return register
+
+
+def erased_person(watch: SuppressionWatch) -> Callable[[str], bool]:
+    """Whether a person id is on the list as it is now."""
+
+    def erased(person_id: str) -> bool:
+        return watch.list.holds([f"{PERSON_PREFIX}{person_id}"])
+
+    return erased
+
+
+def forget_examples(
+    held: dict[int, dict[str, list[Example]]],
+    changed: set[int],
+    suppressed: SuppressionList,
+    where: str,
+) -> int:
+    """Drop from `held` (window start -> example scope -> example journeys: a friction
+    partition's `examples`, the detector's `AlertContext.examples`) every example whose person
+    is erased; the window starts it changed join `changed` (the owner's `touched`), so the
+    stage writes them again in its next transaction; how many went. Pure."""
+    persons = {e.person_id for scopes in held.values() for ex in scopes.values() for e in ex}
+    gone = {pid for pid in persons if suppressed.holds([f"{PERSON_PREFIX}{pid}"])}
+    if not gone:
+        return 0
+    removed = 0
+    for start, scopes in list(held.items()):
+        for scope, examples in list(scopes.items()):
+            kept = [e for e in examples if e.person_id not in gone]
+            if len(kept) == len(examples):
+                continue
+            removed += len(examples) - len(kept)
+            changed.add(start)
+            if kept:
+                scopes[scope] = kept
+            else:
+                del scopes[scope]
+        if not scopes:
+            del held[start]
+    log.info("privacy: %d examples of erased persons removed from %s", removed, where)
+    return removed
+
+
+def forget_friction(parts: FrictionPartitions, partition: int, suppressed: SuppressionList) -> int:
+    """Drop the erased persons of one partition of the friction stage: the example journeys
+    its open windows hold and its memory of their recent contacts (repeat contacts); the
+    stage writes the windows that changed again and tombstones the contacts. How many
+    examples and persons' contacts went."""
+    part = parts.part(partition)
+    gone = forget_examples(part.examples, part.windows.touched, suppressed, "friction windows")
+    repeats = part.repeats
+    if repeats is not None:
+        erased = [p for p in repeats.persons() if suppressed.holds([f"{PERSON_PREFIX}{p}"])]
+        for pid in erased:
+            repeats.forget(pid)
+        if erased:
+            log.info("privacy: %d erased persons' contacts dropped from friction", len(erased))
+        gone += len(erased)
+    return gone
+
+
+def forget_alert_examples(detection: FrictionDetection, suppressed: SuppressionList) -> int:
+    """Drop the erased persons' examples from the friction detector: those its alert context
+    keeps for the next alert versions, and those of each alert's last published version (its
+    state, which the next version is compared with); the stage writes both again. How many
+    went."""
+    d = detection.decision()
+    context = d.context
+    gone = forget_examples(context.examples, context.touched, suppressed, "alert context")
+    for group in d.groups.groups():
+        record = group.published
+        if record is None or not record.examples:
+            continue
+        kept = tuple(
+            e for e in record.examples if not suppressed.holds([f"{PERSON_PREFIX}{e.person_id}"])
+        )
+        if len(kept) != len(record.examples):
+            gone += len(record.examples) - len(kept)
+            group.published = replace(record, examples=kept)
+            d.republished = True
+    if d.republished:
+        log.info("privacy: examples of erased persons removed from published alerts' state")
+    return gone
+
+
+def forgetting_friction(
+    agent: Callable[..., Any], watch: SuppressionWatch, parts: FrictionPartitions
+) -> Callable[..., Any]:
+    """The runtime's `partition_agent`, with each handler first dropping erased persons from
+    the friction partition it is about to change (the three inputs share a partition's state)."""
+
+    def register(topic: str, name: str, tables: Any, handler: Handler) -> Any:
+        def handle(payload: bytes | None, partition: int, offset: int) -> None:
+            if watch.fresh(partition, parts.windows[partition]):
+                forget_friction(parts, partition, watch.list)
             handler(payload, partition, offset)
 
         return agent(topic, name, tables, handle)

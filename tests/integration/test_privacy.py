@@ -1,8 +1,9 @@
 """Export, erasure and staying erased, end to end on the real broker and chDB: a customer seen
 on web, app, call center and store is exported, erased beside a running pipeline, then their
 old events are replayed and new ones sent; nothing of them is left in ClickHouse, in the
-compacted topics or in stage state, the others' journeys are as they were, and the replayed
-and new events are dead-lettered as `erased_person`."""
+compacted topics or in stage state (the friction stage's example journeys included), the
+others' journeys are as they were, the alerts written after the erasure show none of them,
+and the replayed and new events are dead-lettered as `erased_person`."""
 
 from __future__ import annotations
 
@@ -60,6 +61,16 @@ def simulated(settings: Settings) -> tuple[list[SimEvent], GroundTruth, str]:
         event = {**model.event, "event_id": str(uuid.uuid4())}
         event["identity"] = {"customer_id": subject.removeprefix("customer_id:")}
         added.append(SimEvent(model.occurred_at, subject, event))
+    # Friction they met in the last hour: example journeys of theirs in the friction stage's
+    # state when the erasure runs (the detector's context, a partition's open window).
+    model = next(s for s in events if s.event["channel"] == "web")
+    for before in (timedelta(minutes=30), timedelta(milliseconds=1)):
+        event = {**model.event, "event_id": str(uuid.uuid4()), "touchpoint": "/checkout"}
+        event["event_type"] = "checkout_step"
+        event["identity"] = {"customer_id": subject.removeprefix("customer_id:")}
+        event["occurred_at"] = (truth.closes_at - before).isoformat()
+        event["properties"] = {"error": "http_500"}
+        added.append(SimEvent(truth.closes_at - before, subject, event))
     return sorted([*events, *added], key=lambda s: s.occurred_at), truth, subject
 
 
@@ -96,11 +107,12 @@ def test_an_erased_customer_is_gone_everywhere_and_stays_gone(
     events, truth, subject = simulated(settings)
     closes_ms = int(truth.closes_at.timestamp() * 1000)
     log = tmp_path / "pipeline.log"
-    stages = [journeys(settings, "process", s, log=log) for s in ("ingest", "identity", "journeys")]
+    names = ("ingest", "identity", "journeys", "friction")
+    stages = [journeys(settings, "process", s, log=log) for s in names]
     sink = journeys(settings, "sink", log=log)
     watch = [*stages, sink]
     processes += watch
-    everything = {**stage_topics(settings, "ingest", "identity", "journeys", "sink")}
+    everything = {**stage_topics(settings, *names, "sink")}
     publish_events(settings, events, None)
     send_heartbeats(settings, closes_ms)
     drain(settings, everything, watch, log, timeout=180)
@@ -118,6 +130,8 @@ def test_an_erased_customer_is_gone_everywhere_and_stays_gone(
     assert {t["channel"] for t in touchpoints} == {"web", "app", "call_center", "store"}
     assert held["tables"]["journeys"] and held["tables"]["identity_links"]
     before = others_journeys(settings, persons)
+    assert held_in_friction(settings, persons), "no example of theirs to erase: test is moot"
+    alerts_before = len(read_all(settings, topics.alerts))
 
     assert main(["privacy", "erase", "--identifier", subject, "--requested-by", "dpo"]) == 0
 
@@ -129,7 +143,8 @@ def test_an_erased_customer_is_gone_everywhere_and_stays_gone(
         event["occurred_at"] = (truth.closes_at + timedelta(seconds=n)).isoformat()
         fresh.append(SimEvent(sim.occurred_at, sim.key, event))
     publish_events(settings, [*theirs, *fresh], None)
-    send_heartbeats(settings, closes_ms + 60_000)  # moves every stage, so each applies the list
+    # Moves every stage, so each applies the list; a window closes, so the detector hears too.
+    send_heartbeats(settings, closes_ms + int(settings.friction.window.total_seconds() * 1000))
     drain(settings, everything, watch, log, timeout=180)
     stop(watch, log)
 
@@ -145,6 +160,24 @@ def test_an_erased_customer_is_gone_everywhere_and_stays_gone(
     assert subject.encode() not in text and all(i.encode() not in text for i in identifiers)
     assert others_journeys(settings, persons) == before
     check_topics_and_state(settings, persons, identifiers)
+    assert not held_in_friction(settings, persons)
+    later = [v for _k, v in read_all(settings, topics.alerts)[alerts_before:] if v is not None]
+    assert not [a for a in later if any(n.encode() in a for n in persons)]
+
+
+def held_in_friction(settings: Settings, persons: set[str]) -> list[str]:
+    """The keys of the friction stage's changelogs (partition windows, detector) whose last
+    value names one of `persons` (an example journey, remembered contacts)."""
+    topics = Topics.from_settings(settings.topics)
+    found = []
+    for table in ("windows", "detector"):
+        held = latest(read_all(settings, topics.changelog("friction", table)))
+        found += [
+            f"{table}:{k}"
+            for k, v in held.items()
+            if v is not None and any(p.encode() in k.encode() + v for p in persons)
+        ]
+    return found
 
 
 def check_clickhouse(

@@ -176,6 +176,16 @@ class RecordedRepeats(RepeatContacts):
         self._tags[person] = [tag for _, tag in pairs]
         self.touched.discard(person)
 
+    def persons(self) -> list[str]:
+        """The persons whose contacts are remembered."""
+        return list(self._times)
+
+    def forget(self, person: str) -> None:
+        """Drop a person's contacts (an erased person): written as a tombstone next time."""
+        if self._times.pop(person, None) is not None:
+            self._tags.pop(person, None)
+            self.touched.add(person)
+
     def contacts(self, person: str) -> list[int]:
         """The contact times remembered for a person (for tests and inspection)."""
         return list(self._times.get(person, ()))

@@ -231,6 +231,12 @@ class AlertContext:
         ordered = sorted(found.values(), key=lambda f: (f[0], f[1].at_ms, f[1].person_id))
         return tuple(e for _, e in ordered[: self.config.examples])
 
+    @property
+    def examples(self) -> dict[int, dict[str, list[Example]]]:
+        """The examples held, per window start and example scope; whoever changes them adds
+        the start to `touched` (an erasure: stream_processors/privacy/forget.py)."""
+        return self._examples
+
     # -- persistence --------------------------------------------------------------------------
 
     def take_changes(self) -> tuple[set[int], set[int]]:
