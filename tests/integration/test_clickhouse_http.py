@@ -86,7 +86,8 @@ def raw(
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, _lower(response.headers.items()), response.read()
     except urllib.error.HTTPError as error:
-        return error.code, _lower(error.headers.items()), error.read()
+        with error:  # its socket closed now, not in a later test
+            return error.code, _lower(error.headers.items()), error.read()
 
 
 def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:

@@ -96,9 +96,11 @@ def start_ui(
 def _refused(port: int) -> bool:
     """Up, but asking for the token."""
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+            return False
     except urllib.error.HTTPError as error:
-        return error.code == 401
+        with error:  # its socket closed now, not in a later test
+            return error.code == 401
     except OSError:
         return False
     return False
