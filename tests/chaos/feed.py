@@ -8,6 +8,7 @@ file's event ids without publishing), never from what a run stored."""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import threading
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,7 +38,12 @@ MAPPING: dict[Kind, str] = {"call-center": "contact_center.toml", "store": "pos.
 WRITE_KEY = "wk_chaos_web"
 SOURCES = {WRITE_KEY: {"name": "web-shop", "channel": "web"}}
 EVENTS_PER_CUSTOMER = 3.25  # what the simulator gives for two days (measured, roughly)
-EXPORTS = 25  # export files per adapter, one per 25th of the simulated stream
+# Each adapter exports an hour of event time once the stream has passed it: records up to an
+# hour late (the pipeline keeps friction windows open for three, pipeline.py), so no record is
+# near a lateness limit and how late one happened to arrive never decides an outcome.
+SPAN = timedelta(hours=1)
+ADAPTER_SHARE = 0.03 / 0.85 / 2  # records per adapter for each simulated event of the span
+STEPS = 200  # the publisher's steps, so the collector's batches go out close to their time
 NAMESPACE = uuid.UUID("5b1f0c6e-7c1e-4f3a-9a51-6c0a0c4a5e21")
 
 
@@ -46,8 +53,10 @@ class Input:
 
     simulated: list[SimEvent]
     calls: list[list[dict[str, Any]]]  # collector batches; some sent twice (client retries)
+    calls_after: list[int]  # each batch goes once this many simulated events are sent
     retried: frozenset[int]  # indexes of the batches sent a second time
-    exports: list[tuple[Kind, Path]]  # export files in time order, one per tenth of the feed
+    # Export files in time order, each with the number of simulated events sent before it.
+    exports: list[tuple[int, Kind, Path]]
     adapter_event_ids: frozenset[str]
     closes_at_ms: int
 
@@ -60,29 +69,35 @@ class Input:
 
 def build(total: int, folder: Path, settings: Settings, seed: int = 41) -> Input:
     """About `total` events: 85% simulated (publisher), 12% collector calls, the rest from
-    adapter files. The calls and the files' records take the times of the simulated events
-    they go out beside, so every entrance runs in step with the stream's event time (none is
-    late by more than a 25th of the feed, none ahead of it)."""
+    adapter files. The calls take the time of the simulated event they go out after; the
+    files' records the times of an hour of the stream, sent once it is published: every
+    entrance runs in step with the stream's event time, none more than an hour late, none
+    ahead of it."""
     customers = max(1, round(total * 0.85 / EVENTS_PER_CUSTOMER))
     config = SimConfig(customers=customers, days=2, seed=seed)
     simulated, truth = Simulation(config, PiiHasher(settings.pii)).run()
     times = [e.occurred_at for e in simulated]
+    assert times == sorted(times), "the simulator's events come in time order"
     numbered = _numbered(simulated)
-    calls = _collector_batches(round(total * 0.12), times)
+    calls, calls_after = _collector_batches(round(total * 0.12), times)
     retried = frozenset(range(0, len(calls), 100))  # 1% of batches, sent again whole
     folder.mkdir(parents=True, exist_ok=True)
-    per_file = max(3, round(total * 0.03 / 2 / EXPORTS))  # records in each export file
-    exports: list[tuple[Kind, Path]] = []
+    exports: list[tuple[int, Kind, Path]] = []
     ids: set[str] = set()
-    for k in range(EXPORTS):
-        part = times[k * len(times) // EXPORTS : (k + 1) * len(times) // EXPORTS]
-        contacts = _contacts_file(folder / f"contacts-{k}.csv", k, per_file // 3 or 1, part)
-        sales = _sales_file(folder / f"sales-{k}.jsonl", k, per_file, part)
-        exports += [("call-center", contacts), ("store", sales)]
+    start, k = 0, 0
+    while start < len(times):
+        ends = times[start].replace(minute=0, second=0, microsecond=0) + SPAN
+        end = bisect.bisect_left(times, ends, lo=start)
+        part = times[start:end]
+        records = max(1, round(len(part) * ADAPTER_SHARE))
+        contacts = _contacts_file(folder / f"contacts-{k}.csv", k, max(1, records // 3), part)
+        sales = _sales_file(folder / f"sales-{k}.jsonl", k, records, part)
+        exports += [(end, "call-center", contacts), (end, "store", sales)]
         ids |= _adapter_ids(settings, "call-center", contacts)
         ids |= _adapter_ids(settings, "store", sales)
+        start, k = end, k + 1
     closes = int(truth.closes_at.timestamp() * 1000)
-    return Input(numbered, calls, retried, exports, frozenset(ids), closes)
+    return Input(numbered, calls, calls_after, retried, exports, frozenset(ids), closes)
 
 
 def _numbered(events: list[SimEvent]) -> list[SimEvent]:
@@ -97,24 +112,28 @@ def _time_of(n: int, count: int, times: list[datetime]) -> datetime:
     return times[min(len(times) - 1, n * len(times) // max(count, 1))]
 
 
-def _collector_batches(count: int, times: list[datetime]) -> list[list[dict[str, Any]]]:
+def _collector_batches(
+    count: int, times: list[datetime]
+) -> tuple[list[list[dict[str, Any]]], list[int]]:
     """`count` track and page calls of 1,000 visitors, 50 to a batch, each with a messageId
-    (its event id) made from its sequence number."""
-    calls = []
+    (its event id) made from its sequence number; and for each batch, how many simulated
+    events go out before it (up to the one whose time its calls carry)."""
+    calls, after = [], []
     for n in range(count):
-        # The time of its batch's first call: sent once the stream has passed it, never ahead.
-        at = _time_of(n - n % 50, count, times).isoformat().replace("+00:00", "Z")
+        place = min(len(times) - 1, (n - n % 50) * len(times) // max(count, 1))
+        if n % 50 == 0:
+            after.append(place + 1)  # sent once the stream has passed it, never ahead
         call: dict[str, Any] = {
             "type": "page" if n % 3 else "track",
             "anonymousId": f"chaos-visitor-{n % 1_000}",
             "messageId": str(uuid.uuid5(NAMESPACE, f"call-{n}")),
-            "timestamp": at,
+            "timestamp": times[place].isoformat().replace("+00:00", "Z"),
             "properties": {"seq": n, "path": f"/chaos/{n % 7}"},
         }
         if call["type"] == "track":
             call["event"] = "Product Viewed"
         calls.append(call)
-    return [calls[i : i + 50] for i in range(0, len(calls), 50)]
+    return [calls[i : i + 50] for i in range(0, len(calls), 50)], after
 
 
 def _contacts_file(path: Path, part: int, count: int, times: list[datetime]) -> Path:
@@ -185,10 +204,10 @@ def _adapter_ids(settings: Settings, kind: Kind, path: Path) -> set[str]:
 
 @dataclass
 class Driver:
-    """Sends an `Input` through the three entrances at once (the publisher at `rate` events
-    a second, the collector's batches alongside, each part's export files once that part is
-    published), never ahead of the stream's event time; then closes the simulated time with
-    watermark heartbeats. `published` tells how far it got."""
+    """Sends an `Input` through the three entrances in turn (the publisher at `rate` events
+    a second, each collector batch and export file once the stream has passed its time),
+    never ahead of the stream's event time; then closes the simulated time with watermark
+    heartbeats. `published` tells how far it got."""
 
     settings: Settings
     feed: Input
@@ -220,21 +239,33 @@ class Driver:
             time.sleep(0.2)
 
     def _run(self) -> None:
+        # One thread sends all three entrances, each in its turn, so what reaches `raw` comes
+        # in the same order in every run whatever the machine's load. (With the collector in
+        # a thread of its own, a second behind under load made its calls 40 simulated minutes
+        # late: the publisher sends two days in seconds.)
         try:
-            collector = threading.Thread(target=self._send_calls, daemon=True)
-            collector.start()
-            exports = iter(self.feed.exports)
-            sent = 0
-            step = max(1, len(self.feed.simulated) // (EXPORTS * 2))
-            for i in range(0, len(self.feed.simulated), step):
-                publish_events(self.settings, self.feed.simulated[i : i + step], self.rate)
-                self.published = min(1.0, (i + step) / len(self.feed.simulated))
-                # Each part's exports once the publisher has sent that part of the stream.
-                while sent < 2 * int(EXPORTS * self.published + 1e-9):
-                    self._ingest(*next(exports))
-                    sent += 1
-            collector.join()
-            send_heartbeats(self.settings, self.feed.closes_at_ms)
+            feed, total = self.feed, len(self.feed.simulated)
+            due: list[tuple[int, int, Callable[[], None]]] = [
+                (after, 0, partial(self._send_batch, n)) for n, after in enumerate(feed.calls_after)
+            ]
+            due += [
+                (after, 1, partial(self._ingest, kind, path)) for after, kind, path in feed.exports
+            ]
+            due.sort(key=lambda d: (d[0], d[1]))
+            step, sent, waiting = max(1, total // STEPS), 0, iter(due)
+            pending = next(waiting, None)
+            while sent < total or pending is not None:
+                upto = min(total, sent + step)
+                if pending is not None:
+                    upto = min(upto, max(pending[0], sent))
+                if upto > sent:
+                    publish_events(self.settings, feed.simulated[sent:upto], self.rate)
+                    sent = upto
+                    self.published = sent / total
+                while pending is not None and pending[0] <= sent:
+                    pending[2]()
+                    pending = next(waiting, None)
+            send_heartbeats(self.settings, feed.closes_at_ms)
         except BaseException as exc:  # handed to the test by join()
             self.errors.append(exc)
 
@@ -243,16 +274,12 @@ class Driver:
         with open(self.log, "a") as err:
             assert run_ingest(self.settings, kind, path, MAPPINGS / MAPPING[kind], err=err) == 0
 
-    def _send_calls(self) -> None:
-        """Batches paced with the publisher; a refused one (503 while Kafka is away) is sent
-        again, as an SDK would, with the same messageIds."""
+    def _send_batch(self, n: int) -> None:
+        """Collector batch n; a refused one (503 while Kafka is away) is sent again, as an
+        SDK would, with the same messageIds."""
         headers = {"Authorization": basic_auth(WRITE_KEY), "Content-Type": "application/json"}
-        batches = self.feed.calls
-        for n, batch in enumerate(batches):
-            while self.published < (n + 1) / len(batches) and self.published < 1.0:
-                time.sleep(0.05)
-            for _ in range(2 if n in self.feed.retried else 1):
-                self._post(batch, headers)
+        for _ in range(2 if n in self.feed.retried else 1):
+            self._post(self.feed.calls[n], headers)
 
     def _post(self, batch: list[dict[str, Any]], headers: dict[str, str]) -> None:
         def accepted() -> bool:

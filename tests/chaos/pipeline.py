@@ -30,9 +30,9 @@ from .feed import SOURCES
 from .results import Snapshot, snapshot
 
 STAGES = ("ingest", "identity", "journeys", "friction")
-# The adapters' exports run up to a 25th of the simulated span (about two hours) behind the
-# stream: journeys and friction windows stay correctable longer than that, so how late an
-# event happened to arrive in a run never decides an outcome.
+# The adapters' exports run up to an hour of event time behind the stream (feed.py): journeys
+# and friction windows stay correctable far longer than that, so how late an event happened
+# to arrive in a run never decides an outcome.
 ENV = {
     "JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P1D",
     "JOURNEYS_FRICTION__ALLOWED_LATENESS": "PT3H",

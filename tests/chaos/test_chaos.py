@@ -104,13 +104,6 @@ def test_a_rebalance_back_and_forth(
 
 
 @full_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="every touchpoint arrives once (4,130 of 4,130 with and without FINAL), but the "
-    "alerts differ from the reference run's (3 differences in one run on 4,130 events): not "
-    "yet diagnosed; the poison scenario shows the same, so the reference's alerts may be what "
-    "varies between runs",
-)
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_clickhouse_unreachable(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
@@ -150,12 +143,6 @@ def test_broker_stop_and_restart(
 
 
 @full_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="every touchpoint arrives once (4,130 of 4,130), but the alerts differ from the "
-    "reference run's (3 differences in one run on 4,130 events), as in the ClickHouse outage: "
-    "not yet diagnosed",
-)
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_poison_and_wrong_version_records_in_every_stages_input(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
@@ -182,7 +169,7 @@ def test_poison_and_wrong_version_records_in_every_stages_input(
     injected = {POISON, WRONG_VERSION}
     injected |= {b"[" + p + b"]" for p in injected}  # as the sink framed a message's rows
     assert refused and {r.rows_bytes() for r in refused} <= injected, refused
-    # Last: the comparison with the reference (its alerts are this test's xfail reason).
+    # Last: the comparison with the reference.
     check("poison + wrong-version envelope", n, run, None, reference)
 
 
