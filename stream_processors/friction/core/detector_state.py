@@ -113,17 +113,24 @@ def _load_alerted(d: Detector, parts: list[str], value: list[Any]) -> None:
 
 def _progress(stage: StageProgress) -> list[Any]:
     cohorts = [[start, n, moved] for start, (n, moved) in sorted(stage.cohorts.items())]
-    return [cohorts, [_baseline(b) for b in stage.curve], stage.run.to_json()]
+    evidence = [[start, *e] for start, e in sorted(stage.evidence.items())]
+    curve = [_baseline(b) for b in stage.curve]
+    return [cohorts, curve, stage.run.to_json(), evidence, stage.carry]
 
 
 def _load_progress(d: Detector, value: list[Any]) -> StageProgress:
-    cohorts, curve, run = value
+    # Rows written before the cohorts kept their own evidence have three elements: the
+    # test starts again from the next window (as after a restart with no run).
+    cohorts, curve, run = value[:3]
     stage = d.progressions.stage("")  # a fresh one, of the configured shape
     d.progressions.stages.pop("", None)
     stage.cohorts = {int(start): [int(n), int(moved)] for start, n, moved in cohorts}
     for k, state in enumerate(curve[: len(stage.curve)]):
         stage.curve[k] = _load_baseline(d, state)
     stage.run = Run.from_json(run)
+    if len(value) >= 5:
+        stage.evidence = {int(e[0]): [float(x) for x in e[1:]] for e in value[3]}
+        stage.carry = [[float(x) for x in c] for c in value[4]]
     return stage
 
 

@@ -41,7 +41,8 @@ class CusumConfig:
     h: float = LN_MILLION  # an alarm: at least e^h windows between false ones, on average
     critical_h: float = math.log(1e9)
     rise: float = 2.0  # the designed rise of a count or a signal rate (a doubling)
-    fall: float = 0.3  # ... the designed fall of a count and of the progression hazard
+    fall: float = 0.3  # ... the designed fall of the progression hazard (a moderate one)
+    stall: float = 0.1  # ... and its stall, beside it (`progression.py`: both, less ln 2)
     odds: float = 3.0  # ... the designed odds ratio of a drop-off share
     cap_over_h: float = 1.5  # S is capped at this times h, so it comes back soon after
 
