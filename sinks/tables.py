@@ -915,6 +915,19 @@ alerts = Table(
         comment="For status resolved: the end of the last of the normal windows (event time, "
         "UTC, ms); NULL otherwise.",
     ),
+    Column(
+        "late",
+        ch("Bool"),
+        comment="Raised from windows that had already closed: a late channel's export (store, "
+        "call center) or late events revealed it after its windows were decided; started_at "
+        "is still its event time.",
+    ),
+    Column(
+        "found_late_by",
+        ch("UInt32"),
+        comment="For a late alert: how far (seconds) the watermark was past the end of its "
+        "first window when it was raised; 0 otherwise.",
+    ),
     Column("windows", ch("UInt32"), comment="How many windows alerted."),
     Column(
         "observed",

@@ -25,6 +25,7 @@ COLUMNS = (
     "examples, last_alert_id, notify, teams, page, paged_before, change, related"
 )
 NEWER = ("teams", "page", "paged_before", "change", "related")
+LATE = ("late", "found_late_by")  # read when the table has them (`journeys db migrate` adds)
 
 
 class AlertsReadError(Exception):
@@ -53,7 +54,8 @@ def query_alerts(client: Client) -> list[AlertRecord]:
             f"the alerts table lacks {', '.join(missing)} (an older schema): run "
             "`journeys db migrate`"
         )
-    result = client.query(f"SELECT {COLUMNS} FROM alerts FINAL")
+    late = "".join(f", {c}" for c in LATE if c in have)
+    result = client.query(f"SELECT {COLUMNS}{late} FROM alerts FINAL")
     names = result.column_names
     return [record_of(dict(zip(names, row, strict=True))) for row in result.result_rows]
 

@@ -164,7 +164,10 @@ def render_show(record: AlertRecord, history: Sequence[AlertRecord]) -> str:
         f"  teams       {', '.join(r.teams) or '-'}"
         + (f"; paged before {', '.join(r.paged_before)}" if r.paged_before else ""),
         f"  started     {_when(r.started_at)} UTC; last alerting window "
-        f"{_when(r.last_window_start)}-{r.last_window_end:%H:%M}, {r.windows} windows",
+        f"{_when(r.last_window_start)}-{r.last_window_end:%H:%M}, {r.windows} windows"
+        + (
+            f"; found late, {r.found_late_by / 3600:.1f} h after its first window" if r.late else ""
+        ),
         f"  observed    {r.observed} (volume {r.volume}), expected "
         + ("no baseline yet" if r.expected is None else f"{r.expected:.1f}")
         + (f", p={r.p_value:.1e}" if r.p_value is not None else ""),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -35,7 +36,7 @@ from schemas.topics import Topics
 from stream_processors.friction import metrics as friction_metrics
 from stream_processors.friction.alerts.core.context import AlertContext, ContextConfig
 from stream_processors.friction.alerts.core.groups import AlertGroups, Group, GroupConfig
-from stream_processors.friction.alerts.core.incident_records import epoch_ms
+from stream_processors.friction.alerts.core.incident_records import Incident, epoch_ms
 from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
 from stream_processors.friction.alerts.core.records import Example
 from stream_processors.friction.alerts.core.routing import AlertRouter
@@ -44,6 +45,7 @@ from stream_processors.friction.core.baselines import BaselineConfig
 from stream_processors.friction.core.detector import Detector, DetectorConfig
 from stream_processors.friction.core.rules import FixedThreshold
 from stream_processors.friction.core.sequential import CusumConfig
+from stream_processors.friction.core.series import late_channel_keys
 from stream_processors.friction.core.window_merge import Partial, WindowMerger
 from stream_processors.friction.core.windows import Advance, one_start_at_a_time
 from stream_processors.friction.rows import (
@@ -74,8 +76,11 @@ INCIDENT = "i"
 GROUP = "g"
 
 
-def detector_config(f: FrictionSettings) -> DetectorConfig:
+def detector_config(f: FrictionSettings, late_lateness: timedelta | None = None) -> DetectorConfig:
+    """`late_lateness`: how long late channels' windows stay countable (None: no late
+    channels); the detector revises, and incidents take evidence, for that long too."""
     d = f.detector
+    revisable = max(d.revisable_for, f.allowed_lateness, late_lateness or timedelta(0))
     return DetectorConfig(
         baseline=BaselineConfig(
             window=f.window,
@@ -104,7 +109,7 @@ def detector_config(f: FrictionSettings) -> DetectorConfig:
         else None,
         progression=d.progression,
         forget_after=d.forget_after,
-        revisable_for=max(d.revisable_for, f.allowed_lateness),
+        revisable_for=revisable,
     )
 
 
@@ -144,7 +149,9 @@ class FrictionDetection:
     def __post_init__(self) -> None:
         f = self.settings.friction
         self.dead_letters = StageDeadLetters(STAGE, self.topics.dlq_friction, self.sender)
-        self.config = detector_config(f)
+        self.late_keys = late_channel_keys(self.settings.processor.late_channels)
+        self.late_lateness = max(self.settings.journeys.late_tolerance, f.allowed_lateness)
+        self.config = detector_config(f, self.late_lateness if self.late_keys else None)
         revisable = self.config.revisable_for
         self.incident_config = IncidentConfig(f.window, f.resolve_after, revisable)
         self.group_config = GroupConfig(f.window, f.resolve_after, revisable)
@@ -166,7 +173,13 @@ class FrictionDetection:
 
     def _restore(self, state: PartitionState) -> Decision:
         f, data = self.settings.friction, state.data
-        merger = WindowMerger(self.settings.topics.partitions, f.window, f.allowed_lateness)
+        merger = WindowMerger(
+            self.settings.topics.partitions,
+            f.window,
+            f.allowed_lateness,
+            late_keys=self.late_keys,
+            late_lateness=self.late_lateness,
+        )
         merger.restore(data.get(MERGE_META), _prefixed(data, MERGED, int))
         detector_rows = _prefixed(data, DETECTOR_ROW, str)
         detector = detector_state.restore(self.config, detector_rows)
@@ -275,8 +288,9 @@ class FrictionDetection:
         for record in records:
             if record.version == 1:
                 friction_metrics.ALERT_INCIDENTS.labels(record.kind).inc()
-        for group in d.groups.process(records, d.incidents.front_ms):
-            self._publish(d, group)
+        for batch in _one_record_each(records):
+            for group in d.groups.process(batch, d.incidents.front_ms):
+                self._publish(d, group)
         d.context.keep_references(g.group_id for g in d.groups.groups())
         rows = [global_window_row(w) for w in advance.windows]
         if rows:
@@ -326,6 +340,21 @@ class FrictionDetection:
         if d.merger.frontier_ms is not None:
             friction_metrics.FRICTION_WATERMARK.set(d.merger.frontier_ms / 1000)
         friction_metrics.FRICTION_SERIES.set(d.detector.series_count)
+
+
+def _one_record_each(records: list[Incident]) -> list[list[Incident]]:
+    """`records` in runs holding each incident once, so its alert is published at each of
+    them: an incident found late (a late channel's export) that opens and resolves in one
+    advance is raised firing, then resolved, rather than only ever seen resolved."""
+    batches: list[list[Incident]] = [[]]
+    seen: set[str] = set()
+    for record in records:
+        if record.incident_id in seen:
+            batches.append([])
+            seen.clear()
+        batches[-1].append(record)
+        seen.add(record.incident_id)
+    return batches
 
 
 def _prefixed(data: dict[str, Any], prefix: str, key: Callable[[str], Any]) -> dict[Any, Any]:

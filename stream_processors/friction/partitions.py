@@ -17,7 +17,8 @@ partition numbers of `stitched`, `journey-transitions` and `journey-dropoffs`: s
   retraction row (same id, `retracted: true`) takes both back.
 
 What a transition or drop-off counted is remembered by its id for as long as its window
-can still change (`allowed_lateness`), so a correction subtracts exactly that.
+can still change (`allowed_lateness`; a late channel's, `journeys.late_tolerance`), so a
+correction subtracts exactly that.
 
 The partition's time is the minimum of the three inputs' watermarks (the journeys stage's
 time is never ahead of `stitched`, and its drop-offs are decided by it). Each advance that
@@ -65,6 +66,7 @@ from stream_processors.friction.core.series import (
     count_progress,
     count_seen,
     count_stage,
+    late_channel_keys,
 )
 from stream_processors.friction.core.series import STAGE as STAGE_SERIES
 from stream_processors.friction.core.window_state import (
@@ -110,6 +112,12 @@ class PartitionFriction:
     state: PartitionState  # the table's, to notice a restore
     examples: dict[int, dict[str, list[Example]]] = field(default_factory=dict)
     counted_dirty: set[str] = field(default_factory=set)
+    # The remembered ids by the window start of what they counted, to forget them without
+    # looking at all (late channels' are kept for days); `later` holds those kept past the
+    # allowed lateness. Not written: rebuilt from `counted` on restore. An id counted again
+    # at another time is found in its new bucket; the old entry is skipped.
+    expiry: dict[int, set[str]] = field(default_factory=dict)
+    later: dict[int, set[str]] = field(default_factory=dict)
     marks_changed: bool = False
     writer: StateWriter = field(init=False)
 
@@ -144,6 +152,11 @@ class FrictionPartitions:
         f = self.settings.friction
         self.size_ms = _ms(f.window)
         self.lateness_ms = _ms(f.allowed_lateness)
+        # Late channels' series (a call center's daily export) stay countable for as long as
+        # the journeys stage takes their events (docs/concepts.md §5).
+        self.late_keys = late_channel_keys(self.settings.processor.late_channels)
+        self.late_lateness = max(self.settings.journeys.late_tolerance, f.allowed_lateness)
+        self.late_channels = frozenset(self.settings.processor.late_channels)
         self.matcher = FrictionMatcher(self.mapping)
         self.examples_per_window = f.examples
         self._seconds: dict[str, int] = {}  # the clocks' shared cache of parsed seconds
@@ -163,7 +176,11 @@ class FrictionPartitions:
         f = self.settings.friction
         # Drop-offs and transitions carry no backfill flag: their windows follow the events'.
         windows = RecordedWindows(
-            f.window, f.allowed_lateness, follow_traffic=frozenset({STAGE_SERIES})
+            f.window,
+            f.allowed_lateness,
+            follow_traffic=frozenset({STAGE_SERIES}),
+            late_keys=self.late_keys,
+            late_lateness=self.late_lateness,
         )
         rule = self.mapping.repeat_contacts
         repeats = RecordedRepeats(int(rule.within_days * DAY_MS)) if rule is not None else None
@@ -193,6 +210,8 @@ class FrictionPartitions:
                 part.repeats.restore_person(key[1:], value)
             elif key.startswith(COUNTED):
                 part.counted[key[1:]] = value
+                at = int(value[0])
+                part.expiry.setdefault(at - at % self.size_ms, set()).add(key[1:])
         part.windows.restore(data.get(WINDOWS_META), starts)
         marks = data.get(MARKS_KEY) or {}
         part.marks = SourceWatermarks.restore(self.settings.topics.partitions, marks.get("s", ()))
@@ -356,6 +375,9 @@ class FrictionPartitions:
         if new is not None:
             count(part, new, 1)
             part.counted[rid] = new
+            if old is None or old[0] != new[0]:
+                at = new[0]
+                part.expiry.setdefault(at - at % self.size_ms, set()).add(rid)
         else:
             part.counted.pop(rid, None)
         part.counted_dirty.add(rid)
@@ -488,13 +510,39 @@ class FrictionPartitions:
             friction_metrics.FRICTION_WINDOWS_REEMITTED.labels("partition").inc(reemitted)
 
     def _forget_counted(self, part: PartitionFriction, frontier: int | None) -> None:
-        """Corrections older than the windows they would change can change nothing."""
-        if frontier is None or not part.counted:
+        """Corrections older than the windows they would change can change nothing: an id is
+        forgotten once the window of what it counted is past the allowed lateness (a late
+        channel's: past the late tolerance)."""
+        if frontier is None or not (part.expiry or part.later):
             return
-        horizon = frontier - self.size_ms - self.lateness_ms
-        for rid in [r for r, c in part.counted.items() if c[0] < horizon]:
-            del part.counted[rid]
-            part.counted_dirty.add(rid)
+        size = self.size_ms
+        horizon = frontier - size - self.lateness_ms
+        late_horizon = frontier - size - _ms(self.late_lateness)
+        for start in [s for s in part.expiry if s + size <= horizon]:
+            for rid in part.expiry.pop(start):
+                c = part.counted.get(rid)
+                if c is None or c[0] - c[0] % size != start:
+                    continue  # forgotten, or counted again at another time
+                if start + size > late_horizon and self._late_record(rid, c):
+                    part.later.setdefault(start, set()).add(rid)
+                    continue  # a late channel's window it counted in can still change
+                del part.counted[rid]
+                part.counted_dirty.add(rid)
+        for start in [s for s in part.later if s + size <= late_horizon]:
+            for rid in part.later.pop(start):
+                c = part.counted.get(rid)
+                if c is not None and c[0] - c[0] % size == start:
+                    del part.counted[rid]
+                    part.counted_dirty.add(rid)
+
+    def _late_record(self, rid: str, c: list[Any]) -> bool:
+        """A remembered transition or drop-off counted on a late channel."""
+        if not self.late_channels:
+            return False
+        # Transitions: [at, journey, from, to, channel, from_channel, ...]; drop-offs:
+        # [at, journey, stage, channel, ...].
+        channels = c[4:6] if rid.startswith("t") else c[3:4]
+        return any(channel in self.late_channels for channel in channels)
 
     def late_dropped(self) -> int:
         return sum(p.windows.late_dropped for p in self._parts.values())

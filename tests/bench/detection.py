@@ -13,7 +13,8 @@ with its incident laid over it.
 Printed: per scenario, whether an alert named the right series and kind, the delay in
 event time from the incident's start to that alert, and the false alerts per 24 hours per
 100 tested series (with the count); then the run time, and the friction stage's memory
-per series with its windows kept for the allowed lateness (`friction.allowed_lateness`).
+per series with its windows kept for the allowed lateness (`friction.allowed_lateness`), late
+channels' for the late tolerance (`journeys.late_tolerance`), and how many windows it holds.
 
 `python -m tests.bench.detection [--customers N] [--warmup-days D] [--only TEXT] [--at-once N]`
 """
@@ -181,6 +182,14 @@ def friction_memory(pipeline: CorePipeline) -> int:
     return deep_size([f, d], shared)
 
 
+def windows_held(pipeline: CorePipeline) -> tuple[int, int]:
+    """The (key, window) pairs the stage holds, and those of late channels, both halves."""
+    parts = [p.windows for p in pipeline.friction._parts.values()]
+    merger = pipeline.detection.decision().merger
+    held = sum(w.open_windows() for w in parts) + merger.open_windows()
+    return held, sum(w.late_windows() for w in parts) + merger.late_windows()
+
+
 def _fmt_delay(delay: timedelta | None) -> str:
     if delay is None:
         return "-"
@@ -241,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     last_day = warm(sim, pipeline)
     warmed = time.perf_counter() - began - simulated
     memory = friction_memory(pipeline)
+    held = windows_held(pipeline)
     series = last_day.series()
     results = play_all(pipeline, sim, scenarios, args.at_once)
     played = time.perf_counter() - began - simulated - warmed
@@ -258,9 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{played:.0f} s, {args.at_once} at a time)"
     )
     lateness = pipeline.settings.friction.allowed_lateness
+    late = pipeline.detection.late_lateness
     print(
         f"friction stage memory: {memory / series:,.0f} bytes per series "
-        f"({memory / 1e6:.1f} MB for {series} series, windows kept {lateness} past their end)"
+        f"({memory / 1e6:.1f} MB for {series} series, windows kept {lateness} past their end, "
+        f"late channels' {late}: {held[1]:,} of the {held[0]:,} windows held)"
     )
     return 0
 

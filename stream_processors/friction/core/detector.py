@@ -596,6 +596,7 @@ class Detector:
         if window.key[0] == STAGE:
             self.progressions.revise(window.key[1], start, window.counts, previous)
         alerts: list[Alert] = []
+        sums = self.config.cusum is not None
         for test in self._tests(window.key, window.counts):
             baseline = self._baseline(test.series)
             expected = self._expected(test, baseline, start)
@@ -604,8 +605,13 @@ class Detector:
                 if window.backfill
                 else self._judge(test, baseline, start, window.version, expected, pair=False)
             )
-            alerts += found + self._retractions(test.series, start, found, window.version)
             before = old.get(test.series)
+            # Nothing of it was exposed on time (a late channel's export): it never entered
+            # the run of windows, so it enters now, in start order.
+            unseen = test.rate_series and (before is None or before.trials == 0)
+            if unseen and not found and not window.backfill and expected is not None and sums:
+                found = self._accumulate(test, baseline, start, window.version, expected)
+            alerts += found + self._retractions(test.series, start, found, window.version)
             gained = test.hits - (before.hits if before is not None else 0)
             if not test.rate_series and gained > 0:
                 self._late[test.series] = max(self._late.get(test.series, start), start)

@@ -219,6 +219,27 @@ def stage_scope(journey: str, stage: str, channel: str) -> str:
     return f"{journey}:{stage}:{channel}"
 
 
+def key_channel(key: WindowKey) -> str:
+    """The one channel a window key counts (`*` for all of them): the first part of a
+    friction or volume scope (`call_center:queue`), the last of a stage scope
+    (`support:contact:call_center`)."""
+    kind, scope = key
+    if kind == STAGE:
+        return scope.rpartition(":")[2]
+    return scope.partition(":")[0]
+
+
+def late_channel_keys(late_channels: Iterable[str]) -> Callable[[WindowKey], bool] | None:
+    """Which window keys count only late channels' events (`processor.late_channels`: they
+    land in batches, hours after their event time), so their windows stay countable for the
+    late tolerance; None when there are no such channels. All-channel scopes are not: their
+    timely events close them on time."""
+    channels = frozenset(late_channels)
+    if not channels:
+        return None
+    return lambda key: key_channel(key) in channels
+
+
 def count_stage(
     windows: TumblingWindows,
     journey: str,

@@ -14,7 +14,8 @@ partition's windows:
 - one that changes a closed window (a partition's late update: a window is closed globally
   only once every partition closed it) re-emits the global window as version n+1;
 - windows are kept `allowed_lateness` past the global frontier, like the partitions keep
-  theirs, and dropped after; partials for them are counted in `late_dropped`.
+  theirs, and dropped after; partials for them are counted in `late_dropped`. Late
+  channels' keys (`late_keys`) are kept for `late_lateness`, as the partitions keep them.
 
 Backfill: a global window is backfill when every partial of it was.
 
@@ -23,12 +24,12 @@ Pure, and persisted by the stage per window start (`snapshot_start`, `restore`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from stream_processors.friction.core.windows import Advance, WindowCounts, WindowKey
+from stream_processors.friction.core.windows import Advance, LateKeys, WindowCounts, WindowKey
 
 STATE_VERSION = 1
 
@@ -62,12 +63,21 @@ class _Global:
 class WindowMerger:
     """Sums partial windows of `partitions` partitions; see the module docstring."""
 
-    def __init__(self, partitions: int, size: timedelta, allowed_lateness: timedelta) -> None:
+    def __init__(
+        self,
+        partitions: int,
+        size: timedelta,
+        allowed_lateness: timedelta,
+        *,
+        late_keys: Callable[[WindowKey], bool] | None = None,
+        late_lateness: timedelta | None = None,
+    ) -> None:
         if partitions < 1:
             raise ValueError("at least one partition")
         self.partitions = partitions
         self.size_ms = int(size.total_seconds() * 1000)
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
+        self.late = LateKeys(late_keys, late_lateness, self.lateness_ms, self.size_ms)
         self._windows: dict[int, dict[WindowKey, _Global]] = {}
         self._fronts: dict[int, int] = {}
         self._frontier: int | None = None
@@ -97,7 +107,8 @@ class WindowMerger:
 
     def _add(self, partial: Partial) -> None:
         start = partial.start_ms
-        if self._drop_below is not None and start < self._drop_below:
+        drop_below = self._drop_below
+        if drop_below is not None and start < drop_below and not self.late.kept(partial.key, start):
             self.late_dropped += 1
             return
         by_key = self._windows.setdefault(start, {})
@@ -125,7 +136,13 @@ class WindowMerger:
         if old is None:
             old = min(min(self._windows, default=new), new)
         out = []
-        for start in sorted(s for s in self._windows if old <= s < new):
+        # Late channels' windows are kept for days: walk the starts closed, not all of them.
+        if (new - old) // self.size_ms < len(self._windows):
+            first = -(-old // self.size_ms) * self.size_ms  # starts are multiples of it
+            starts = [s for s in range(first, new, self.size_ms) if s in self._windows]
+        else:
+            starts = sorted(s for s in self._windows if old <= s < new)
+        for start in starts:
             for key, window in self._windows[start].items():
                 out.append(self._emit(start, key, window, first=True))
             self.touched.add(start)
@@ -160,17 +177,28 @@ class WindowMerger:
 
     def _evict(self, frontier: int) -> None:
         self._drop_below = frontier - self.size_ms - self.lateness_ms
-        for start in [s for s in self._windows if s < self._drop_below]:
-            del self._windows[start]
-            self.evicted.add(start)
-            self.touched.discard(start)
+        late_below = self.late.move(frontier - self.size_ms)
+        gone, thinned = self.late.evict(self._windows, self._drop_below, late_below)
+        self.evicted.update(gone)
+        self.touched.update(thinned)
+
+    def open_windows(self) -> int:
+        """How many (key, window) pairs are held."""
+        return sum(len(by_key) for by_key in self._windows.values())
+
+    def late_windows(self) -> int:
+        """How many of them are late channels'."""
+        return sum(self.late.of(k) for by_key in self._windows.values() for k in by_key)
 
     # -- persistence --------------------------------------------------------------------------
 
     def take_changes(self) -> tuple[set[int], set[int]]:
-        touched, evicted = self.touched, self.evicted
+        """The starts changed and the starts dropped (a late channel's partial may bring
+        back a start dropped since: what is held decides)."""
+        changed = self.touched | self.evicted
         self.touched, self.evicted = set(), set()
-        return touched - evicted, evicted
+        gone = {start for start in changed if start not in self._windows}
+        return changed - gone, gone
 
     def snapshot_meta(self) -> list[Any]:
         fronts = sorted([p, f] for p, f in self._fronts.items())
@@ -187,12 +215,15 @@ class WindowMerger:
         self._windows.clear()
         self._fronts.clear()
         self._dirty.clear()
+        self.late.forget_edges()
         if meta is not None:
             version, fronts, frontier, drop_below, late, dirty = meta
             if version != STATE_VERSION:
                 raise ValueError(f"merged window state of an unknown version: {version!r}")
             self._fronts = {int(p): int(f) for p, f in fronts if 0 <= int(p) < self.partitions}
             self._frontier, self._drop_below, self.late_dropped = frontier, drop_below, int(late)
+            if frontier is not None:  # not written: it follows from the frontier
+                self.late.move(int(frontier) - self.size_ms)
             self._dirty = {(int(s), (str(k[0]), str(k[1]))) for s, k in dirty}
         for start, rows in starts.items():
             by_key = self._windows[int(start)] = {}

@@ -19,7 +19,7 @@ bookkeeping no pure caller needs); they read the parents' fields, which stay the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -38,8 +38,17 @@ class RecordedWindows(TumblingWindows):
         size: timedelta,
         allowed_lateness: timedelta,
         follow_traffic: frozenset[str] = frozenset(),
+        *,
+        late_keys: Callable[[WindowKey], bool] | None = None,
+        late_lateness: timedelta | None = None,
     ) -> None:
-        super().__init__(size, allowed_lateness, follow_traffic)
+        super().__init__(
+            size,
+            allowed_lateness,
+            follow_traffic,
+            late_keys=late_keys,
+            late_lateness=late_lateness,
+        )
         self.touched: set[int] = set()  # window starts changed since `take_changes`
         self.evicted: set[int] = set()  # window starts dropped since `take_changes`
 
@@ -69,19 +78,23 @@ class RecordedWindows(TumblingWindows):
             self.add(key, at_ms, kept, amount=amount)
 
     def advance(self, watermark_ms: int) -> Advance:
-        before = set(self._by_start)
         advance = super().advance(watermark_ms)
         self.touched.update(w.start_ms for w in advance.windows)
-        gone = before - set(self._by_start)
-        self.evicted |= gone
-        self.touched -= gone
         return advance
 
+    def _evict(self, watermark: int) -> tuple[list[int], list[int]]:
+        gone, thinned = super()._evict(watermark)
+        self.evicted.update(gone)
+        self.touched.update(thinned)  # lost its timely keys: written again with the rest
+        return gone, thinned
+
     def take_changes(self) -> tuple[set[int], set[int]]:
-        """The starts changed and the starts dropped since the last call."""
-        touched, evicted = self.touched, self.evicted
+        """The starts changed and the starts dropped since the last call. A late channel's
+        row may bring back a start dropped in the same transaction: what is held decides."""
+        changed = self.touched | self.evicted
         self.touched, self.evicted = set(), set()
-        return touched - evicted, evicted
+        gone = {start for start in changed if start not in self._by_start}
+        return changed - gone, gone
 
     @property
     def frontier_ms(self) -> int | None:
@@ -115,11 +128,14 @@ class RecordedWindows(TumblingWindows):
         """Load what `snapshot_meta` and `snapshot_start` wrote (replacing everything)."""
         self._by_start.clear()
         self._dirty.clear()
+        self.late.forget_edges()
         if meta is not None:
             version, frontier, drop_below, watermark, late, dirty = meta
             if version != STATE_VERSION:
                 raise ValueError(f"friction window state of an unknown version: {version!r}")
             self._frontier, self._drop_below, self._watermark = frontier, drop_below, watermark
+            if watermark is not None:  # not written: it follows from the watermark
+                self.late.move(int(watermark) - self.size_ms + 1)
             self.late_dropped = int(late)
             self._dirty.update((int(s), (str(k[0]), str(k[1]))) for s, k in dirty)
         for start in sorted(starts):

@@ -9,14 +9,21 @@ reader can replace what it took from the old one. After that the window is dropp
 events for it are counted in `late_dropped` and refused. Memory is bounded by the keys times
 the windows between the oldest kept start and the newest event.
 
+Late channels: the keys `late_keys` picks (series counted only from channels that export
+late, a call center's daily file) are kept for `late_lateness` instead, so their rows are
+counted, and their windows re-emitted, whenever they land within it; the other keys of the
+same start are dropped at the allowed lateness as before, so only those series cost memory
+for longer.
+
 Pure: time is whatever the caller says it is; nothing here reads a clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 WindowKey = tuple[str, str]  # (series kind, scope), e.g. ("friction", "web:/checkout")
 
@@ -70,6 +77,82 @@ def one_start_at_a_time(advance: Advance) -> list[Advance]:
     ]
 
 
+class LateKeys:
+    """Which keys are late channels' and how long their windows stay countable: the part of
+    the lateness rules that `TumblingWindows` and `WindowMerger` share."""
+
+    __slots__ = ("_edges", "_is_late", "_known", "below", "lateness_ms", "size_ms")
+
+    def __init__(
+        self,
+        is_late: Callable[[WindowKey], bool] | None,
+        lateness: timedelta | None,
+        allowed_ms: int,
+        size_ms: int,
+    ) -> None:
+        self._is_late = is_late
+        self.size_ms = size_ms
+        late_ms = int(lateness.total_seconds() * 1000) if lateness is not None else allowed_ms
+        self.lateness_ms = max(late_ms, allowed_ms) if is_late is not None else allowed_ms
+        self._known: dict[WindowKey, bool] = {}  # a verdict per key: series are few
+        self.below: int | None = None  # late channels' windows starting before it are gone
+        # The first starts kept by the last eviction (timely, late): what it has looked at.
+        self._edges: tuple[int, int] | None = None
+
+    def of(self, key: WindowKey) -> bool:
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = self._is_late is not None and self._is_late(key)
+        return known
+
+    def kept(self, key: WindowKey, start: int) -> bool:
+        """A window past the allowed lateness still counts: a late channel's, within its own."""
+        below = self.below
+        return below is not None and start >= below and self.of(key)
+
+    def move(self, end_bound: int) -> int:
+        """The new bound given `end_bound` (a window ending after it is kept by the allowed
+        lateness alone): late channels' windows starting before the returned start go."""
+        self.below = end_bound - self.lateness_ms
+        return self.below
+
+    def forget_edges(self) -> None:
+        """After a restore: the next eviction looks at every start."""
+        self._edges = None
+
+    def evict(
+        self, by_start: dict[int, dict[WindowKey, Any]], drop_below: int, late_below: int
+    ) -> tuple[list[int], list[int]]:
+        """Drop the starts before `late_below`, and the keys but late channels' of those
+        before `drop_below`; the starts dropped whole, and the starts thinned. Only the
+        starts the bounds passed since the last call are looked at (the late channels' windows
+        kept for days are many): starts are multiples of the size, bounds never go back."""
+        size = self.size_ms
+        edges = (-(-drop_below // size) * size, -(-late_below // size) * size)
+        last, self._edges = self._edges, edges
+        if last == edges:
+            return [], []
+        if last is None:
+            starts = sorted(s for s in by_start if s < edges[0])
+        else:
+            passed = range(last[0], edges[0], size), range(last[1], edges[1], size)
+            starts = sorted({s for span in passed for s in span if s in by_start})
+        gone, thinned = [], []
+        for start in starts:
+            by_key = by_start[start]
+            if start >= late_below and self._is_late is not None:
+                timely = [k for k in by_key if not self.of(k)]
+                if len(timely) < len(by_key):
+                    for key in timely:
+                        del by_key[key]
+                    if timely:
+                        thinned.append(start)
+                    continue
+            del by_start[start]
+            gone.append(start)
+        return gone, thinned
+
+
 class _Window:
     __slots__ = ("counts", "emitted", "live", "version")
 
@@ -88,17 +171,22 @@ class TumblingWindows:
         size: timedelta,
         allowed_lateness: timedelta,
         follow_traffic: frozenset[str] = frozenset(),
+        *,
+        late_keys: Callable[[WindowKey], bool] | None = None,
+        late_lateness: timedelta | None = None,
     ) -> None:
         """`follow_traffic`: series kinds counted from what another stage derived (drop-offs
         at a deadline, say) rather than from events that say whether they are backfill. Such
         a window is backfill when the windows of the other kinds at its start hold traffic
         and all of it was backfill; with no traffic there, it is live (a quiet stretch is
-        no reason to silence an alert)."""
+        no reason to silence an alert). `late_keys`: the keys of late channels, kept for
+        `late_lateness` (never less than the allowed lateness)."""
         self._follow = follow_traffic
         self.size_ms = int(size.total_seconds() * 1000)
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         if self.size_ms <= 0 or self.lateness_ms < 0:
             raise ValueError("window size must be positive and allowed lateness not negative")
+        self.late = LateKeys(late_keys, late_lateness, self.lateness_ms, self.size_ms)
         self._by_start: dict[int, dict[WindowKey, _Window]] = {}
         self._dirty: set[tuple[int, WindowKey]] = set()
         self._frontier: int | None = None  # every window starting before it has closed
@@ -124,7 +212,8 @@ class TumblingWindows:
         start = at_ms - at_ms % self.size_ms
         frontier = self._frontier
         if frontier is not None and start < frontier:
-            if self._drop_below is not None and start < self._drop_below:
+            drop_below = self._drop_below
+            if drop_below is not None and start < drop_below and not self.late.kept(key, start):
                 self.late_dropped += 1
                 return False
             self._dirty.add((start, key))
@@ -163,9 +252,18 @@ class TumblingWindows:
         return Advance(tuple(out), range(old_frontier, new_frontier, self.size_ms), watermark)
 
     def _close(self, old: int, new: int) -> list[WindowCounts]:
-        out = []
-        for start in sorted(s for s in self._by_start if old <= s < new):
-            for key, window in self._by_start[start].items():
+        out: list[WindowCounts] = []
+        if new <= old:
+            return out
+        by_start = self._by_start
+        # Late channels' windows are kept for days: walk the starts closed, not all of them.
+        if (new - old) // self.size_ms < len(by_start):
+            first = -(-old // self.size_ms) * self.size_ms  # starts are multiples of it
+            starts = [s for s in range(first, new, self.size_ms) if s in by_start]
+        else:
+            starts = sorted(s for s in by_start if old <= s < new)
+        for start in starts:
+            for key, window in by_start[start].items():
                 out.append(self._emit(start, key, window))
         return out
 
@@ -200,12 +298,18 @@ class TumblingWindows:
         traffic = [w for k, w in self._by_start[start].items() if k[0] not in self._follow]
         return bool(traffic) and not any(w.live for w in traffic)
 
-    def _evict(self, watermark: int) -> None:
+    def _evict(self, watermark: int) -> tuple[list[int], list[int]]:
+        """Drop what is past its lateness: the starts dropped whole, and those that lost
+        every key but late channels' (to be written again)."""
         # A window is kept while end + allowed lateness is after the watermark.
         self._drop_below = watermark - self.size_ms - self.lateness_ms + 1
-        for start in [s for s in self._by_start if s < self._drop_below]:
-            del self._by_start[start]
+        late_below = self.late.move(watermark - self.size_ms + 1)
+        return self.late.evict(self._by_start, self._drop_below, late_below)
 
     def open_windows(self) -> int:
         """How many (key, window) pairs are held: for metrics and memory tests."""
         return sum(len(by_key) for by_key in self._by_start.values())
+
+    def late_windows(self) -> int:
+        """How many of them are late channels' (for the memory they take)."""
+        return sum(self.late.of(k) for by_key in self._by_start.values() for k in by_key)

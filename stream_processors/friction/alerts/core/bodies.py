@@ -120,6 +120,8 @@ def pagerduty_body(
         "expected": incident.expected,
         "volume": incident.volume,
         "started_at": incident.started_at.isoformat(),
+        "late": incident.late,
+        "found_late_by": incident.found_late_by,
         "cause": incident.cause,
         "teams_paged": list(page.teams),
         "idempotency_key": idempotency_key(incident),
@@ -193,9 +195,20 @@ def _facts(incident: Incident) -> list[tuple[str, str]]:
         ("Since", f"{incident.started_at:%Y-%m-%d %H:%M} UTC"),
         ("Windows alerting", str(incident.windows)),
     ]
+    if incident.late:
+        facts.append(("Found late", f"{_duration(incident.found_late_by)} after its first window"))
     if incident.resolved_at is not None:
         facts.append(("Resolved", f"{incident.resolved_at:%Y-%m-%d %H:%M} UTC"))
     return facts
+
+
+def _duration(seconds: int) -> str:
+    """`3 h 55 min`, `12 min`, `40 s`: how late an alert was found."""
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else f"{seconds} s"
 
 
 def _section(text: str) -> dict[str, Any]:

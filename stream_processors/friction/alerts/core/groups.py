@@ -156,6 +156,7 @@ class Group:
         caller's)."""
         head, standing, status = self.headline(), self.standing(), self.status()
         resolved = [m.resolved_at for m in standing if m.resolved_at is not None]
+        late = all(m.late for m in standing)
         return AlertRecord(
             incident_id=self.group_id,
             version=0,
@@ -175,6 +176,9 @@ class Group:
             last_alert_id=head.last_alert_id,
             resolved_at=max(resolved) if status == "resolved" and resolved else None,
             related=tuple(Related.of(m) for m in self.members.values() if m is not head),
+            # Late when none of its incidents was found as its window closed.
+            late=late,
+            found_late_by=min(m.found_late_by for m in standing) if late else 0,
         )
 
 

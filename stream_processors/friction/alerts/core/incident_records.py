@@ -135,6 +135,10 @@ class Incident:
     resolved_at: datetime | None = None  # the end of the last of the normal windows
     team: str | None = None
     cause: str | None = None
+    # Raised from windows that had already closed (a late channel's export, late events): how
+    # far, in seconds, the watermark was past the end of its first window when it was raised.
+    late: bool = False
+    found_late_by: int = 0
 
     def same_as(self, other: Incident | None) -> bool:
         """Equal but for the version: nothing to publish."""
@@ -166,6 +170,8 @@ class Incident:
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
             "team": self.team,
             "cause": self.cause,
+            "late": self.late,
+            "found_late_by": self.found_late_by,
         }
 
     @classmethod
@@ -192,6 +198,8 @@ class Incident:
             resolved_at=datetime.fromisoformat(resolved) if resolved else None,
             team=data.get("team"),
             cause=data.get("cause"),
+            late=bool(data.get("late", False)),  # absent from records before it came
+            found_late_by=int(data.get("found_late_by") or 0),
         )
 
 

@@ -21,6 +21,10 @@ page per problem, so:
   alert extends an incident backwards, or reopens a resolved one whose resolution it proves
   premature (if no later incident exists: there is never more than one firing incident per
   series). Incidents are not split or merged after the fact.
+- **Late.** An incident opened by an alert on a window that had already closed (re-emitted:
+  a late channel's export landing hours later, or late events) is marked `late`, with
+  `found_late_by`: how far the watermark was past the end of its first window then. Its
+  `started_at` stays the event time of its first window.
 - **Retracted.** A retracted alert removes its evidence. An incident left without any is
   withdrawn (status `retracted`, a new version); otherwise it stays, republished if the
   record changed.
@@ -108,6 +112,7 @@ class _Episode:
     evidence: dict[tuple[int, str], Evidence] = field(default_factory=dict)
     settled: _Settled | None = None
     record: Incident | None = None
+    found_late_by: int | None = None  # seconds; None: raised when its window closed
 
     def live(self) -> bool:
         return bool(self.evidence) or self.settled is not None
@@ -132,6 +137,7 @@ class Incidents:
         self._by_id: dict[str, _Episode] = {}
         self._firing: dict[str, _Episode] = {}
         self._front: int | None = None  # the latest closed window start
+        self._late_at: int | None = None  # in a step of late alerts: the newest closed start
 
     def process(self, alerts: Iterable[Alert], closed: Iterable[int]) -> list[Incident]:
         """Apply one advance: the detector's alerts and the window starts it closed
@@ -145,9 +151,15 @@ class Incidents:
             return []  # most advances close nothing: keep them free
         front_before = self._front
         out: list[Incident] = []
+        # The watermark of this advance: the end of the newest window closed by now.
+        newest = max(closed_starts, default=self._front)
+        if newest is not None and self._front is not None:
+            newest = max(newest, self._front)
         for start in sorted(steps.keys() | closed_starts):
             if start in closed_starts and (self._front is None or start > self._front):
                 self._front = start
+            # Alerts on a window this advance did not close: it closed before, and changed.
+            self._late_at = None if start in closed_starts or newest is None else newest
             touched = dict(self._firing)
             for alert in steps.get(start, ()):
                 episode = self._apply(alert)
@@ -215,6 +227,9 @@ class Incidents:
         episode = self._by_id.get(iid)
         if episode is None:
             episode = _Episode(iid, alert.series, alert.kind)
+            if self._late_at is not None:
+                late_ms = max(0, self._late_at - evidence.first_ms)  # both ends: + one window
+                episode.found_late_by = late_ms // 1000
             self._by_id[iid] = episode
             self._by_series.setdefault(alert.series, []).append(episode)
         episode.evidence[evidence.key] = evidence
@@ -271,6 +286,8 @@ class Incidents:
             explanation=latest.explanation,
             last_alert_id=latest.alert_id,
             resolved_at=utc(last + self._reach + self._size) if status == "resolved" else None,
+            late=episode.found_late_by is not None,
+            found_late_by=episode.found_late_by or 0,
         )
 
     # -- memory -------------------------------------------------------------------------------
@@ -367,11 +384,13 @@ def _dump(episode: _Episode) -> dict[str, Any]:
 def _load(row: dict[str, Any]) -> _Episode:
     kind, scope, name = row["series"]
     evidence = [Evidence.from_json(e) for e in row["evidence"]]
+    record = Incident.from_dict(row["record"]) if row["record"] is not None else None
     return _Episode(
         incident_id=str(row["id"]),
         series=Series(str(kind), str(scope), str(name)),
         kind=cast(AlertKind, str(row["kind"])),
         evidence={e.key: e for e in evidence},
         settled=_Settled.from_json(row["settled"]) if row["settled"] is not None else None,
-        record=Incident.from_dict(row["record"]) if row["record"] is not None else None,
+        record=record,
+        found_late_by=record.found_late_by if record is not None and record.late else None,
     )
