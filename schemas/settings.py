@@ -337,7 +337,8 @@ class FrictionSettings(Section):
 
     `allowed_lateness` is how long a closed window still takes late events (and is
     re-emitted as a new version); events later than that are counted and dropped. The
-    late-arriving channels' batches must land within it to count.
+    windows of series only late-arriving channels feed (`processor.late_channels`) take
+    their batches for `journeys.late_tolerance` instead (docs/concepts.md §5).
     """
 
     mapping: Path = SHIPPED_FRICTION_MAPPING
