@@ -404,7 +404,9 @@ class JourneyCore:
         if target is None:
             target = self._people[pid] = Person(pid)
         out: list[Output] = []
-        changed = absorb(target, source, self.watermark_ms, self._sessions, out)
+        changed = absorb(
+            target, source, self.watermark_ms, self._sessions, out, tolerance_ms=self._tolerance
+        )
         # A track from a partition further ahead in event time had its floor raised there:
         # events this partition still accepts must not be ignored by it.
         floor = self.watermark_ms - self._tolerance

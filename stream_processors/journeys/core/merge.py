@@ -14,6 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from stream_processors.journeys.core.deadlines import NEVER
+from stream_processors.journeys.core.lifecycle import seal
 from stream_processors.journeys.core.outputs import Output, journey_update
 from stream_processors.journeys.core.refold import reconcile, refold
 from stream_processors.journeys.core.sessions import Sessions
@@ -23,16 +24,33 @@ _TIME_ID = itemgetter(0, 1)
 
 
 def absorb(
-    target: Person, source: Person, watermark_ms: int, sessions: Sessions, out: list[Output]
+    target: Person,
+    source: Person,
+    watermark_ms: int,
+    sessions: Sessions,
+    out: list[Output],
+    *,
+    tolerance_ms: int,
 ) -> list[Track]:
-    """Move everything of `source` into `target`; return the tracks that changed."""
+    """Move everything of `source` into `target`; return the tracks that changed.
+
+    Both sides' tracks are sealed at the watermark first, so the merge takes only what is
+    within the late tolerance, whenever the tracks were last woken: a track of hits that
+    started no journey (a call with no help page before it) is filed with the deadline wheel
+    only when restored from a snapshot, so without this a restart decided whether its hits,
+    however old, joined the other person's journey."""
     changed: list[Track] = []
     for track in source.tracks:
+        seal(track, watermark_ms, tolerance_ms)
+        if not (track.instances or track.hits):
+            continue  # nothing left that a late event could still change
         track.person = target.id
         mine = next(
             (t for t in target.tracks if t.definition is track.definition and t.hold == track.hold),
             None,
         )
+        if mine is not None:
+            seal(mine, watermark_ms, tolerance_ms)
         if mine is None:
             target.tracks = (*target.tracks, track)
             for inst in track.instances:  # same journeys, new person: a new version each

@@ -676,6 +676,60 @@ def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
     assert any(isinstance(o, DropOff) for o in restored.out)
 
 
+def calls_before_a_late_merge(run: Run, first_half: bool, merge_at: float) -> None:
+    """A customer's support issue (help page at 0, 48 h to a contact) and, under a phone
+    number not yet linked to them, a call at 6 h that resolved at 20 h: hits that start no
+    journey of their own. The link comes with a login at `merge_at` hours, past the late
+    tolerance (24 h) of both calls."""
+    if first_half:
+        run.send("cust", run.event(0, "help_view", "app"))
+        run.at(60)
+        run.send("phone", run.event(6 * 60, "contact_queued", "call_center"))
+        run.at(7 * 60)
+        run.send(
+            "phone", run.event(20 * 60, "contact_ended", "call_center", disposition="resolved")
+        )
+        run.at(21 * 60)
+    else:
+        run.at(merge_at * 60)
+        run.out += run.core.move_person("phone", "cust")
+        run.at(60 * 60)
+
+
+@pytest.mark.parametrize("merge_at", [45, 50])  # before and after the issue's time limit
+def test_a_merge_takes_only_hits_within_the_tolerance_whether_or_not_restored(
+    merge_at: float,
+) -> None:
+    """The calls' track started no journey, so only a restored core had filed it with the
+    deadline wheel (and sealed it once its hits were a day old): a restart mid-stream decided
+    whether a later merge joined them to the customer's issue, which then converted, or not
+    (the chaos suite's SIGKILL of the journeys worker, issue 21)."""
+
+    def core() -> JourneyCore:
+        return JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=24 * HOUR))
+
+    original = Run(core())
+    calls_before_a_late_merge(original, True, merge_at)
+    restored = Run(core())
+    for pid in original.core.take_dirty():
+        data = original.core.snapshot_person(pid)
+        if data is not None:
+            restored.core.restore_person(pid, orjson.loads(orjson.dumps(data)))
+    restored.core.restore_watermark(original.core.watermark_ms)
+    restored.seq = original.seq
+    original.out.clear()
+    calls_before_a_late_merge(original, False, merge_at)
+    calls_before_a_late_merge(restored, False, merge_at)
+    assert restored.out == original.out
+    journey = original.only()
+    assert (journey.person_id, journey.status, stages(journey)) == (
+        "cust",
+        "dropped_off",
+        ["issue"],
+    )
+    assert original.of(Retraction) == []
+
+
 def test_buffered_events_of_a_person_restored_over_or_dropped_are_not_applied() -> None:
     # Their release entries stay filed in the wheel; they must wake nothing.
     run = Run()
