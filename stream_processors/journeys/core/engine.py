@@ -301,7 +301,10 @@ class JourneyCore:
                 ):
                     continue  # an earlier stage of an open journey again: no change
                 changed = fold_hit(track, hit, self._live)
-            if changed:
+            # A track of hits that started no journey (a call before any help page) is filed
+            # too, so it is sealed once its hits pass the tolerance; unfiled, it and its person
+            # stayed in memory for good (and only a restore filed it).
+            if changed or not instances:
                 due = track_due(track, self._tolerance)
                 if due < track.wake_ms:  # later deadlines: the entry filed already wakes it
                     self._tracks.schedule(track, due)

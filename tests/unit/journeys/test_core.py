@@ -730,6 +730,20 @@ def test_a_merge_takes_only_hits_within_the_tolerance_whether_or_not_restored(
     assert original.of(Retraction) == []
 
 
+def test_a_person_whose_hits_start_no_journey_is_forgotten_after_the_tolerance() -> None:
+    """Calls with no help page before them fold into a track that starts no journey; once
+    their hits pass the late tolerance the track is sealed and the person leaves memory (it
+    stayed for good before, unless a restore filed it with the deadline wheel)."""
+    run = Run(JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=24 * HOUR)))
+    run.send("phone", run.event(6 * 60, "contact_queued", "call_center"))
+    run.at(7 * 60)
+    assert "phone" in run.core.persons()
+    # Both clocks past the call and the tolerance (its session closes on the late one).
+    run.at(3 * 24 * 60, late_minutes=2 * 24 * 60)
+    assert "phone" not in run.core.persons()
+    assert not [o for o in run.out if not isinstance(o, SessionRecord)]  # no journey
+
+
 def test_buffered_events_of_a_person_restored_over_or_dropped_are_not_applied() -> None:
     # Their release entries stay filed in the wheel; they must wake nothing.
     run = Run()
