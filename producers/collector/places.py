@@ -50,6 +50,13 @@ class TouchpointFields:
                 return found
         return None
 
+    def field_of(self, msg: dict[str, Any], channel: Channel) -> str:
+        """The dotted field `of` took the call's touchpoint from, to name it in a refusal."""
+        for path in self._paths[channel]:
+            if _place(_at(msg, path)) is not None:
+                return ".".join(path)
+        return "(touchpoint)"
+
 
 def _at(msg: dict[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = msg

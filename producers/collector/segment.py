@@ -20,7 +20,8 @@ Pure: no I/O, the time of receipt is an argument. The mapping, field by field:
   group's: only contact details are taken out of them, never as the person's identifiers.
 - `event_type`: the track call's `event`; `page_view`, `screen_view`, `identify`, `alias`,
   `group` for the others. `touchpoint`: by the event's channel and the source's fields
-  (`places`): the page's path on web, the screen's name in apps, for every call.
+  (`places`): the page's path on web, the screen's name in apps, for every call. A name
+  (the event's, the touchpoint's) holding a control character is refused, the field named.
 - `attribution` (contract v3, so `schema_version` 3 when present): page URL and referrer with
   an allow-listed query, UTM, user-agent family and device class, the IP only if the source
   keeps it masked (`attribution`). Calls without any stay version 1.
@@ -65,10 +66,15 @@ EVENT_TYPES = {
 _APP_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin", "unity")
 _WEB_HINTS = ("analytics.js", "analytics-next", "javascript", "browser")
 _APP_OS = frozenset({"ios", "ipados", "android", "watchos", "tvos"})
-# In an event name: C0 and C1 controls (NUL, tab, line breaks, DEL) and the characters that
-# reorder text (bidi marks, embeddings, overrides, isolates), which make a name read as
-# another in logs and charts; a zero-width no-break space (BOM) too.
+# In a name (a track call's event; a touchpoint, a screen's or page's): C0 and C1 controls
+# (NUL, tab, line breaks, DEL) and the characters that reorder text (bidi marks, embeddings,
+# overrides, isolates), which make a name read as another in logs and charts; a zero-width
+# no-break space (BOM) too.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_CONTROL_MESSAGE = (
+    "holds a control or direction-formatting character (NUL, a line break, "
+    "a right-to-left override, ...): names are plain text"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,13 +291,7 @@ def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
     if not isinstance(name, str) or not name.strip():
         raise Rejected(Problem("event", "required: the name of the tracked event"))
     if _CONTROL.search(name):
-        raise Rejected(
-            Problem(
-                "event",
-                "holds a control or direction-formatting character (NUL, a line break, "
-                "a right-to-left override, ...): names are plain text",
-            )
-        )
+        raise Rejected(Problem("event", _CONTROL_MESSAGE))
     return scrubber.text(name)
 
 
@@ -299,7 +299,12 @@ def _touchpoint(
     msg: dict[str, Any], channel: Channel, source: Source, scrubber: Scrubber
 ) -> str | None:
     found = source.rules.touchpoint.of(msg, channel)
-    return None if found is None else scrubber.text(found)
+    if found is None:
+        return None
+    if _CONTROL.search(found):  # a screen or page name is a name too: shown in charts, routed
+        field = source.rules.touchpoint.field_of(msg, channel)
+        raise Rejected(Problem(field, _CONTROL_MESSAGE))
+    return scrubber.text(found)
 
 
 def _identity(

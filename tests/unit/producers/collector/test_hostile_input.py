@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from producers.collector.intake import Outcome, Request
-from tests.unit.producers.collector.builders import NOW, WEB_KEY, basic, intake, track
+from tests.unit.producers.collector.builders import APP_KEY, NOW, WEB_KEY, basic, intake, track
 
 
 def handle(kind: str, body: bytes, encoding: str | None = None) -> Outcome:
@@ -107,3 +107,42 @@ def test_gzip_members_together_are_held_to_the_size_limit() -> None:
 
 def _call() -> dict[str, Any]:
     return {"event": "Viewed", "userId": "u-1", "messageId": "m-1"}
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "call", "field"),
+    [
+        (APP_KEY, "screen", {"name": "Bas{c}ket"}, "name"),
+        (
+            APP_KEY,
+            "track",
+            {"event": "Viewed", "properties": {"screen": "Sea{c}rch"}},
+            "properties.screen",
+        ),
+        (
+            APP_KEY,
+            "track",
+            {"event": "Viewed", "context": {"screen": {"name": "Ca{c}rt"}}},
+            "context.screen.name",
+        ),
+        (WEB_KEY, "page", {"name": "Ho{c}me"}, "name"),
+        (
+            WEB_KEY,
+            "track",
+            {"event": "Viewed", "context": {"page": {"path": "/a{c}b"}}},
+            "context.page.path",
+        ),
+    ],
+)
+@pytest.mark.parametrize("bad", ["\x00", "\n", "\u202e"])
+def test_control_characters_in_a_touchpoint_are_400_naming_its_field(
+    key: str, kind: str, call: dict[str, Any], field: str, bad: str
+) -> None:
+    """A screen's or page's name is a name too: it is the touchpoint charts and routes show."""
+    text = json.dumps({**call, "userId": "u-1"}).replace("{c}", json.dumps(bad)[1:-1])
+    request = Request(kind, f"/v1/{kind}", text.encode(), basic(key))
+    outcome = intake().handle(request, NOW, 0.0)
+    assert outcome.status == 400 and outcome.body["field"] == field, outcome.body
+    clean = text.replace(json.dumps(bad)[1:-1], "")
+    kept = intake().handle(Request(kind, f"/v1/{kind}", clean.encode(), basic(key)), NOW, 0.0)
+    assert kept.status == 200 and orjson.loads(kept.events[0][1])["touchpoint"], kept.body
