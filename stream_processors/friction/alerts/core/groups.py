@@ -199,7 +199,7 @@ class AlertGroups:
     def process(self, incidents: Iterable[Incident], front_ms: int | None) -> list[Group]:
         """Apply incident records; return the groups they changed, in the order changed."""
         touched: dict[str, Group] = {}
-        for incident in incidents:
+        for incident in _in_rank_order(incidents):
             gid = self._member_of.get(incident.incident_id)
             group = self._groups.get(gid) if gid is not None else None
             if group is None:
@@ -251,17 +251,19 @@ class AlertGroups:
         return list(self._groups.values())
 
     def _join(self, incident: Incident) -> Group | None:
+        """The alert `incident` joins: of the related ones in reach, a firing one first, then
+        the latest to begin; ties by id, never by the order the groups are held in."""
         keys = relation_keys(incident.series)
         begin, end = epoch_ms(incident.started_at), epoch_ms(incident.last_window_end)
-        best: tuple[tuple[bool, int], Group] | None = None
+        best: tuple[tuple[bool, int, str], Group] | None = None
         for group in self._groups.values():
             if not keys & group.keys:
                 continue
             first, last = group.span()
             if begin > last + self._reach or end < first - self._reach:
                 continue
-            rank = (group.status() == "firing", first)
-            if best is None or rank > best[0]:
+            rank = (group.status() != "firing", -first, group.group_id)
+            if best is None or rank < best[0]:
                 best = (rank, group)
         return best[1] if best is not None else None
 
@@ -314,6 +316,20 @@ def _paged(row: dict[str, Any], group: Group) -> tuple[str, ...]:
         return tuple(str(team) for team in row["paged"])
     last = group.published
     return (last.team,) if group.notified is not None and last is not None and last.team else ()
+
+
+def _in_rank_order(incidents: Iterable[Incident]) -> list[Incident]:
+    """The records most specific first (`headline_rank`, status aside), each incident's in the
+    order given. Which alerts form must not depend on the order a step's alarms came in: an
+    incident opens an alert or joins one already formed, and relation is not transitive (a
+    web volume and a store volume relate only through a journey seen on both), so the order
+    decides the groups. It follows the merger's arrival order, which a paused upstream stage
+    changes (the chaos suite saw other headlines after a SIGKILL)."""
+    records = list(incidents)
+    rank: dict[str, tuple[Any, ...]] = {}
+    for record in records:
+        rank.setdefault(record.incident_id, headline_rank(record)[1:])
+    return sorted(records, key=lambda r: rank[r.incident_id])
 
 
 def _recency(incident: Incident) -> tuple[int, int]:

@@ -165,7 +165,9 @@ class Incidents:
                 episode = self._apply(alert)
                 if episode is not None:
                     touched[episode.incident_id] = episode
-            for episode in touched.values():
+            # By id, not by the order the detector said them: the records' order decides how
+            # they are batched into alerts (`AlertGroups`), and must not follow arrival order.
+            for episode in sorted(touched.values(), key=_by_id):
                 if episode.record is None:  # opened in this step
                     if not episode.live():  # and withdrawn in it too
                         self._forget(episode)
@@ -394,3 +396,7 @@ def _load(row: dict[str, Any]) -> _Episode:
         record=record,
         found_late_by=record.found_late_by if record is not None and record.late else None,
     )
+
+
+def _by_id(episode: _Episode) -> str:
+    return episode.incident_id
