@@ -6,7 +6,8 @@ characters, strings at most 1024 characters. Segment payloads nest freely, so:
 - nested objects are flattened into dotted keys (`product.sku`), up to `MAX_FLATTEN_DEPTH`;
   deeper objects and all lists are kept as their JSON text;
 - strings longer than 1024 characters are truncated (the note says so);
-- keys that are empty or longer than 128 characters are dropped, with a note;
+- keys that are empty or longer than 128 characters, or hold a control or
+  direction-formatting character (`CONTROL`: a key is a name), are dropped, with a note;
 - beyond 63 keys the rest are dropped and `_dropped` lists their names, so an analyst sees
   that something is missing; the client is told in the response.
 
@@ -16,6 +17,7 @@ Every key and string value passes through the scrubber first (see `scrub`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,17 @@ DROPPED_KEY = "_dropped"
 
 Scalar = str | int | float | bool | None
 _PLAIN = frozenset({int, float, bool, type(None)})
+# In a name (an event's, a touchpoint's, a property key): C0 and C1 controls (NUL, tab, line
+# breaks, DEL) and the characters that reorder text (bidi marks, embeddings, overrides,
+# isolates), which make a name read as another in logs and charts; a zero-width no-break
+# space (BOM) too.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def has_control(name: str) -> bool:
+    """Whether a name holds a `CONTROL` character. Every one of them is unprintable, and
+    `isprintable` runs at C speed: most names are answered without the search."""
+    return not name.isprintable() and CONTROL.search(name) is not None
 
 
 @dataclass(slots=True)
@@ -73,6 +86,11 @@ def bound(items: Iterable[tuple[str, Any]], scrubber: Scrubber) -> Bounded:
 def _add(out: Bounded, key: str, value: Any, scrubber: Scrubber, depth: int) -> None:
     if not key or len(key) > MAX_KEY:
         out.notes.append(f"properties: key {key[:40]!r} dropped (1 to {MAX_KEY} characters)")
+        return
+    if has_control(key):  # not repeated in the note: it would carry the character on
+        out.notes.append(
+            "properties: a key with a control or direction-formatting character dropped"
+        )
         return
     if isinstance(value, dict) and depth < MAX_FLATTEN_DEPTH:
         for sub, item in value.items():
@@ -117,4 +135,4 @@ def _leaf_kind(key: str) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _plain_key(key: str) -> bool:
     """A key kept as it is, whose value is judged by its look alone."""
-    return 0 < len(key) <= MAX_KEY and _leaf_kind(key) is None
+    return 0 < len(key) <= MAX_KEY and _leaf_kind(key) is None and not has_control(key)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -66,11 +65,6 @@ EVENT_TYPES = {
 _APP_HINTS = ("ios", "android", "react-native", "flutter", "swift", "kotlin", "xamarin", "unity")
 _WEB_HINTS = ("analytics.js", "analytics-next", "javascript", "browser")
 _APP_OS = frozenset({"ios", "ipados", "android", "watchos", "tvos"})
-# In a name (a track call's event; a touchpoint, a screen's or page's): C0 and C1 controls
-# (NUL, tab, line breaks, DEL) and the characters that reorder text (bidi marks, embeddings,
-# overrides, isolates), which make a name read as another in logs and charts; a zero-width
-# no-break space (BOM) too.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _CONTROL_MESSAGE = (
     "holds a control or direction-formatting character (NUL, a line break, "
     "a right-to-left override, ...): names are plain text"
@@ -290,7 +284,7 @@ def _event_type(msg: dict[str, Any], call: str, scrubber: Scrubber) -> str:
     name = msg.get("event")
     if not isinstance(name, str) or not name.strip():
         raise Rejected(Problem("event", "required: the name of the tracked event"))
-    if _CONTROL.search(name):
+    if properties.has_control(name):
         raise Rejected(Problem("event", _CONTROL_MESSAGE))
     return scrubber.text(name)
 
@@ -301,7 +295,8 @@ def _touchpoint(
     found = source.rules.touchpoint.of(msg, channel)
     if found is None:
         return None
-    if _CONTROL.search(found):  # a screen or page name is a name too: shown in charts, routed
+    # A screen's or page's name is a name too: charts show it, routes match it.
+    if properties.has_control(found):
         field = source.rules.touchpoint.field_of(msg, channel)
         raise Rejected(Problem(field, _CONTROL_MESSAGE))
     return scrubber.text(found)

@@ -146,3 +146,15 @@ def test_control_characters_in_a_touchpoint_are_400_naming_its_field(
     clean = text.replace(json.dumps(bad)[1:-1], "")
     kept = intake().handle(Request(kind, f"/v1/{kind}", clean.encode(), basic(key)), NOW, 0.0)
     assert kept.status == 200 and orjson.loads(kept.events[0][1])["touchpoint"], kept.body
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\n", "\u202e", "\ufeff"])
+def test_property_keys_with_control_characters_are_dropped_with_a_note(bad: str) -> None:
+    """A property key is a name too; the event keeps its other properties."""
+    properties = {f"co{bad}lor": "red", "size": "M", "product": {f"s{bad}ku": "A1", "brand": "x"}}
+    outcome = handle("track", json.dumps({**_call(), "properties": properties}).encode())
+    assert outcome.status == 200, outcome.body
+    kept = orjson.loads(outcome.events[0][1])["properties"]
+    assert kept == {"size": "M", "product.brand": "x"}
+    notes = [w["message"] for w in outcome.body["warnings"]]
+    assert len(notes) == 2 and all("control" in n and bad not in n for n in notes), notes
