@@ -153,10 +153,25 @@ class Outbox:
     partitions: int
     rows: dict[int, list[bytes]] = field(default_factory=dict)
 
-    def person(self, new: str, old: str, snapshot: Any, relay: bool = False) -> None:
+    def person(
+        self,
+        new: str,
+        old: str,
+        snapshot: Any,
+        relay: bool = False,
+        merged_ms: int | None = None,
+    ) -> None:
         """`old`'s journeys for `new` (None: it had none; the receiver still waits for this).
-        `relay`: passed on by a partition `new` had left; nobody awaits it there."""
-        row = {"kind": "person", "person_id": new, "from": old, "state": snapshot, "relay": relay}
+        `relay`: passed on by a partition `new` had left; nobody awaits it there. `merged_ms`:
+        the merge's event time, which bounds the hits the receiver takes (`absorb`)."""
+        row = {
+            "kind": "person",
+            "person_id": new,
+            "from": old,
+            "state": snapshot,
+            "relay": relay,
+            "at": merged_ms,
+        }
         self._add(new, orjson.dumps(row))
 
     def event(self, new: str, event: dict[str, Any]) -> None:

@@ -260,12 +260,15 @@ class JourneyStage:
                     if row["state"] is None:
                         continue
                     if new is not None:
-                        moved.person(new, row["from"], row["state"], relay=True)
+                        moved.person(
+                            new, row["from"], row["state"], relay=True, merged_ms=row.get("at")
+                        )
                         journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
                         continue
                     out.add(core.observe_batch(pairs))
                     pairs = []
-                    out.add(core.import_person(pid, row["state"]))
+                    # Rows from before `at` was sent have none: bounded by the watermark.
+                    out.add(core.import_person(pid, row["state"], row.get("at")))
                     journeys_metrics.JOURNEY_HANDOFFS.labels("in").inc()
             out.add(core.observe_batch(pairs))
             self._advance(part, out)
@@ -308,7 +311,7 @@ class JourneyStage:
     ) -> None:
         core = part.core
         if partition_for(new.encode(), self.partitions) == partition:
-            out.add(core.move_person(old, new))
+            out.add(core.move_person(old, new, merged_ms))
             journeys_metrics.JOURNEY_HANDOFFS.labels("local").inc()
             return
         snapshot = core.export_person(old)
@@ -320,7 +323,7 @@ class JourneyStage:
         since = core.watermark_ms if merged_ms is None else max(core.watermark_ms, merged_ms)
         part.handoffs.forward_to(old, new, since + self.core_settings.late_tolerance_ms)
         # Sent even without state: the receiving partition holds its time until it hears.
-        moved.person(new, old, snapshot)
+        moved.person(new, old, snapshot, merged_ms=merged_ms)
         journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
 
     # -- outputs --------------------------------------------------------------------------

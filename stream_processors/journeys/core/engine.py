@@ -356,11 +356,12 @@ class JourneyCore:
 
     # -- identity merges ------------------------------------------------------------------
 
-    def move_person(self, old: str, new: str) -> list[Output]:
+    def move_person(self, old: str, new: str, at_ms: int | None = None) -> list[Output]:
         """Identity merge: person `old` is now `new`. Its journeys, sessions and buffered
         events join `new`'s; journeys of one definition are folded together (the instance
         whose start came first keeps its id, the other is reported `merged` into it). Events
-        still arriving for `old` go to `new` for `alias_ttl_ms` of event time."""
+        still arriving for `old` go to `new` for `alias_ttl_ms` of event time. `at_ms`: the
+        merge's own event time (the link's), which bounds the hits it takes (`absorb`)."""
         if old == new:
             return []
         self._aliases.add(old, new, self.watermark_ms)
@@ -369,19 +370,22 @@ class JourneyCore:
         if source is None:
             return []
         source.gone = True
-        return self._absorb_into(new, source)
+        return self._absorb_into(new, source, at_ms)
 
     def export_person(self, pid: str) -> dict[str, Any] | None:
         """A person's state to carry to another partition (`import_person` there), or None."""
         person = self._people.get(pid)
         return dump_person(person) if person is not None else None
 
-    def import_person(self, pid: str, data: Mapping[str, Any]) -> list[Output]:
-        """Merge exported state (another partition's person) into person `pid`."""
+    def import_person(
+        self, pid: str, data: Mapping[str, Any], at_ms: int | None = None
+    ) -> list[Output]:
+        """Merge exported state (another partition's person) into person `pid`; `at_ms` as
+        for `move_person`."""
         source, skipped = load_person(pid, data, self._by_key)
         self.counters["orphaned"] += skipped
         self._dirty.add(pid)
-        return self._absorb_into(pid, source)
+        return self._absorb_into(pid, source, at_ms)
 
     def drop_person(self, pid: str, moved_to: str | None = None) -> None:
         """Forget a person (exported elsewhere); `moved_to` aliases its later events."""
@@ -402,13 +406,19 @@ class JourneyCore:
         """Every person id the core holds anything of: persons, and aliases of merged ones."""
         return [*self._people, *self._aliases.olds()]
 
-    def _absorb_into(self, pid: str, source: Person) -> list[Output]:
+    def _absorb_into(self, pid: str, source: Person, at_ms: int | None) -> list[Output]:
         target = self._people.get(pid)
         if target is None:
             target = self._people[pid] = Person(pid)
         out: list[Output] = []
         changed = absorb(
-            target, source, self.watermark_ms, self._sessions, out, tolerance_ms=self._tolerance
+            target,
+            source,
+            self.watermark_ms,
+            self._sessions,
+            out,
+            tolerance_ms=self._tolerance,
+            merged_ms=at_ms,
         )
         # A track from a partition further ahead in event time had its floor raised there:
         # events this partition still accepts must not be ignored by it.

@@ -171,11 +171,13 @@ def seal_time(track: Track, inst: Instance, seal_after_ms: int) -> int:
     return inst.ended_ms + reopen + seal_after_ms
 
 
-def seal(track: Track, watermark: int, tolerance: int) -> None:
+def seal(track: Track, watermark: int, tolerance: int, hits_at: int | None = None) -> None:
     """Forget ended instances no late event can change any more, and the hits before
     the oldest instance kept that are beyond the late tolerance (the track's own fold
     never needs them again, and an identity merge with another track takes only what is
-    within the tolerance into account, like late events)."""
+    within the tolerance into account, like late events). `hits_at`, when later than the
+    watermark, is the time whose tolerance bounds the hits kept (an identity merge's own
+    event time); instances are sealed at the watermark whatever it is."""
     instances = track.instances
     sealed = 0
     while sealed < len(instances):
@@ -184,7 +186,7 @@ def seal(track: Track, watermark: int, tolerance: int) -> None:
         sealed += 1
     if sealed:
         track.instances = instances = instances[sealed:]
-    floor = watermark - tolerance
+    floor = max(watermark, watermark if hits_at is None else hits_at) - tolerance
     if instances:
         floor = min(floor, instances[0].start_ms - 1)
     if floor > track.floor_ms:

@@ -31,6 +31,7 @@ def absorb(
     out: list[Output],
     *,
     tolerance_ms: int,
+    merged_ms: int | None = None,
 ) -> list[Track]:
     """Move everything of `source` into `target`; return the tracks that changed.
 
@@ -38,10 +39,13 @@ def absorb(
     within the late tolerance, whenever the tracks were last woken: a track of hits that
     started no journey (a call with no help page before it) is filed with the deadline wheel
     only when restored from a snapshot, so without this a restart decided whether its hits,
-    however old, joined the other person's journey."""
+    however old, joined the other person's journey. The hits kept are those within the
+    tolerance of the merge's own time (`merged_ms`, the link's event time) when it is later
+    than the watermark: how far this partition's time had moved when the merge was read
+    depends on the order its inputs were read in, which a restart upstream changes."""
     changed: list[Track] = []
     for track in source.tracks:
-        seal(track, watermark_ms, tolerance_ms)
+        seal(track, watermark_ms, tolerance_ms, merged_ms)
         if not (track.instances or track.hits):
             continue  # nothing left that a late event could still change
         track.person = target.id
@@ -50,7 +54,7 @@ def absorb(
             None,
         )
         if mine is not None:
-            seal(mine, watermark_ms, tolerance_ms)
+            seal(mine, watermark_ms, tolerance_ms, merged_ms)
         if mine is None:
             target.tracks = (*target.tracks, track)
             for inst in track.instances:  # same journeys, new person: a new version each

@@ -744,6 +744,33 @@ def test_a_person_whose_hits_start_no_journey_is_forgotten_after_the_tolerance()
     assert not [o for o in run.out if not isinstance(o, SessionRecord)]  # no journey
 
 
+@pytest.mark.parametrize("merge_at", [45, 50])
+def test_a_merge_takes_the_same_hits_however_far_time_had_moved_when_it_came(
+    merge_at: float,
+) -> None:
+    """The link's own time (the login at `merge_at` hours) bounds the calls a merge takes,
+    not how far this partition's time had moved when the merge was read: after a restart
+    of the identity stage, merges are read well ahead of the `stitched` backlog, and the
+    customer's issue converted by day-old calls only in that run (chaos suite, SIGKILL of the
+    identity worker, issue 21)."""
+
+    def run(read_at: float) -> Run:
+        r = Run(
+            JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=24 * HOUR))
+        )
+        calls_before_a_late_merge(r, True, merge_at)
+        r.at(read_at * 60)
+        r.out += r.core.move_person("phone", "cust", at_ms=T0_MS + round(merge_at * HOUR))
+        r.at(merge_at * 60)
+        r.at(60 * 60)
+        return r
+
+    early, on_time = run(read_at=22), run(read_at=merge_at)
+    assert early.journeys() == on_time.journeys()
+    journey = on_time.only()
+    assert (journey.status, stages(journey)) == ("dropped_off", ["issue"])
+
+
 def test_buffered_events_of_a_person_restored_over_or_dropped_are_not_applied() -> None:
     # Their release entries stay filed in the wheel; they must wake nothing.
     run = Run()

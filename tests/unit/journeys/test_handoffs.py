@@ -88,7 +88,7 @@ def test_restore_gives_back_what_was_written() -> None:
 
 def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
     out = Outbox(partitions=4)
-    out.person("new", "old", {"journeys": []})
+    out.person("new", "old", {"journeys": []}, merged_ms=1_700_000_000_000)
     out.event("new", {"event_id": "e1", "person_id": "old"})
     (target, rows), *rest = out.rows.items()
     assert not rest and target == partition_for(b"new", 4)
@@ -99,5 +99,6 @@ def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
         "from": "old",
         "state": {"journeys": []},
         "relay": False,
+        "at": 1_700_000_000_000,  # the merge's event time: it bounds the hits taken there
     }
     assert event["event"]["person_id"] == "new"  # restamped for the receiver
