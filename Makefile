@@ -20,13 +20,14 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-detection chaos broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-e2e bench-detection chaos broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
 	@echo "make test       lint, typecheck, unit + property + integration tests on a real local broker"
 	@echo "make test-long  the acceptance runs of minutes each that make test leaves out"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
+	@echo "make bench-e2e  the end-to-end figure alone: every stage and the sink on ~1M events"
 	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
 	@echo "make chaos      every fault scenario 3 times on >= 100,000 events (long; table in .local/chaos)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
@@ -103,6 +104,10 @@ typecheck: $(STAMP)
 
 bench: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench
+
+# The end-to-end figure alone (tests/bench/end_to_end.py; also part of make bench).
+bench-e2e: setup
+	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench.end_to_end
 
 # Acceptance runs of minutes each (marked `long`; `make test` leaves them out).
 test-long: setup

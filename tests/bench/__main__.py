@@ -16,6 +16,7 @@ from . import (
     analyst_queries,
     collector,
     core,
+    end_to_end,
     friction,
     friction_stage,
     identity,
@@ -98,6 +99,9 @@ def main() -> int:
         sink[1].target = ">= 150,000 rows/s"
         results += sink
         results += analyst_benches(work)
+
+        print("end to end: every stage and the sink as processes, fed a file ...", flush=True)
+        results += end_to_end.bench_end_to_end(work)
 
     print()
     print(render(results))
