@@ -330,6 +330,9 @@ class DetectorSettings(Section):
     cusum_odds: float = Field(default=3.0, gt=1)
     cusum_fall: float = Field(default=0.3, gt=0, lt=1)
     progression: bool = True  # test stage series' entrants in flight (`progression.py`)
+    # The progression test's own threshold (9.2: 10^4 windows, 35 days, on average to a false
+    # alarm per stage series): a stall must be found from the windows 15 minutes close.
+    cusum_progression_h: float = Field(default=9.210340371976184, gt=0)
 
 
 class FrictionSettings(Section):

@@ -104,6 +104,7 @@ def detector_config(f: FrictionSettings, late_lateness: timedelta | None = None)
             rise=d.cusum_rise,
             fall=d.cusum_fall,
             odds=d.cusum_odds,
+            progression_h=d.cusum_progression_h,
         )
         if d.cusum
         else None,

@@ -238,43 +238,57 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("stream_processors").setLevel(logging.ERROR)
     scenarios = [s for s in SCENARIOS if args.only in s.name]
-    scored_days = max(s.scored_days for s in scenarios)
-    traffic = Traffic(args.customers, args.warmup_days, scored_days)
     began = time.perf_counter()
-    days = traffic.warmup_days + scored_days
-    print(f"simulating {traffic.customers:,} customers over {days:g} days ...", flush=True)
-    sim = simulate(traffic)
-    simulated = time.perf_counter() - began
-    print(f"warm-up: {traffic.warmup_days:g} days of history through the cores ...", flush=True)
-    pipeline = CorePipeline()
-    last_day = warm(sim, pipeline)
-    warmed = time.perf_counter() - began - simulated
-    memory = friction_memory(pipeline)
-    held = windows_held(pipeline)
-    series = last_day.series()
-    results = play_all(pipeline, sim, scenarios, args.at_once)
-    played = time.perf_counter() - began - simulated - warmed
+    results: dict[str, ScenarioResult] = {}
+    runs: list[str] = []
+    memory_line = ""
+    for kind in dict.fromkeys(s.progress_times for s in scenarios):
+        group = [s for s in scenarios if s.progress_times == kind]
+        scored_days = max(s.scored_days for s in group)
+        traffic = Traffic(args.customers, args.warmup_days, scored_days, progress_times=kind)
+        started = time.perf_counter()
+        days = traffic.warmup_days + scored_days
+        print(f"simulating {traffic.customers:,} customers over {days:g} days ({kind}) ...")
+        sim = simulate(traffic)
+        simulated = time.perf_counter() - started
+        print(f"warm-up: {traffic.warmup_days:g} days of history through the cores ...", flush=True)
+        pipeline = CorePipeline()
+        last_day = warm(sim, pipeline)
+        warmed = time.perf_counter() - started - simulated
+        for result in play_all(pipeline, sim, group, args.at_once):
+            results[result.scenario] = result
+        played = time.perf_counter() - started - simulated - warmed
+        warm_from = traffic.scored_from - timedelta(days=traffic.warmup_days)
+        runs.append(
+            f"warm-up ({kind} progress times): {traffic.warmup_days:g} days "
+            f"({_day(warm_from)} to {_day(traffic.scored_from)}), {pipeline.events_in:,} "
+            f"events; simulation {simulated:.0f} s, warm-up {warmed:.0f} s, scenarios "
+            f"{played:.0f} s, {args.at_once} at a time"
+        )
+        if not memory_line:
+            memory_line = _memory(pipeline, last_day.series())
+    ordered = [results[s.name] for s in scenarios]
     total = time.perf_counter() - began
     print()
-    print(render(results))
+    print(render(ordered))
     print()
-    print(details(results))
+    print(details(ordered))
     print()
-    warm_from = traffic.scored_from - timedelta(days=traffic.warmup_days)
-    print(
-        f"warm-up: {traffic.warmup_days:g} days ({_day(warm_from)} to "
-        f"{_day(traffic.scored_from)}), {pipeline.events_in:,} events; run time {total:.0f} s "
-        f"(simulation {simulated:.0f} s, warm-up {warmed:.0f} s, scenarios "
-        f"{played:.0f} s, {args.at_once} at a time)"
-    )
+    print("\n".join(runs))
+    print(f"run time {total:.0f} s")
+    print(memory_line)
+    return 0
+
+
+def _memory(pipeline: CorePipeline, series: int) -> str:
+    memory, held = friction_memory(pipeline), windows_held(pipeline)
     lateness = pipeline.settings.friction.allowed_lateness
     late = pipeline.detection.late_lateness
-    print(
+    return (
         f"friction stage memory: {memory / series:,.0f} bytes per series "
         f"({memory / 1e6:.1f} MB for {series} series, windows kept {lateness} past their end, "
         f"late channels' {late}: {held[1]:,} of the {held[0]:,} windows held)"
     )
-    return 0
 
 
 def _day(at: datetime) -> str:

@@ -212,7 +212,7 @@ class Detector:
             expected=found.expected,
             p_value=None,
             severity=severity,
-            explanation=_in_flight_text(series, found, begin, end, cfg.h),
+            explanation=_in_flight_text(series, found, begin, end, cfg.progression_h),
         )
         self._alerted[(series, start, "progression")] = alert
         return [alert]
@@ -221,7 +221,7 @@ class Detector:
         cfg = self._cusum
         return (
             found.tested
-            and found.value >= cfg.h
+            and found.value >= cfg.progression_h
             and found.expected >= self.config.min_run_expected
             and found.observed <= (1.0 + cfg.fall) / 2.0 * found.expected
         )

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LN_MILLION = math.log(1e6)
+LN_10K = math.log(1e4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class CusumConfig:
     stall: float = 0.1  # ... and its stall, beside it (`progression.py`: both, less ln 2)
     odds: float = 3.0  # ... the designed odds ratio of a drop-off share
     cap_over_h: float = 1.5  # S is capped at this times h, so it comes back soon after
+    # The progression test's own threshold (`progression.py`, "Threshold"): a stage series'
+    # entrants in flight alarm at `progression_h`, at least e^h windows (10^4: 35 days) to a
+    # false alarm per stage series, so that a stall is found from the windows 15 minutes allow.
+    progression_h: float = LN_10K
 
     @property
     def cap(self) -> float:

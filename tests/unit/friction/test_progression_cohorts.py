@@ -157,3 +157,21 @@ def test_the_cohorts_evidence_is_kept_in_the_detectors_state() -> None:
     for index in range(WARMUP + 20, WARMUP + 40):
         found = before.close(SCOPE, T0 + index * WINDOW, counts[index])
     assert found.value >= CusumConfig().h  # the stall goes on and is found again
+
+
+def test_the_progression_threshold_finds_a_stall_a_window_earlier() -> None:
+    """The progression test's own threshold (ln 10^4): of 30 seeded stalls to 10% at 17
+    entrants a window, most alarm at the close of the change's second window (W + 1, ten
+    minutes of entrants), more of them than at the counts' h = ln 10^6; none before W."""
+    cusum = CusumConfig()
+    assert cusum.progression_h == pytest.approx(math.log(1e4)) and cusum.progression_h < cusum.h
+    early = {cusum.h: 0, cusum.progression_h: 0}
+    for seed in range(30):
+        rng = random.Random(200 + seed)
+        start = WARMUP + rng.randrange(12)
+        counts = checkout(rng, start + 4, per_window=17.0, change=(start, start + 3, 0.1))
+        for h in early:
+            found = first_alarm(counts, after=0, h=h)
+            assert found is None or found >= start, (seed, h, found)
+            early[h] += found is not None and found <= start + 1
+    assert early[cusum.progression_h] >= 27 and early[cusum.progression_h] > early[cusum.h], early
