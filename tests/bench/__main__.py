@@ -99,9 +99,7 @@ def main() -> int:
         sink[1].target = ">= 150,000 rows/s"
         results += sink
         results += analyst_benches(work)
-
-        print("end to end: every stage and the sink as processes, fed a file ...", flush=True)
-        results += end_to_end.bench_end_to_end(work)
+        results += whole_pipeline(work)
 
     print()
     print(render(results))
@@ -124,6 +122,12 @@ def person_stages(work: Path) -> list[Result]:
     )
     results += friction_stage.bench_alert_delay(pipeline.bench_settings(work), work / "delay.log")
     return results
+
+
+def whole_pipeline(work: Path) -> list[Result]:
+    """Every stage and the sink as processes at once, beside the bound of each alone."""
+    print("end to end: every stage and the sink as processes, fed a file ...", flush=True)
+    return end_to_end.bench_end_to_end(work)
 
 
 def analyst_benches(work: Path) -> list[Result]:
