@@ -179,6 +179,9 @@ class ClickHouseSettings(Section):
     was given, for the entry point to say so)."""
 
     dsn: SecretStr | None = None
+    # A ClickHouse cluster's name (remote_servers): the schema is made ON CLUSTER, each table
+    # as a Replicated `<table>_local` under a Distributed `<table>` (sinks/cluster.py).
+    cluster: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     http: ClickHouseHttpSettings = ClickHouseHttpSettings()
     _relative: str | None = PrivateAttr(default=None)
 

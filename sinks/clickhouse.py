@@ -35,6 +35,17 @@ JSON_INSERT_SETTINGS: dict[str, Any] = {
 }
 
 
+# On a cluster (`clickhouse.cluster`) the plain table names are Distributed tables
+# (sinks/cluster.py). The insert deduplication token reaches the shards either way (an insert
+# sent on to a shard carries the query's settings, and so does each file a background insert
+# queues), but a background insert returns once the rows are queued on the node the sink talks
+# to: the sink would commit its Kafka offsets before any shard has the rows, a shard refusing
+# a row (a row check, code 469) would fail in that queue, retried there, instead of reaching
+# the sink's refused-batch path, and queued files may go out together as one block under one
+# token. In the foreground the insert returns when every shard has written its rows, or fails.
+CLUSTER_INSERT_SETTINGS: dict[str, Any] = {"distributed_foreground_insert": 1}
+
+
 class ClickHouseUnreachableError(RuntimeError):
     """ClickHouse did not answer; the message names the setting to change."""
 
@@ -149,6 +160,14 @@ def _comments(client: Client) -> dict[str, dict[str, str]]:
     for table, name, comment in rows:
         existing.setdefault(table, {})[name] = comment
     return existing
+
+
+def insert_into_cluster(client: Client) -> Client:
+    """`client`, its inserts made with CLUSTER_INSERT_SETTINGS from now on: for the sink and
+    the dead-letter replay when `clickhouse.cluster` is set."""
+    for key, value in CLUSTER_INSERT_SETTINGS.items():
+        client.set_client_setting(key, value)
+    return client
 
 
 def insert_json_rows(client: Client, table: str, rows_json: bytes, token: str) -> int:

@@ -17,6 +17,11 @@ _HISTORY_HELP = (
     "writing to the same tables"
 )
 
+_CLUSTER_HELP = (
+    "a ClickHouse cluster's name (remote_servers): the schema ON CLUSTER, Replicated and "
+    "Distributed (default: the setting clickhouse.cluster; none: one server)"
+)
+
 
 def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     t = sub.add_parser(
@@ -26,17 +31,32 @@ def register(sub: SubParsers[argparse.ArgumentParser]) -> None:
     )
     t.add_argument("--history", action="store_true", help=_HISTORY_HELP)
     t.set_defaults(func=_topics)
-    db = sub.add_parser("db", help="ClickHouse schema", epilog=examples("db migrate", "db ddl"))
+    db = sub.add_parser(
+        "db",
+        help="ClickHouse schema",
+        epilog=examples("db migrate", "db ddl", "db ddl --cluster analytics"),
+    )
     dsub = db.add_subparsers(title="actions", metavar="ACTION")
     m = dsub.add_parser(
         "migrate",
         help="create missing tables, add missing columns, recreate views (idempotent)",
-        epilog=examples("db migrate"),
+        description="Bring ClickHouse to this version's schema. On a cluster (--cluster, or "
+        "JOURNEYS_CLICKHOUSE__CLUSTER) every statement runs ON CLUSTER: each table is a "
+        "Replicated <table>_local on every shard under a Distributed <table>.",
+        epilog=examples("db migrate", "db migrate --cluster analytics"),
     )
+    m.add_argument("--cluster", metavar="NAME", help=_CLUSTER_HELP)
     m.set_defaults(func=_migrate)
-    dsub.add_parser(
-        "ddl", help="print the CREATE TABLE statements", epilog=examples("db ddl")
-    ).set_defaults(func=_ddl)
+    d = dsub.add_parser(
+        "ddl",
+        help="print the CREATE TABLE statements",
+        description="Print the statements that make the schema, for one server or (--cluster) "
+        "for a cluster: Replicated <table>_local tables, Distributed <table> tables over them "
+        "and the views, all ON CLUSTER.",
+        epilog=examples("db ddl", "db ddl --cluster analytics"),
+    )
+    d.add_argument("--cluster", metavar="NAME", help=_CLUSTER_HELP)
+    d.set_defaults(func=_ddl)
     serve = dsub.add_parser(
         "serve",
         help="serve the embedded ClickHouse folder over ClickHouse's HTTP interface",
@@ -135,21 +155,48 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from sinks.clickhouse import connect, migrate, reader_dsn
+def _cluster(settings: Settings, args: argparse.Namespace) -> str | None:
+    """The cluster the schema is on: --cluster, else the setting; None for one server."""
+    chosen: str | None = getattr(args, "cluster", None) or settings.clickhouse.cluster
+    if chosen is not None:
+        from sinks.cluster import cluster_name
+
+        cluster_name(chosen)  # a ValueError names what is wrong
+    return chosen
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.clickhouse import connect, insert_into_cluster, migrate, reader_dsn
+    from sinks.cluster import migrate_cluster
     from sinks.definitions import record_definitions
 
+    try:
+        cluster = _cluster(settings, args)
+    except ValueError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
     # Through the live interface when a process serves the folder (the sink, `db serve`).
     client = connect(reader_dsn(settings.clickhouse_dsn))
-    print(f"applied {migrate(client)} statements")
+    if cluster is None:
+        print(f"applied {migrate(client)} statements")
+    else:
+        print(f"applied {migrate_cluster(client, cluster)} statements on cluster {cluster}")
+        insert_into_cluster(client)
     record_definitions(client, settings.journeys.definitions)
     return 0
 
 
-def _ddl(_settings: Settings, _args: argparse.Namespace) -> int:
+def _ddl(settings: Settings, args: argparse.Namespace) -> int:
+    from sinks.cluster import cluster_ddl
     from sinks.tables import ddl
 
-    print(";\n\n".join(ddl()) + ";")
+    try:
+        cluster = _cluster(settings, args)
+    except ValueError as exc:
+        print(f"journeys: error: {exc}", file=sys.stderr)
+        return 2
+    statements = ddl() if cluster is None else cluster_ddl(cluster)
+    print(";\n\n".join(statements) + ";")
     return 0
 
 
@@ -199,7 +246,8 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
     from schemas.topics import Topics
-    from sinks.clickhouse import connect, migrate, reader_dsn
+    from sinks.clickhouse import connect, insert_into_cluster, migrate, reader_dsn
+    from sinks.cluster import migrate_cluster
     from sinks.definitions import record_definitions
     from sinks.http.server import serving
     from sinks.runner import TopicSink, pipeline_routes
@@ -216,7 +264,11 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     # its interface; otherwise this sink owns the folder and serves it so others can read.
     dsn = reader_dsn(settings.clickhouse_dsn)
     client = connect(dsn)
-    migrate(client)
+    if settings.clickhouse.cluster is None:
+        migrate(client)
+    else:
+        migrate_cluster(client, settings.clickhouse.cluster)
+        insert_into_cluster(client)
     record_definitions(client, settings.journeys.definitions)
     stop = _stop_flag()
     routes = pipeline_routes(Topics.from_settings(settings.topics))
@@ -237,12 +289,14 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay_dead_letters(settings: Settings, _args: argparse.Namespace) -> int:
     from deploy.kafka_admin import ensure_topics
-    from sinks.clickhouse import connect, reader_dsn
+    from sinks.clickhouse import connect, insert_into_cluster, reader_dsn
     from sinks.replay import ReplayStoppedError, replay_dead_letters
 
     ensure_topics(settings)
     # Through the live interface when a process serves the folder (a running sink).
     client = connect(reader_dsn(settings.clickhouse_dsn))
+    if settings.clickhouse.cluster is not None:
+        insert_into_cluster(client)
     try:
         report = replay_dead_letters(settings, client)
     except ReplayStoppedError as exc:
