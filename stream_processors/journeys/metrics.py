@@ -11,7 +11,10 @@ JOURNEY_WATERMARK = Gauge(
 )
 
 JOURNEY_RECORDS = Counter(
-    "journeys_records_total", "Drop-offs and retractions reported by the journeys stage", ["kind"]
+    "journeys_records_total",
+    "Records the journeys stage wrote, by kind (journeys, dropoffs, retractions); superseded: "
+    "journey versions not written because a later version of the same step replaced them",
+    ["kind"],
 )
 
 JOURNEY_ANONYMOUS = Counter(

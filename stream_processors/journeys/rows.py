@@ -148,7 +148,12 @@ def session_row(r: SessionRecord) -> bytes:
 
 
 class Outputs:
-    """One step's records sorted into rows per output topic."""
+    """One step's records sorted into rows per output topic.
+
+    A journey changed by several events of one step (a person's buffered events released
+    together, a refold) is reported in as many versions; the table keeps only the highest
+    version of each journey (ReplacingMergeTree), so only that one becomes a row. That saves
+    the others' encoding here, their bytes on the topic and their rows in ClickHouse."""
 
     __slots__ = (
         "dropoffs",
@@ -157,11 +162,13 @@ class Outputs:
         "rejected",
         "retractions",
         "sessions",
+        "superseded",
         "transitions",
     )
 
     def __init__(self) -> None:
-        self.journeys: list[bytes] = []
+        self.journeys: dict[str, JourneyUpdate] = {}  # the latest version of each, by id
+        self.superseded = 0  # journey versions a later one of the same step replaced
         self.transitions: list[bytes] = []
         self.dropoffs: list[bytes] = []
         self.retractions: list[bytes] = []
@@ -175,8 +182,21 @@ class Outputs:
 
     def by_topic(self, names: dict[str, str]) -> list[tuple[str, list[bytes]]]:
         """(topic, rows) for every kind with rows; `names` maps kind -> topic."""
-        kinds = ("journeys", "transitions", "dropoffs", "retractions", "sessions")
-        return [(names[k], rows) for k in kinds if (rows := getattr(self, k))]
+        found = []
+        if self.journeys:
+            found.append((names["journeys"], [journey_row(r) for r in self.journeys.values()]))
+        kinds = ("transitions", "dropoffs", "retractions", "sessions")
+        return found + [(names[k], rows) for k in kinds if (rows := getattr(self, k))]
+
+
+def _journey(o: Outputs, r: JourneyUpdate) -> None:
+    known = o.journeys.get(r.journey_id)
+    if known is None:
+        o.journeys[r.journey_id] = r
+    else:
+        o.superseded += 1
+        if r.version > known.version:
+            o.journeys[r.journey_id] = r
 
 
 def _retraction(o: Outputs, r: Retraction) -> None:
@@ -190,7 +210,7 @@ def _rejected(o: Outputs, _r: Rejected) -> None:
 
 
 _SORT: dict[type, Callable[[Outputs, Any], None]] = {
-    JourneyUpdate: lambda o, r: o.journeys.append(journey_row(r)),
+    JourneyUpdate: _journey,
     StageTransition: lambda o, r: o.transitions.append(transition_row(r)),
     DropOff: lambda o, r: o.dropoffs.append(dropoff_row(r)),
     Retraction: _retraction,

@@ -341,6 +341,10 @@ class JourneyStage:
             for topic in (self.topics.journey_dropoffs, self.topics.journey_transitions):
                 if topic not in sent:
                     sender.produce(topic, envelope.encode([], watermark_ms), None, partition)
+        if out.journeys:
+            journeys_metrics.JOURNEY_RECORDS.labels("journeys").inc(len(out.journeys))
+        if out.superseded:
+            journeys_metrics.JOURNEY_RECORDS.labels("superseded").inc(out.superseded)
         if out.dropoffs:
             journeys_metrics.JOURNEY_RECORDS.labels("dropoffs").inc(len(out.dropoffs))
         if out.retractions:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from stream_processors.journeys.core.outputs import DropOff
+from stream_processors.journeys.core.outputs import DropOff, JourneyUpdate, StageTransition
 from stream_processors.journeys.rows import Outputs
 from tests.unit.journeys.test_core import Run
 
@@ -35,3 +35,33 @@ def test_a_retracted_drop_off_is_written_again_whole() -> None:
     facts.pop("retraction_reason")
     assert {k: retracted[k] for k in facts} == facts
     assert retracted["dropped_at"] == drop.deadline_ms / 1000 and retracted["last_channel"] == "web"
+
+
+def test_a_step_writes_only_the_latest_version_of_each_journey() -> None:
+    """Events released together advance a journey several times in one step: only its
+    highest version becomes a row (the table keeps only that one), and each transition
+    is still written."""
+    run = Run()
+    steps = ((1, "home_view"), (2, "product_view"), (3, "add_to_cart"), (4, "checkout_step"))
+    run.send("p1", *(run.event(m, et) for m, et in steps))
+    run.send("p2", run.event(2, "home_view"))
+    step = run.at(10)  # releases all five events in one step
+    versions = [(r.journey_id, r.version) for r in step if isinstance(r, JourneyUpdate)]
+    assert len(versions) > len({j for j, _ in versions})  # the core did report several
+    outputs = Outputs()
+    outputs.add(step)
+    written = rows(step)
+    latest = {j: max(v for jj, v in versions if jj == j) for j, _ in versions}
+    assert {(r["journey_id"], r["version"]) for r in written["journeys"]} == set(latest.items())
+    assert len(written["journeys"]) == len(latest) == 2
+    assert outputs.superseded == len(versions) - len(latest)
+    assert len(written["transitions"]) == len([r for r in step if isinstance(r, StageTransition)])
+
+
+def test_an_older_version_after_a_newer_one_does_not_replace_it() -> None:
+    run = Run()
+    run.send("p1", run.event(1, "home_view"), run.event(2, "product_view"))
+    step = [r for r in run.at(10) if isinstance(r, JourneyUpdate)]
+    assert len(step) == 2 and step[0].version < step[1].version
+    written = rows(list(reversed(step)))
+    assert [r["version"] for r in written["journeys"]] == [step[1].version]
