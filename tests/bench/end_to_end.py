@@ -1,4 +1,4 @@
-"""End to end (issue 20, item 1): every stage (friction included) and the sink as separate
+"""End to end: every stage (friction included) and the sink as separate
 processes on the local broker, fed at full speed from a pre-written file of simulated events
 (`journeys publish FILE --close-at TIME`, a process of its own), timed from the first publish
 until every stage's group and the sink's have committed all there is, start-up excluded.

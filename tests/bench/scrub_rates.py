@@ -1,4 +1,4 @@
-"""What the contact-detail detector gets wrong, and what it costs (issue 19, item 3).
+"""What the contact-detail detector gets wrong, and what it costs.
 
 - miss rate: generated texts holding a phone (Faker's providers of 14 locales) or an
   e-mail address (Faker's, and Unicode ones) that still hold it raw after scrubbing; phones

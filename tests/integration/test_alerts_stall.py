@@ -12,7 +12,7 @@ minutes of the stall's start.
 
 The contact center's rows of 06:00-07:00 come in an export published after everything else,
 more than five hours after their windows closed: past the friction windows' allowed lateness
-(an hour), within the late tolerance a late channel's windows keep (issue 23, "late channels
+(an hour), within the late tolerance a late channel's windows keep ("late channels
 are heard"), so every one of them is counted in its window.
 """
 

@@ -1,4 +1,4 @@
-"""Identity and context from real SDK calls, end to end (issue 19): the Segment and
+"""Identity and context from real SDK calls, end to end: the Segment and
 RudderStack SDKs for Python and for Node (`make setup` installs the Node ones into
 .local/node-sdks) send identify, page, screen and track calls whose traits carry a loyalty
 card, through `journeys collector`, ingest, identity, journeys and the sink into ClickHouse.

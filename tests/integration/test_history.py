@@ -1,4 +1,4 @@
-"""History in, safely (issue 19, item 2), on the real broker and chDB: `/v1/import` goes to
+"""History in, safely, on the real broker and chDB: `/v1/import` goes to
 the history domain (its own topics, stage instances and event time) and is stored flagged
 backfill; event times beyond the age bound are dead-lettered with their reason at the
 collector and at the ingest stage; an import across 101 months is stored without stopping

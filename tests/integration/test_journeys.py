@@ -262,7 +262,7 @@ def test_two_workers_one_killed_mid_stream_and_restarted_give_the_true_journeys(
     """A rebalance back and forth: partitions move to the surviving worker when one is
     SIGKILLed mid-stream, and back when it returns 15 s later; no journey ends differently.
     Each takeover reads `identity-merges` well ahead of the `stitched` backlog, so merges
-    come before the old persons' events, which must still be forwarded (issue 21)."""
+    come before the old persons' events, which must still be forwarded."""
     log = tmp_path / "pipeline.log"
     watch = start(settings, processes, log, 2)
     box: list[GroundTruth] = []

@@ -48,7 +48,7 @@ ANY_PHONE = re.compile(
 )
 EMAILS = ["Jane.Doe@Example.com", "ops+alerts@shop.example.co.uk"]
 PHONES = ["+44 20 7946 0958", "(555) 010-4477", "020 7946 0123"]
-# Free text in the formats of issue 19: national US and UK, 00-international, toll-free, and
+# Free text in the formats people write: national US and UK, 00-international, toll-free, and
 # a Unicode address.
 FREE = ["555 123 4567", "0044 20 7946 0958", "07700 900123", "1-800-555-0199", "jané@exämple.com"]
 NOTE = f"call {FREE[0]} or {FREE[1]}; mobile {FREE[2]}, free {FREE[3]}, mail {FREE[4]}"

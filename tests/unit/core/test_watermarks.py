@@ -76,7 +76,7 @@ def test_a_partition_watermark_is_the_newest_time_less_lateness_or_a_capped_hear
     )
 
 
-# -- the idle advance (issue 19, item 2) ------------------------------------------------------
+# -- the idle advance ------------------------------------------------------
 
 MIN = 60_000
 LATENESS, IDLE = 2 * MIN, 1 * MIN

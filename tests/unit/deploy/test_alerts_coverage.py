@@ -1,4 +1,4 @@
-"""`journeys alerts coverage` (issue 23, item 3): every tested series with its volume and how
+"""`journeys alerts coverage`: every tested series with its volume and how
 soon a change would alert, the figures checked against expectations summed by brute force
 over the Poisson and binomial pmfs; and the command on a chDB folder with no broker."""
 

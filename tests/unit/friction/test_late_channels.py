@@ -1,4 +1,4 @@
-"""Late channels are heard (issue 23): the windows of series that only late channels feed (a
+"""Late channels are heard: the windows of series that only late channels feed (a
 call center's or a store's export, `processor.late_channels`) stay countable for the late
 tolerance instead of the allowed lateness, in the partitions and in the merger; what they
 reveal is raised as an alert marked late, with how late it was found; everything else is

@@ -1,4 +1,4 @@
-"""Progression in flight and evidence over the run of windows (issue 23, items 1 and 2):
+"""Progression in flight and evidence over the run of windows:
 the likelihood ratios against brute-force pmfs, the curve's hazard against its definition,
 and seeded scenarios at realistic volume through windows, detector and incidents."""
 

@@ -1,4 +1,4 @@
-"""The progression test's change point among entry cohorts (issue 23: the silent stall and
+"""The progression test's change point among entry cohorts (the silent stall and
 the sustained moderate rise at checkout), on `Progressions` alone: a seeded checkout whose
 entrants from some moment on stop moving on while older entrants' late movers still
 complete, the moderate version of it, and the null, whose false alarms the threshold bounds.

@@ -1,7 +1,7 @@
 """A source that goes quiet at low volume, through the detector, incidents and alert groups:
 one alert that stays firing until its traffic returns (never resolved while still down, no
 firing/resolved flips, no page per flip), and state that stays bounded however long the
-silence lasts (issue 23, item 3; found by the chaos suite's short run: a quiet app source
+silence lasts (found by the chaos suite's short run: a quiet app source
 flipped to version 177 and its group record outgrew a Kafka message)."""
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ def test_late_arriving_channels_do_not_move_the_watermark() -> None:
     assert len(result.accepted) == 1 and result.max_occurred_ms is None
 
 
-# -- the age bound (issue 19, item 2) -----------------------------------------------------
+# -- the age bound -----------------------------------------------------
 
 MAX_AGE = timedelta(days=730)  # the setting's default
 OLDEST = "2023-03-02T12:00:00+00:00"  # NOW - MAX_AGE

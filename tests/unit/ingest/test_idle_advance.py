@@ -1,4 +1,4 @@
-"""The ingest stage's idle advance with injected clocks (issue 19, item 2): a quiet live
+"""The ingest stage's idle advance with injected clocks: a quiet live
 partition follows the wall clock; a partition replaying old data is never pushed to the
 present, however long it stays quiet."""
 

@@ -703,7 +703,7 @@ def test_a_merge_takes_only_hits_within_the_tolerance_whether_or_not_restored(
     """The calls' track started no journey, so only a restored core had filed it with the
     deadline wheel (and sealed it once its hits were a day old): a restart mid-stream decided
     whether a later merge joined them to the customer's issue, which then converted, or not
-    (the chaos suite's SIGKILL of the journeys worker, issue 21)."""
+    (the chaos suite's SIGKILL of the journeys worker)."""
 
     def core() -> JourneyCore:
         return JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=24 * HOUR))
@@ -752,7 +752,7 @@ def test_a_merge_takes_the_same_hits_however_far_time_had_moved_when_it_came(
     not how far this partition's time had moved when the merge was read: after a restart
     of the identity stage, merges are read well ahead of the `stitched` backlog, and the
     customer's issue converted by day-old calls only in that run (chaos suite, SIGKILL of the
-    identity worker, issue 21)."""
+    identity worker)."""
 
     def run(read_at: float) -> Run:
         r = Run(

@@ -1,4 +1,4 @@
-"""The collector's event-time bounds and its history route (issue 19, item 2): times older
+"""The collector's event-time bounds and its history route: times older
 than `processor.max_event_age` or beyond the future tolerance are refused with their reason,
 never repeating the time; `/v1/import` marks its touchpoints as backfill for the history
 domain."""

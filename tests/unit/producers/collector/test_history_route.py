@@ -1,4 +1,4 @@
-"""`/v1/import` is history (issue 19, item 2): its events go to the history domain's `raw`,
+"""`/v1/import` is history: its events go to the history domain's `raw`,
 never in one message with live events, while `/v1/batch` stays live."""
 
 from __future__ import annotations
