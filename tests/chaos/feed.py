@@ -207,7 +207,7 @@ class Driver:
     """Sends an `Input` through the three entrances in turn (the publisher at `rate` events
     a second, each collector batch and export file once the stream has passed its time),
     never ahead of the stream's event time; then closes the simulated time with watermark
-    heartbeats. `published` tells how far it got."""
+    heartbeats. `published` tells how far it got; `hold_back` slows it down until `release`."""
 
     settings: Settings
     feed: Input
@@ -217,6 +217,21 @@ class Driver:
     published: float = 0.0  # share of the simulated events handed to the publisher
     errors: list[BaseException] = field(default_factory=list)
     _thread: threading.Thread | None = None
+    _released: threading.Event = field(default_factory=threading.Event)  # clear: held back
+    _gap: float = 0.0
+    _until: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._released.set()
+
+    def hold_back(self, gap: float, until: float) -> None:
+        """Until `release`: one step of the publisher every `gap` seconds, and none past the
+        share `until` of the simulated events."""
+        self._gap, self._until = gap, until
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="chaos-driver", daemon=True)
@@ -255,6 +270,11 @@ class Driver:
             step, sent, waiting = max(1, total // STEPS), 0, iter(due)
             pending = next(waiting, None)
             while sent < total or pending is not None:
+                if not self._released.is_set():
+                    if sent >= self._until * total:
+                        self._released.wait()
+                    else:
+                        time.sleep(self._gap)
                 upto = min(total, sent + step)
                 if pending is not None:
                     upto = min(upto, max(pending[0], sent))

@@ -1,13 +1,13 @@
-"""One run of the whole pipeline as OS processes (the four stages, the sink, the collector,
-and `journeys db serve` when the sink writes to a server DSN), each started, SIGKILLed and
-stopped by its own pid; and the measure of how long a restarted part takes to process
-again (its group's committed offsets move)."""
+"""One run of the whole pipeline as OS processes (the four stages' workers, the sinks, the
+collector, and `journeys db serve` when the sinks write to a server DSN), each started,
+SIGKILLed and stopped by its own pid; and the measure of how long a restarted part takes to
+process again (its group's committed offsets move)."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,12 +41,24 @@ ENV = {
 
 @dataclass
 class Pipeline:
+    """The parts are started by name: a stage's first worker is the stage's name and the
+    next ones `<stage>-1`, `<stage>-2`...; so are the sinks (`sink`, `sink-1`)."""
+
     settings: Settings
     folder: Path
-    journeys_workers: int = 1
-    serve_port: int | None = None  # the sink writes through `db serve` on this port
+    workers: Mapping[str, int] = field(default_factory=dict)  # per stage; 1 where not given
+    sinks: int = 1
+    serve_port: int | None = None  # the sinks write through `db serve` on this port
+    # Each stage's and the sinks' second and later parts are left for the fault to start.
+    joining: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     collector_port: int = 0
+    served: str | None = None  # the `db serve` DSN, once it answers
+
+    def __post_init__(self) -> None:
+        # chDB opens a folder in one process only: a second sink needs a server to write to.
+        if self.sinks > 1 and self.serve_port is None:
+            raise ValueError("two sinks write through `db serve`: give serve_port")
 
     @property
     def log(self) -> Path:
@@ -56,28 +68,43 @@ class Pipeline:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.serve_port is not None:
             self.serve()
-        for name in self.workers():
-            self.launch(name)
-        self.launch("sink")
+        for name in self.parts():
+            if name not in self.joiners():
+                self.launch(name)
         self.collector_port = free_port()
         self.procs["collector"] = start_collector(
             self.settings, self.collector_port, SOURCES, self.log
         )
 
-    def workers(self) -> list[str]:
-        names = ["ingest", "identity"]
-        names += [f"journeys-{n}" for n in range(self.journeys_workers)]
-        return [*names, "friction"]
+    def parts(self) -> list[str]:
+        """Every stage worker, then every sink."""
+        counts = {**{stage: self.workers.get(stage, 1) for stage in STAGES}, "sink": self.sinks}
+        return [
+            name
+            for part, count in counts.items()
+            for name in [part, *(f"{part}-{n}" for n in range(1, count))]
+        ]
+
+    def joiners(self) -> list[str]:
+        """The parts the fault starts (none unless `joining`)."""
+        return [name for name in self.parts() if self.joining and "-" in name]
+
+    def worker_id(self, name: str) -> str:
+        """A stage worker's id: the run's, then the stage and its number after the first."""
+        stage, _, n = name.partition("-")
+        return f"{self.settings.processor.worker_id}-{stage}{n}"
 
     def launch(self, name: str, **extra: str) -> subprocess.Popen[bytes]:
         """Start (or start again) `name`: a stage worker keeps its worker id across restarts,
         so the new one fences what the killed one left open."""
-        if name == "sink":
-            proc = journeys(self.settings, "sink", log=self.log, **extra)
+        if name.partition("-")[0] == "sink":
+            # Given the server's DSN outright: a sink that found no live interface would open
+            # the folder `db serve` holds.
+            dsn = {} if self.served is None else {"JOURNEYS_CLICKHOUSE__DSN": self.served}
+            proc = journeys(self.settings, "sink", log=self.log, **{**dsn, **extra})
         else:
-            stage, _, n = name.partition("-")
-            worker = f"{self.settings.processor.worker_id}-{stage}{n}"
-            env = {"JOURNEYS_PROCESSOR__WORKER_ID": worker, **ENV, **extra}
+            stage = name.partition("-")[0]
+            env = {"JOURNEYS_PROCESSOR__WORKER_ID": self.worker_id(name), **ENV, **extra}
             proc = journeys(self.settings, "process", stage, log=self.log, **env)
         self.procs[name] = proc
         return proc
@@ -89,6 +116,7 @@ class Pipeline:
         self.procs["serve"] = proc
         at = f"127.0.0.1:{self.serve_port}"  # after the user: http://default@127.0.0.1:PORT
         wait_for(lambda: served_at(self.settings).endswith(at), 60, "db serve", [proc], log)
+        self.served = served_at(self.settings)
 
     def kill(self, name: str) -> None:
         kill(self.procs[name])
@@ -118,14 +146,15 @@ class Pipeline:
             return snapshot(ch)
 
     def stop(self) -> None:
-        """Everything stopped cleanly (SIGTERM, exit 0), the sink last."""
+        """Everything stopped cleanly (SIGTERM, exit 0), the sinks last."""
         collector = self.procs.pop("collector", None)
         if collector is not None:
             collector.terminate()
             collector.wait(30)
-        order = [n for n in self.procs if n not in ("sink", "serve")]
+        sinks = [n for n in self.procs if n.partition("-")[0] == "sink"]
+        order = [n for n in self.procs if n not in (*sinks, "serve")]
         stop([self.procs.pop(n) for n in order], self.log)
-        stop([self.procs.pop("sink")], self.log)
+        stop([self.procs.pop(n) for n in sinks], self.log)
         if "serve" in self.procs:
             stop([self.procs.pop("serve")], self.folder / "serve.log")
 

@@ -8,8 +8,8 @@ cleanly; whatever it started is reaped by pid on the way out, also on failure.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -22,7 +22,7 @@ from stream_processors.runtime.worker_id import client_id
 from tests.integration.helpers import committed_some, journeys, uncommitted_input, wait_for
 
 from .feed import Driver, Input
-from .pipeline import Pipeline, progress, resume_seconds, served_at
+from .pipeline import STAGES, Pipeline, progress, resume_seconds, served_at
 from .results import Snapshot
 
 SHARE = 0.4  # the fault comes once this share of the simulated events is published
@@ -34,14 +34,23 @@ class Run:
     folder: Path
     feed: Input
     rate: float
-    journeys_workers: int = 1
+    workers: Mapping[str, int] = field(default_factory=dict)  # per stage; 1 where not given
+    sinks: int = 1
     serve_port: int | None = None
+    joining: bool = False  # the second and later of each part are started by the fault
     pipeline: Pipeline | None = None
     driver: Driver | None = None
     found: Snapshot | None = None  # what the run left in ClickHouse
 
     def execute(self, fault: Fault) -> float | None:
-        pipeline = Pipeline(self.settings, self.folder, self.journeys_workers, self.serve_port)
+        pipeline = Pipeline(
+            self.settings,
+            self.folder,
+            workers=self.workers,
+            sinks=self.sinks,
+            serve_port=self.serve_port,
+            joining=self.joining,
+        )
         self.pipeline = pipeline
         try:
             pipeline.start()
@@ -127,7 +136,7 @@ def rebalance(run: Run, away: float) -> float:
     new member of the group (not the dead one's membership, which outlives it until its
     session times out) and the group commits."""
     mid_stream(run, "journeys")
-    worker = client_id(f"{run.settings.processor.worker_id}-journeys1")
+    worker = client_id(run.p.worker_id("journeys-1"))
     dead = {m for c, m in members(run.settings, "journeys") if c == worker}
     run.p.kill("journeys-1")
     time.sleep(away)
@@ -141,6 +150,40 @@ def rebalance(run: Run, away: float) -> float:
         run.p.log,
     )
     return resume_seconds(run.settings, "journeys", started, run.watch)
+
+
+def scale_out(run: Run) -> float:
+    """The second worker of every stage and the second sink start mid-stream: every group
+    rebalances while its members have work in hand. Until every newcomer is a member of its
+    group the feed trickles in (so there is always some), and goes no further than 30% past
+    the fault (so the rest goes to two of each however slowly they start). Resumed: every
+    newcomer is a member of its group."""
+    assert run.driver is not None and run.driver.running(), "the feed ended: not mid-stream"
+    run.driver.hold_back(gap=0.5, until=SHARE + 0.3)
+    try:
+        started = time.monotonic()
+        for name in run.p.joiners():
+            run.p.launch(name)
+        wait_for(
+            lambda: all_joined(run),
+            300,
+            "the second workers and sink to join",
+            run.p.running(),
+            run.p.log,
+        )
+        return time.monotonic() - started
+    finally:
+        run.driver.release()
+
+
+def all_joined(run: Run) -> bool:
+    """Every stage worker is a member of its stage's group, and the sink's group has as many
+    members as there are sinks (the sinks go by no client id of their own)."""
+    for stage in STAGES:
+        mine = {client_id(run.p.worker_id(n)) for n in run.p.procs if n.partition("-")[0] == stage}
+        if not mine <= {c for c, _ in members(run.settings, stage)}:
+            return False
+    return len(members(run.settings, "sink")) >= run.p.sinks
 
 
 def members(settings: Settings, stage: str) -> list[tuple[str, str]]:

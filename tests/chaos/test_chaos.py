@@ -19,7 +19,7 @@ from deploy.local.broker import LocalBroker
 from schemas.deadletter import DeadLetter, SinkDeadLetter
 from schemas.settings import LocalBrokerSettings
 from schemas.topics import Topics
-from tests.integration.helpers import dead_letters, stage_topics
+from tests.integration.helpers import dead_letters, free_port, stage_topics
 
 from .conftest import FULL, PORT, RATE, ROOT, RUNS, Reference, record, settings_for
 from .feed import Input
@@ -36,6 +36,7 @@ from .scenarios import (
     poison_inputs,
     rebalance,
     same_worker_id,
+    scale_out,
 )
 
 full_only = pytest.mark.skipif(not FULL, reason="make chaos (CHAOS_FULL=1) runs this")
@@ -83,14 +84,14 @@ def test_sigkill_of_the_sink_three_times_in_a_row(
 
 
 @full_only
-@pytest.mark.parametrize("stage", ["identity", "journeys-0", "friction"])
+@pytest.mark.parametrize("stage", ["identity", "journeys", "friction"])
 @pytest.mark.parametrize("n", RUN_IDS)
 def test_sigkill_of_a_stage_worker(
     *, stage: str, n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
 ) -> None:
     run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE)
     resume = run.execute(kill_worker(stage))
-    check(f"SIGKILL {stage.partition('-')[0]}", n, run, resume, reference)
+    check(f"SIGKILL {stage}", n, run, resume, reference)
 
 
 @full_only
@@ -98,9 +99,32 @@ def test_sigkill_of_a_stage_worker(
 def test_a_rebalance_back_and_forth(
     n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
 ) -> None:
-    run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE, journeys_workers=2)
+    workers = {"journeys": 2}
+    run = Run(settings_for(bootstrap, tmp_path), tmp_path, feed, RATE, workers=workers)
     resume = run.execute(lambda r: rebalance(r, AWAY))
     check("rebalance (2 journeys workers, 1 killed, back 15 s later)", n, run, resume, reference)
+
+
+@full_only
+@pytest.mark.parametrize("n", RUN_IDS)
+def test_two_workers_per_stage_and_two_sinks_joining_mid_stream(
+    n: int, tmp_path: Path, bootstrap: str, feed: Input, reference: Reference
+) -> None:
+    """Scaled out mid-stream, the pipeline stores exactly what one worker of each stores:
+    two sinks write through `db serve` (chDB opens a folder in one process)."""
+    run = Run(
+        settings_for(bootstrap, tmp_path),
+        tmp_path,
+        feed,
+        RATE,
+        workers=dict.fromkeys(STAGES, 2),
+        sinks=2,
+        serve_port=free_port(),  # never one of the suite's own ports
+        joining=True,
+    )
+    resume = run.execute(scale_out)
+    label = "two workers per stage and two sinks, the second of each joining mid-stream"
+    check(f"{label} (a rebalance)", n, run, resume, reference)
 
 
 @full_only
