@@ -20,7 +20,7 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-e2e bench-detection chaos broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-e2e bench-detection profile chaos broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
@@ -28,6 +28,7 @@ help:
 	@echo "make test-long  the acceptance runs of minutes each that make test leaves out"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
 	@echo "make bench-e2e  the end-to-end figure alone: every stage and the sink on ~1M events"
+	@echo "make profile STAGE=journeys  one process alone under py-spy: where its time goes"
 	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
 	@echo "make chaos      every fault scenario 3 times on >= 100,000 events (long; table in .local/chaos)"
 	@echo "make lint | typecheck | unit | broker-start | broker-stop | broker-status | clean"
@@ -112,6 +113,11 @@ bench-e2e: setup
 # Acceptance runs of minutes each (marked `long`; `make test` leaves them out).
 test-long: setup
 	$(BIN)/journeys broker run $(TEST_BROKER) -- $(BIN)/python -m pytest -m long $(PYTEST_ARGS)
+
+# One process of the pipeline alone under py-spy (tests/bench/profile_stage.py).
+STAGE ?= journeys
+profile: setup
+	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench.profile_stage $(STAGE)
 
 # The pipeline's cores on simulated incidents, scored from the alerts (tests/bench/detection.py).
 bench-detection: $(STAMP)
