@@ -3,9 +3,10 @@ enters: the detector itself, the collector, the file adapters and the ingest sta
 
 The contact details come from a generator that is not the detector's own: Faker's phone and
 e-mail providers of many locales (plus Unicode addresses built from its names, and the
-formats people write: national US and UK, 00-international, toll-free). Bare digit strings without a trunk `0` or a `+` are left out on
-purpose: the detector reads them as ids (`producers/contact_details.py`); how many of those
-it leaves is the miss rate `tests/bench/scrub_rates.py` reports.
+formats people write: national US and UK, 00-international, toll-free). Bare digit strings
+without a trunk `0` or a `+` are left out on purpose: the detector reads them as ids
+(`producers/contact_details.py`); how many of those it leaves is the miss rate
+`tests/bench/scrub_rates.py` reports.
 """
 
 from __future__ import annotations
