@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -19,6 +19,9 @@ from schemas.settings import absolute_chdb_dsn
 from sinks.constraints import row_checks
 from sinks.http.discovery import folder_of
 from sinks.tables import added_columns, comment_changes, ddl, metadata
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.query import QueryResult
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +136,9 @@ def migrate(client: Client) -> int:
     for statement in statements:
         if statement not in views:
             client.command(statement)
-    added = added_columns({table: list(columns) for table, columns in _comments(client).items()})
+    added = added_columns(
+        {table: list(columns) for table, columns in existing_columns(client).items()}
+    )
     for statement in added:
         log.info("schema: %s", statement)
         client.command(statement)
@@ -142,14 +147,20 @@ def migrate(client: Client) -> int:
         client.command(statement)
     for statement in views:
         client.command(statement)
-    commented = comment_changes(_comments(client))
+    commented = comment_changes(existing_columns(client))
     for statement in commented:
         log.debug("schema: %s", statement)
         client.command(statement)
     return len(statements) + len(added) + len(checks) + len(commented)
 
 
-def _comments(client: Client) -> dict[str, dict[str, str]]:
+class Queries(Protocol):
+    """What reading the schema uses of a clickhouse-connect client."""
+
+    def query(self, query: str) -> QueryResult: ...
+
+
+def existing_columns(client: Queries) -> dict[str, dict[str, str]]:
     """Each table's and view's columns, in order, with their comments, as the database has
     them."""
     rows = client.query(

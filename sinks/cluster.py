@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from sinks.clickhouse import existing_columns
 from sinks.constraints import row_checks
 from sinks.tables import added_columns, comment_changes, ddl, metadata
 
@@ -263,7 +264,7 @@ def migrate_cluster(client: SchemaClient, cluster: str) -> int:
     for statement in statements:
         if statement not in views:
             client.command(statement)
-    local, distributed = split_existing(_columns(client))
+    local, distributed = split_existing(existing_columns(client))
     added = cluster_added_columns(
         {t: list(c) for t, c in local.items()},
         {t: list(c) for t, c in distributed.items()},
@@ -277,7 +278,7 @@ def migrate_cluster(client: SchemaClient, cluster: str) -> int:
         client.command(statement)
     for statement in views:
         client.command(statement)
-    commented = cluster_comment_changes(*split_existing(_columns(client)), cluster)
+    commented = cluster_comment_changes(*split_existing(existing_columns(client)), cluster)
     for statement in commented:
         log.debug("schema: %s", statement)
         client.command(statement)
@@ -296,14 +297,3 @@ def split_existing(
     }
     rest = {name: columns for name, columns in existing.items() if not name.endswith(LOCAL_SUFFIX)}
     return local, rest
-
-
-def _columns(client: SchemaClient) -> dict[str, dict[str, str]]:
-    rows = client.query(
-        "SELECT table, name, comment FROM system.columns WHERE database = currentDatabase() "
-        "ORDER BY table, position"
-    ).result_rows
-    existing: dict[str, dict[str, str]] = {}
-    for table, name, comment in rows:
-        existing.setdefault(table, {})[name] = comment
-    return existing
