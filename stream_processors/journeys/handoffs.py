@@ -6,9 +6,17 @@ forwards events still stamped `old` for the late tolerance; `new`'s partition ho
 event time until the state has arrived. `Handoffs` is one partition's bookkeeping of that,
 `Outbox` the rows it sends. No I/O here: the stage produces what the outbox holds.
 
+A merge takes effect at its own event time (the link's), not when it is read: under load
+`identity-merges` (few, small records) is read far ahead of the `stitched` backlog, and a merge
+applied when read took in events of the old person that, read in their place, it leaves apart
+(older than the late tolerance at the link). The old person's partition still sends the state
+at once, so nobody waits on another partition's time; the partition of the new person keeps
+the old one apart, as a person of its own, until its time reaches the merge (`hold`, `due`).
+
 State is one changelog key per entry, so no value grows with the number of merges (a broker
 refuses a record over its size limit): a forwarded person -> [new person, forward until
-(event ms)]; a person whose state is awaited, or arrived before its merge record -> 1.
+(event ms)]; a person whose state is awaited, or arrived before its merge record -> 1; a person
+held apart until its merge -> [new person, the merge's event time (ms)].
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ from schemas.partitioning import partition_for
 FORWARD = "\x00fwd\x1f"
 AWAITED = "\x00await\x1f"
 EARLY = "\x00early\x1f"
-PREFIXES = (FORWARD, AWAITED, EARLY)
+HELD = "\x00held\x1f"
+PREFIXES = (FORWARD, AWAITED, EARLY, HELD)
 
 
 @dataclass(slots=True)
@@ -33,11 +42,13 @@ class Handoffs:
     forward: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, until)
     awaiting: set[str] = field(default_factory=set)  # merged into ours, state not here yet
     early: set[str] = field(default_factory=set)  # state here, merge record not yet
+    held: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, merge ms)
     touched: set[str] = field(default_factory=set)  # keys to write in the next transaction
     # Who forwards to whom, and forwards by expiry: a merge or a moving watermark touches
     # only the entries concerned, not every alias of the partition.
     _by_target: dict[str, set[str]] = field(default_factory=dict)
     _expiry: list[tuple[int, str]] = field(default_factory=list)
+    _held_order: list[tuple[int, str, str]] = field(default_factory=list)  # a heap of `held`
 
     @classmethod
     def restore(cls, data: MutableMapping[str, Any]) -> Handoffs:
@@ -47,6 +58,8 @@ class Handoffs:
             value = data.pop(key)
             if key.startswith(FORWARD):
                 handoffs._set_forward(key[len(FORWARD) :], value[0], value[1])
+            elif key.startswith(HELD):
+                handoffs._hold(key[len(HELD) :], value[0], int(value[1]))
             elif key.startswith(AWAITED):
                 handoffs.awaiting.add(key[len(AWAITED) :])
             else:
@@ -59,6 +72,33 @@ class Handoffs:
             return None
         entry = self.forward.get(person)
         return None if entry is None else entry[0]
+
+    def hold(self, old: str, new: str, merged_ms: int) -> None:
+        """Keep `old` a person of its own here until time reaches its merge into `new`."""
+        self._hold(old, new, merged_ms)
+        self.touched.add(HELD + old)
+
+    def _hold(self, old: str, new: str, merged_ms: int) -> None:
+        self.held[old] = (new, merged_ms)
+        heapq.heappush(self._held_order, (merged_ms, old, new))
+
+    def holding(self, old: str) -> bool:
+        """Whether `old` is kept apart, its merge still ahead in event time."""
+        return bool(self.held) and old in self.held
+
+    def due(self, watermark_ms: int) -> list[tuple[int, str, str]]:
+        """The held merges time `watermark_ms` reaches, taken out, as (event time, old, new)
+        in the order they happened (ties by the persons' ids, so every run agrees)."""
+        due = []
+        order = self._held_order
+        while order and order[0][0] <= watermark_ms:
+            at, old, new = heapq.heappop(order)
+            if self.held.get(old) != (new, at):
+                continue  # forgotten, or held again since for another merge
+            del self.held[old]
+            self.touched.add(HELD + old)
+            due.append((at, old, new))
+        return due
 
     def expect(self, old: str) -> None:
         """A person of another partition merged into one of ours: time waits for its state
@@ -105,7 +145,7 @@ class Handoffs:
     def names(self) -> set[str]:
         """Every person id an entry names."""
         return {*self.forward, *(new for new, _ in self.forward.values())} | (
-            self.awaiting | self.early
+            self.awaiting | self.early | {*self.held, *(new for new, _ in self.held.values())}
         )
 
     def forget(self, persons: set[str]) -> None:
@@ -120,6 +160,10 @@ class Handoffs:
             for name in held & persons:
                 held.discard(name)
                 self.touched.add(prefix + name)
+        for old, (new, _) in list(self.held.items()):
+            if old in persons or new in persons:
+                del self.held[old]
+                self.touched.add(HELD + old)
 
     def take_entries(self) -> Iterator[tuple[str, Any]]:
         """(key, value now) for each key touched since the last call; None is a tombstone."""
@@ -131,6 +175,9 @@ class Handoffs:
         if key.startswith(FORWARD):
             target = self.forward.get(key[len(FORWARD) :])
             return None if target is None else list(target)
+        if key.startswith(HELD):
+            merge = self.held.get(key[len(HELD) :])
+            return None if merge is None else list(merge)
         name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
         held = self.awaiting if key.startswith(AWAITED) else self.early
         return 1 if name in held else None
@@ -174,9 +221,11 @@ class Outbox:
         }
         self._add(new, orjson.dumps(row))
 
-    def event(self, new: str, event: dict[str, Any]) -> None:
+    def event(self, new: str, event: dict[str, Any], old: str) -> None:
+        """An event stamped `old` for `new`'s partition, which may hold `old` apart yet."""
         event["person_id"] = new
-        self._add(new, orjson.dumps({"kind": "event", "person_id": new, "event": event}))
+        row = {"kind": "event", "person_id": new, "from": old, "event": event}
+        self._add(new, orjson.dumps(row))
 
     def _add(self, person: str, row: bytes) -> None:
         target = partition_for(person.encode(), self.partitions)

@@ -26,7 +26,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -175,7 +175,7 @@ class JourneyStage:
                 if not pid:
                     anonymous += 1  # no usable identifier: no person, no journey
                 elif (new := target(pid)) is not None:
-                    moved.event(new, event)
+                    moved.event(new, event, pid)
                 else:
                     pairs.append((event, pid))
             out = Outputs()
@@ -183,7 +183,7 @@ class JourneyStage:
             if decoded.watermark_ms is not None and decoded.source is not None:
                 part.marks.hear(decoded.source, decoded.watermark_ms)
                 part.marks_changed = True
-                self._advance(part, out)
+                self._advance(part, out, moved)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
             metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
@@ -216,15 +216,20 @@ class JourneyStage:
                 for old in record["old_person_ids"]:
                     if old == new:
                         continue
-                    if partition_for(old.encode(), self.partitions) == partition:
+                    if partition_for(old.encode(), self.partitions) != partition:
+                        if home == partition:
+                            part.handoffs.expect(old)
+                    elif home == partition and _ahead(merged_ms, part):
+                        part.handoffs.hold(old, new, merged_ms)
+                    else:
+                        # Another partition's person: the state goes now (that partition
+                        # holds it apart until its time reaches the merge).
                         self._merge(part, partition, old, new, merged_ms, out=out, moved=moved)
-                    elif home == partition:
-                        part.handoffs.expect(old)
             announced = decoded.watermark_ms  # up to when the authority decided all links
             if announced is not None and (part.decided_ms is None or announced > part.decided_ms):
                 part.decided_ms = announced
                 part.merges_changed = True
-            self._advance(part, out)
+            self._advance(part, out, moved)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
             self._keep_time(partition, part)
@@ -247,44 +252,64 @@ class JourneyStage:
                         part.reads.hear(source, read)
                     part.reads_changed = True
                     continue
-                pid = row["person_id"]
+                pid, old = row["person_id"], row.get("from")
                 new = handoffs.target(pid)  # not None: merged on again meanwhile
                 if row["kind"] == "event":
-                    if new is not None:
-                        moved.event(new, row["event"])
+                    if old is not None and handoffs.holding(old):
+                        pairs.append((row["event"], old))  # its merge is still ahead
+                    elif new is not None:
+                        moved.event(new, row["event"], old or pid)
                     else:
                         pairs.append((row["event"], pid))
-                else:
-                    if not row.get("relay"):
-                        handoffs.arrived(row["from"])
-                    if row["state"] is None:
-                        continue
-                    if new is not None:
-                        moved.person(
-                            new, row["from"], row["state"], relay=True, merged_ms=row.get("at")
-                        )
-                        journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
-                        continue
-                    out.add(core.observe_batch(pairs))
-                    pairs = []
-                    # Rows from before `at` was sent have none: bounded by the watermark.
-                    out.add(core.import_person(pid, row["state"], row.get("at")))
-                    journeys_metrics.JOURNEY_HANDOFFS.labels("in").inc()
+                    continue
+                out.add(core.observe_batch(pairs))
+                pairs = []
+                self._receive(part, row, out, moved)
             out.add(core.observe_batch(pairs))
-            self._advance(part, out)
+            self._advance(part, out, moved)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
             self._keep_time(partition, part)
         self.handoff.mark_applied(partition, offset, None)
 
+    def _receive(
+        self, part: PartitionJourneys, row: dict[str, Any], out: Outputs, moved: Outbox
+    ) -> None:
+        """A person handed over from another partition."""
+        pid, old, state = row["person_id"], row["from"], row["state"]
+        handoffs = part.handoffs
+        if not row.get("relay"):
+            handoffs.arrived(old)
+        new = handoffs.target(pid)  # not None: merged on again meanwhile
+        at = row.get("at")  # rows from before `at` was sent have none
+        if new is not None:
+            if state is not None:
+                moved.person(new, old, state, relay=True, merged_ms=at)
+                journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
+            return
+        if _ahead(at, part):
+            # A person of its own until time reaches the merge, as if it had been read there.
+            handoffs.hold(old, pid, at)
+            pid, at = old, None
+        if state is not None:
+            out.add(part.core.import_person(pid, state, at))
+            journeys_metrics.JOURNEY_HANDOFFS.labels("in").inc()
+
     # -- time -----------------------------------------------------------------------------
 
-    def _advance(self, part: PartitionJourneys, out: Outputs) -> None:
-        """Move the partition's event time as far as its inputs allow."""
+    def _advance(self, part: PartitionJourneys, out: Outputs, moved: Outbox) -> None:
+        """Move the partition's event time as far as its inputs allow, applying each held
+        merge on the way when time reaches it: what the old person's events did up to the
+        link stands, as it would had the merge been read in its place."""
         watermark = part.time_to()
-        if watermark is None or watermark <= part.core.watermark_ms:
+        core = part.core
+        if watermark is None or watermark <= core.watermark_ms:
             return
-        out.add(part.core.advance_watermark(watermark))
+        for merged_ms, old, new in part.handoffs.due(watermark):
+            if merged_ms > core.watermark_ms:
+                out.add(core.advance_watermark(merged_ms))
+            self._apply_held(part, old, new, merged_ms, out=out, moved=moved)
+        out.add(core.advance_watermark(watermark))
         out.moved = True
         part.handoffs.expire(watermark)
         journeys_metrics.JOURNEY_WATERMARK.set(watermark / 1000)
@@ -297,6 +322,30 @@ class JourneyStage:
             self.persons.mark_applied(partition, applied.offset, known)
 
     # -- merges across partitions ---------------------------------------------------------
+
+    def _apply_held(
+        self,
+        part: PartitionJourneys,
+        old: str,
+        new: str,
+        merged_ms: int,
+        *,
+        out: Outputs,
+        moved: Outbox,
+    ) -> None:
+        """A held merge whose time has come: `old` joins `new`, here or, when `new` left this
+        partition since (merged on), where `new` went."""
+        core = part.core
+        onward = part.handoffs.target(new)
+        if onward is None:
+            out.add(core.move_person(old, new, merged_ms))
+            journeys_metrics.JOURNEY_HANDOFFS.labels("local").inc()
+            return
+        snapshot = core.export_person(old)
+        core.drop_person(old)
+        if snapshot is not None:
+            moved.person(onward, old, snapshot, relay=True, merged_ms=merged_ms)
+            journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
 
     def _merge(
         self,
@@ -389,6 +438,11 @@ class JourneyStage:
 
     def open_journeys(self) -> int:
         return sum(part.core.open_journeys() for part in self._parts.values())
+
+
+def _ahead(merged_ms: int | None, part: PartitionJourneys) -> TypeGuard[int]:
+    """Whether a merge lies ahead of the partition's time (it then waits to be applied)."""
+    return merged_ms is not None and merged_ms > part.core.watermark_ms
 
 
 def _ms(delta: Any) -> int:

@@ -89,7 +89,7 @@ def test_restore_gives_back_what_was_written() -> None:
 def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
     out = Outbox(partitions=4)
     out.person("new", "old", {"journeys": []}, merged_ms=1_700_000_000_000)
-    out.event("new", {"event_id": "e1", "person_id": "old"})
+    out.event("new", {"event_id": "e1", "person_id": "old"}, "old")
     (target, rows), *rest = out.rows.items()
     assert not rest and target == partition_for(b"new", 4)
     person, event = (orjson.loads(r) for r in rows)
@@ -102,3 +102,4 @@ def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
         "at": 1_700_000_000_000,  # the merge's event time: it bounds the hits taken there
     }
     assert event["event"]["person_id"] == "new"  # restamped for the receiver
+    assert event["from"] == "old"  # which may hold the old person apart until its merge
