@@ -1,0 +1,240 @@
+"""Latency: how long an event takes to become queryable, at a fixed offered load.
+
+Every stage (friction included) and the sink run as separate processes on the local broker,
+as `tests/bench/end_to_end.py` runs them. A feeder in this process publishes the simulator's
+events at `LAT_RATE` events/s (default 1,000: about half the end-to-end peak measured on this
+machine) for `LAT_SECONDS`, each stamped with the wall-clock time it is produced: its
+`occurred_at` is that time, so event time runs at the wall clock's pace, as in production. A
+query loop asks the sink's live HTTP interface (the one analysts and `journeys query` use)
+every `POLL` seconds which events are in `touchpoints` (two hops: ingest, then the sink) and
+which journey transitions are in `journey_transitions` (four hops: ingest, identity, journeys,
+the sink). An event's latency is the time from its produce call to the first poll that sees
+it, so figures carry up to `POLL` of the loop's own resolution.
+
+Journey rows wait for the watermark (the newest timely event time minus
+`processor.allowed_lateness`): the bench sets the allowed lateness to `LATENESS` seconds so the
+figure shows the pipeline; with the default 2 minutes, journey rows come 2 minutes later.
+
+The run repeats for each commit interval in `LAT_INTERVALS` (the stages' transaction cadence
+and the sink's flush interval together): every hop reads only committed transactions, so the
+interval sets a floor under the latency, and a shorter one costs throughput, measured in the
+same run by the end-to-end feed of `LAT_CUSTOMERS` simulated customers at full speed.
+
+Run alone: `journeys broker run --instance bench --port 19392 --controller-port 19393 --fresh
+-- .venv/bin/python -m tests.bench.latency` (`make bench-latency`).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from producers.files import publisher
+from producers.pii import PiiHasher
+from producers.simulator.config import SimConfig
+from producers.simulator.engine import Simulation
+from schemas.settings import Settings
+from sinks.clickhouse import reader_dsn, reading
+
+from .end_to_end import STAGES, Pipeline, feed_file, run_together, wait_until
+from .report import Result, render, save
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = float(os.environ.get("LAT_RATE", "1000"))
+SECONDS = float(os.environ.get("LAT_SECONDS", "60"))
+INTERVALS = [float(x) for x in os.environ.get("LAT_INTERVALS", "0.1,0.25,0.5,1.0").split(",")]
+CUSTOMERS = int(os.environ.get("LAT_CUSTOMERS", "30000"))
+POLL = 0.1  # seconds between the query loop's questions
+LATENESS = 5  # seconds: processor.allowed_lateness in these runs
+
+
+@dataclass
+class Seen:
+    """When each probe was produced and when the query loop first saw it, per table."""
+
+    sent: dict[str, float] = field(default_factory=dict)  # event id -> produce time
+    touchpoints: dict[str, float] = field(default_factory=dict)
+    transitions: dict[str, float] = field(default_factory=dict)  # by event id too
+
+    def latencies(self, table: dict[str, float]) -> list[float]:
+        return sorted(at - self.sent[eid] for eid, at in table.items() if eid in self.sent)
+
+
+def _events(count: int) -> list[tuple[str, dict[str, object]]]:
+    """`count` simulated events in their order, with their partition keys (times replaced
+    when sent)."""
+    customers = max(1000, count // 3)  # about 3.3 events per simulated customer
+    config = SimConfig(customers=customers, days=2.0, seed=11)
+    events, _truth = Simulation(config, PiiHasher(Settings().pii)).run()
+    return [(sim.key, dict(sim.event)) for sim in events[:count]]
+
+
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+
+
+def _since(wall: float) -> str:
+    text = _iso(wall).replace("T", " ").removesuffix("+00:00")
+    return f"toDateTime64('{text}', 3, 'UTC')"
+
+
+class Watch:
+    """The query loop: which probes each table holds now, asked only for those produced
+    since the oldest touchpoint not yet seen (and the last `WINDOW` seconds of transitions,
+    whose set is not known in advance), so a question stays small however long the run."""
+
+    WINDOW = 30.0
+
+    def __init__(self, dsn: str, seen: Seen) -> None:
+        self.dsn, self.seen = dsn, seen
+        self.order: list[str] = []  # probe ids in produce order
+        self.oldest = 0  # index in `order` of the oldest touchpoint not yet seen
+
+    def sent(self, event_id: str, wall: float) -> None:
+        self.seen.sent[event_id] = wall
+        self.order.append(event_id)
+
+    def poll(self) -> None:
+        seen, order = self.seen, self.order
+        while self.oldest < len(order) and order[self.oldest] in seen.touchpoints:
+            self.oldest += 1
+        tp_since = seen.sent[order[min(self.oldest, len(order) - 1)]] - 0.001
+        tr_since = max(seen.sent[order[0]], time.time() - self.WINDOW)
+        with reading(self.dsn) as client:
+            touchpoints = client.query(
+                "SELECT toString(event_id) FROM touchpoints "
+                f"WHERE occurred_at >= {_since(tp_since)}"
+            ).result_rows
+            transitions = client.query(
+                f"SELECT event_id FROM journey_transitions WHERE at >= {_since(tr_since)}"
+            ).result_rows
+        at = time.time()
+        for (eid,) in touchpoints:
+            seen.touchpoints.setdefault(eid, at)
+        for (eid,) in transitions:
+            seen.transitions.setdefault(eid, at)
+
+
+def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, object]]]) -> Seen:
+    """One pipeline at commit interval `interval`, fed `events` at RATE, watched by the loop."""
+    p = Pipeline(work, f"lat{int(interval * 1000)}")
+    p.env.update(
+        {
+            "JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS": str(interval),
+            "JOURNEYS_SINK__MAX_SECONDS": str(interval),
+            "JOURNEYS_PROCESSOR__ALLOWED_LATENESS": f"PT{LATENESS}S",
+            # Time must move while the feed runs, also in a pause of a partition.
+            "JOURNEYS_PROCESSOR__IDLE_AFTER_SECONDS": "5",
+        }
+    )
+    names = [*STAGES, "sink"]
+    seen = Seen()
+    try:
+        for name in names:
+            p.start(name)
+        wait_until(lambda: p.joined(names), "every process joining its group", 300)
+        wait_until(lambda: _served(p), "the sink serving its HTTP interface", 120)
+        watch = Watch(reader_dsn(p.env["JOURNEYS_CLICKHOUSE__DSN"]), seen)
+        pub = publisher(p.settings)
+        started = time.time()
+        next_poll = started + POLL
+        for n, (key, event) in enumerate(events, start=1):
+            wall = time.time()
+            event["occurred_at"] = _iso(wall)
+            watch.sent(str(event["event_id"]), wall)
+            pub.publish_fragment(key, orjson.dumps(event))
+            due = started + n / RATE
+            if wall >= next_poll or due > wall:
+                pub.drain()
+                if wall >= next_poll:
+                    watch.poll()
+                    next_poll = time.time() + POLL
+                pause = due - time.time()
+                if pause > 0:
+                    time.sleep(pause)
+        pub.flush()
+        # Let the last ones arrive: every touchpoint seen (60 s at most), and the journey rows
+        # of the last events, which come once idle advance moves the watermark past them.
+        fed = time.time()
+        while time.time() < fed + 60 and (
+            len(seen.touchpoints) < len(seen.sent) or time.time() < fed + LATENESS + 15
+        ):
+            time.sleep(POLL)
+            watch.poll()
+        p.check_alive()
+        return seen
+    finally:
+        p.stop()
+
+
+def _served(p: Pipeline) -> bool:
+    p.check_alive()
+    return reader_dsn(p.env["JOURNEYS_CLICKHOUSE__DSN"]).startswith("http")
+
+
+def run_throughput(work: Path, interval: float) -> float:
+    """Events/s of the end-to-end feed at full speed, at commit interval `interval`."""
+    feed = feed_file(CUSTOMERS)
+    os.environ["JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS"] = str(interval)
+    os.environ["JOURNEYS_SINK__MAX_SECONDS"] = str(interval)
+    try:
+        together, _ = run_together(work, feed, None)
+    finally:
+        del os.environ["JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS"]
+        del os.environ["JOURNEYS_SINK__MAX_SECONDS"]
+    return feed.events / together.seconds
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+
+
+def bench_latency(work: Path) -> list[Result]:
+    events = _events(int(RATE * SECONDS))
+    results: list[Result] = []
+    for interval in INTERVALS:
+        print(f"latency: commit interval {interval} s, {RATE:,.0f} events/s ...", flush=True)
+        seen = run_latency(work, interval, [(k, dict(e)) for k, e in events])
+        rate = run_throughput(work, interval)
+        for table, label in ((seen.touchpoints, "touchpoints"), (seen.transitions, "journeys")):
+            lat = seen.latencies(table)
+            for q, name in ((0.5, "p50"), (0.99, "p99")):
+                results.append(
+                    Result(
+                        f"interval {interval} s: {label} {name} ({len(lat):,} seen)",
+                        quantile(lat, q),
+                        "s",
+                        None,
+                        "<= 3 s" if label == "touchpoints" and name == "p99" else "",
+                    )
+                )
+            results.append(
+                Result(f"interval {interval} s: {label} max", max(lat, default=0), "s", None)
+            )
+        missing = len(seen.sent) - len(seen.touchpoints)
+        results.append(Result(f"interval {interval} s: touchpoints not seen", missing, "", None))
+        results.append(
+            Result(f"interval {interval} s: end to end at full speed", rate, "events/s", None)
+        )
+    return results
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="journeys-latency-") as tmp:
+        results = bench_latency(Path(tmp))
+    print(render(results))
+    save(results, ROOT / ".local" / "bench" / "latency.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
