@@ -130,9 +130,12 @@ bench-detection: $(STAMP)
 
 # The full chaos suite (tests/chaos): CHAOS_RUNS runs of every scenario on CHAOS_EVENTS events;
 # `make test` runs its short version.
+# Its own temp folder: pytest keeps only its three newest runs in the shared one, so any other
+# pytest run would delete the chDB folders of a finished chaos run (read to trace a difference).
 chaos: setup
 	CHAOS_FULL=1 $(BIN)/journeys broker run $(CHAOS_BROKER) -- \
-		$(BIN)/python -m pytest tests/chaos --timeout 7200 $(PYTEST_ARGS)
+		$(BIN)/python -m pytest tests/chaos --timeout 7200 --basetemp=$(CURDIR)/.local/chaos/runs \
+		$(PYTEST_ARGS)
 
 broker-start: setup
 	$(BIN)/journeys broker start

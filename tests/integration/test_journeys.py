@@ -154,7 +154,8 @@ def check(ch: Client, truth: GroundTruth) -> None:
         assert final == distinct <= plain, table
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+# One worker runs in `make test-long` only: two cover the same and the hand-overs besides.
+@pytest.mark.parametrize("workers", [pytest.param(1, marks=pytest.mark.long), 2])
 def test_a_replay_from_a_file_gives_the_true_journeys(
     workers: int, settings: Settings, processes: list[Any], tmp_path: Path
 ) -> None:
