@@ -7,10 +7,11 @@ worker the same partition numbers of all three, and one `JourneyCore` per partit
 them:
 - `journeys` on `stitched`: events into the core; the envelope's watermark (with its
   `source`) moves the partition's event time, the minimum over all `touchpoints` partitions;
-- `merges` on `identity-merges`: the authority joined person `old` into `new`. Both on this
-  partition: the core moves the person. Otherwise the old person's state goes to `new`'s
-  partition through `journey-handoff`, and events still stamped `old` follow it there for
-  the alias lifetime;
+- `merges` on `identity-merges`: the authority joined person `old` into `new`, effective at
+  the link's event time. Both on this partition: the core moves the person when time reaches
+  the link. Otherwise the old person's state goes to `new`'s partition through
+  `journey-handoff` at once, and events still stamped `old` follow it there for the alias
+  lifetime; that partition keeps the old person apart until its time reaches the link;
 - `handoff` on `journey-handoff`: persons and events arriving from other partitions, and
   how far every partition has read (a timer announces it): a partition's time waits for the
   slowest, which may still forward events here.
