@@ -340,9 +340,7 @@ def test_merge_bookkeeping_is_one_changelog_key_per_person_and_restores() -> Non
     assert [r["person_id"] for r in again.sender.rows(again.topics.journey_handoff, 1)] == [CUST]
 
 
-def _support_story(
-    h: Harness, *, merge_first: bool, anon: str = ANON
-) -> dict[str, dict[str, Any]]:
+def _support_story(h: Harness, *, merge_first: bool, anon: str = ANON) -> dict[str, dict[str, Any]]:
     """A customer's help page on the app (partition 1), then calls from a phone not yet
     linked to them (`anon`, partition 0 unless given), linked 100 hours after the help page:
     far past the late tolerance (72 h) after the calls."""
