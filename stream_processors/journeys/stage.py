@@ -223,8 +223,9 @@ class JourneyStage:
                     elif home == partition and _ahead(merged_ms, part):
                         part.handoffs.hold(old, new, merged_ms)
                     else:
-                        # Another partition's person: the state goes now (that partition
-                        # holds it apart until its time reaches the merge).
+                        # The new person elsewhere: the state goes now, and that partition
+                        # holds it apart until its time reaches the link. Both here, with
+                        # the link not ahead: the core moves the person now.
                         self._merge(part, partition, old, new, merged_ms, out=out, moved=moved)
             announced = decoded.watermark_ms  # up to when the authority decided all links
             if announced is not None and (part.decided_ms is None or announced > part.decided_ms):
@@ -253,9 +254,9 @@ class JourneyStage:
                         part.reads.hear(source, read)
                     part.reads_changed = True
                     continue
-                pid, old = row["person_id"], row.get("from")
-                new = handoffs.target(pid)  # not None: merged on again meanwhile
                 if row["kind"] == "event":
+                    pid, old = row["person_id"], row.get("from")
+                    new = handoffs.target(pid)  # not None: merged on again meanwhile
                     if old is not None and handoffs.holding(old):
                         pairs.append((row["event"], old))  # its merge is still ahead
                     elif new is not None:
