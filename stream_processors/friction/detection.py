@@ -55,7 +55,7 @@ from stream_processors.friction.rows import (
 )
 from stream_processors.runtime import metrics
 from stream_processors.runtime.dead_letters import StageDeadLetters, Where
-from stream_processors.runtime.sender import TransactionalSender, chunked
+from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
 log = logging.getLogger(__name__)
@@ -295,9 +295,7 @@ class FrictionDetection:
         d.context.keep_references(g.group_id for g in d.groups.groups())
         rows = [global_window_row(w) for w in advance.windows]
         if rows:
-            for chunk in chunked(rows):
-                message = envelope.encode(chunk, d.merger.frontier_ms)
-                self.sender.produce(self.topics.friction_windows, message, None, 0)
+            self.sender.produce_rows(self.topics.friction_windows, rows, d.merger.frontier_ms, 0)
         d.decided = True
         self._count(d, advance)
 

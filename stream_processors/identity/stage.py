@@ -100,19 +100,16 @@ class Routing:
         watermark = decoded.watermark_ms
         if watermark is None or (previous is not None and watermark < previous):
             watermark = previous
-        produce, stitched = self.sender.produce, self.topics.stitched
+        send, stitched = self.sender.produce_rows, self.topics.stitched
         # Every partition of `stitched` hears this partition's watermark when it moves, so a
         # reader's minimum over its sources keeps advancing (docs/concepts.md §5).
         moved = watermark != previous
         for target in range(self.partitions) if moved else sorted(out):
-            batch = envelope.encode(_fragments(out.get(target, [])), watermark, partition)
-            produce(stitched, batch, None, target)
+            send(stitched, _fragments(out.get(target, [])), watermark, target, partition)
         if links or moved:
             # The authority hears this partition's time too, so it can tell the journeys
             # stage up to when it has decided every link (docs/stages/journeys.md).
-            produce(
-                self.topics.identity_links, envelope.encode(links, watermark, partition), None, 0
-            )
+            send(self.topics.identity_links, links, watermark, 0, partition)
             identity_metrics.PROVISIONAL.inc(len(sent))
         metrics.EVENTS_OUT.labels(STAGE).inc(len(events))
         self.routed.mark_applied(partition, offset, watermark)
@@ -191,10 +188,11 @@ class Resolving:
             resolution = decision.resolution
             if resolution.merges or resolution.moves or resolution.refusals:
                 seq = self._records(resolution, seq, audit, merges, tally)
+        send = self.sender.produce_rows
         if audit:
-            produce(self.topics.identity_audit, envelope.encode(audit, None), None, 0)
+            send(self.topics.identity_audit, audit, None, 0)
         for target, rows in sorted(merges.items()):
-            produce(self.topics.identity_merges, envelope.encode(rows, None), None, target)
+            send(self.topics.identity_merges, rows, None, target)
         if decoded.watermark_ms is not None and decoded.source is not None:
             assert self._frontier is not None  # made with the authority
             before = self._frontier.low
@@ -217,9 +215,8 @@ class Resolving:
         low = self._frontier.low if self._frontier is not None else None
         if low is None or low == self._announced:
             return False
-        marker = envelope.encode([], low)
         for target in range(partitions):
-            self.sender.produce(self.topics.identity_merges, marker, None, target)
+            self.sender.produce_rows(self.topics.identity_merges, [], low, target)
         self._announced = low
         return True
 

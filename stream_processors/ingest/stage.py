@@ -89,8 +89,9 @@ class IngestStage:
         watermark = self._watermark(partition, result.max_occurred_ms, decoded.watermark_ms, now)
         # An envelope with no events is a watermark heartbeat: pass time on downstream.
         if result.fragments or watermark != previous:
-            out = envelope.encode(result.fragments, watermark)
-            self.sender.produce(self.topics.touchpoints, out, None, partition)
+            self.sender.produce_rows(
+                self.topics.touchpoints, result.fragments, watermark, partition
+            )
             metrics.EVENTS_OUT.labels(STAGE).inc(len(result.fragments))
         for rejection in result.rejected:
             self._dead_letter(rejection, partition, offset, now)
@@ -118,9 +119,7 @@ class IngestStage:
             )
             if mono - last < idle_after or target is None:
                 continue
-            self.sender.produce(
-                self.topics.touchpoints, envelope.encode([], target), None, partition
-            )
+            self.sender.produce_rows(self.topics.touchpoints, [], target, partition)
             self.seen.mark_applied(partition, applied.offset, target)
             moved.append(partition)
         return moved

@@ -391,7 +391,7 @@ class JourneyStage:
         if out.moved:
             for topic in (self.topics.journey_dropoffs, self.topics.journey_transitions):
                 if topic not in sent:
-                    sender.produce(topic, envelope.encode([], watermark_ms), None, partition)
+                    sender.produce_rows(topic, [], watermark_ms, partition)
         if out.journeys:
             journeys_metrics.JOURNEY_RECORDS.labels("journeys").inc(len(out.journeys))
         if out.superseded:
@@ -423,9 +423,9 @@ class JourneyStage:
                 self._told[partition] = read
         if not reads:
             return False
-        marker = envelope.encode([orjson.dumps({"kind": "read", "reads": reads})], None)
+        marker = orjson.dumps({"kind": "read", "reads": reads})
         for target in range(self.partitions):
-            self.sender.produce(self.topics.journey_handoff, marker, None, target)
+            self.sender.produce_rows(self.topics.journey_handoff, [marker], None, target)
         return True
 
     def _decode(

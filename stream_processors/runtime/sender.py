@@ -6,6 +6,11 @@ All of it goes into one Kafka transaction that is committed just before faust co
 source offsets (see `CommitSensor`), so a stage's outputs and its state change become
 visible together or not at all. The source offsets are not part of that transaction; the
 state records the last applied offset per input partition instead (`state.py`).
+
+Rows (`produce_rows`) wait for the commit and leave as few envelopes as possible per topic,
+partition and source. Nothing can read them before the commit anyway, and at live rates one
+input message of a few events otherwise became one small envelope on every partition of the
+next topic: the stage after it then spent its time on messages, not events.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
@@ -59,6 +65,16 @@ def envelopes(
     ]
 
 
+@dataclass(slots=True)
+class Held:
+    """Rows for one (topic, partition, source) waiting for the commit, and the watermark the
+    last of them came with."""
+
+    rows: list[bytes] = field(default_factory=list)
+    watermark_ms: int | None = None
+    size: int = 0
+
+
 class SenderError(RuntimeError):
     """The transactional producer failed; the stage must stop and restore from Kafka."""
 
@@ -87,6 +103,7 @@ class TransactionalSender:
         }
         self._producer = Producer(conf)
         self._before_commit: list[BeforeCommit] = []
+        self._held: dict[tuple[str, int, int | None], Held] = {}
         self._dirty = False
         self.transactions = 0
         self.messages = 0
@@ -146,14 +163,40 @@ class TransactionalSender:
         partition: int,
         source: int | None = None,
     ) -> None:
-        """`rows` to one partition as envelopes small enough for the broker (`envelopes`)."""
-        for message in envelopes(rows, watermark_ms, source):
-            self.produce(topic, message, None, partition)
+        """`rows` to one partition, sent at the commit after the rows sent there before with
+        the same `source`, together in envelopes small enough for the broker (`envelopes`).
+        The last envelope carries the latest watermark given (None keeps the one before): a
+        reader hears time move only after every row before it. A partition written here must
+        not also get `produce` calls, which would overtake the held rows."""
+        key = (topic, partition, source)
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = Held()
+        if rows:
+            held.rows += rows
+            held.size += sum(map(len, rows)) + len(rows)
+            if held.size > MAX_ENVELOPE_BYTES:
+                # Full: the rows leave now, the watermark with the last envelope at the commit.
+                for message in envelopes(held.rows, None, source):
+                    self.produce(topic, message, None, partition)
+                held.rows, held.size = [], 0
+        if watermark_ms is not None:
+            held.watermark_ms = watermark_ms
+        self._dirty = True
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, {}
+        for (topic, partition, source), rows in held.items():
+            if not rows.rows and rows.watermark_ms is None:
+                continue  # its rows left when they filled an envelope
+            for message in envelopes(rows.rows, rows.watermark_ms, source):
+                self.produce(topic, message, None, partition)
 
     def commit(self) -> None:
         """Make everything produced since the last commit durable and visible, atomically."""
         for hook in self._before_commit:
             hook()
+        self._send_held()
         if not self._dirty:
             return
         started = time.perf_counter()
@@ -174,6 +217,7 @@ class TransactionalSender:
     def send_open_transaction(self, timeout: float = 30.0) -> None:
         """Deliver what the open transaction holds to the broker without committing it (for
         fault injection: a crash now leaves records that readers must skip)."""
+        self._send_held()
         self._producer.flush(timeout)
 
     def poll(self) -> None:

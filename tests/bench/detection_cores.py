@@ -36,9 +36,9 @@ from stream_processors.journeys.core.engine import JourneyCore
 from stream_processors.journeys.core.settings import JourneySettings
 from stream_processors.journeys.core.signals import mapped_signals
 from stream_processors.journeys.rows import Outputs
-from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import Applied as _Applied
 from stream_processors.runtime.state import ChangelogTable, PartitionState
+from tests.unit.senders import RowsAtOnce
 
 IDENTIFIERS = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "anonymous_id")
 TIMELY = ("web", "app")
@@ -48,11 +48,9 @@ def _ms(delta: timedelta) -> int:
     return int(delta.total_seconds() * 1000)
 
 
-class RecordingSender:
+class RecordingSender(RowsAtOnce):
     """In place of the transactional producer: keeps what the stage produces until taken;
     `commit` runs the hooks a transaction commit runs (the tables' flushes)."""
-
-    produce_rows = TransactionalSender.produce_rows
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None]] = []

@@ -20,7 +20,7 @@ from stream_processors.friction.alerts.core.records import AlertRecord
 from stream_processors.friction.detection import DETECTOR, FrictionDetection
 from stream_processors.friction.partitions import FrictionPartitions
 from stream_processors.friction.rows import read_partials
-from stream_processors.runtime.sender import TransactionalSender, chunked
+from stream_processors.runtime.sender import chunked
 from stream_processors.runtime.state import (
     Applied,
     ChangelogTable,
@@ -28,21 +28,20 @@ from stream_processors.runtime.state import (
     Restored,
     _apply,
 )
+from tests.unit.senders import RowsAtOnce
 
 S = 300_000
 T0 = int(datetime(2025, 3, 3, tzinfo=UTC).timestamp() * 1000)
 DEFAULTS = Path(__file__).resolve().parents[3] / "deploy" / "friction" / "defaults.toml"
 
 
-class RecordingSender:
+class RecordingSender(RowsAtOnce):
     """Stands in for TransactionalSender: keeps what would be produced; `commit` runs the
     hooks (the tables' flushes), as a transaction commit does."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.hooks: list[Callable[[], None]] = []
-
-    produce_rows = TransactionalSender.produce_rows
 
     def before_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)

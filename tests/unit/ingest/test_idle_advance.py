@@ -15,13 +15,14 @@ from schemas.topics import Topics
 from stream_processors.ingest.stage import IngestStage
 from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
 from tests.unit.builders import touchpoint
+from tests.unit.senders import RowsAtOnce
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LATENESS = timedelta(minutes=2)  # the setting's default
 IDLE = 60.0
 
 
-class Sender:
+class Sender(RowsAtOnce):
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, int]] = []
 

@@ -19,14 +19,14 @@ from schemas.partitioning import partition_for
 from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.journeys.stage import JourneyStage
-from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
 from tests.unit.journeys.test_core import HOUR, T0, T0_MS
+from tests.unit.senders import RowsAtOnce
 
 PARTITIONS = 2
 
 
-class FakeSender:
+class FakeSender(RowsAtOnce):
     def __init__(self) -> None:
         self.hooks: list[Callable[[], None]] = []
         self.sent: dict[tuple[str, int], list[bytes]] = defaultdict(list)
@@ -34,8 +34,6 @@ class FakeSender:
 
     def before_commit(self, hook: Callable[[], None]) -> None:
         self.hooks.append(hook)
-
-    produce_rows = TransactionalSender.produce_rows
 
     def produce(
         self,

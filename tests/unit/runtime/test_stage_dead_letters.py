@@ -20,6 +20,7 @@ from stream_processors.identity.stage import Routing
 from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
 from tests.unit.friction import test_stage as friction
 from tests.unit.journeys import test_stage as journeys
+from tests.unit.senders import RowsAtOnce
 
 WRONG_VERSION = orjson.dumps({"envelope": "journeys.batch", "v": 9, "events": []})
 
@@ -37,7 +38,7 @@ def poison_between(good: list[dict[str, Any]]) -> list[Any]:
 # -- identity --------------------------------------------------------------------------------
 
 
-class Sender:
+class Sender(RowsAtOnce):
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None]] = []
 

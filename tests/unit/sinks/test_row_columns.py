@@ -36,8 +36,8 @@ from stream_processors.identity.core.routing import Router
 from stream_processors.identity.stage import AUTHORITY, Resolving, Routing
 from stream_processors.ingest.stage import IngestStage
 from stream_processors.journeys.stage import JourneyStage
-from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import Applied, ChangelogTable, PartitionState
+from tests.unit.senders import RowsAtOnce
 
 PARTITIONS = 2
 LATE = ("store", "call_center")
@@ -62,11 +62,9 @@ DEFAULTED: dict[str, set[str]] = {
 }
 
 
-class Bus:
+class Bus(RowsAtOnce):
     """Every stage's transactional producer at once: what each produced, per topic, in
     order (state changelogs are left out: they are not rows)."""
-
-    produce_rows = TransactionalSender.produce_rows
 
     def __init__(self) -> None:
         self.hooks: list[Callable[[], None]] = []
