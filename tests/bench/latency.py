@@ -6,12 +6,14 @@ events at `LAT_RATE` events/s (default 1,000: about half the end-to-end peak mea
 machine) for `LAT_SECONDS`, each stamped with the wall-clock time it is produced: its
 `occurred_at` is that time, so event time runs at the wall clock's pace, as in production. A
 query loop asks the sink's live HTTP interface (the one analysts and `journeys query` use)
-every `POLL` seconds which events are in `touchpoints` (two hops: ingest, then the sink) and
-which journey transitions are in `journey_transitions` (four hops: ingest, identity, journeys,
-the sink). An event's latency is the time from its produce call to the first poll that sees
-it, so touchpoint figures carry up to `POLL` of the loop's own resolution, journey rows up to
-`Watch.EVERY` (their set is not known in advance, so each question reads the last `WINDOW`
-seconds of them: asked less often).
+every `POLL` seconds which events are in `touchpoints` (three hops: ingest, identity, whose
+`stitched` rows carry the person, then the sink) and which journey transitions are in
+`journey_transitions` (four hops: ingest, identity, journeys, the sink). Touchpoints are also
+split at ingest by their `received_at` (when ingest took them): the feed and the broker
+before it, the transactions and the sink after it. An event's latency is the time from its
+produce call to the first poll that sees it, so touchpoint figures carry up to `POLL` of the
+loop's own resolution, journey rows up to `Watch.EVERY` (their set is not known in advance, so
+each question reads the last `WINDOW` seconds of them: asked less often).
 
 Journey rows wait for the watermark (the newest timely event time minus
 `processor.allowed_lateness`): the bench sets the allowed lateness to `LATENESS` seconds so the
@@ -65,10 +67,19 @@ class Seen:
 
     sent: dict[str, float] = field(default_factory=dict)  # event id -> produce time
     touchpoints: dict[str, float] = field(default_factory=dict)
+    received: dict[str, float] = field(default_factory=dict)  # when ingest took it
     transitions: dict[str, float] = field(default_factory=dict)  # by event id too
 
     def latencies(self, table: dict[str, float]) -> list[float]:
         return sorted(at - self.sent[eid] for eid, at in table.items() if eid in self.sent)
+
+    def hops(self) -> tuple[list[float], list[float]]:
+        """Touchpoint latency split at ingest (its `received_at`, the time ingest took the
+        event): produce -> ingest, and ingest -> queryable (ingest's transaction, the sink)."""
+        sent, received = self.sent, self.received
+        to_ingest = sorted(received[e] - sent[e] for e in received if e in sent)
+        to_table = sorted(at - received[e] for e, at in self.touchpoints.items() if e in received)
+        return to_ingest, to_table
 
 
 def _events(count: int) -> list[tuple[str, dict[str, object]]]:
@@ -115,7 +126,7 @@ class Watch:
         tr_since = max(seen.sent[order[0]], time.time() - self.WINDOW)
         with reading(self.dsn) as client:
             touchpoints = client.query(
-                "SELECT toString(event_id) FROM touchpoints "
+                "SELECT toString(event_id), toUnixTimestamp64Milli(received_at) FROM touchpoints "
                 f"WHERE occurred_at >= {_since(tp_since)}"
             ).result_rows
             transitions: Sequence[Sequence[Any]] = []
@@ -125,8 +136,9 @@ class Watch:
                     f"SELECT event_id FROM journey_transitions WHERE at >= {_since(tr_since)}"
                 ).result_rows
         at = time.time()
-        for (eid,) in touchpoints:
+        for eid, received_ms in touchpoints:
             seen.touchpoints.setdefault(eid, at)
+            seen.received[eid] = received_ms / 1000
         for (eid,) in transitions:
             seen.transitions.setdefault(eid, at)
 
@@ -227,6 +239,12 @@ def bench_latency(work: Path) -> list[Result]:
             results.append(
                 Result(f"interval {interval} s: {label} max", max(lat, default=0), "s", None)
             )
+        to_ingest, to_table = seen.hops()
+        for lat, hop in ((to_ingest, "produce -> ingest"), (to_table, "ingest -> queryable")):
+            for q, name in ((0.5, "p50"), (0.99, "p99")):
+                results.append(
+                    Result(f"interval {interval} s: {hop} {name}", quantile(lat, q), "s", None)
+                )
         missing = len(seen.sent) - len(seen.touchpoints)
         results.append(Result(f"interval {interval} s: touchpoints not seen", missing, "", None))
         results.append(
