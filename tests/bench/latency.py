@@ -15,6 +15,11 @@ produce call to the first poll that sees it, so touchpoint figures carry up to `
 loop's own resolution, journey rows up to `Watch.EVERY` (their set is not known in advance, so
 each question reads the last `WINDOW` seconds of them: asked less often).
 
+Drop-offs: every stage's time limit is cut to `TIME_LIMIT` (definitions rewritten for the
+run), so journeys drop off while it runs. A drop-off's latency runs from its deadline (its
+`dropped_at`, on the wall clock here) to the first poll that sees the row; it cannot be below
+the allowed lateness, the time the watermark stays behind the newest event.
+
 Journey rows wait for the watermark (the newest timely event time minus
 `processor.allowed_lateness`): the bench sets the allowed lateness to `LATENESS` seconds so the
 figure shows the pipeline; with the default 2 minutes, journey rows come 2 minutes later.
@@ -31,9 +36,11 @@ Run alone: `journeys broker run --instance bench --port 19392 --controller-port 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +53,7 @@ from producers.files import publisher
 from producers.pii import PiiHasher
 from producers.simulator.config import SimConfig
 from producers.simulator.engine import Simulation
-from schemas.settings import Settings
+from schemas.settings import JourneyStageSettings, Settings
 from sinks.clickhouse import reader_dsn, reading
 
 from .end_to_end import STAGES, Pipeline, feed_file, run_together, wait_until
@@ -59,6 +66,7 @@ INTERVALS = [float(x) for x in os.environ.get("LAT_INTERVALS", "0.1,0.25,0.5,1.0
 CUSTOMERS = int(os.environ.get("LAT_CUSTOMERS", "30000"))
 POLL = 0.1  # seconds between the query loop's questions
 LATENESS = 5  # seconds: processor.allowed_lateness in these runs
+TIME_LIMIT = "15s"  # every stage's time limit in these runs
 
 
 @dataclass
@@ -69,9 +77,14 @@ class Seen:
     touchpoints: dict[str, float] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)  # when ingest took it
     transitions: dict[str, float] = field(default_factory=dict)  # by event id too
+    dropoffs: dict[str, float] = field(default_factory=dict)  # by drop-off id
+    deadlines: dict[str, float] = field(default_factory=dict)  # drop-off id -> dropped_at
 
     def latencies(self, table: dict[str, float]) -> list[float]:
         return sorted(at - self.sent[eid] for eid, at in table.items() if eid in self.sent)
+
+    def dropoff_latencies(self) -> list[float]:
+        return sorted(at - self.deadlines[d] for d, at in self.dropoffs.items())
 
     def hops(self) -> tuple[list[float], list[float]]:
         """Touchpoint latency split at ingest (its `received_at`, the time ingest took the
@@ -130,10 +143,15 @@ class Watch:
                 f"WHERE occurred_at >= {_since(tp_since)}"
             ).result_rows
             transitions: Sequence[Sequence[Any]] = []
+            dropoffs: Sequence[Sequence[Any]] = []
             if time.time() - self.asked >= self.EVERY:
                 self.asked = time.time()
                 transitions = client.query(
                     f"SELECT event_id FROM journey_transitions WHERE at >= {_since(tr_since)}"
+                ).result_rows
+                dropoffs = client.query(
+                    "SELECT dropoff_id, toUnixTimestamp64Milli(dropped_at) FROM dropoffs "
+                    f"WHERE reason = 'time_limit' AND dropped_at >= {_since(tr_since)}"
                 ).result_rows
         at = time.time()
         for eid, received_ms in touchpoints:
@@ -141,6 +159,9 @@ class Watch:
             seen.received[eid] = received_ms / 1000
         for (eid,) in transitions:
             seen.transitions.setdefault(eid, at)
+        for dropoff_id, dropped_ms in dropoffs:
+            seen.dropoffs.setdefault(dropoff_id, at)
+            seen.deadlines.setdefault(dropoff_id, dropped_ms / 1000)
 
 
 def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, object]]]) -> Seen:
@@ -153,6 +174,9 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
             "JOURNEYS_PROCESSOR__ALLOWED_LATENESS": f"PT{LATENESS}S",
             # Time must move while the feed runs, also in a pause of a partition.
             "JOURNEYS_PROCESSOR__IDLE_AFTER_SECONDS": "5",
+            "JOURNEYS_JOURNEYS__DEFINITIONS": orjson.dumps(
+                [str(d) for d in _short_limits(work)]
+            ).decode(),
         }
     )
     names = [*STAGES, "sink"]
@@ -191,6 +215,22 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
         return seen
     finally:
         p.stop()
+
+
+def _short_limits(work: Path) -> list[Path]:
+    """The shipped definitions with every stage's time limit set to `TIME_LIMIT`."""
+    folder = work / "definitions"
+    folder.mkdir(exist_ok=True)
+    written = []
+    for shipped in JourneyStageSettings().definitions:
+        text = shipped.read_text()
+        limits = sum(1 for stage in tomllib.loads(text)["stages"] if "time_limit" in stage)
+        short = re.sub(r'(?m)^time_limit = "[^"]*"$', f'time_limit = "{TIME_LIMIT}"', text)
+        if short.count(f'time_limit = "{TIME_LIMIT}"') != limits:
+            raise RuntimeError(f"{shipped}: not every time_limit line was found")
+        written.append(folder / shipped.name)
+        written[-1].write_text(short)
+    return written
 
 
 def _served(p: Pipeline) -> bool:
@@ -245,6 +285,19 @@ def bench_latency(work: Path) -> list[Result]:
                 results.append(
                     Result(f"interval {interval} s: {hop} {name}", quantile(lat, q), "s", None)
                 )
+        dropoffs = seen.dropoff_latencies()
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            results.append(
+                Result(
+                    f"interval {interval} s: drop-offs {name} ({len(dropoffs):,} seen)",
+                    quantile(dropoffs, q),
+                    "s",
+                    None,
+                )
+            )
+        results.append(
+            Result(f"interval {interval} s: drop-offs max", max(dropoffs, default=0), "s", None)
+        )
         missing = len(seen.sent) - len(seen.touchpoints)
         results.append(Result(f"interval {interval} s: touchpoints not seen", missing, "", None))
         results.append(
