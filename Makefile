@@ -133,6 +133,7 @@ bench-detection: $(STAMP)
 # Its own temp folder: pytest keeps only its three newest runs in the shared one, so any other
 # pytest run would delete the chDB folders of a finished chaos run (read to trace a difference).
 chaos: setup
+	mkdir -p .local/chaos
 	CHAOS_FULL=1 $(BIN)/journeys broker run $(CHAOS_BROKER) -- \
 		$(BIN)/python -m pytest tests/chaos --timeout 7200 --basetemp=$(CURDIR)/.local/chaos/runs \
 		$(PYTEST_ARGS)
