@@ -15,6 +15,12 @@ produce call to the first poll that sees it, so touchpoint figures carry up to `
 loop's own resolution, journey rows up to `Watch.EVERY` (their set is not known in advance, so
 each question reads the last `WINDOW` seconds of them: asked less often).
 
+Those questions cost the sink they ask (one takes about 0.1 s on this machine, in the sink's
+process), so touchpoints are also timed from the sink's commit log, which costs it nothing:
+the sink commits its offset past a batch only after inserting it, so a touchpoint is
+queryable once the sink's committed offset on `stitched` has passed the message that carried
+it (asked of the broker every `TICK` seconds).
+
 Drop-offs: every stage's time limit is cut to `TIME_LIMIT` (definitions rewritten for the
 run), so journeys drop off while it runs. A drop-off's latency runs from its deadline (its
 `dropped_at`, on the wall clock here) to the first poll that sees the row; it cannot be below
@@ -41,6 +47,8 @@ import statistics
 import tempfile
 import time
 import tomllib
+import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,12 +56,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from producers.files import publisher
 from producers.pii import PiiHasher
 from producers.simulator.config import SimConfig
 from producers.simulator.engine import Simulation
+from schemas import envelope
 from schemas.settings import JourneyStageSettings, Settings
+from schemas.topics import Topics
 from sinks.clickhouse import reader_dsn, reading
 
 from .end_to_end import STAGES, Pipeline, feed_file, run_together, wait_until
@@ -64,7 +75,8 @@ RATE = float(os.environ.get("LAT_RATE", "1000"))
 SECONDS = float(os.environ.get("LAT_SECONDS", "60"))
 INTERVALS = [float(x) for x in os.environ.get("LAT_INTERVALS", "0.1,0.25,0.5,1.0").split(",")]
 CUSTOMERS = int(os.environ.get("LAT_CUSTOMERS", "30000"))
-POLL = 0.1  # seconds between the query loop's questions
+POLL = float(os.environ.get("LAT_POLL", "0.25"))  # seconds between questions about touchpoints
+TICK = 0.05  # seconds between looks at the sink's commit log
 LATENESS = 5  # seconds: processor.allowed_lateness in these runs
 TIME_LIMIT = "15s"  # every stage's time limit in these runs
 
@@ -75,10 +87,13 @@ class Seen:
 
     sent: dict[str, float] = field(default_factory=dict)  # event id -> produce time
     touchpoints: dict[str, float] = field(default_factory=dict)
+    committed: dict[str, float] = field(default_factory=dict)  # past the sink's commit
     received: dict[str, float] = field(default_factory=dict)  # when ingest took it
     transitions: dict[str, float] = field(default_factory=dict)  # by event id too
     dropoffs: dict[str, float] = field(default_factory=dict)  # by drop-off id
     deadlines: dict[str, float] = field(default_factory=dict)  # drop-off id -> dropped_at
+    # Seconds each poll took: the loop's questions share the sink's ClickHouse and process.
+    polls: list[float] = field(default_factory=list)
 
     def latencies(self, table: dict[str, float]) -> list[float]:
         return sorted(at - self.sent[eid] for eid, at in table.items() if eid in self.sent)
@@ -113,6 +128,52 @@ def _since(wall: float) -> str:
     return f"toDateTime64('{text}', 3, 'UTC')"
 
 
+class CommitLog:
+    """Touchpoints as the sink's commit log tells it (see the module's docstring): the
+    messages of `stitched` are read as they are committed, and each one's events count as
+    queryable at the first look that finds the sink's committed offset past it."""
+
+    def __init__(self, settings: Settings, seen: Seen) -> None:
+        kafka = settings.kafka.as_librdkafka_dict()
+        topic = Topics.from_settings(settings.topics).stitched
+        parts = range(settings.topics.partitions)
+        self.seen = seen
+        self.reader = Consumer(
+            {
+                **kafka,
+                "group.id": f"latency-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        # Only asks for the sink group's offsets: never joins it.
+        self.group = Consumer(
+            {**kafka, "group.id": settings.topics.group("sink"), "enable.auto.commit": False}
+        )
+        self.asked = [TopicPartition(topic, p) for p in parts]
+        self.waiting: dict[int, deque[tuple[int, list[str]]]] = {p: deque() for p in parts}
+
+    def look(self) -> None:
+        for msg in self.reader.consume(10_000, 0):
+            partition, offset, value = msg.partition(), msg.offset(), msg.value()
+            if msg.error() is None and partition is not None and offset is not None and value:
+                ids = [str(e["event_id"]) for e in envelope.decode(value).events]
+                if ids:
+                    self.waiting[partition].append((offset, ids))
+        committed = self.group.committed(self.asked, timeout=10.0)
+        at = time.time()
+        for tp in committed:
+            queue = self.waiting[tp.partition]
+            while queue and queue[0][0] < tp.offset:
+                for eid in queue.popleft()[1]:
+                    self.seen.committed.setdefault(eid, at)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.group.close()
+
+
 class Watch:
     """The query loop: which probes each table holds now, asked only for those produced
     since the oldest touchpoint not yet seen (and the last `WINDOW` seconds of transitions,
@@ -121,10 +182,11 @@ class Watch:
     WINDOW = 180.0
     EVERY = 1.0  # seconds between questions about journey rows
 
-    def __init__(self, dsn: str, seen: Seen) -> None:
-        self.dsn, self.seen = dsn, seen
+    def __init__(self, dsn: str, seen: Seen, log: CommitLog) -> None:
+        self.dsn, self.seen, self.log = dsn, seen, log
         self.order: list[str] = []  # probe ids in produce order
         self.oldest = 0  # index in `order` of the oldest touchpoint not yet seen
+        self.asked_touchpoints = 0.0  # when touchpoints were last asked for
         self.asked = 0.0  # when journey rows were last asked for
 
     def sent(self, event_id: str, wall: float) -> None:
@@ -132,11 +194,19 @@ class Watch:
         self.order.append(event_id)
 
     def poll(self) -> None:
+        """Look at the commit log; ask the sink what is due to be asked."""
+        self.log.look()
+        if time.time() - self.asked_touchpoints >= POLL:
+            self.asked_touchpoints = time.time()
+            self._ask()
+
+    def _ask(self) -> None:
         seen, order = self.seen, self.order
         while self.oldest < len(order) and order[self.oldest] in seen.touchpoints:
             self.oldest += 1
         tp_since = seen.sent[order[min(self.oldest, len(order) - 1)]] - 0.001
         tr_since = max(seen.sent[order[0]], time.time() - self.WINDOW)
+        asked = time.perf_counter()
         with reading(self.dsn) as client:
             touchpoints = client.query(
                 "SELECT toString(event_id), toUnixTimestamp64Milli(received_at) FROM touchpoints "
@@ -154,6 +224,7 @@ class Watch:
                     f"WHERE reason = 'time_limit' AND dropped_at >= {_since(tr_since)}"
                 ).result_rows
         at = time.time()
+        seen.polls.append(time.perf_counter() - asked)
         for eid, received_ms in touchpoints:
             seen.touchpoints.setdefault(eid, at)
             seen.received[eid] = received_ms / 1000
@@ -186,10 +257,11 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
             p.start(name)
         wait_until(lambda: p.joined(names), "every process joining its group", 300)
         wait_until(lambda: _served(p), "the sink serving its HTTP interface", 120)
-        watch = Watch(reader_dsn(p.env["JOURNEYS_CLICKHOUSE__DSN"]), seen)
+        log = CommitLog(p.settings, seen)
+        watch = Watch(reader_dsn(p.env["JOURNEYS_CLICKHOUSE__DSN"]), seen, log)
         pub = publisher(p.settings)
         started = time.time()
-        next_poll = started + POLL
+        next_poll = started + TICK
         for n, (key, event) in enumerate(events, start=1):
             wall = time.time()
             event["occurred_at"] = _iso(wall)
@@ -200,7 +272,7 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
                 pub.drain()
                 if wall >= next_poll:
                     watch.poll()
-                    next_poll = time.time() + POLL
+                    next_poll = time.time() + TICK
                 pause = due - time.time()
                 if pause > 0:
                     time.sleep(pause)
@@ -209,9 +281,10 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
         # events, which come once idle advance moves the watermark past them (a minute).
         fed = time.time()
         while time.time() < fed + 60:
-            time.sleep(POLL)
+            time.sleep(TICK)
             watch.poll()
         p.check_alive()
+        log.close()
         return seen
     finally:
         p.stop()
@@ -264,7 +337,12 @@ def bench_latency(work: Path) -> list[Result]:
         print(f"latency: commit interval {interval} s, {RATE:,.0f} events/s ...", flush=True)
         seen = run_latency(work, interval, [(k, dict(e)) for k, e in events])
         rate = run_throughput(work, interval)
-        for table, label in ((seen.touchpoints, "touchpoints"), (seen.transitions, "journeys")):
+        tables = (
+            (seen.touchpoints, "touchpoints"),
+            (seen.committed, "touchpoints by the commit log"),
+            (seen.transitions, "journeys"),
+        )
+        for table, label in tables:
             lat = seen.latencies(table)
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 results.append(
@@ -298,6 +376,16 @@ def bench_latency(work: Path) -> list[Result]:
         results.append(
             Result(f"interval {interval} s: drop-offs max", max(dropoffs, default=0), "s", None)
         )
+        polls = sorted(seen.polls)
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            results.append(
+                Result(
+                    f"interval {interval} s: one poll of the loop {name}",
+                    quantile(polls, q),
+                    "s",
+                    None,
+                )
+            )
         missing = len(seen.sent) - len(seen.touchpoints)
         results.append(Result(f"interval {interval} s: touchpoints not seen", missing, "", None))
         results.append(

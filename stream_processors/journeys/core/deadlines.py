@@ -14,16 +14,14 @@ from __future__ import annotations
 import heapq
 from typing import Final, Generic, TypeVar
 
-# "No deadline": later than any event time in milliseconds. 2**62 - 1 is the largest int
-# compiled code (stream_processors.compiled) holds unboxed: 2**62 made every comparison with
-# a wake or deadline that is NEVER (most of them) a call on a boxed int.
+# "No deadline": later than any event time in milliseconds (2**62 - 1).
 NEVER: Final = 4_611_686_018_427_387_903
 
 
 class Timed:
     """An item the wheel can hold: `wake_ms` is the earliest entry filed for it (NEVER if
-    none is known), which the wheel keeps up to date. A base class, not a protocol: compiled,
-    the wheel then reads and writes `wake_ms` in place, not by name."""
+    none is known), which the wheel keeps up to date. A base class with the slot, so every
+    item has it without a dict."""
 
     __slots__ = ("wake_ms",)
 

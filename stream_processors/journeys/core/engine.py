@@ -114,11 +114,10 @@ class JourneyCore:
         out: list[Output] = []
         people, dirty, release = self._people, self._dirty, self._release
         resolve = self._aliases.resolve if self._aliases else None
-        # Objects, not bound methods, in locals: compiled, calls on them are direct C calls.
+        # Looked up once per envelope, not once per event.
         watermark, clock = self.watermark_ms, self._clock
         for raw, given in events:
-            # Decoded JSON is a dict. Typed as one, compiled lookups on it are direct dict
-            # calls (on a Mapping, each `.get` is a method looked up by name).
+            # Decoded JSON is a dict already; any other mapping is copied into one.
             event: dict[str, Any] = raw if type(raw) is dict else dict(raw)
             t = clock.ms(event["occurred_at"])
             pid = given if resolve is None else resolve(given)
@@ -240,8 +239,8 @@ class JourneyCore:
         if members is None:
             properties = event.get("properties") or _EMPTY
             members = self._meaning.members(stages, event_type, channel, properties)
-        # Its time, id, channel and touchpoint go on as arguments, not as one tuple: compiled,
-        # they pass as they are, and no tuple is built and freed per event.
+        # Its time, id, channel and touchpoint go on as arguments, not as one tuple: no tuple
+        # is built and freed per event.
         self._sessions.observe(
             person, t, event_id, channel, touchpoint, friction=friction, task=task, out=out
         )

@@ -36,8 +36,7 @@ from stream_processors.journeys.core.state import (
 class Effects:
     """What a fold step did, for whoever turns it into records (`journey_live`). This base
     does nothing, which is what a re-fold needs: the caller compares the result with what was
-    reported. A base class, not a protocol: compiled, its methods are called through a table,
-    not looked up by name."""
+    reported. A base class, not a protocol, so the re-fold can use it as it is."""
 
     __slots__ = ()
 

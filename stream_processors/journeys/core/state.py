@@ -19,7 +19,7 @@ from stream_processors.journeys.core.match import Definition, Hit
 if TYPE_CHECKING:
     from stream_processors.journeys.core.outputs import DropOff
 
-# Final: compiled (stream_processors.compiled), constants are inlined, not looked up.
+# A journey's status, as an int (the form snapshots keep).
 OPEN: Final = 0
 CONVERTED: Final = 1
 DROPPED: Final = 2
