@@ -2,7 +2,9 @@
 
 Per batch: (1) commit the batch's first offset with its planned end as metadata, (2) insert
 the rows with the batch's token, (3) commit the offset after the batch. A crash between (2)
-and (3) re-sends the identical batch, which ClickHouse drops.
+and (3) re-sends the identical batch, which ClickHouse drops. Every partition with a batch
+due takes each step together: one commit of all their intents, their inserts, one commit of
+all their offsets.
 
 Weather never stops it. A failure that ClickHouse or Kafka gets over (`sinks/core/failures.py`)
 pauses that partition and retries the step with capped backoff, while the loop goes on
@@ -249,7 +251,7 @@ class TopicSink:
                     batch = part.batcher.due(now)
                     if batch is not None:
                         self._enqueue(part, batch)
-                    self._advance(part)
+                self._advance()
                 if not self._parts or any(p.queue for p in self._parts.values()):
                     last_data = now  # idle only while partitions are assigned and all written
                 elif idle_exit_seconds is not None and now - last_data > idle_exit_seconds:
@@ -280,7 +282,6 @@ class TopicSink:
         self.stats.messages += 1
         for batch in part.batcher.add(msg.offset(), _rows(msg.value()), now):
             self._enqueue(part, batch)
-            self._advance(part)
 
     def _enqueue(self, part: _Partition, batch: Batch) -> None:
         token = batch.token(part.topic)
@@ -295,8 +296,7 @@ class TopicSink:
                 self._enqueue(part, batch)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while True:
-            for part in self._parts.values():
-                self._advance(part)
+            self._advance()
             waiting = [p for p in self._parts.values() if p.queue]
             now = time.monotonic()
             if not waiting or now >= deadline:
@@ -308,28 +308,44 @@ class TopicSink:
                 sum(len(p.queue) for p in waiting),
             )
 
-    # -- one partition's work -------------------------------------------------------------
+    # -- the partitions' work ----------------------------------------------------------------
 
-    def _advance(self, part: _Partition) -> None:
-        """Take the partition's queued batches as far as they go now."""
-        while part.queue and time.monotonic() >= part.retry_at:
-            try:
-                self._complete(part, part.queue[0])
-            except _WaitError as wait:
-                self._wait(part, wait.failure)
-                return
-            part.queue.popleft()
-            self._recovered(part)
-        if not part.queue and part.paused:
-            self._consumer_now().resume([TopicPartition(part.topic, part.partition)])
-            part.paused = False
-            self._count_waiting()
+    def _advance(self) -> None:
+        """Take every partition's queued batches as far as they go now. A partition's batch
+        goes intent, insert, offset past it, in that order; the partitions' commits go
+        together, one for the intents before the inserts and one for the offsets after: each
+        commit is a round trip to the group coordinator, and one per batch held a flush of a
+        dozen partitions of half a dozen topics to that many round trips."""
+        while True:
+            now = time.monotonic()
+            ready = [p for p in self._parts.values() if p.queue and now >= p.retry_at]
+            if not ready:
+                break
+            intents = [p for p in ready if not p.queue[0].intent_committed]
+            for part in self._commit_together(intents, lambda b: (b.first, b.intent())):
+                part.queue[0].intent_committed = True
+            inserted = []
+            for part in ready:
+                if not part.queue[0].intent_committed:
+                    continue  # its intent waits
+                try:
+                    self._insert_batch(part, part.queue[0])
+                except _WaitError as wait:
+                    self._wait(part, wait.failure)
+                    continue
+                inserted.append(part)
+            for part in self._commit_together(inserted, lambda b: (b.last + 1, "")):
+                part.queue.popleft()
+                self._recovered(part)
+        for part in self._parts.values():
+            if not part.queue and part.paused:
+                self._consumer_now().resume([TopicPartition(part.topic, part.partition)])
+                part.paused = False
+                self._count_waiting()
 
-    def _complete(self, part: _Partition, work: _Work) -> None:
-        batch = work.batch
-        if not work.intent_committed:
-            self._commit(part, batch.first, batch.intent())
-            work.intent_committed = True
+    def _insert_batch(self, part: _Partition, work: _Work) -> None:
+        """Place the batch's pieces (its intent is committed); what is placed stays placed
+        when a later piece waits."""
         while work.pieces:
             replacement = self._place(part, work, work.pieces[0])
             work.pieces.popleft()
@@ -343,7 +359,6 @@ class TopicSink:
             if limit is not None and self.stats.batches >= limit:
                 log.warning("fault injection: exiting between insert and offset commit")
                 os._exit(EXIT_FAULT_INJECTED)
-        self._commit(part, batch.last + 1, "")
 
     def _place(self, part: _Partition, work: _Work, piece: Piece) -> list[Piece]:
         """Insert one piece; a refused one is replaced by its halves, or dead-lettered when
@@ -438,21 +453,34 @@ class TopicSink:
             where.token,
         )
 
-    def _commit(self, part: _Partition, offset: int, metadata: str) -> None:
-        tp = TopicPartition(part.topic, part.partition, offset, metadata=metadata)
+    def _commit_together(
+        self, parts: list[_Partition], position: Callable[[Batch], tuple[int, str]]
+    ) -> list[_Partition]:
+        """Commit each partition's offset and metadata for its first queued batch in one
+        call; the partitions committed. Those Kafka says to try again wait; any other
+        failure is raised."""
+        if not parts:
+            return []
+        offsets = []
+        for part in parts:
+            offset, metadata = position(part.queue[0].batch)
+            offsets.append(TopicPartition(part.topic, part.partition, offset, metadata=metadata))
         try:
-            done = self._consumer_now().commit(offsets=[tp], asynchronous=False)
-            errors = [t.error for t in done or [] if t.error is not None]
-            if errors:
-                raise KafkaException(errors[0])
+            done = self._consumer_now().commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            error = exc.args[0]
-            if not isinstance(error, KafkaError):
-                raise
-            if not kafka_retriable(error.code(), error.retriable()):
-                raise
-            kind = f"kafka_{error.name().lower().lstrip('_')}"
-            raise _WaitError(Failure(True, kind, error.code(), error.str())) from exc
+            failure = _retriable_commit_failure(exc)
+            for part in parts:
+                self._wait(part, failure)
+            return []
+        refused = {(t.topic, t.partition): t.error for t in done or [] if t.error is not None}
+        committed = []
+        for part in parts:
+            error = refused.get((part.topic, part.partition))
+            if error is None:
+                committed.append(part)
+            else:
+                self._wait(part, _retriable_commit_failure(KafkaException(error)))
+        return committed
 
     def _wait(self, part: _Partition, failure: Failure) -> None:
         now = time.monotonic()
@@ -506,6 +534,16 @@ class TopicSink:
         consumer = self._consumer
         assert consumer is not None, "only while running"
         return consumer
+
+
+def _retriable_commit_failure(exc: KafkaException) -> Failure:
+    """The failure to wait out for a commit Kafka refused; raises `exc` unless Kafka says
+    trying again can succeed (a coordinator moving, a broker restarting)."""
+    error = exc.args[0]
+    if not isinstance(error, KafkaError) or not kafka_retriable(error.code(), error.retriable()):
+        raise exc
+    kind = f"kafka_{error.name().lower().lstrip('_')}"
+    return Failure(True, kind, error.code(), error.str())
 
 
 def _rows(value: bytes | None) -> bytes:
