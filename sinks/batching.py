@@ -162,12 +162,18 @@ class PartitionBatcher:
             done.append(self._close())
         return done
 
-    def due(self, now: float) -> Batch | None:
-        """The open batch if it is old enough to write (never one with a planned end)."""
+    @property
+    def open(self) -> bool:
+        """Whether messages wait in a batch not yet closed."""
+        return self._open is not None
+
+    def due(self, now: float, caught_up: bool = False) -> Batch | None:
+        """The open batch if it is old enough to write, or `caught_up` (nothing more in the
+        partition to read now); never one with a planned end, which is cut there."""
         batch = self._open
         if batch is None or self.planned_end is not None:
             return None
-        if now - batch.opened_at >= self.max_seconds:
+        if caught_up or now - batch.opened_at >= self.max_seconds:
             return self._close()
         return None
 

@@ -247,8 +247,9 @@ class TopicSink:
                     last_data = now
                 for msg in msgs:
                     self._take(msg, now)
-                for part in list(self._parts.values()):
-                    batch = part.batcher.due(now)
+                caught_up = self._caught_up()
+                for key, part in self._parts.items():
+                    batch = part.batcher.due(now, key in caught_up)
                     if batch is not None:
                         self._enqueue(part, batch)
                 self._advance()
@@ -265,6 +266,25 @@ class TopicSink:
             if self._dead_letters is not None:
                 self._dead_letters.close()
         return self.stats
+
+    def _caught_up(self) -> set[tuple[str, int]]:
+        """The partitions with a batch open whose reading position has reached the end the
+        last fetch saw (the client's own figures; nothing is asked of the broker). An open
+        transaction upstream keeps that end ahead, so its partitions wait their age out."""
+        if not self.settings.sink.flush_when_caught_up:
+            return set()
+        consumer = self._consumer_now()
+        waiting = [
+            TopicPartition(p.topic, p.partition) for p in self._parts.values() if p.batcher.open
+        ]
+        if not waiting:
+            return set()
+        done = set()
+        for tp in consumer.position(waiting):
+            _, end = consumer.get_watermark_offsets(tp, cached=True)
+            if 0 <= end <= tp.offset:
+                done.add((tp.topic, tp.partition))
+        return done
 
     def _take(self, msg: Any, now: float) -> None:
         err = msg.error()

@@ -34,6 +34,7 @@ The run repeats for each commit interval in `LAT_INTERVALS` (the stages' transac
 and the sink's flush interval together): every hop reads only committed transactions, so the
 interval sets a floor under the latency, and a shorter one costs throughput, measured in the
 same run by the end-to-end feed of `LAT_CUSTOMERS` simulated customers at full speed.
+`LAT_SINK_SECONDS` gives the sink a flush interval of its own instead.
 
 Run alone: `journeys broker run --instance bench --port 19392 --controller-port 19393 --fresh
 -- .venv/bin/python -m tests.bench.latency` (`make bench-latency`).
@@ -75,6 +76,8 @@ RATE = float(os.environ.get("LAT_RATE", "1000"))
 SECONDS = float(os.environ.get("LAT_SECONDS", "60"))
 INTERVALS = [float(x) for x in os.environ.get("LAT_INTERVALS", "0.1,0.25,0.5,1.0").split(",")]
 CUSTOMERS = int(os.environ.get("LAT_CUSTOMERS", "30000"))
+# The sink's flush interval (`sink.max_seconds`) when it is not the commit interval.
+SINK_SECONDS = float(os.environ["LAT_SINK_SECONDS"]) if "LAT_SINK_SECONDS" in os.environ else None
 POLL = float(os.environ.get("LAT_POLL", "0.25"))  # seconds between questions about touchpoints
 TICK = 0.05  # seconds between looks at the sink's commit log
 LATENESS = 5  # seconds: processor.allowed_lateness in these runs
@@ -241,7 +244,7 @@ def run_latency(work: Path, interval: float, events: list[tuple[str, dict[str, o
     p.env.update(
         {
             "JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS": str(interval),
-            "JOURNEYS_SINK__MAX_SECONDS": str(interval),
+            "JOURNEYS_SINK__MAX_SECONDS": str(_sink_seconds(interval)),
             "JOURNEYS_PROCESSOR__ALLOWED_LATENESS": f"PT{LATENESS}S",
             # Time must move while the feed runs, also in a pause of a partition.
             "JOURNEYS_PROCESSOR__IDLE_AFTER_SECONDS": "5",
@@ -315,13 +318,17 @@ def run_throughput(work: Path, interval: float) -> float:
     """Events/s of the end-to-end feed at full speed, at commit interval `interval`."""
     feed = feed_file(CUSTOMERS)
     os.environ["JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS"] = str(interval)
-    os.environ["JOURNEYS_SINK__MAX_SECONDS"] = str(interval)
+    os.environ["JOURNEYS_SINK__MAX_SECONDS"] = str(_sink_seconds(interval))
     try:
         together, _ = run_together(work, feed, None)
     finally:
         del os.environ["JOURNEYS_PROCESSOR__COMMIT_INTERVAL_SECONDS"]
         del os.environ["JOURNEYS_SINK__MAX_SECONDS"]
     return feed.events / together.seconds
+
+
+def _sink_seconds(interval: float) -> float:
+    return SINK_SECONDS if SINK_SECONDS is not None else interval
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -337,6 +344,9 @@ def bench_latency(work: Path) -> list[Result]:
         print(f"latency: commit interval {interval} s, {RATE:,.0f} events/s ...", flush=True)
         seen = run_latency(work, interval, [(k, dict(e)) for k, e in events])
         rate = run_throughput(work, interval)
+        run = f"interval {interval} s" + (
+            f", sink {SINK_SECONDS} s" if SINK_SECONDS is not None else ""
+        )
         tables = (
             (seen.touchpoints, "touchpoints"),
             (seen.committed, "touchpoints by the commit log"),
@@ -347,50 +357,42 @@ def bench_latency(work: Path) -> list[Result]:
             for q, name in ((0.5, "p50"), (0.99, "p99")):
                 results.append(
                     Result(
-                        f"interval {interval} s: {label} {name} ({len(lat):,} seen)",
+                        f"{run}: {label} {name} ({len(lat):,} seen)",
                         quantile(lat, q),
                         "s",
                         None,
                         "<= 3 s" if label == "touchpoints" and name == "p99" else "",
                     )
                 )
-            results.append(
-                Result(f"interval {interval} s: {label} max", max(lat, default=0), "s", None)
-            )
+            results.append(Result(f"{run}: {label} max", max(lat, default=0), "s", None))
         to_ingest, to_table = seen.hops()
         for lat, hop in ((to_ingest, "produce -> ingest"), (to_table, "ingest -> queryable")):
             for q, name in ((0.5, "p50"), (0.99, "p99")):
-                results.append(
-                    Result(f"interval {interval} s: {hop} {name}", quantile(lat, q), "s", None)
-                )
+                results.append(Result(f"{run}: {hop} {name}", quantile(lat, q), "s", None))
         dropoffs = seen.dropoff_latencies()
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             results.append(
                 Result(
-                    f"interval {interval} s: drop-offs {name} ({len(dropoffs):,} seen)",
+                    f"{run}: drop-offs {name} ({len(dropoffs):,} seen)",
                     quantile(dropoffs, q),
                     "s",
                     None,
                 )
             )
-        results.append(
-            Result(f"interval {interval} s: drop-offs max", max(dropoffs, default=0), "s", None)
-        )
+        results.append(Result(f"{run}: drop-offs max", max(dropoffs, default=0), "s", None))
         polls = sorted(seen.polls)
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             results.append(
                 Result(
-                    f"interval {interval} s: one poll of the loop {name}",
+                    f"{run}: one poll of the loop {name}",
                     quantile(polls, q),
                     "s",
                     None,
                 )
             )
         missing = len(seen.sent) - len(seen.touchpoints)
-        results.append(Result(f"interval {interval} s: touchpoints not seen", missing, "", None))
-        results.append(
-            Result(f"interval {interval} s: end to end at full speed", rate, "events/s", None)
-        )
+        results.append(Result(f"{run}: touchpoints not seen", missing, "", None))
+        results.append(Result(f"{run}: end to end at full speed", rate, "events/s", None))
     return results
 
 

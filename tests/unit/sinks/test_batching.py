@@ -108,6 +108,22 @@ def test_due_is_none_while_a_planned_end_is_pending() -> None:
     assert (batch.first, batch.last) == (40, 50)
 
 
+def test_a_caught_up_partition_writes_its_batch_at_once_but_never_cuts_a_planned_one() -> None:
+    batcher = PartitionBatcher(partition=0, max_bytes=1 << 20, max_seconds=1.0)
+    feed(batcher, range(3), now=0.0)
+    assert batcher.open and batcher.due(0.1) is None  # young, more may come
+    batch = batcher.due(0.1, caught_up=True)
+    assert batch is not None and (batch.first, batch.last) == (0, 2)
+    assert not batcher.open and batcher.due(0.2, caught_up=True) is None
+
+    # A replay rebuilds the recorded batch to its end, however soon the reader catches up.
+    batcher.planned_end = 9
+    feed(batcher, range(3, 6), now=1.0)
+    assert batcher.due(1.1, caught_up=True) is None
+    (replayed,) = feed(batcher, range(6, 10), now=1.2)
+    assert (replayed.first, replayed.last) == (3, 9)
+
+
 def test_a_planned_end_never_seen_cuts_before_the_first_offset_past_it() -> None:
     batcher = PartitionBatcher(partition=0, max_bytes=1 << 20, max_seconds=1.0)
     batcher.planned_end = 12
