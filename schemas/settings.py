@@ -321,6 +321,10 @@ class DetectorSettings(Section):
     season_min_periods: float = Field(default=3.0, gt=0)
     forget_after: timedelta = timedelta(days=7)
     revisable_for: timedelta = timedelta(days=1)
+    # How long after a late channel's window closes (`processor.late_channels`) its counts
+    # (stage entries, source volume) are judged for a collapse: set it to how late the
+    # channel's exports land. Its friction and drop-off rates are judged on close as usual.
+    late_count_wait: timedelta = Field(default=timedelta(hours=2), ge=timedelta(0))
     thresholds: list[FixedThresholdSettings] = []
     # Tests over the run of recent windows (`sequential.py`): a CUSUM alarms at h, so the mean
     # run to a false alarm is at least e^h windows per test (13.8: 10^6); `critical_h` makes

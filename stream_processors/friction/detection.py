@@ -47,7 +47,7 @@ from stream_processors.friction.core.rules import FixedThreshold
 from stream_processors.friction.core.sequential import CusumConfig
 from stream_processors.friction.core.series import late_channel_keys
 from stream_processors.friction.core.window_merge import Partial, WindowMerger
-from stream_processors.friction.core.windows import Advance, one_start_at_a_time
+from stream_processors.friction.core.windows import Advance, WindowKey, one_start_at_a_time
 from stream_processors.friction.rows import (
     StateWriter,
     global_window_row,
@@ -76,11 +76,19 @@ INCIDENT = "i"
 GROUP = "g"
 
 
-def detector_config(f: FrictionSettings, late_lateness: timedelta | None = None) -> DetectorConfig:
+def detector_config(
+    f: FrictionSettings,
+    late_lateness: timedelta | None = None,
+    late_keys: Callable[[WindowKey], bool] | None = None,
+) -> DetectorConfig:
     """`late_lateness`: how long late channels' windows stay countable (None: no late
-    channels); the detector revises, and incidents take evidence, for that long too."""
+    channels); the detector revises, and incidents take evidence, for that long too.
+    `late_keys`: the window keys only late channels feed, whose counts it judges
+    `detector.late_count_wait` after their windows close."""
     d = f.detector
-    revisable = max(d.revisable_for, f.allowed_lateness, late_lateness or timedelta(0))
+    revisable = max(
+        d.revisable_for, f.allowed_lateness, late_lateness or timedelta(0), d.late_count_wait
+    )
     return DetectorConfig(
         baseline=BaselineConfig(
             window=f.window,
@@ -111,6 +119,8 @@ def detector_config(f: FrictionSettings, late_lateness: timedelta | None = None)
         progression=d.progression,
         forget_after=d.forget_after,
         revisable_for=revisable,
+        late_keys=late_keys,
+        late_count_wait=d.late_count_wait,
     )
 
 
@@ -152,7 +162,9 @@ class FrictionDetection:
         self.dead_letters = StageDeadLetters(STAGE, self.topics.dlq_friction, self.sender)
         self.late_keys = late_channel_keys(self.settings.processor.late_channels)
         self.late_lateness = max(self.settings.journeys.late_tolerance, f.allowed_lateness)
-        self.config = detector_config(f, self.late_lateness if self.late_keys else None)
+        self.config = detector_config(
+            f, self.late_lateness if self.late_keys else None, self.late_keys
+        )
         revisable = self.config.revisable_for
         self.incident_config = IncidentConfig(f.window, f.resolve_after, revisable)
         self.group_config = GroupConfig(f.window, f.resolve_after, revisable)

@@ -25,7 +25,7 @@ raise nothing. A window re-emitted with late events is tested again: the alert k
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -95,6 +95,12 @@ class DetectorConfig:
     min_run_expected: float = 5.0  # a run's expectation before a CUSUM alert may page
     forget_after: timedelta = timedelta(days=7)  # series without data this long are dropped
     revisable_for: timedelta = timedelta(days=1)  # at least the windows' allowed lateness
+    # Window keys only late channels feed (`series.late_channel_keys`; None: no such
+    # channels), and how long after its window closes such a key's counts (entries, volume)
+    # are judged: their exports land after the close, so a count judged on close would be
+    # whatever had landed by then, which depends on how far the stage trails the stream.
+    late_keys: Callable[[WindowKey], bool] | None = None
+    late_count_wait: timedelta = timedelta(hours=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,18 @@ class _Test:
     trials: int  # for counts: 1 per window
     rate_series: bool
     windows: int = 1
+
+
+@dataclass(slots=True)
+class _Held:
+    """A late channel's window whose counts wait `late_count_wait` to be judged."""
+
+    counts: Mapping[str, int]
+    version: int
+    backfill: bool
+
+
+_COUNT_KINDS = ("entries", "volume")  # series with a count (collapse) test
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +151,16 @@ class Detector:
         self._cusum = self.config.cusum or CusumConfig()
         self._forget_ms = int(self.config.forget_after.total_seconds() * 1000)
         self._runs: dict[Series, Run] = {}
-        # Count series whose windows took late counts (a channel that exports late): when
-        # each last did. Their on-time counts fall short of a baseline that learned the late
-        # ones too, so the run of windows is not tested for a fall there.
+        # Count series whose windows took late counts after they were judged: when each last
+        # did. Their on-time counts fall short of a baseline that learned the late ones too,
+        # so the run of windows is not tested for a fall there. Late channels' keys are not
+        # marked: their counts are held (`_held`) and judged once their exports are in.
         self._late: dict[Series, int] = {}
+        self._late_keys = self.config.late_keys
+        self._wait_ms = int(self.config.late_count_wait.total_seconds() * 1000)
+        self._held: dict[tuple[WindowKey, int], _Held] = {}
+        self._closed_ms: int | None = None  # the last start closed
+        self._held_from: int | None = None  # the first start whose late counts were held
         self.progressions = Progressions(self._params, self._size, self._cusum)
 
     def process(self, advance: Advance) -> list[Alert]:
@@ -170,18 +194,62 @@ class Detector:
             self._backfilling = all(w.backfill for w in present.values())
         for key in present:
             self._last_data[key] = start
+        if self._held_from is None:
+            self._held_from = start
+        self._closed_ms = start
         alerts: list[Alert] = []
         for key in list(self._last_data):
             window = present.get(key)
             counts = window.counts if window is not None else {}
             backfill = window.backfill if window is not None else self._backfilling
             version = window.version if window is not None else 0
+            held = self._counts_wait(key)
+            if held:
+                self._held[(key, start)] = _Held(counts, version, backfill)
             for test in self._tests(key, counts):
-                alerts += self._run(test, start, version, backfill)
+                if not (held and test.series.kind in _COUNT_KINDS):
+                    alerts += self._run(test, start, version, backfill)
             if key[0] == STAGE and self.config.progression:
                 alerts += self._in_flight(key[1], start, counts, version, backfill)
+        alerts += self._release(start)
         self._forget(start)
         return alerts
+
+    def _release(self, start: int) -> list[Alert]:
+        """Judge the late channels' counts held `late_count_wait` (closing `start`), in start
+        order, on what they hold by now."""
+        due = sorted((at, key) for key, at in self._held if at <= start - self._wait_ms)
+        alerts: list[Alert] = []
+        for at, key in due:
+            held = self._held.pop((key, at))
+            for test in self._tests(key, held.counts):
+                if test.series.kind in _COUNT_KINDS:
+                    alerts += self._run(test, at, held.version, held.backfill)
+        return alerts
+
+    def _holds(self, key: WindowKey, start: int) -> bool:
+        """Whether a late window's counts of `key` at `start` are still held, not judged."""
+        if not self._counts_wait(key):
+            return False
+        if (key, start) in self._held:
+            return True
+        # A key first seen in a late version: held if its window is not yet due, and closed
+        # since counts were held (a window closed before an upgrade was judged then).
+        return (
+            self._closed_ms is not None
+            and self._held_from is not None
+            and self._held_from <= start
+            and start > self._closed_ms - self._wait_ms
+        )
+
+    def _counts_wait(self, key: WindowKey) -> bool:
+        """A late channel's key with counts to judge (stage entries, source volume)."""
+        return key[0] != FRICTION and self._late_keys is not None and self._late_keys(key)
+
+    @property
+    def held_windows(self) -> int:
+        """Late channels' windows waiting for their counts to be judged."""
+        return len(self._held)
 
     def _in_flight(
         self, scope: str, start: int, counts: Mapping[str, int], version: int, backfill: bool
@@ -597,7 +665,13 @@ class Detector:
             self.progressions.revise(window.key[1], start, window.counts, previous)
         alerts: list[Alert] = []
         sums = self.config.cusum is not None
+        held = self._holds(window.key, start)
+        if held:
+            self._held[(window.key, start)] = _Held(window.counts, window.version, window.backfill)
+        late_key = self._late_keys is not None and self._late_keys(window.key)
         for test in self._tests(window.key, window.counts):
+            if held and test.series.kind in _COUNT_KINDS:
+                continue  # judged and learned when released, on these counts
             baseline = self._baseline(test.series)
             expected = self._expected(test, baseline, start)
             found = (
@@ -613,7 +687,7 @@ class Detector:
                 found = self._accumulate(test, baseline, start, window.version, expected)
             alerts += found + self._retractions(test.series, start, found, window.version)
             gained = test.hits - (before.hits if before is not None else 0)
-            if not test.rate_series and gained > 0:
+            if not test.rate_series and gained > 0 and not late_key:
                 self._late[test.series] = max(self._late.get(test.series, start), start)
             if before is not None and not found:  # an alerting window taught nothing extra
                 baseline.revise(
@@ -658,6 +732,8 @@ class Detector:
                 self._thresholds.pop(series, None)
                 self._runs.pop(series, None)
                 self._late.pop(series, None)
+            for held in [h for h in self._held if h[0] == key]:
+                del self._held[held]
             if key[0] == STAGE:
                 self.progressions.forget(scope)
         keep = start - int(self.config.revisable_for.total_seconds() * 1000)

@@ -10,8 +10,11 @@ the meta row's list of them is read still, and written empty); per series its CU
 windows came: rows without it restore with an empty run), and per stage series its entry
 cohorts in flight and progression-by-age curve
 (`progression.StageProgress`, rows `p<sep><scope>`; state without them restores with none,
-learning the curve from the next windows on). `DetectorMemory` writes them as rows keyed
-the way a stage
+learning the curve from the next windows on); per late channel's window whose counts wait to
+be judged, its counts (rows `h<sep><kind><sep><scope><sep><start>`), and in the meta row the
+last start closed and the first whose counts were held (state written before counts were
+held restores with none held, holding from the next window closed). `DetectorMemory` writes
+them as rows keyed the way a stage
 changelog wants them (one row per series, per window key, and one for the rest) and builds
 a detector back from such rows; the rows of a restored detector are the rows it was saved
 from.
@@ -30,15 +33,17 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from stream_processors.friction.core.baselines import Baseline
-from stream_processors.friction.core.detector import Detector, DetectorConfig, _Seen
+from stream_processors.friction.core.detector import Detector, DetectorConfig, _Held, _Seen
 from stream_processors.friction.core.progression import StageProgress
 from stream_processors.friction.core.rules import Alert, AlertKind, Rule, Series, Severity
 from stream_processors.friction.core.sequential import Run
+from stream_processors.friction.core.series import STAGE, VOLUME
 
 STATE_VERSION = 1
 SERIES = "s"  # row key prefixes
 KEY = "k"
 PROGRESS = "p"
+HELD = "h"
 ALERTED = "a"  # the alerts of one series and rule it may still retract
 META = "meta"
 _SEP = "\x1f"
@@ -66,7 +71,16 @@ def rows(detector: Detector) -> Iterator[tuple[str, Any]]:
         alerted.setdefault((series, rule), []).append([start, _alert(alert)])
     for (of, by), found in alerted.items():
         yield _SEP.join((ALERTED, by, *of)), found
-    yield META, [STATE_VERSION, d._backfilling, []]
+    for ((kind, scope), start), held in d._held.items():
+        yield (
+            _SEP.join((HELD, kind, scope, str(start))),
+            [
+                dict(held.counts),
+                held.version,
+                held.backfill,
+            ],
+        )
+    yield META, [STATE_VERSION, d._backfilling, [], [d._closed_ms, d._held_from]]
 
 
 def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
@@ -74,25 +88,15 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
     d = Detector(config)
     meta = data.get(META)
     if meta is not None:
-        version, backfilling, alerted = meta
-        if version != STATE_VERSION:
-            raise ValueError(f"detector state of an unknown version: {version!r}")
-        d._backfilling = bool(backfilling)
-        for series, start, rule, alert in alerted:
-            d._alerted[(Series(*series), int(start), cast(Rule, rule))] = _load_alert(alert)
+        _load_meta(d, meta)
     for name, value in data.items():
         parts = name.split(_SEP)
         if parts[0] == SERIES and len(parts) == 4:
-            series = Series(parts[1], parts[2], parts[3])
-            state, last = value[0], value[1]
-            if len(value) > 2 and value[2] is not None:
-                d._runs[series] = Run.from_json(value[2])
-            if len(value) > 3 and value[3] is not None:
-                d._late[series] = int(value[3])
-            d._baselines[series] = _load_baseline(d, state)
-            if last is not None:
-                start, hits, trials, expected = last
-                d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
+            _load_series(d, Series(parts[1], parts[2], parts[3]), value)
+        elif parts[0] == HELD and len(parts) == 4:
+            counts, version, backfill = value
+            held = _Held({str(n): int(c) for n, c in counts.items()}, int(version), bool(backfill))
+            d._held[((parts[1], parts[2]), int(parts[3]))] = held
         elif parts[0] == PROGRESS and len(parts) == 2:
             d.progressions.stages[parts[1]] = _load_progress(d, value)
         elif parts[0] == ALERTED and len(parts) == 5:
@@ -103,6 +107,38 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
             if names:
                 d._names[(parts[1], parts[2])] = set(names)
     return d
+
+
+def _load_meta(d: Detector, meta: list[Any]) -> None:
+    version, backfilling, alerted = meta[:3]
+    if version != STATE_VERSION:
+        raise ValueError(f"detector state of an unknown version: {version!r}")
+    d._backfilling = bool(backfilling)
+    if len(meta) > 3:
+        closed, held_from = meta[3]
+        d._closed_ms = None if closed is None else int(closed)
+        d._held_from = None if held_from is None else int(held_from)
+    for series, start, rule, alert in alerted:
+        d._alerted[(Series(*series), int(start), cast(Rule, rule))] = _load_alert(alert)
+
+
+def _load_series(d: Detector, series: Series, value: list[Any]) -> None:
+    state, last = value[0], value[1]
+    if len(value) > 2 and value[2] is not None:
+        d._runs[series] = Run.from_json(value[2])
+    if len(value) > 3 and value[3] is not None and not _held_series(d.config, series):
+        d._late[series] = int(value[3])
+    d._baselines[series] = _load_baseline(d, state)
+    if last is not None:
+        start, hits, trials, expected = last
+        d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
+
+
+def _held_series(config: DetectorConfig, series: Series) -> bool:
+    """A late channel's count series: marked late-fed by a version that judged its counts on
+    close; now they are held until its exports are in, so the mark no longer applies."""
+    key = (VOLUME if series.kind == "volume" else STAGE, series.scope)
+    return series.kind in ("entries", "volume") and bool(config.late_keys and config.late_keys(key))
 
 
 def _load_alerted(d: Detector, parts: list[str], value: list[Any]) -> None:

@@ -1,0 +1,153 @@
+"""A late channel's counts are judged once its exports are in: the entries and volume of the
+series only late channels feed (`processor.late_channels`) are held `late_count_wait` after
+their windows close and judged then, on what they hold. So whether an export landed before or
+after its window closed in the stage (which depends on how far the stage trails the stream)
+changes no alert, and a source that stops exporting pages a collapse once the wait is over."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import orjson
+
+from stream_processors.friction.core import detector_state
+from stream_processors.friction.core.baselines import BaselineConfig
+from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.rules import Alert
+from stream_processors.friction.core.series import EVENTS, late_channel_keys
+from stream_processors.friction.core.windows import TumblingWindows, one_start_at_a_time
+
+MIN = 60_000
+SIZE = 5 * MIN
+EXPORT = ("volume", "call_center:genesys-export")
+WEB = ("volume", "web:site")
+LATE = late_channel_keys({"call_center"})
+WAIT = timedelta(minutes=30)
+PER_WINDOW = 30
+ON_TIME, SILENT = 36, 12  # windows of steady exports, then of none
+
+
+def _config(wait: timedelta = WAIT) -> DetectorConfig:
+    # One time-of-day bucket: the run of windows is tested from the warm-up on.
+    return DetectorConfig(
+        baseline=BaselineConfig(season_buckets=1), late_keys=LATE, late_count_wait=wait
+    )
+
+
+def _windows() -> TumblingWindows:
+    return TumblingWindows(
+        timedelta(minutes=5),
+        timedelta(hours=1),
+        late_keys=LATE,
+        late_lateness=timedelta(hours=72),
+    )
+
+
+Decided = list[tuple[int, Alert]]  # (the start being closed, an alert it raised)
+
+
+def _feed(export_lag: int, restart_at: int | None = None, wait: timedelta = WAIT) -> Decided:
+    """`ON_TIME` windows of a steady export then `SILENT` of none, web traffic throughout;
+    each window's export lands `export_lag` windows after it closed (0: before)."""
+    w, detector, out = _windows(), Detector(_config(wait)), []
+    exports: dict[int, list[int]] = {}  # the window whose close lands them -> their starts
+    for n in range(ON_TIME):
+        exports.setdefault(n + export_lag, []).append(n)
+    for n in range(ON_TIME + SILENT):
+        for i in range(PER_WINDOW):
+            w.add(WEB, n * SIZE + i * 1000, (EVENTS,))
+        for start in exports.get(n, []):
+            for i in range(PER_WINDOW):
+                w.add(EXPORT, start * SIZE + i * 1000, (EVENTS,))
+        if restart_at == n:
+            detector = _restarted(detector)
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            out += [(n, a) for a in detector.process(step)]
+    return out
+
+
+def _restarted(detector: Detector) -> Detector:
+    written = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
+    return detector_state.restore(detector.config, written)
+
+
+def _export_alerts(decided: Decided) -> list[tuple[str, str, int, bool]]:
+    return [
+        (a.alert_id, a.kind, a.observed, a.retracted)
+        for _n, a in decided
+        if a.series.scope == EXPORT[1]
+    ]
+
+
+def test_an_export_landing_after_its_window_closed_changes_no_alert() -> None:
+    on_time = _feed(export_lag=0)
+    assert _export_alerts(on_time), "the export that stopped raised no collapse"
+    assert {kind for _id, kind, _o, _r in _export_alerts(on_time)} == {"volume_collapse"}
+    for lag in (1, 3, 5):  # up to 25 minutes after the close, within the 30-minute wait
+        assert _export_alerts(_feed(export_lag=lag)) == _export_alerts(on_time), lag
+
+
+def test_a_stopped_export_pages_once_the_wait_is_over() -> None:
+    decided = _feed(export_lag=0)
+    first_close, first = next((n, a) for n, a in decided if a.series.scope == EXPORT[1])
+    first_silent = first.window_end.timestamp() * 1000 // SIZE - first.windows
+    assert first_silent >= ON_TIME
+    # Judged on the close of the window `late_count_wait` after it, not before.
+    waited = int(WAIT.total_seconds() * 1000) // SIZE
+    assert first_close >= first.window_start.timestamp() * 1000 // SIZE + waited
+    # Held for no time at all, the same silence pages sooner.
+    (soon, _a) = next((n, a) for n, a in _feed(0, wait=timedelta(0)) if a.series.scope == EXPORT[1])
+    assert soon < first_close
+
+
+def test_held_counts_survive_a_restart() -> None:
+    for lag, at in ((3, ON_TIME - 2), (0, ON_TIME + 3), (5, ON_TIME + 1)):
+        assert _export_alerts(_feed(lag, restart_at=at)) == _export_alerts(_feed(lag)), (lag, at)
+
+
+def test_state_written_before_counts_were_held_restores() -> None:
+    """A detector saved by the version that judged late counts on close: no held rows, a
+    meta row of three, and a late-fed mark on the export's series, which no longer applies."""
+    detector = Detector(_config())
+    w = _windows()
+    for n in range(3):
+        for i in range(PER_WINDOW):
+            w.add(EXPORT, n * SIZE + i * 1000, (EVENTS,))
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            detector.process(step)
+    rows = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
+    old: dict[str, object] = {}
+    for key, value in rows.items():
+        if key == "meta":
+            old[key] = value[:3]
+        elif key.startswith("s\x1fvolume\x1fcall_center"):
+            old[key] = [*value[:3], 0]
+        elif not key.startswith("h\x1f"):
+            old[key] = value
+    restored = detector_state.restore(detector.config, old)
+    assert restored.held_windows == 0 and restored._late == {}
+    assert restored._held_from is None
+    # It holds from the next window it closes.
+    for i in range(PER_WINDOW):
+        w.add(EXPORT, 3 * SIZE + i * 1000, (EVENTS,))
+    for step in one_start_at_a_time(w.advance(4 * SIZE)):
+        restored.process(step)
+    assert restored.held_windows == 1 and restored._held_from == 3 * SIZE
+
+
+def test_friction_rates_of_a_late_channel_are_still_judged_on_close() -> None:
+    """Only counts wait: a call-center queue's friction spike pages on its window's close."""
+    queue = ("friction", "call_center:queue")
+    w, detector = _windows(), Detector(_config(timedelta(hours=6)))
+    raised: list[tuple[int, Alert]] = []
+    share: Callable[[int], int] = lambda n: 1 if n < 24 else 20  # noqa: E731
+    for n in range(30):
+        for i in range(40):
+            names = ("exposures", "long_queue_wait") if i < share(n) else ("exposures",)
+            w.add(queue, n * SIZE + i * 1000, names)
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            raised += [(n, a) for a in detector.process(step)]
+    spikes = [(n, a) for n, a in raised if a.kind == "friction_spike"]
+    assert spikes and spikes[0][0] == 24
+    assert detector.held_windows == 0  # a friction scope has no counts to hold
