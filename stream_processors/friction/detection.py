@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import orjson
@@ -42,7 +43,7 @@ from stream_processors.friction.alerts.core.records import Example
 from stream_processors.friction.alerts.core.routing import AlertRouter
 from stream_processors.friction.core import detector_state
 from stream_processors.friction.core.baselines import BaselineConfig
-from stream_processors.friction.core.detector import Detector, DetectorConfig
+from stream_processors.friction.core.detector import Detector, DetectorConfig, holds_counts
 from stream_processors.friction.core.rules import FixedThreshold
 from stream_processors.friction.core.sequential import CusumConfig
 from stream_processors.friction.core.series import late_channel_keys
@@ -166,7 +167,13 @@ class FrictionDetection:
             f, self.late_lateness if self.late_keys else None, self.late_keys
         )
         revisable = self.config.revisable_for
-        self.incident_config = IncidentConfig(f.window, f.resolve_after, revisable)
+        self.incident_config = IncidentConfig(
+            f.window,
+            f.resolve_after,
+            revisable,
+            held=partial(holds_counts, self.config),
+            held_for=f.detector.late_count_wait,
+        )
         self.group_config = GroupConfig(f.window, f.resolve_after, revisable)
         self.context_config = ContextConfig(
             f.window,

@@ -32,8 +32,8 @@ from .results import Snapshot, snapshot
 STAGES = ("ingest", "identity", "journeys", "friction")
 # The adapters' exports run up to an hour of event time behind the stream (feed.py): journeys
 # and friction windows stay correctable far longer than that, and the late channels' counts
-# are judged an hour after their exports land, so how late an event happened to arrive in a
-# run never decides an outcome.
+# are judged two hours after their windows close (an hour after the latest export is due),
+# so how late an event happened to arrive in a run never decides an outcome.
 ENV = {
     "JOURNEYS_JOURNEYS__LATE_TOLERANCE": "P1D",
     "JOURNEYS_FRICTION__ALLOWED_LATENESS": "PT3H",

@@ -153,8 +153,9 @@ class Detector:
         self._runs: dict[Series, Run] = {}
         # Count series whose windows took late counts after they were judged: when each last
         # did. Their on-time counts fall short of a baseline that learned the late ones too,
-        # so the run of windows is not tested for a fall there. Late channels' keys are not
-        # marked: their counts are held (`_held`) and judged once their exports are in.
+        # so the run of windows is not tested for a fall there. Late channels' counts are
+        # held (`_held`) and judged once their exports are due, so only an export later
+        # than that marks them.
         self._late: dict[Series, int] = {}
         self._late_keys = self.config.late_keys
         self._wait_ms = int(self.config.late_count_wait.total_seconds() * 1000)
@@ -197,7 +198,9 @@ class Detector:
         if self._held_from is None:
             self._held_from = start
         self._closed_ms = start
-        alerts: list[Alert] = []
+        # Held windows due, and those of keys no longer late (settings changed across a
+        # restart), before this start's: every series sees its windows in start order.
+        alerts = self._release(start)
         for key in list(self._last_data):
             window = present.get(key)
             counts = window.counts if window is not None else {}
@@ -211,14 +214,19 @@ class Detector:
                     alerts += self._run(test, start, version, backfill)
             if key[0] == STAGE and self.config.progression:
                 alerts += self._in_flight(key[1], start, counts, version, backfill)
-        alerts += self._release(start)
+        if self._wait_ms == 0:
+            alerts += self._release(start)
         self._forget(start)
         return alerts
 
     def _release(self, start: int) -> list[Alert]:
         """Judge the late channels' counts held `late_count_wait` (closing `start`), in start
         order, on what they hold by now."""
-        due = sorted((at, key) for key, at in self._held if at <= start - self._wait_ms)
+        due = sorted(
+            (at, key)
+            for key, at in self._held
+            if at <= start - self._wait_ms or not self._counts_wait(key)
+        )
         alerts: list[Alert] = []
         for at, key in due:
             held = self._held.pop((key, at))
@@ -227,20 +235,29 @@ class Detector:
                     alerts += self._run(test, at, held.version, held.backfill)
         return alerts
 
-    def _holds(self, key: WindowKey, start: int) -> bool:
-        """Whether a late window's counts of `key` at `start` are still held, not judged."""
+    def _holds(self, key: WindowKey, start: int, *, known: bool) -> bool:
+        """Whether a late window's counts of `key` at `start` are still held, not judged.
+        A key already `known` holds exactly what its closes held; one first seen in a late
+        version is held from that window on while it is not due, as if it had come on time
+        (the windows closed since it, empty, are held too: `_hold_since`)."""
         if not self._counts_wait(key):
             return False
-        if (key, start) in self._held:
-            return True
-        # A key first seen in a late version: held if its window is not yet due, and closed
-        # since counts were held (a window closed before an upgrade was judged then).
+        if known or (key, start) in self._held:
+            return (key, start) in self._held
+        # Not before counts were first held: a window closed before an upgrade was judged.
         return (
             self._closed_ms is not None
             and self._held_from is not None
             and self._held_from <= start
             and start > self._closed_ms - self._wait_ms
         )
+
+    def _hold_since(self, key: WindowKey, start: int, backfill: bool) -> None:
+        """A key first seen in a late version of `start`: the windows closed after it held
+        empty, as its closes would have held them had its rows come on time."""
+        assert self._closed_ms is not None  # `_holds` said so
+        for later in range(start + self._size, self._closed_ms + self._size, self._size):
+            self._held.setdefault((key, later), _Held({}, 0, backfill))
 
     def _counts_wait(self, key: WindowKey) -> bool:
         """A late channel's key with counts to judge (stage entries, source volume)."""
@@ -659,16 +676,18 @@ class Detector:
     def _revise(self, window: WindowCounts) -> list[Alert]:
         """A closed window changed: test it again (alone), then correct what was learned."""
         start, previous = window.start_ms, window.previous or {}
+        known = window.key in self._last_data
         self._last_data[window.key] = max(self._last_data.get(window.key, start), start)
         old = {t.series: t for t in self._tests(window.key, previous)}
         if window.key[0] == STAGE:
             self.progressions.revise(window.key[1], start, window.counts, previous)
         alerts: list[Alert] = []
         sums = self.config.cusum is not None
-        held = self._holds(window.key, start)
+        held = self._holds(window.key, start, known=known)
         if held:
+            if not known:
+                self._hold_since(window.key, start, window.backfill)
             self._held[(window.key, start)] = _Held(window.counts, window.version, window.backfill)
-        late_key = self._late_keys is not None and self._late_keys(window.key)
         for test in self._tests(window.key, window.counts):
             if held and test.series.kind in _COUNT_KINDS:
                 continue  # judged and learned when released, on these counts
@@ -687,7 +706,9 @@ class Detector:
                 found = self._accumulate(test, baseline, start, window.version, expected)
             alerts += found + self._retractions(test.series, start, found, window.version)
             gained = test.hits - (before.hits if before is not None else 0)
-            if not test.rate_series and gained > 0 and not late_key:
+            if not test.rate_series and gained > 0:
+                # Counts later than they are judged (for a late channel: later than its
+                # wait) fall short of what the baseline learns once they land.
                 self._late[test.series] = max(self._late.get(test.series, start), start)
             if before is not None and not found:  # an alerting window taught nothing extra
                 baseline.revise(
@@ -739,6 +760,14 @@ class Detector:
         keep = start - int(self.config.revisable_for.total_seconds() * 1000)
         for stale in [k for k in self._alerted if k[1] < keep]:
             del self._alerted[stale]
+
+
+def holds_counts(config: DetectorConfig, series: Series) -> bool:
+    """Whether the detector holds `series`' windows `late_count_wait` before judging them: a
+    count series (entries, volume) of a key only late channels feed."""
+    if series.kind not in _COUNT_KINDS or config.late_keys is None:
+        return False
+    return config.late_keys((STAGE if series.kind == "entries" else VOLUME, series.scope))
 
 
 def _in_flight_text(

@@ -33,11 +33,16 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from stream_processors.friction.core.baselines import Baseline
-from stream_processors.friction.core.detector import Detector, DetectorConfig, _Held, _Seen
+from stream_processors.friction.core.detector import (
+    Detector,
+    DetectorConfig,
+    _Held,
+    _Seen,
+    holds_counts,
+)
 from stream_processors.friction.core.progression import StageProgress
 from stream_processors.friction.core.rules import Alert, AlertKind, Rule, Series, Severity
 from stream_processors.friction.core.sequential import Run
-from stream_processors.friction.core.series import STAGE, VOLUME
 
 STATE_VERSION = 1
 SERIES = "s"  # row key prefixes
@@ -89,10 +94,13 @@ def restore(config: DetectorConfig, data: Mapping[str, Any]) -> Detector:
     meta = data.get(META)
     if meta is not None:
         _load_meta(d, meta)
+    # Written before late channels' counts were held: their late-fed marks came from
+    # judging them on close, which no longer happens.
+    before_held = meta is not None and len(meta) <= 3
     for name, value in data.items():
         parts = name.split(_SEP)
         if parts[0] == SERIES and len(parts) == 4:
-            _load_series(d, Series(parts[1], parts[2], parts[3]), value)
+            _load_series(d, Series(parts[1], parts[2], parts[3]), value, before_held)
         elif parts[0] == HELD and len(parts) == 4:
             counts, version, backfill = value
             held = _Held({str(n): int(c) for n, c in counts.items()}, int(version), bool(backfill))
@@ -122,23 +130,17 @@ def _load_meta(d: Detector, meta: list[Any]) -> None:
         d._alerted[(Series(*series), int(start), cast(Rule, rule))] = _load_alert(alert)
 
 
-def _load_series(d: Detector, series: Series, value: list[Any]) -> None:
+def _load_series(d: Detector, series: Series, value: list[Any], before_held: bool) -> None:
     state, last = value[0], value[1]
     if len(value) > 2 and value[2] is not None:
         d._runs[series] = Run.from_json(value[2])
-    if len(value) > 3 and value[3] is not None and not _held_series(d.config, series):
-        d._late[series] = int(value[3])
+    late = value[3] if len(value) > 3 else None
+    if late is not None and not (before_held and holds_counts(d.config, series)):
+        d._late[series] = int(late)
     d._baselines[series] = _load_baseline(d, state)
     if last is not None:
         start, hits, trials, expected = last
         d._last[series] = _Seen(int(start), int(hits), int(trials), expected)
-
-
-def _held_series(config: DetectorConfig, series: Series) -> bool:
-    """A late channel's count series: marked late-fed by a version that judged its counts on
-    close; now they are held until its exports are in, so the mark no longer applies."""
-    key = (VOLUME if series.kind == "volume" else STAGE, series.scope)
-    return series.kind in ("entries", "volume") and bool(config.late_keys and config.late_keys(key))
 
 
 def _load_alerted(d: Detector, parts: list[str], value: list[Any]) -> None:

@@ -6,20 +6,23 @@ changes no alert, and a source that stops exporting pages a collapse once the wa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 
 import orjson
 
+from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
 from stream_processors.friction.core import detector_state
 from stream_processors.friction.core.baselines import BaselineConfig
-from stream_processors.friction.core.detector import Detector, DetectorConfig
-from stream_processors.friction.core.rules import Alert
+from stream_processors.friction.core.detector import Detector, DetectorConfig, holds_counts
+from stream_processors.friction.core.rules import Alert, Series
 from stream_processors.friction.core.series import EVENTS, late_channel_keys
 from stream_processors.friction.core.windows import TumblingWindows, one_start_at_a_time
 
 MIN = 60_000
 SIZE = 5 * MIN
+SIZE_DELTA = timedelta(minutes=5)
 EXPORT = ("volume", "call_center:genesys-export")
 WEB = ("volume", "web:site")
 LATE = late_channel_keys({"call_center"})
@@ -47,12 +50,19 @@ def _windows() -> TumblingWindows:
 Decided = list[tuple[int, Alert]]  # (the start being closed, an alert it raised)
 
 
-def _feed(export_lag: int, restart_at: int | None = None, wait: timedelta = WAIT) -> Decided:
+def _feed(
+    export_lag: int,
+    restart_at: int | None = None,
+    wait: timedelta = WAIT,
+    exported: Iterable[int] = range(ON_TIME),
+    detector: Detector | None = None,
+) -> Decided:
     """`ON_TIME` windows of a steady export then `SILENT` of none, web traffic throughout;
     each window's export lands `export_lag` windows after it closed (0: before)."""
-    w, detector, out = _windows(), Detector(_config(wait)), []
+    w, out = _windows(), []
+    detector = detector or Detector(_config(wait))
     exports: dict[int, list[int]] = {}  # the window whose close lands them -> their starts
-    for n in range(ON_TIME):
+    for n in exported:
         exports.setdefault(n + export_lag, []).append(n)
     for n in range(ON_TIME + SILENT):
         for i in range(PER_WINDOW):
@@ -151,3 +161,87 @@ def test_friction_rates_of_a_late_channel_are_still_judged_on_close() -> None:
     spikes = [(n, a) for n, a in raised if a.kind == "friction_spike"]
     assert spikes and spikes[0][0] == 24
     assert detector.held_windows == 0  # a friction scope has no counts to hold
+
+
+def _incidents(decided: Decided, wait: timedelta = WAIT) -> list[tuple[int, str, bool]]:
+    """The export's incident records as the stage publishes them, step by step."""
+    config = _config(wait)
+    incidents = Incidents(
+        IncidentConfig(SIZE_DELTA, 3, timedelta(days=1), partial(holds_counts, config), wait)
+    )
+    by_step: dict[int, list[Alert]] = {}
+    for n, alert in decided:
+        by_step.setdefault(n, []).append(alert)
+    out: list[tuple[int, str, bool]] = []
+    for n in range(ON_TIME + SILENT):
+        for record in incidents.process(by_step.get(n, []), [n * SIZE]):
+            if record.series.scope == EXPORT[1]:
+                out.append((n, record.status, record.late))
+    return out
+
+
+def test_a_stopped_exports_incident_fires_while_it_stays_stopped() -> None:
+    """Its alerts come `late_count_wait` after their windows, every window while the export
+    stays away: the incident is on time and firing, not resolved at once."""
+    records = _incidents(_feed(export_lag=0))
+    assert records and records[0][1] == "firing"
+    assert {status for _n, status, _late in records} == {"firing"}
+    assert not any(late for _n, _s, late in records)
+
+
+def test_an_export_later_than_the_wait_raises_nothing_that_stands() -> None:
+    """Counts landing after their windows were judged: a window's own collapse alert is
+    retracted when they land, and the series is no longer tested for a fall in a run (its
+    judged counts fall short of what the baseline learns once they land)."""
+    decided = _feed(export_lag=8)  # 40 minutes after the close; the wait is 30
+    last: dict[str, Alert] = {}
+    for _n, alert in decided:
+        if alert.series.scope == EXPORT[1]:
+            last[alert.alert_id] = alert
+    assert all(a.rule != "cusum" for a in last.values())
+    standing = [a for a in last.values() if not a.retracted]
+    assert standing, "the export that stopped raised nothing"
+    # Each on a window of the silence (the window it was decided on: a pair's last).
+    silent_from = ON_TIME * SIZE // 1000
+    assert all(a.window_end.timestamp() - SIZE // 1000 >= silent_from for a in standing)
+
+
+def test_a_key_first_seen_in_a_late_version_is_held_as_if_it_came_on_time() -> None:
+    """Its windows closed before its rows landed are held (empty) too: the baseline learns
+    the same windows whether its first export beat the close or not."""
+    exported = [0, *range(5, ON_TIME)]
+    runs = []
+    for lag in (0, 3):
+        detector = Detector(_config())
+        alerts = _export_alerts(_feed(lag, exported=exported, detector=detector))
+        baseline = detector._baselines[Series("volume", EXPORT[1], EVENTS)]
+        runs.append((alerts, baseline.windows, round(baseline.hits, 9)))
+    assert runs[0] == runs[1]
+
+
+def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close() -> None:
+    """`processor.late_channels` changed across a restart: what was held is judged first,
+    in start order, before the key's next window is judged on close."""
+    detector = Detector(_config())
+    w = _windows()
+    for n in range(10):
+        for i in range(PER_WINDOW):
+            w.add(EXPORT, n * SIZE + i * 1000, (EVENTS,))
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            detector.process(step)
+    assert detector.held_windows == 6
+    rows = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
+    restored = detector_state.restore(_config_without_late(), rows)
+    assert restored.held_windows == 6
+    for i in range(PER_WINDOW):
+        w.add(EXPORT, 10 * SIZE + i * 1000, (EVENTS,))
+    for step in one_start_at_a_time(w.advance(11 * SIZE)):
+        restored.process(step)
+    assert restored.held_windows == 0
+    baseline = restored._baselines[Series("volume", EXPORT[1], EVENTS)]
+    assert baseline.windows == 11  # every window once
+    assert restored._last[Series("volume", EXPORT[1], EVENTS)].start == 10 * SIZE
+
+
+def _config_without_late() -> DetectorConfig:
+    return DetectorConfig(baseline=BaselineConfig(season_buckets=1))

@@ -25,6 +25,9 @@ page per problem, so:
   a late channel's export landing hours later, or late events) is marked `late`, with
   `found_late_by`: how far the watermark was past the end of its first window then. Its
   `started_at` stays the event time of its first window.
+- **Held series** (`held`: a late channel's counts, which the detector judges `held_for`
+  after their windows close) are measured against the closed windows less that wait: an
+  alert on the window just due is on time, and its incident fires while they stay down.
 - **Retracted.** A retracted alert removes its evidence. An incident left without any is
   withdrawn (status `retracted`, a new version); otherwise it stays, republished if the
   record changed.
@@ -44,7 +47,7 @@ Pure: time is the windows' event time; nothing here reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, cast
@@ -68,6 +71,10 @@ class IncidentConfig:
     window: timedelta = timedelta(minutes=5)  # the detector's window
     resolve_after: int = 3  # consecutive normal closed windows
     revisable_for: timedelta = timedelta(days=1)  # the detector's `revisable_for`
+    # Series the detector judges `held_for` after their windows close (a late channel's
+    # counts, `detector.holds_counts`): their windows count as closed that much later.
+    held: Callable[[Series], bool] | None = None
+    held_for: timedelta = timedelta(0)
 
     def __post_init__(self) -> None:
         if self.window <= timedelta(0) or self.resolve_after < 1:
@@ -133,6 +140,7 @@ class Incidents:
         self._size = int(self.config.window.total_seconds() * 1000)
         self._reach = self.config.resolve_after * self._size
         self._revisable = int(self.config.revisable_for.total_seconds() * 1000)
+        self._held_ms = int(self.config.held_for.total_seconds() * 1000)
         self._by_series: dict[Series, list[_Episode]] = {}
         self._by_id: dict[str, _Episode] = {}
         self._firing: dict[str, _Episode] = {}
@@ -229,8 +237,11 @@ class Incidents:
         episode = self._by_id.get(iid)
         if episode is None:
             episode = _Episode(iid, alert.series, alert.kind)
-            if self._late_at is not None:
-                late_ms = max(0, self._late_at - evidence.first_ms)  # both ends: + one window
+            late_at = self._late_at
+            if late_at is not None:
+                late_at -= self._lag(alert.series)
+            if late_at is not None and late_at > evidence.decided_ms:
+                late_ms = max(0, late_at - evidence.first_ms)  # both ends: + one window
                 episode.found_late_by = late_ms // 1000
             self._by_id[iid] = episode
             self._by_series.setdefault(alert.series, []).append(episode)
@@ -268,7 +279,8 @@ class Incidents:
         latest = max(candidates, key=Evidence.rank)
         last = latest.decided_ms
         if status is None:
-            still = self._front is None or self._front - last < self._reach
+            front = self._front
+            still = front is None or front - self._lag(episode.series) - last < self._reach
             status = "firing" if still else "resolved"
         return Incident(
             incident_id=episode.incident_id,
@@ -291,6 +303,11 @@ class Incidents:
             late=episode.found_late_by is not None,
             found_late_by=episode.found_late_by or 0,
         )
+
+    def _lag(self, series: Series) -> int:
+        """How far behind the closed windows `series` is judged (ms)."""
+        held = self.config.held
+        return self._held_ms if held is not None and held(series) else 0
 
     # -- memory -------------------------------------------------------------------------------
 
