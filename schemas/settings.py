@@ -323,7 +323,8 @@ class DetectorSettings(Section):
     revisable_for: timedelta = timedelta(days=1)
     # How long after a late channel's window closes (`processor.late_channels`) its counts
     # (stage entries, source volume) are judged for a collapse: set it to how late the
-    # channel's exports land. Its friction and drop-off rates are judged on close as usual.
+    # channel's exports land (0 judges them on close). Its friction and drop-off rates are
+    # judged on close as usual.
     late_count_wait: timedelta = Field(default=timedelta(hours=2), ge=timedelta(0))
     thresholds: list[FixedThresholdSettings] = []
     # Tests over the run of recent windows (`sequential.py`): a CUSUM alarms at h, so the mean

@@ -157,7 +157,6 @@ class Detector:
         # held (`_held`) and judged once their exports are due, so only an export later
         # than that marks them.
         self._late: dict[Series, int] = {}
-        self._late_keys = self.config.late_keys
         self._wait_ms = int(self.config.late_count_wait.total_seconds() * 1000)
         self._held: dict[tuple[WindowKey, int], _Held] = {}
         self._closed_ms: int | None = None  # the last start closed
@@ -214,8 +213,6 @@ class Detector:
                     alerts += self._run(test, start, version, backfill)
             if key[0] == STAGE and self.config.progression:
                 alerts += self._in_flight(key[1], start, counts, version, backfill)
-        if self._wait_ms == 0:
-            alerts += self._release(start)
         self._forget(start)
         return alerts
 
@@ -242,8 +239,10 @@ class Detector:
         (the windows closed since it, empty, are held too: `_hold_since`)."""
         if not self._counts_wait(key):
             return False
-        if known or (key, start) in self._held:
-            return (key, start) in self._held
+        if (key, start) in self._held:
+            return True
+        if known:
+            return False
         # Not before counts were first held: a window closed before an upgrade was judged.
         return (
             self._closed_ms is not None
@@ -260,8 +259,7 @@ class Detector:
             self._held.setdefault((key, later), _Held({}, 0, backfill))
 
     def _counts_wait(self, key: WindowKey) -> bool:
-        """A late channel's key with counts to judge (stage entries, source volume)."""
-        return key[0] != FRICTION and self._late_keys is not None and self._late_keys(key)
+        return counts_wait(self.config, key)
 
     @property
     def held_windows(self) -> int:
@@ -762,12 +760,23 @@ class Detector:
             del self._alerted[stale]
 
 
+def counts_wait(config: DetectorConfig, key: WindowKey) -> bool:
+    """Whether the counts of `key`'s windows (stage entries, source volume) are held
+    `late_count_wait` before they are judged: a key only late channels feed, when there is
+    a wait (with none they are judged on close, like everyone else's)."""
+    return (
+        key[0] != FRICTION
+        and config.late_keys is not None
+        and config.late_count_wait > timedelta(0)
+        and config.late_keys(key)
+    )
+
+
 def holds_counts(config: DetectorConfig, series: Series) -> bool:
-    """Whether the detector holds `series`' windows `late_count_wait` before judging them: a
-    count series (entries, volume) of a key only late channels feed."""
-    if series.kind not in _COUNT_KINDS or config.late_keys is None:
+    """`counts_wait` by series: whether `series` is one of the held counts."""
+    if series.kind not in _COUNT_KINDS:
         return False
-    return config.late_keys((STAGE if series.kind == "entries" else VOLUME, series.scope))
+    return counts_wait(config, (STAGE if series.kind == "entries" else VOLUME, series.scope))
 
 
 def _in_flight_text(

@@ -11,6 +11,7 @@ from datetime import timedelta
 from functools import partial
 
 import orjson
+import pytest
 
 from stream_processors.friction.alerts.core.incidents import IncidentConfig, Incidents
 from stream_processors.friction.core import detector_state
@@ -77,6 +78,17 @@ def _feed(
     return out
 
 
+def _steady_export(detector: Detector, windows: int) -> TumblingWindows:
+    """`windows` windows of the export alone, each landing before its close."""
+    w = _windows()
+    for n in range(windows):
+        for i in range(PER_WINDOW):
+            w.add(EXPORT, n * SIZE + i * 1000, (EVENTS,))
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            detector.process(step)
+    return w
+
+
 def _restarted(detector: Detector) -> Detector:
     written = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
     return detector_state.restore(detector.config, written)
@@ -120,12 +132,7 @@ def test_state_written_before_counts_were_held_restores() -> None:
     """A detector saved by the version that judged late counts on close: no held rows, a
     meta row of three, and a late-fed mark on the export's series, which no longer applies."""
     detector = Detector(_config())
-    w = _windows()
-    for n in range(3):
-        for i in range(PER_WINDOW):
-            w.add(EXPORT, n * SIZE + i * 1000, (EVENTS,))
-        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
-            detector.process(step)
+    w = _steady_export(detector, 3)
     rows = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
     old: dict[str, object] = {}
     for key, value in rows.items():
@@ -219,19 +226,18 @@ def test_a_key_first_seen_in_a_late_version_is_held_as_if_it_came_on_time() -> N
     assert runs[0] == runs[1]
 
 
-def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close() -> None:
-    """`processor.late_channels` changed across a restart: what was held is judged first,
-    in start order, before the key's next window is judged on close."""
+@pytest.mark.parametrize("changed", ["no late channels", "no wait"])
+def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close(
+    changed: str,
+) -> None:
+    """`processor.late_channels` or the wait changed across a restart: what was held is
+    judged first, in start order, before the key's next window is judged on close."""
     detector = Detector(_config())
-    w = _windows()
-    for n in range(10):
-        for i in range(PER_WINDOW):
-            w.add(EXPORT, n * SIZE + i * 1000, (EVENTS,))
-        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
-            detector.process(step)
+    w = _steady_export(detector, 10)
     assert detector.held_windows == 6
     rows = orjson.loads(orjson.dumps(dict(detector_state.rows(detector))))
-    restored = detector_state.restore(_config_without_late(), rows)
+    now = _config_without_late() if changed == "no late channels" else _config(timedelta(0))
+    restored = detector_state.restore(now, rows)
     assert restored.held_windows == 6
     for i in range(PER_WINDOW):
         w.add(EXPORT, 10 * SIZE + i * 1000, (EVENTS,))
@@ -245,3 +251,18 @@ def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close()
 
 def _config_without_late() -> DetectorConfig:
     return DetectorConfig(baseline=BaselineConfig(season_buckets=1))
+
+
+def test_no_wait_judges_a_late_channels_counts_on_close_like_the_rest() -> None:
+    """A wait of 0 holds nothing: the same alerts as a detector that knows no late channel."""
+    series = Series("volume", EXPORT[1], EVENTS)
+    assert holds_counts(_config(), series)
+    assert not holds_counts(_config(timedelta(0)), series)
+    for lag in (0, 3):
+        unheld = Detector(_config(timedelta(0)))
+        alerts = _feed(lag, detector=unheld)
+        assert unheld.held_windows == 0
+        plain = _feed(lag, detector=Detector(_config_without_late()))
+        assert [(n, a.alert_id, a.observed) for n, a in alerts] == [
+            (n, a.alert_id, a.observed) for n, a in plain
+        ], lag
