@@ -20,7 +20,7 @@ GO_CLIENT := .local/clickhouse-go/clickhouse-go
 NODE_SDK_DIR := tests/integration/node_sdks
 NODE_SDKS := .local/node-sdks
 
-.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-e2e bench-latency bench-detection profile chaos broker-start broker-stop broker-status clean
+.PHONY: help setup jdbc-client go-client node-sdks demo test test-long unit lint typecheck bench bench-e2e bench-scale bench-latency bench-detection profile chaos broker-start broker-stop broker-status clean
 
 help:
 	@echo "make demo       run the pipeline on synthetic traffic and show what reached ClickHouse"
@@ -28,6 +28,7 @@ help:
 	@echo "make test-long  the acceptance runs of minutes each that make test leaves out"
 	@echo "make bench      benchmarks against a local broker (figures, not assertions)"
 	@echo "make bench-e2e  the end-to-end figure alone: every stage and the sink on ~1M events"
+	@echo "make bench-scale  a million customers: outcomes against the truth, memory per open journey"
 	@echo "make bench-latency  event -> queryable p50/p99 at a fixed load, per commit interval"
 	@echo "make profile STAGE=journeys  one process alone under py-spy: where its time goes"
 	@echo "make bench-detection  incidents found, their delay and false alerts (no broker)"
@@ -110,6 +111,11 @@ bench: setup
 # The end-to-end figure alone (tests/bench/end_to_end.py; also part of make bench).
 bench-e2e: setup
 	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench.end_to_end
+
+# A million customers through every stage and the sink: outcomes against the simulator's
+# truth, peak memory, memory per open journey (tests/bench/scale.py; SCALE_CUSTOMERS).
+bench-scale: setup
+	$(BIN)/journeys broker run $(BENCH_BROKER) -- $(BIN)/python -m tests.bench.scale
 
 # Event -> queryable latency at a fixed load, per commit interval (tests/bench/latency.py).
 bench-latency: setup

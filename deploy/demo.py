@@ -218,15 +218,7 @@ def _alerts_on_the_traffic(
 def _publish_traffic(settings: Settings, customers: int) -> GroundTruth:
     """Two simulated days of journeys, plus what real traffic also has: about 1% of events
     sent twice (client retries) and a share of invalid payloads."""
-    # Most customers move on within minutes and checkout converts 70%, so that checkout sees
-    # about as many journeys as the stages before it: enough to alert on in a small demo.
-    config = SimConfig(
-        customers=customers,
-        days=2.0,
-        incidents=INCIDENTS,
-        stage_conversion={"discover": 0.85, "consider": 0.7, "cart": 0.8, "checkout": 0.7},
-        progress_times="quick",
-    )
+    config = demo_traffic(customers)
     events, truth = Simulation(config, PiiHasher(settings.pii)).run()
     rng = random.Random(1)
     retries = rng.sample(events, k=len(events) // 100)
@@ -239,6 +231,19 @@ def _publish_traffic(settings: Settings, customers: int) -> GroundTruth:
     publish_events(settings, events + retries, rate=None)
     publish_items(settings, bad, total=len(bad))
     return truth
+
+
+def demo_traffic(customers: int) -> SimConfig:
+    """The demo's two simulated days, with its incidents."""
+    # Most customers move on within minutes and checkout converts 70%, so that checkout sees
+    # about as many journeys as the stages before it: enough to alert on in a small demo.
+    return SimConfig(
+        customers=customers,
+        days=2.0,
+        incidents=INCIDENTS,
+        stage_conversion={"discover": 0.85, "consider": 0.7, "cart": 0.8, "checkout": 0.7},
+        progress_times="quick",
+    )
 
 
 def read_alerts(settings: Settings) -> list[AlertRecord]:

@@ -134,11 +134,11 @@ class Pipeline:
         self.logs.mkdir(parents=True)
         ensure_topics(self.settings)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
         cli = [sys.executable, "-m", "deploy.cli"]
         command = [*cli, "sink"] if name == "sink" else [*cli, "process", name]
         with open(self.logs / f"{name}.log", "ab") as log:
-            child = subprocess.Popen(command, env=self.env, stdout=log, stderr=log)
+            child = subprocess.Popen(command, env={**self.env, **env}, stdout=log, stderr=log)
         self.children[name] = child
         return child
 

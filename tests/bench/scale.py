@@ -1,0 +1,283 @@
+"""The pipeline at scale: every stage (friction included) and the sink as separate processes
+on the local broker, fed at full speed with the demo's simulated traffic for a million
+customers (about 3.3 million events; SCALE_CUSTOMERS sets another size), run to the end.
+
+It reports:
+- whether it ran to the end, and how long it took from the first publish;
+- the journeys in ClickHouse (`journeys FINAL`: definition, status, and the stage a dropped-off
+  journey dropped off at) and the persons stitched, against the simulator's ground truth;
+- each process's peak resident memory;
+- the journeys stage's resident memory per open journey: its resident memory when it held
+  the most open journeys (its `journeys_open` gauge, sampled every few seconds) less its
+  resident memory before the feed started, divided by those open journeys.
+
+The feed is written once per size by a process of its own (the simulation of a million
+customers holds gigabytes the bench should not keep) and reused: .local/bench/scale-N.jsonl,
+with the truth's counts beside it. The demo's repeats and invalid payloads are left out: this
+run measures scale, the demo and the chaos suite measure those.
+
+Run alone: `make bench-scale` (not part of `make bench`: about half an hour at a million).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import orjson
+
+from deploy.demo import demo_traffic
+from producers.pii import PiiHasher
+from producers.simulator.engine import Simulation
+from schemas.settings import Settings
+from sinks.clickhouse import connect
+
+from .end_to_end import (
+    STAGES,
+    Feed,
+    Pipeline,
+    cpu_seconds,
+    peak_rss_mb,
+    wait_until,
+)
+from .report import Result, render, save
+
+ROOT = Path(__file__).resolve().parents[2]
+CUSTOMERS = int(os.environ.get("SCALE_CUSTOMERS", "1000000"))
+SAMPLE_EVERY = 5.0  # seconds; the stage sets its gauge every 30
+Outcome = tuple[str, str, str]  # definition, status, dropped-off stage ("" otherwise)
+
+
+@dataclass(frozen=True)
+class Truth:
+    persons: int
+    outcomes: Counter[Outcome]
+
+
+def write_feed(customers: int) -> None:
+    """The demo's traffic for `customers` as JSON Lines, and the truth's counts beside it."""
+    path = _feed_path(customers)
+    events, truth = Simulation(demo_traffic(customers), PiiHasher(Settings().pii)).run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        for sim in events:
+            out.write(orjson.dumps(sim.event) + b"\n")
+    outcomes = Counter(
+        (j.definition, j.outcome or "open", j.dropped_stage or "") for j in truth.journeys
+    )
+    meta = {
+        "events": len(events),
+        "close_at": truth.closes_at.isoformat(),
+        "persons": len(truth.persons),
+        "outcomes": [[*k, n] for k, n in sorted(outcomes.items())],
+    }
+    path.with_suffix(".json").write_bytes(orjson.dumps(meta))
+
+
+def _feed_path(customers: int) -> Path:
+    return ROOT / ".local" / "bench" / f"scale-{customers}.jsonl"
+
+
+def feed_and_truth(customers: int) -> tuple[Feed, Truth]:
+    path = _feed_path(customers)
+    meta_path = path.with_suffix(".json")
+    if not (path.exists() and meta_path.exists()):
+        print(f"scale: simulating {customers:,} customers into {path} ...", flush=True)
+        started = time.monotonic()
+        command = [sys.executable, "-m", "tests.bench.scale", "--write-feed", str(customers)]
+        subprocess.run(command, check=True)
+        print(f"scale: simulated in {time.monotonic() - started:.0f} s", flush=True)
+    meta = orjson.loads(meta_path.read_bytes())
+    outcomes: Counter[Outcome] = Counter(
+        {(str(d), str(s), str(stage)): int(n) for d, s, stage, n in meta["outcomes"]}
+    )
+    feed = Feed(path, int(meta["events"]), str(meta["close_at"]))
+    return feed, Truth(int(meta["persons"]), outcomes)
+
+
+# -- the journeys stage's memory, sampled -----------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_journeys(port: int) -> int | None:
+    """The stage's `journeys_open` gauge, or None while its metrics do not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("journeys_open "):
+            return int(float(line.split()[1]))
+    return None
+
+
+@dataclass
+class Samples:
+    """(open journeys, resident MB) of the journeys stage, every `SAMPLE_EVERY` seconds."""
+
+    pid: int
+    port: int
+    taken: list[tuple[int, float]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.wait(SAMPLE_EVERY):
+            held = open_journeys(self.port)
+            try:
+                rss = rss_mb(self.pid)
+            except OSError:
+                return  # it exited: the bench reports that
+            if held is not None:
+                self.taken.append((held, rss))
+
+    def at_most_open(self) -> tuple[int, float]:
+        """The sample with the most open journeys (the gauge lags the stage by up to 30 s:
+        the memory of the same moment, at most a sample later)."""
+        return max(self.taken, default=(0, 0.0))
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: dict[str, float]
+    cpu: dict[str, float]
+    baseline_mb: float  # the journeys stage before the feed
+    most_open: tuple[int, float]
+    found: Counter[Outcome]
+    persons: int
+    touchpoints: int
+
+
+def run(work: Path, feed: Feed) -> Run:
+    p = Pipeline(work, "scale")
+    names = [*STAGES, "sink"]
+    port = _free_port()
+    try:
+        for name in names:
+            if name == "journeys":
+                p.start(name, JOURNEYS_PROCESSOR__METRICS_PORT=str(port))
+            else:
+                p.start(name)
+        wait_until(lambda: p.joined(names), "every process joining its group", 300)
+        stage = p.children["journeys"].pid
+        samples = Samples(stage, port)
+        sampler = threading.Thread(target=samples.run, daemon=True)
+        baseline = rss_mb(stage)
+        startup = {n: cpu_seconds(p.children[n].pid) for n in names}
+        t0 = time.monotonic()
+        sampler.start()
+        p.feed(feed)
+        end = t0
+        for name in names:
+            end = wait_until(partial(p.drained, name), f"{name} committing everything", 3 * 3600)
+            print(f"scale: {name} drained at {end - t0:.1f} s", flush=True)
+        samples.stop.set()
+        sampler.join()
+        peak = {n: peak_rss_mb(p.children[n].pid) for n in names}
+        cpu = {n: cpu_seconds(p.children[n].pid) - startup[n] for n in names}
+    finally:
+        p.stop()  # the sink writes what it holds and closes ClickHouse, opened next
+    client = connect(p.env["JOURNEYS_CLICKHOUSE__DSN"], create=False)
+    found: Counter[Outcome] = Counter(
+        {
+            (str(d), str(s), str(stage)): int(n)
+            for d, s, stage, n in client.query(
+                "SELECT definition_id, status, if(status = 'dropped_off', stage, ''), count() "
+                "FROM journeys FINAL WHERE status != 'merged' GROUP BY 1, 2, 3"
+            ).result_rows
+        }
+    )
+    persons = int(
+        client.query(
+            "SELECT uniqExact(latest_person_id) FROM touchpoints_latest WHERE person_id != ''"
+        ).result_rows[0][0]
+    )
+    touchpoints = int(client.query("SELECT count() FROM touchpoints").result_rows[0][0])
+    client.close()
+    return Run(end - t0, peak, cpu, baseline, samples.at_most_open(), found, persons, touchpoints)
+
+
+def differences(found: Counter[Outcome], truth: Counter[Outcome]) -> list[str]:
+    return [
+        f"{' '.join(k for k in key if k)}: {found[key]:,} found, {truth[key]:,} in the truth"
+        for key in sorted(set(found) | set(truth))
+        if found[key] != truth[key]
+    ]
+
+
+def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], list[str]]:
+    feed, truth = feed_and_truth(customers)
+    print(f"scale: {feed.events:,} events of {customers:,} customers, all processes ...")
+    r = run(work, feed)
+    most_open, rss_then = r.most_open
+    per_open = (rss_then - r.baseline_mb) * 1024 * 1024 / most_open if most_open else 0.0
+    results = [
+        Result(
+            f"end to end: {feed.events:,} events of {customers:,} customers", r.seconds, "s", None
+        ),
+        Result("rate end to end", feed.events / r.seconds, "events/s", None),
+        Result("touchpoints in ClickHouse (vs sent)", r.touchpoints, "rows", feed.events),
+        Result("persons stitched (vs truth)", r.persons, "persons", truth.persons),
+        Result(
+            "journeys ended (vs truth)",
+            r.found.total(),
+            "journeys",
+            truth.outcomes.total(),
+        ),
+        Result("journeys stage: most open journeys sampled", most_open, "journeys", None),
+        Result(
+            "journeys stage: resident memory per open journey",
+            per_open,
+            "bytes",
+            None,
+            "<= 1,024",
+        ),
+    ]
+    for name in [*STAGES, "sink"]:
+        results.append(Result(f"{name}: peak memory", r.peak_mb[name], "MB", None))
+        results.append(Result(f"{name}: CPU s", r.cpu[name], "CPU s", None))
+    return results, differences(r.found, truth.outcomes)
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--write-feed"]:
+        write_feed(int(sys.argv[2]))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="journeys-scale-") as tmp:
+        results, differ = bench_scale(Path(tmp))
+    print(render(results))
+    print("outcomes against the simulator's truth:", "equal" if not differ else "DIFFERENT")
+    for line in differ:
+        print(f"  {line}")
+    save(results, ROOT / ".local" / "bench" / "scale.json")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
