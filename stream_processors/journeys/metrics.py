@@ -5,6 +5,11 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 JOURNEYS_OPEN = Gauge("journeys_open", "Journey instances open in this worker's partitions")
+JOURNEYS_PERSONS = Gauge("journeys_persons", "Persons held in this worker's partitions")
+JOURNEYS_BUFFERED = Gauge(
+    "journeys_events_buffered",
+    "Events held in this worker's partitions until the watermark passes them",
+)
 
 JOURNEY_WATERMARK = Gauge(
     "journeys_watermark_seconds", "Event-time watermark of the journeys stage (epoch seconds)"

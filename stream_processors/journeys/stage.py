@@ -40,7 +40,7 @@ from schemas.topics import Topics
 from stream_processors.core.event_shape import merge_problems, split, stitched_problems
 from stream_processors.core.friction_signals import FrictionMatcher
 from stream_processors.journeys import metrics as journeys_metrics
-from stream_processors.journeys.core.engine import JourneyCore
+from stream_processors.journeys.core.engine import Census, JourneyCore
 from stream_processors.journeys.core.settings import JourneySettings, event_ms
 from stream_processors.journeys.core.signals import mapped_signals
 from stream_processors.journeys.handoffs import Outbox
@@ -438,8 +438,14 @@ class JourneyStage:
             self.dead_letters.message(payload, exc, Where(topic, partition, offset))
             return None
 
-    def open_journeys(self) -> int:
-        return sum(part.core.open_journeys() for part in self._parts.values())
+    def census(self) -> Census:
+        """The cores' census summed over this worker's partitions."""
+        counts = [part.core.census() for part in self._parts.values()]
+        return (
+            Census(*(sum(column) for column in zip(*counts, strict=True)))
+            if counts
+            else Census(0, 0, 0)
+        )
 
 
 def _ahead(merged_ms: int | None, part: PartitionJourneys) -> TypeGuard[int]:
@@ -475,7 +481,10 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
 
     @app.timer(interval=30.0)  # type: ignore[untyped-decorator]
     async def gauges() -> None:
-        journeys_metrics.JOURNEYS_OPEN.set(stage.open_journeys())
+        census = stage.census()
+        journeys_metrics.JOURNEYS_OPEN.set(census.open_journeys)
+        journeys_metrics.JOURNEYS_PERSONS.set(census.persons)
+        journeys_metrics.JOURNEYS_BUFFERED.set(census.buffered_events)
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def announce() -> None:

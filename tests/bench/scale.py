@@ -1,6 +1,6 @@
 """The pipeline at scale: every stage (friction included) and the sink as separate processes
 on the local broker, fed at full speed with the demo's simulated traffic for a million
-customers (about 3.3 million events; SCALE_CUSTOMERS sets another size), run to the end.
+customers (4.7 million events; SCALE_CUSTOMERS sets another size), run to the end.
 
 It reports:
 - whether it ran to the end, and how long it took from the first publish;
@@ -8,15 +8,17 @@ It reports:
   journey dropped off at) and the persons stitched, against the simulator's ground truth;
 - each process's peak resident memory;
 - the journeys stage's resident memory per open journey: its resident memory when it held
-  the most open journeys (its `journeys_open` gauge, sampled every few seconds) less its
-  resident memory before the feed started, divided by those open journeys.
+  the most open journeys (its `journeys_open` gauge, sampled every few seconds, beside the
+  persons and buffered events it held then) less its resident memory before the feed
+  started, divided by those open journeys. A line a minute shows the same census as it runs.
 
 The feed is written once per size by a process of its own (the simulation of a million
 customers holds gigabytes the bench should not keep) and reused: .local/bench/scale-N.jsonl,
 with the truth's counts beside it. The demo's repeats and invalid payloads are left out: this
 run measures scale, the demo and the chaos suite measure those.
 
-Run alone: `make bench-scale` (not part of `make bench`: about half an hour at a million).
+Run alone: `make bench-scale` (not part of `make bench`: it takes most of the machine's
+memory and tens of minutes).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -121,42 +124,67 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def open_journeys(port: int) -> int | None:
-    """The stage's `journeys_open` gauge, or None while its metrics do not answer."""
+GAUGES = ("journeys_open", "journeys_persons", "journeys_events_buffered")
+
+
+class Sample(NamedTuple):
+    open_journeys: int
+    persons: int
+    buffered: int
+    rss_mb: float
+
+
+def census(port: int) -> tuple[int, int, int] | None:
+    """The stage's census gauges, or None while its metrics do not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             text = reply.read().decode()
     except OSError:
         return None
+    found: dict[str, int] = {}
     for line in text.splitlines():
-        if line.startswith("journeys_open "):
-            return int(float(line.split()[1]))
-    return None
+        name, _, value = line.partition(" ")
+        if name in GAUGES:
+            found[name] = int(float(value))
+    if len(found) < len(GAUGES):
+        return None
+    opened, persons, buffered = (found[name] for name in GAUGES)
+    return opened, persons, buffered
 
 
 @dataclass
 class Samples:
-    """(open journeys, resident MB) of the journeys stage, every `SAMPLE_EVERY` seconds."""
+    """The journeys stage's census and resident memory every `SAMPLE_EVERY` seconds, a line
+    of progress a minute."""
 
     pid: int
     port: int
-    taken: list[tuple[int, float]] = field(default_factory=list)
+    taken: list[Sample] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
+        started = time.monotonic()
         while not self.stop.wait(SAMPLE_EVERY):
-            held = open_journeys(self.port)
+            counts = census(self.port)
             try:
                 rss = rss_mb(self.pid)
             except OSError:
                 return  # it exited: the bench reports that
-            if held is not None:
-                self.taken.append((held, rss))
+            if counts is None:
+                continue
+            self.taken.append(Sample(*counts, rss))
+            if len(self.taken) % 12 == 0:
+                o, p, b, r = self.taken[-1]
+                print(
+                    f"scale: {time.monotonic() - started:.0f} s: journeys stage holds {p:,} "
+                    f"persons, {o:,} open journeys, {b:,} buffered events, {r:,.0f} MB",
+                    flush=True,
+                )
 
-    def at_most_open(self) -> tuple[int, float]:
-        """The sample with the most open journeys (the gauge lags the stage by up to 30 s:
+    def at_most_open(self) -> Sample:
+        """The sample with the most open journeys (the gauges lag the stage by up to 30 s:
         the memory of the same moment, at most a sample later)."""
-        return max(self.taken, default=(0, 0.0))
+        return max(self.taken, default=Sample(0, 0, 0, 0.0))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -168,7 +196,7 @@ class Run:
     peak_mb: dict[str, float]
     cpu: dict[str, float]
     baseline_mb: float  # the journeys stage before the feed
-    most_open: tuple[int, float]
+    most_open: Sample
     found: Counter[Outcome]
     persons: int
     touchpoints: int
@@ -235,8 +263,9 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
     feed, truth = feed_and_truth(customers)
     print(f"scale: {feed.events:,} events of {customers:,} customers, all processes ...")
     r = run(work, feed)
-    most_open, rss_then = r.most_open
-    per_open = (rss_then - r.baseline_mb) * 1024 * 1024 / most_open if most_open else 0.0
+    most = r.most_open
+    grown = (most.rss_mb - r.baseline_mb) * 1024 * 1024
+    per_open = grown / most.open_journeys if most.open_journeys else 0.0
     results = [
         Result(
             f"end to end: {feed.events:,} events of {customers:,} customers", r.seconds, "s", None
@@ -250,7 +279,10 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
             "journeys",
             truth.outcomes.total(),
         ),
-        Result("journeys stage: most open journeys sampled", most_open, "journeys", None),
+        Result("journeys stage: most open journeys sampled", most.open_journeys, "journeys", None),
+        Result("journeys stage: persons held then", most.persons, "persons", None),
+        Result("journeys stage: events buffered then", most.buffered, "events", None),
+        Result("journeys stage: resident memory then", most.rss_mb, "MB", r.baseline_mb),
         Result(
             "journeys stage: resident memory per open journey",
             per_open,

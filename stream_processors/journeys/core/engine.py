@@ -28,7 +28,7 @@ from __future__ import annotations
 from bisect import bisect_right, insort
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.definitions import DefinitionSpec
 from stream_processors.journeys.core.deadlines import NEVER, DeadlineWheel
@@ -53,6 +53,12 @@ from stream_processors.journeys.core.tally import tally
 _TIME_ID = itemgetter(0, 1)
 _SOME_FRICTION = ("friction",)  # what an `is_friction` predicate says an event has
 _EMPTY: Mapping[str, Any] = {}
+
+
+class Census(NamedTuple):
+    persons: int
+    open_journeys: int
+    buffered_events: int  # waiting for the watermark to pass them
 
 
 class JourneyCore:
@@ -482,13 +488,22 @@ class JourneyCore:
 
     def open_journeys(self) -> int:
         """How many journey instances are open (a full scan: for metrics and tests)."""
-        return sum(
-            1
-            for person in self._people.values()
-            for track in person.tracks
-            for inst in track.instances
-            if inst.status == OPEN
-        )
+        return self.census().open_journeys
+
+    def census(self) -> Census:
+        """What the core holds, counted in one scan (for the stage's gauges): memory at scale
+        is persons, their open journeys and the events buffered until time passes them."""
+        persons = len(self._people)
+        opened = buffered = 0
+        for person in self._people.values():
+            for track in person.tracks:
+                for inst in track.instances:
+                    if inst.status == OPEN:
+                        opened += 1
+            pending = person.pending
+            if pending is not None:
+                buffered += len(pending) if isinstance(pending, list) else 1
+        return Census(persons, opened, buffered)
 
     def journeys_of(self, pid: str) -> list[JourneyUpdate]:
         """The current state of a person's kept journeys (for tests and debugging)."""

@@ -939,6 +939,20 @@ def test_buffered_events_survive_a_snapshot(buffered: int) -> None:
     assert [t.event_id for t in original.of(StageTransition)] == [events[0]["event_id"]]
 
 
+def test_the_census_counts_persons_open_journeys_and_buffered_events() -> None:
+    run = Run()
+    run.send("p1", run.event(0, "home_view"))
+    run.send("p2", run.event(0, "home_view"))
+    run.at(1)
+    assert run.core.census() == (2, 2, 0)  # each person's purchase journey, nothing buffered
+    run.send("p1", *(run.event(2 + i, "product_view") for i in range(3)))
+    run.send("p3", run.event(2, "home_view"))
+    assert run.core.census() == (3, 2, 4)  # a list of three for p1, a single event for p3
+    run.at(10)
+    assert run.core.census() == (3, 3, 0)
+    assert run.core.open_journeys() == 3
+
+
 def test_a_merge_joins_the_buffered_events_of_both_persons() -> None:
     run = Run()
     run.send("anon", run.event(0, "home_view"))
