@@ -10,7 +10,10 @@ It reports:
 - the journeys stage's resident memory per open journey: its resident memory when it held
   the most open journeys (its `journeys_open` gauge, sampled every few seconds, beside the
   persons and buffered events it held then) less its resident memory before the feed
-  started, divided by those open journeys. A line a minute shows the same census as it runs.
+  started, divided by those open journeys (the growth is all it holds: persons, buffered
+  events and client queues too, so the figure is an upper bound on the journeys' share);
+  and the most events it held buffered, with its memory then. A line a minute shows the same
+  census as it runs.
 
 The feed is written once per size by a process of its own (the simulation of a million
 customers holds gigabytes the bench should not keep) and reused: .local/bench/scale-N.jsonl,
@@ -182,9 +185,12 @@ class Samples:
                 )
 
     def at_most_open(self) -> Sample:
-        """The sample with the most open journeys (the gauges lag the stage by up to 30 s:
-        the memory of the same moment, at most a sample later)."""
-        return max(self.taken, default=Sample(0, 0, 0, 0.0))
+        """The first sample with the most open journeys: the gauges are set every 30 s, so
+        its memory is read up to one sample after the census it pairs with."""
+        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0.0))
+
+    def at_most_buffered(self) -> Sample:
+        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0.0))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -197,6 +203,7 @@ class Run:
     cpu: dict[str, float]
     baseline_mb: float  # the journeys stage before the feed
     most_open: Sample
+    most_buffered: Sample
     found: Counter[Outcome]
     persons: int
     touchpoints: int
@@ -206,6 +213,7 @@ def run(work: Path, feed: Feed) -> Run:
     p = Pipeline(work, "scale")
     names = [*STAGES, "sink"]
     port = _free_port()
+    samples: Samples | None = None
     try:
         for name in names:
             if name == "journeys":
@@ -220,16 +228,20 @@ def run(work: Path, feed: Feed) -> Run:
         startup = {n: cpu_seconds(p.children[n].pid) for n in names}
         t0 = time.monotonic()
         sampler.start()
-        p.feed(feed)
+        feeder = p.feed(feed)
+        # Every group is drained whenever it has caught up: only once the feed is all
+        # published does that mean the end.
+        wait_until(lambda: _published(p, feeder), "the feed published", 3 * 3600)
+        print(f"scale: fed {feed.events:,} events in {time.monotonic() - t0:.1f} s", flush=True)
         end = t0
         for name in names:
             end = wait_until(partial(p.drained, name), f"{name} committing everything", 3 * 3600)
             print(f"scale: {name} drained at {end - t0:.1f} s", flush=True)
-        samples.stop.set()
-        sampler.join()
         peak = {n: peak_rss_mb(p.children[n].pid) for n in names}
         cpu = {n: cpu_seconds(p.children[n].pid) - startup[n] for n in names}
     finally:
+        if samples is not None:
+            samples.stop.set()
         p.stop()  # the sink writes what it holds and closes ClickHouse, opened next
     client = connect(p.env["JOURNEYS_CLICKHOUSE__DSN"], create=False)
     found: Counter[Outcome] = Counter(
@@ -248,7 +260,17 @@ def run(work: Path, feed: Feed) -> Run:
     )
     touchpoints = int(client.query("SELECT count() FROM touchpoints").result_rows[0][0])
     client.close()
-    return Run(end - t0, peak, cpu, baseline, samples.at_most_open(), found, persons, touchpoints)
+    most_open, most_buffered = samples.at_most_open(), samples.at_most_buffered()
+    return Run(end - t0, peak, cpu, baseline, most_open, most_buffered, found, persons, touchpoints)
+
+
+def _published(p: Pipeline, feeder: subprocess.Popen[bytes]) -> bool:
+    p.check_alive()
+    if feeder.poll() is None:
+        return False
+    if feeder.returncode != 0:
+        raise RuntimeError(f"scale: the feeder exited with {feeder.returncode}")
+    return True
 
 
 def differences(found: Counter[Outcome], truth: Counter[Outcome]) -> list[str]:
@@ -271,10 +293,12 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
             f"end to end: {feed.events:,} events of {customers:,} customers", r.seconds, "s", None
         ),
         Result("rate end to end", feed.events / r.seconds, "events/s", None),
-        Result("touchpoints in ClickHouse (vs sent)", r.touchpoints, "rows", feed.events),
+        Result(
+            "touchpoints in ClickHouse, plain count() (vs sent)", r.touchpoints, "rows", feed.events
+        ),
         Result("persons stitched (vs truth)", r.persons, "persons", truth.persons),
         Result(
-            "journeys ended (vs truth)",
+            "journeys in ClickHouse (vs truth)",
             r.found.total(),
             "journeys",
             truth.outcomes.total(),
@@ -289,6 +313,18 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
             "bytes",
             None,
             "<= 1,024",
+        ),
+        Result(
+            "journeys stage: most events buffered sampled",
+            r.most_buffered.buffered,
+            "events",
+            None,
+        ),
+        Result(
+            "journeys stage: resident memory then",
+            r.most_buffered.rss_mb,
+            "MB",
+            r.baseline_mb,
         ),
     ]
     for name in [*STAGES, "sink"]:

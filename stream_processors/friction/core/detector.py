@@ -237,11 +237,9 @@ class Detector:
         A key already `known` holds exactly what its closes held; one first seen in a late
         version is held from that window on while it is not due, as if it had come on time
         (the windows closed since it, empty, are held too: `_hold_since`)."""
-        if not self._counts_wait(key):
-            return False
         if (key, start) in self._held:
-            return True
-        if known:
+            return True  # held when it closed, whatever the settings restored say now
+        if known or not self._counts_wait(key):
             return False
         # Not before counts were first held: a window closed before an upgrade was judged.
         return (

@@ -226,12 +226,14 @@ def test_a_key_first_seen_in_a_late_version_is_held_as_if_it_came_on_time() -> N
     assert runs[0] == runs[1]
 
 
+@pytest.mark.parametrize("revised", [False, True])
 @pytest.mark.parametrize("changed", ["no late channels", "no wait"])
 def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close(
-    changed: str,
+    changed: str, revised: bool
 ) -> None:
     """`processor.late_channels` or the wait changed across a restart: what was held is
-    judged first, in start order, before the key's next window is judged on close."""
+    judged first, in start order, before the key's next window is judged on close; a held
+    window revised before that close is still held, and judged on its revised counts."""
     detector = Detector(_config())
     w = _steady_export(detector, 10)
     assert detector.held_windows == 6
@@ -239,14 +241,28 @@ def test_counts_held_for_a_channel_no_longer_late_are_judged_at_the_next_close(
     now = _config_without_late() if changed == "no late channels" else _config(timedelta(0))
     restored = detector_state.restore(now, rows)
     assert restored.held_windows == 6
+    if revised:  # window 7 gains as many rows again, late
+        for i in range(PER_WINDOW):
+            w.add(EXPORT, 7 * SIZE + i * 1000 + 500, (EVENTS,))
     for i in range(PER_WINDOW):
         w.add(EXPORT, 10 * SIZE + i * 1000, (EVENTS,))
     for step in one_start_at_a_time(w.advance(11 * SIZE)):
         restored.process(step)
     assert restored.held_windows == 0
-    baseline = restored._baselines[Series("volume", EXPORT[1], EVENTS)]
+    series = Series("volume", EXPORT[1], EVENTS)
+    baseline = restored._baselines[series]
     assert baseline.windows == 11  # every window once
-    assert restored._last[Series("volume", EXPORT[1], EVENTS)].start == 10 * SIZE
+    assert restored._last[series].start == 10 * SIZE
+    assert series not in restored._late  # nothing it judged has changed since
+    # As if every window had come on time to a detector with the new settings.
+    on_time = Detector(now)
+    w = _windows()
+    for n in range(11):
+        for i in range(PER_WINDOW * (2 if revised and n == 7 else 1)):
+            w.add(EXPORT, n * SIZE + i * 500, (EVENTS,))
+        for step in one_start_at_a_time(w.advance((n + 1) * SIZE)):
+            on_time.process(step)
+    assert round(baseline.hits, 9) == round(on_time._baselines[series].hits, 9)
 
 
 def _config_without_late() -> DetectorConfig:
