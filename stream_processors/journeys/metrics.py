@@ -10,6 +10,13 @@ JOURNEYS_BUFFERED = Gauge(
     "journeys_events_buffered",
     "Events held in this worker's partitions until the watermark passes them",
 )
+JOURNEYS_PARTITIONS_AWAITING = Gauge(
+    "journeys_partitions_awaiting_handoffs",
+    "This worker's partitions whose time stands until merged persons' state arrives",
+)
+JOURNEYS_HANDOFFS_AWAITED = Gauge(
+    "journeys_handoffs_awaited", "Merged persons' state this worker's partitions wait for"
+)
 
 JOURNEY_WATERMARK = Gauge(
     "journeys_watermark_seconds", "Event-time watermark of the journeys stage (epoch seconds)"

@@ -447,6 +447,12 @@ class JourneyStage:
             else Census(0, 0, 0)
         )
 
+    def held_still(self) -> tuple[int, int]:
+        """Partitions whose time stands while merged persons' state is on its way to them,
+        and how many such persons they await."""
+        awaiting = [len(part.handoffs.awaiting) for part in self._parts.values()]
+        return sum(1 for n in awaiting if n), sum(awaiting)
+
 
 def _ahead(merged_ms: int | None, part: PartitionJourneys) -> TypeGuard[int]:
     """Whether a merge lies ahead of the partition's time (it then waits to be applied)."""
@@ -485,6 +491,9 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         journeys_metrics.JOURNEYS_OPEN.set(census.open_journeys)
         journeys_metrics.JOURNEYS_PERSONS.set(census.persons)
         journeys_metrics.JOURNEYS_BUFFERED.set(census.buffered_events)
+        held, awaited = stage.held_still()
+        journeys_metrics.JOURNEYS_PARTITIONS_AWAITING.set(held)
+        journeys_metrics.JOURNEYS_HANDOFFS_AWAITED.set(awaited)
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def announce() -> None:

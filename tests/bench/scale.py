@@ -127,17 +127,23 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-GAUGES = ("journeys_open", "journeys_persons", "journeys_events_buffered")
+GAUGES = (
+    "journeys_open",
+    "journeys_persons",
+    "journeys_events_buffered",
+    "journeys_partitions_awaiting_handoffs",
+)
 
 
 class Sample(NamedTuple):
     open_journeys: int
     persons: int
     buffered: int
+    awaiting: int  # partitions whose time stands until merged persons' state arrives
     rss_mb: float
 
 
-def census(port: int) -> tuple[int, int, int] | None:
+def census(port: int) -> tuple[int, int, int, int] | None:
     """The stage's census gauges, or None while its metrics do not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
@@ -151,8 +157,8 @@ def census(port: int) -> tuple[int, int, int] | None:
             found[name] = int(float(value))
     if len(found) < len(GAUGES):
         return None
-    opened, persons, buffered = (found[name] for name in GAUGES)
-    return opened, persons, buffered
+    opened, persons, buffered, awaiting = (found[name] for name in GAUGES)
+    return opened, persons, buffered, awaiting
 
 
 @dataclass
@@ -177,20 +183,21 @@ class Samples:
                 continue
             self.taken.append(Sample(*counts, rss))
             if len(self.taken) % 12 == 0:
-                o, p, b, r = self.taken[-1]
+                o, p, b, a, r = self.taken[-1]
                 print(
                     f"scale: {time.monotonic() - started:.0f} s: journeys stage holds {p:,} "
-                    f"persons, {o:,} open journeys, {b:,} buffered events, {r:,.0f} MB",
+                    f"persons, {o:,} open journeys, {b:,} buffered events, {r:,.0f} MB; "
+                    f"{a} partitions await handoffs",
                     flush=True,
                 )
 
     def at_most_open(self) -> Sample:
         """The first sample with the most open journeys: the gauges are set every 30 s, so
         its memory is read up to one sample after the census it pairs with."""
-        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0, 0.0))
 
     def at_most_buffered(self) -> Sample:
-        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0, 0.0))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -325,6 +332,12 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
             r.most_buffered.rss_mb,
             "MB",
             r.baseline_mb,
+        ),
+        Result(
+            "journeys stage: partitions awaiting handoffs then",
+            r.most_buffered.awaiting,
+            "partitions",
+            None,
         ),
     ]
     for name in [*STAGES, "sink"]:
