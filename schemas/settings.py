@@ -288,6 +288,11 @@ class JourneyStageSettings(Section):
     # How far behind the watermark an event may still change journeys (and so how long ended
     # journeys are kept in memory); older ones are counted as rejected.
     late_tolerance: timedelta = timedelta(hours=72)
+    # How far a partition's input may run ahead of its time (the upstream watermark on
+    # `stitched` past the partition's watermark) before the stage stops reading that
+    # partition's `stitched` until half of it is left. Events read ahead of time are held in
+    # memory until time passes them; in a replay or a catch-up the input runs hours ahead.
+    read_ahead: timedelta = Field(default=timedelta(hours=4), gt=timedelta(0))
 
 
 class FixedThresholdSettings(Section):

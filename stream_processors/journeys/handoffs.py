@@ -3,7 +3,8 @@
 When the identity authority merges person `old` into `new` and the two live on different
 partitions, `old`'s partition sends its journeys to `new`'s through `journey-handoff` and
 forwards events still stamped `old` for the late tolerance; `new`'s partition holds its
-event time until the state has arrived. `Handoffs` is one partition's bookkeeping of that,
+event time short of the merge until the state has arrived. `Handoffs` is one partition's
+bookkeeping of that,
 `Outbox` the rows it sends. No I/O here: the stage produces what the outbox holds.
 
 A merge takes effect at its own event time (the link's), not when it is read: under load
@@ -15,8 +16,9 @@ the old one apart, as a person of its own, until its time reaches the merge (`ho
 
 State is one changelog key per entry, so no value grows with the number of merges (a broker
 refuses a record over its size limit): a forwarded person -> [new person, forward until
-(event ms)]; a person whose state is awaited, or arrived before its merge record -> 1; a person
-held apart until its merge -> [new person, the merge's event time (ms)].
+(event ms)]; a person whose state is awaited -> [the merge's event time (ms), or None]; one whose
+state arrived before its merge record -> 1; a person held apart until its merge -> [new person,
+the merge's event time (ms)].
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ PREFIXES = (FORWARD, AWAITED, EARLY, HELD)
 @dataclass(slots=True)
 class Handoffs:
     forward: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, until)
-    awaiting: set[str] = field(default_factory=set)  # merged into ours, state not here yet
+    # Merged into ours, state not here yet -> the merge's event time (None: not known).
+    awaiting: dict[str, int | None] = field(default_factory=dict)
     early: set[str] = field(default_factory=set)  # state here, merge record not yet
     held: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, merge ms)
     touched: set[str] = field(default_factory=set)  # keys to write in the next transaction
@@ -61,7 +64,9 @@ class Handoffs:
             elif key.startswith(HELD):
                 handoffs._hold(key[len(HELD) :], value[0], int(value[1]))
             elif key.startswith(AWAITED):
-                handoffs.awaiting.add(key[len(AWAITED) :])
+                # Written as 1 before the merge's time was kept: unknown, so time stands.
+                at = value[0] if isinstance(value, list) else None
+                handoffs.awaiting[key[len(AWAITED) :]] = at
             else:
                 handoffs.early.add(key[len(EARLY) :])
         return handoffs
@@ -100,19 +105,35 @@ class Handoffs:
             due.append((at, old, new))
         return due
 
-    def expect(self, old: str) -> None:
-        """A person of another partition merged into one of ours: time waits for its state
-        (unless it came first: the handoff topic can be faster than `identity-merges`)."""
+    def expect(self, old: str, merged_ms: int | None) -> None:
+        """A person of another partition merged into one of ours at `merged_ms`: time waits
+        short of it for its state (unless it came first: the handoff topic can be faster
+        than `identity-merges`)."""
         if old in self.early:
             self.early.discard(old)
             self.touched.add(EARLY + old)
         else:
-            self.awaiting.add(old)
+            known = self.awaiting.get(old, merged_ms)
+            earlier = None if known is None or merged_ms is None else min(known, merged_ms)
+            self.awaiting[old] = earlier
             self.touched.add(AWAITED + old)
+
+    def awaited_before(self) -> int | None:
+        """Event time this partition may reach before a merged person's state arrives: just
+        short of the earliest merge awaited. Up to there the old person's state changes
+        nothing of ours (it arrives ahead of its merge, held apart until time reaches it,
+        and its own deadlines already passed fire on arrival); past it, the new person's
+        journeys would be decided without it. None: one merge's time is not known."""
+        earliest = None
+        for at in self.awaiting.values():
+            if at is None:
+                return None
+            earliest = at if earliest is None else min(earliest, at)
+        return None if earliest is None else earliest - 1
 
     def arrived(self, old: str) -> None:
         if old in self.awaiting:
-            self.awaiting.discard(old)
+            del self.awaiting[old]
             self.touched.add(AWAITED + old)
         else:
             self.early.add(old)
@@ -145,7 +166,7 @@ class Handoffs:
     def names(self) -> set[str]:
         """Every person id an entry names."""
         return {*self.forward, *(new for new, _ in self.forward.values())} | (
-            self.awaiting | self.early | {*self.held, *(new for new, _ in self.held.values())}
+            {*self.awaiting} | self.early | {*self.held, *(new for new, _ in self.held.values())}
         )
 
     def forget(self, persons: set[str]) -> None:
@@ -156,10 +177,12 @@ class Handoffs:
                 del self.forward[old]
                 self._by_target.get(new, set()).discard(old)
                 self.touched.add(FORWARD + old)
-        for prefix, held in ((AWAITED, self.awaiting), (EARLY, self.early)):
-            for name in held & persons:
-                held.discard(name)
-                self.touched.add(prefix + name)
+        for name in persons.intersection(self.awaiting):
+            del self.awaiting[name]
+            self.touched.add(AWAITED + name)
+        for name in self.early & persons:
+            self.early.discard(name)
+            self.touched.add(EARLY + name)
         for old, (new, _) in list(self.held.items()):
             if old in persons or new in persons:
                 del self.held[old]
@@ -179,8 +202,9 @@ class Handoffs:
             merge = self.held.get(key[len(HELD) :])
             return None if merge is None else list(merge)
         name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
-        held = self.awaiting if key.startswith(AWAITED) else self.early
-        return 1 if name in held else None
+        if key.startswith(AWAITED):
+            return [self.awaiting[name]] if name in self.awaiting else None
+        return 1 if name in self.early else None
 
     def _set_forward(self, old: str, new: str, until: int) -> None:
         previous = self.forward.get(old)

@@ -12,10 +12,15 @@ JOURNEYS_BUFFERED = Gauge(
 )
 JOURNEYS_PARTITIONS_AWAITING = Gauge(
     "journeys_partitions_awaiting_handoffs",
-    "This worker's partitions whose time stands until merged persons' state arrives",
+    "This worker's partitions awaiting merged persons' state (time stops short of the merge)",
 )
 JOURNEYS_HANDOFFS_AWAITED = Gauge(
     "journeys_handoffs_awaited", "Merged persons' state this worker's partitions wait for"
+)
+
+JOURNEYS_PARTITIONS_PAUSED = Gauge(
+    "journeys_partitions_paused",
+    "This worker's partitions whose `stitched` reading is paused: input too far ahead of time",
 )
 
 JOURNEY_WATERMARK = Gauge(

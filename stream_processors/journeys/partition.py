@@ -81,12 +81,27 @@ class PartitionJourneys:
         low, decided = self.marks.low, self.decided_ms
         return None if low is None or decided is None else min(low, decided)
 
+    def read_ahead(self) -> int | None:
+        """How far this partition's input has run ahead of its time (ms), once both are
+        known: a partition that has not heard every source yet, or has no time yet, is never
+        held back (its time may wait on it, and on nothing it holds)."""
+        low, time = self.marks.low, self.time_known()
+        return None if low is None or time is None else low - time
+
     def time_to(self) -> int | None:
         """Where event time may move: as far as every partition of the stage has read (any
         of them may yet forward a merged person's events here, and those must not arrive
-        behind the watermark already sent), and not at all while a merged person is on its
-        way."""
+        behind the watermark already sent), and, while a merged person is on its way, only
+        to just short of its merge. (Standing still instead kept a partition's time from
+        moving at all while merges came faster than the handoffs' round trip: at full speed
+        every partition awaited one, and the events ahead of its time piled up.)"""
         read, everyone = self.time_read(), self.reads.low
-        if self.handoffs.awaiting or read is None or everyone is None:
+        if read is None or everyone is None:
             return None
-        return min(read, everyone)
+        to = min(read, everyone)
+        if self.handoffs.awaiting:
+            before = self.handoffs.awaited_before()
+            if before is None:
+                return None
+            to = min(to, before)
+        return to

@@ -26,10 +26,12 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import orjson
+from faust.types import TP
 
 from schemas import envelope
 from schemas.definitions import DefinitionSpec, load_definitions
@@ -70,6 +72,10 @@ class JourneyStage:
     definitions: list[DefinitionSpec]
     _parts: dict[int, PartitionJourneys] = field(default_factory=dict)
     _told: dict[int, int] = field(default_factory=dict)  # the read last announced, by partition
+    # Stops (True) or resumes (False) reading a partition of `stitched`: the faust
+    # consumer's, wired by `build`.
+    hold_back: Callable[[int, bool], None] = field(default=lambda _partition, _paused: None)
+    _held_back: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -78,6 +84,7 @@ class JourneyStage:
             late_channels=frozenset(s.processor.late_channels),
             late_tolerance_ms=_ms(s.journeys.late_tolerance),
         )
+        self.read_ahead_ms = _ms(s.journeys.read_ahead)
         self.partitions = s.topics.partitions
         t = self.topics
         self.names = {
@@ -137,6 +144,7 @@ class JourneyStage:
             state = self.persons.partitions.get(partition)
             if state is not part.state:
                 del self._parts[partition]  # revoked or restored since
+                self._held_back.discard(partition)
                 continue
             data, dirty = state.data, state.dirty
             for key in part.written:  # sent last time: no need to hold them twice
@@ -187,6 +195,7 @@ class JourneyStage:
                 self._advance(part, out, moved)
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
+            self._pace(partition, part)
             metrics.EVENTS_IN.labels(STAGE).inc(len(decoded.events))
             if anonymous:
                 journeys_metrics.JOURNEY_ANONYMOUS.inc(anonymous)
@@ -219,7 +228,7 @@ class JourneyStage:
                         continue
                     if partition_for(old.encode(), self.partitions) != partition:
                         if home == partition:
-                            part.handoffs.expect(old)
+                            part.handoffs.expect(old, merged_ms)
                     elif home == partition and _ahead(merged_ms, part):
                         part.handoffs.hold(old, new, merged_ms)
                     else:
@@ -235,6 +244,7 @@ class JourneyStage:
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
             self._keep_time(partition, part)
+            self._pace(partition, part)
         self.merges.mark_applied(partition, offset, None)
 
     def handle_handoff(self, payload: bytes | None, partition: int, offset: int) -> None:
@@ -272,6 +282,7 @@ class JourneyStage:
             self._send(out, partition, part.time_known())
             self._send_moved(moved)
             self._keep_time(partition, part)
+            self._pace(partition, part)
         self.handoff.mark_applied(partition, offset, None)
 
     def _receive(
@@ -315,6 +326,28 @@ class JourneyStage:
         out.moved = True
         part.handoffs.expire(watermark)
         journeys_metrics.JOURNEY_WATERMARK.set(watermark / 1000)
+
+    def _pace(self, partition: int, part: PartitionJourneys) -> None:
+        """Stop reading a partition's `stitched` while its input runs further ahead of its
+        time than `journeys.read_ahead`, and read on once half of that is left: events read
+        ahead of time wait in memory, events not read yet wait in Kafka. Asked again on
+        every batch read while too far ahead, because a rebalance resumes every partition.
+        No partition waits for ever: only `stitched` stops (the authority's links and the
+        handoffs read on), and the partition whose input is furthest behind can always
+        reach what it has read, then reads on, and the others follow it."""
+        ahead = part.read_ahead()
+        if ahead is None:
+            return
+        if ahead > self.read_ahead_ms:
+            self._held_back.add(partition)
+            self.hold_back(partition, True)
+        elif partition in self._held_back and ahead <= self.read_ahead_ms // 2:
+            self._held_back.discard(partition)
+            self.hold_back(partition, False)
+
+    def held_back(self) -> int:
+        """Partitions whose `stitched` reading is stopped until their time catches up."""
+        return len(self._held_back)
 
     def _keep_time(self, partition: int, part: PartitionJourneys) -> None:
         """Time moved by an input other than `stitched` is restored with the persons too."""
@@ -448,8 +481,8 @@ class JourneyStage:
         )
 
     def held_still(self) -> tuple[int, int]:
-        """Partitions whose time stands while merged persons' state is on its way to them,
-        and how many such persons they await."""
+        """Partitions awaiting merged persons' state (their time stops short of the earliest
+        such merge), and how many such persons they await."""
         awaiting = [len(part.handoffs.awaiting) for part in self._parts.values()]
         return sum(1 for n in awaiting if n), sum(awaiting)
 
@@ -472,6 +505,24 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     handoff = runtime.add_table(settings, STAGE, "handoff", topics.journey_handoff)
     app = runtime.app
     stage = JourneyStage(settings, topics, runtime.sender, persons, merges, handoff, definitions)
+
+    def hold_back(partition: int, paused: bool) -> None:
+        tp = TP(topics.stitched, partition)
+        if paused:
+            app.consumer.pause_partitions([tp])
+        else:
+            app.loop.create_task(read_on(tp, persons.applied_offset(partition) + 1))
+
+    async def read_on(tp: TP, offset: int) -> None:
+        # faust drops what it had fetched of a partition paused meanwhile, past the
+        # consumer's position: read again from the first offset not applied (anything
+        # applied comes round again and is skipped as redelivered).
+        consumer = app.consumer
+        if offset > 0 and tp in consumer.assignment():
+            await consumer.seek_wait({tp: offset})
+        consumer.resume_partitions([tp])
+
+    stage.hold_back = hold_back
     log.info(
         "journey definitions loaded",
         extra={"definitions": [f"{d.id} v{d.version}" for d in definitions]},
@@ -494,6 +545,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         held, awaited = stage.held_still()
         journeys_metrics.JOURNEYS_PARTITIONS_AWAITING.set(held)
         journeys_metrics.JOURNEYS_HANDOFFS_AWAITED.set(awaited)
+        journeys_metrics.JOURNEYS_PARTITIONS_PAUSED.set(stage.held_back())
 
     @app.timer(interval=0.2)  # type: ignore[untyped-decorator]
     async def announce() -> None:

@@ -59,13 +59,13 @@ def test_a_forward_set_again_expires_at_its_new_time() -> None:
 
 def test_state_may_arrive_before_or_after_its_merge_record() -> None:
     h = Handoffs()
-    h.expect("a")  # the record first: wait
-    assert h.awaiting == {"a"}
+    h.expect("a", 100)  # the record first: wait
+    assert h.awaiting == {"a": 100}
     h.arrived("a")
     assert not h.awaiting and not h.early
     h.arrived("b")  # the state first: remember it, so the record does not wait
     assert h.early == {"b"}
-    h.expect("b")
+    h.expect("b", 100)
     assert not h.awaiting and not h.early
 
 
@@ -73,17 +73,44 @@ def test_restore_gives_back_what_was_written() -> None:
     h = Handoffs()
     h.forward_to("a", "b", until=100)
     h.forward_to("b", "c", until=200)
-    h.expect("x")
+    h.expect("x", 300)
+    h.expect("z", None)
     h.arrived("y")
     data = written(h, {"person-1": {"snapshot": 1}})
     assert AWAITED + "x" in data and EARLY + "y" in data
     again = Handoffs.restore(data)
     assert data == {"person-1": {"snapshot": 1}}  # entries taken out, persons left
-    assert again.forward == h.forward and again.awaiting == {"x"} and again.early == {"y"}
+    assert again.forward == h.forward and again.early == {"y"}
+    assert again.awaiting == {"x": 300, "z": None} and again.awaited_before() is None
     again.forward_to("c", "d", until=300)  # chains and expiry work after a restore
     assert again.target("a") == "d"
     again.expire(150)
     assert again.target("a") is None and again.target("b") == "d"
+
+
+def test_time_stops_just_short_of_the_earliest_merge_awaited() -> None:
+    h = Handoffs()
+    assert h.awaited_before() is None  # nothing awaited: no bound from here
+    h.expect("a", 500)
+    h.expect("b", 300)
+    assert h.awaited_before() == 299
+    h.expect("b", 400)  # merged in again, later: the earlier merge still bounds
+    assert h.awaited_before() == 299
+    h.arrived("b")
+    assert h.awaited_before() == 499
+    h.expect("c", None)  # a merge without its time: time stands until its state is here
+    assert h.awaited_before() is None
+    h.arrived("c")
+    assert h.awaited_before() == 499
+
+
+def test_awaited_persons_written_before_merge_times_were_kept_restore_as_unknown() -> None:
+    """The previous version wrote 1 for an awaited person: its merge's time is unknown, so
+    the restored partition's time stands until the state arrives, as it did then."""
+    again = Handoffs.restore({AWAITED + "x": 1, "person-1": {"snapshot": 1}})
+    assert again.awaiting == {"x": None} and again.awaited_before() is None
+    again.arrived("x")
+    assert again.awaiting == {}
 
 
 def test_outbox_sends_rows_to_the_new_persons_partition() -> None:

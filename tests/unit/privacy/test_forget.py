@@ -61,7 +61,7 @@ def test_handoffs_naming_an_erased_person_are_dropped_with_tombstones() -> None:
     h.forward_to("a", "p", until=100)
     h.forward_to("p", "b", until=100)
     h.forward_to("c", "d", until=100)
-    h.expect("p")
+    h.expect("p", 100)
     h.arrived("q")
     list(h.take_entries())  # written in an earlier transaction
     assert h.names() == {"a", "p", "b", "c", "d", "q"}
