@@ -292,7 +292,7 @@ class JourneyStageSettings(Section):
     # `stitched` past the partition's watermark) before the stage stops reading that
     # partition's `stitched` until half of it is left. Events read ahead of time are held in
     # memory until time passes them; in a replay or a catch-up the input runs hours ahead.
-    read_ahead: timedelta = Field(default=timedelta(hours=4), gt=timedelta(0))
+    read_ahead: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
 
 
 class FixedThresholdSettings(Section):

@@ -88,6 +88,17 @@ class PartitionJourneys:
         low, time = self.marks.low, self.time_known()
         return None if low is None or time is None else low - time
 
+    def waits_on_handoffs(self) -> bool:
+        """Whether merged persons on their way here are what holds this partition's time,
+        rather than its inputs."""
+        if not self.handoffs.awaiting:
+            return False
+        read, everyone = self.time_read(), self.reads.low
+        if read is None or everyone is None:
+            return False
+        before = self.handoffs.awaited_before()
+        return before is None or before < min(read, everyone)
+
     def time_to(self) -> int | None:
         """Where event time may move: as far as every partition of the stage has read (any
         of them may yet forward a merged person's events here, and those must not arrive

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import orjson
-from faust.types import TP
 
 from schemas import envelope
 from schemas.definitions import DefinitionSpec, load_definitions
@@ -52,6 +51,7 @@ from stream_processors.privacy.forget import SuppressionWatch, forgetting_journe
 from stream_processors.runtime import metrics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.dead_letters import StageDeadLetters, Where
+from stream_processors.runtime.flow import PartitionFlow
 from stream_processors.runtime.sender import TransactionalSender
 from stream_processors.runtime.state import ChangelogTable, PartitionState
 
@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 
 STAGE = "journeys"
 _FREEZE_AFTER = 10_000  # persons restored; see `JourneyStage._restore`
+# What one fetch takes of a partition: a partition paused for reading too far ahead still
+# gets what was fetched before the pause (`_pace`), and 16 MB of `stitched` is some 50,000
+# events, more than an hour of a million customers' traffic.
+_FETCH_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -332,13 +336,21 @@ class JourneyStage:
         time than `journeys.read_ahead`, and read on once half of that is left: events read
         ahead of time wait in memory, events not read yet wait in Kafka. Asked again on
         every batch read while too far ahead, because a rebalance resumes every partition.
+
         No partition waits for ever: only `stitched` stops (the authority's links and the
-        handoffs read on), and the partition whose input is furthest behind can always
-        reach what it has read, then reads on, and the others follow it."""
+        handoffs read on), and the partition whose input is furthest behind can always reach
+        what it has read, then reads on, and the others follow it. Except a partition whose
+        own time waits for a merged person on its way: paused, it would stop announcing how
+        far it has read, and every other partition's time would wait on it too; so it reads
+        on while that lasts."""
         ahead = part.read_ahead()
         if ahead is None:
             return
-        if ahead > self.read_ahead_ms:
+        if part.waits_on_handoffs():
+            if partition in self._held_back:
+                self._held_back.discard(partition)
+                self.hold_back(partition, False)
+        elif ahead > self.read_ahead_ms:
             self._held_back.add(partition)
             self.hold_back(partition, True)
         elif partition in self._held_back and ahead <= self.read_ahead_ms // 2:
@@ -500,27 +512,18 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     """The faust app of the journeys stage, ready for a worker."""
     topics = Topics.from_settings(settings.topics)
     definitions = load_definitions(settings.journeys.definitions)
-    runtime, persons = stage_runtime(settings, STAGE, topics.stitched, "persons")
+    runtime, persons = stage_runtime(
+        settings, STAGE, topics.stitched, "persons", fetch_bytes=_FETCH_BYTES
+    )
     merges = runtime.add_table(settings, STAGE, "merges", topics.identity_merges)
     handoff = runtime.add_table(settings, STAGE, "handoff", topics.journey_handoff)
     app = runtime.app
     stage = JourneyStage(settings, topics, runtime.sender, persons, merges, handoff, definitions)
 
-    def hold_back(partition: int, paused: bool) -> None:
-        tp = TP(topics.stitched, partition)
-        if paused:
-            app.consumer.pause_partitions([tp])
-        else:
-            app.loop.create_task(read_on(tp, persons.applied_offset(partition) + 1))
+    flow = PartitionFlow(app)
 
-    async def read_on(tp: TP, offset: int) -> None:
-        # faust drops what it had fetched of a partition paused meanwhile, past the
-        # consumer's position: read again from the first offset not applied (anything
-        # applied comes round again and is skipped as redelivered).
-        consumer = app.consumer
-        if offset > 0 and tp in consumer.assignment():
-            await consumer.seek_wait({tp: offset})
-        consumer.resume_partitions([tp])
+    def hold_back(partition: int, paused: bool) -> None:
+        flow.hold(topics.stitched, partition, paused)
 
     stage.hold_back = hold_back
     log.info(

@@ -93,8 +93,9 @@ def faust_broker_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     return kwargs
 
 
-def build_app(settings: Settings, stage: str) -> faust.App:
-    """A faust app for one stage, configured from the settings."""
+def build_app(settings: Settings, stage: str, fetch_bytes: int = 16 * 1024 * 1024) -> faust.App:
+    """A faust app for one stage, configured from the settings; `fetch_bytes`: what one
+    fetch takes of a partition at most."""
     proc = settings.processor
     datadir = settings.data_dir / "faust" / stage
     datadir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,7 @@ def build_app(settings: Settings, stage: str) -> faust.App:
         broker_heartbeat_interval=max(1.0, proc.session_timeout_seconds / 5),
         broker_request_timeout=max(40.0, proc.session_timeout_seconds * 4),
         consumer_auto_offset_reset="earliest",
-        consumer_max_fetch_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=fetch_bytes,
         stream_buffer_maxsize=256,
         web_enabled=False,
         datadir=str(datadir),
@@ -196,11 +197,15 @@ class StageRuntime:
 
 
 def stage_runtime(
-    settings: Settings, stage: str, source_topic: str, table: str
+    settings: Settings,
+    stage: str,
+    source_topic: str,
+    table: str,
+    fetch_bytes: int = 16 * 1024 * 1024,
 ) -> tuple[StageRuntime, ChangelogTable]:
     """A stage's app, transactional sender and changelog-backed state, hooked together; add
     more tables with `add_table` before the app starts."""
-    app = build_app(settings, stage)
+    app = build_app(settings, stage, fetch_bytes)
     sender = TransactionalSender(
         settings.kafka, f"{settings.topics.group(stage)}-{worker_id_of(settings)}"
     )

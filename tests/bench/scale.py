@@ -132,6 +132,7 @@ GAUGES = (
     "journeys_persons",
     "journeys_events_buffered",
     "journeys_partitions_awaiting_handoffs",
+    "journeys_partitions_paused",
 )
 
 
@@ -139,11 +140,12 @@ class Sample(NamedTuple):
     open_journeys: int
     persons: int
     buffered: int
-    awaiting: int  # partitions whose time stands until merged persons' state arrives
+    awaiting: int  # partitions awaiting merged persons' state (time stops short of the merge)
+    paused: int  # partitions not reading `stitched`: their input too far ahead of their time
     rss_mb: float
 
 
-def census(port: int) -> tuple[int, int, int, int] | None:
+def census(port: int) -> tuple[int, int, int, int, int] | None:
     """The stage's census gauges, or None while its metrics do not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
@@ -157,8 +159,8 @@ def census(port: int) -> tuple[int, int, int, int] | None:
             found[name] = int(float(value))
     if len(found) < len(GAUGES):
         return None
-    opened, persons, buffered, awaiting = (found[name] for name in GAUGES)
-    return opened, persons, buffered, awaiting
+    opened, persons, buffered, awaiting, paused = (found[name] for name in GAUGES)
+    return opened, persons, buffered, awaiting, paused
 
 
 @dataclass
@@ -183,21 +185,21 @@ class Samples:
                 continue
             self.taken.append(Sample(*counts, rss))
             if len(self.taken) % 12 == 0:
-                o, p, b, a, r = self.taken[-1]
+                o, p, b, a, z, r = self.taken[-1]
                 print(
                     f"scale: {time.monotonic() - started:.0f} s: journeys stage holds {p:,} "
                     f"persons, {o:,} open journeys, {b:,} buffered events, {r:,.0f} MB; "
-                    f"{a} partitions await handoffs",
+                    f"{a} partitions await handoffs, {z} paused",
                     flush=True,
                 )
 
     def at_most_open(self) -> Sample:
         """The first sample with the most open journeys: the gauges are set every 30 s, so
         its memory is read up to one sample after the census it pairs with."""
-        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0, 0, 0.0))
 
     def at_most_buffered(self) -> Sample:
-        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0, 0, 0.0))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -336,6 +338,12 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
         Result(
             "journeys stage: partitions awaiting handoffs then",
             r.most_buffered.awaiting,
+            "partitions",
+            None,
+        ),
+        Result(
+            "journeys stage: partitions paused then",
+            r.most_buffered.paused,
             "partitions",
             None,
         ),

@@ -237,6 +237,31 @@ def test_a_partition_whose_input_runs_too_far_ahead_of_its_time_stops_reading_it
     assert all(p == 0 for p, _ in calls)
 
 
+def test_a_partition_whose_time_waits_for_a_merged_person_reads_on() -> None:
+    """Paused, a partition stops announcing how far it has read, and every other partition's
+    time waits on that: had the person never come, the whole stage would have stood still.
+    While its own time waits for a merged person, it reads on."""
+    h = Harness()
+    calls: list[tuple[int, bool]] = []
+    h.stage.hold_back = lambda partition, paused: calls.append((partition, paused))
+    ahead = int(h.settings.journeys.read_ahead.total_seconds() * 1000)
+    h.time(T0_MS)
+    h.merges(1, [merge(ANON, CUST, minutes=40)])  # partition 0 has not sent ANON yet
+    for source in range(PARTITIONS):
+        h.stitched(1, [], T0_MS + 2 * ahead, source)
+    assert calls[-1] == (1, True), "the authority and the other partitions hold it: paused"
+    h.time(T0_MS + 2 * ahead)
+    assert h.stage.part(1).core.watermark_ms == T0_MS + 40 * MIN - 1
+    assert calls[-1] == (1, False) and h.stage.held_back() == 0, "only the person holds it"
+    for source in range(PARTITIONS):
+        h.stitched(1, [], T0_MS + 4 * ahead, source)
+    assert calls[-1] == (1, False) and h.stage.held_back() == 0
+    h.merges(0, [merge(ANON, CUST, minutes=40)])
+    h.deliver_handoffs()  # it came: time moves, and the input is far ahead again
+    h.stitched(1, [], T0_MS + 4 * ahead, 0)
+    assert calls[-1] == (1, True)
+
+
 def _merged_on_the_way(arrives: str) -> Harness:
     """ANON (partition 0) merges into CUST (partition 1) at minute 40. The merged person's
     state reaches partition 1 before its time moves on, or only after every source and
