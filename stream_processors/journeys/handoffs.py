@@ -16,9 +16,14 @@ the old one apart, as a person of its own, until its time reaches the merge (`ho
 
 State is one changelog key per entry, so no value grows with the number of merges (a broker
 refuses a record over its size limit): a forwarded person -> [new person, forward until
-(event ms)]; a person whose state is awaited -> [the merge's event time (ms), or None]; one whose
-state arrived before its merge record -> 1; a person held apart until its merge -> [new person,
-the merge's event time (ms)].
+(event ms)]; a person whose state is awaited -> [the earliest merge's event time (ms), or None]
+(with how many times over, when more than once: `[ms, n]`); one whose state arrived before
+its merge record -> how many times; a person held apart until its merge -> [new person, the
+merge's event time (ms)].
+
+A person can merge into the same one more than once (a late link splits it out again, and a
+later one joins it back): each merge record sends its state once, and the records and the
+states race, so each side counts.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ class Handoffs:
     forward: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, until)
     # Merged into ours, state not here yet -> the merge's event time (None: not known).
     awaiting: dict[str, int | None] = field(default_factory=dict)
-    early: set[str] = field(default_factory=set)  # state here, merge record not yet
+    # Awaited more than once (merged in again before its state came): the times over, less one.
+    awaited_again: dict[str, int] = field(default_factory=dict)
+    early: dict[str, int] = field(default_factory=dict)  # state here, merge record not yet: times
     held: dict[str, tuple[str, int]] = field(default_factory=dict)  # old -> (new, merge ms)
     touched: set[str] = field(default_factory=set)  # keys to write in the next transaction
     # Who forwards to whom, and forwards by expiry: a merge or a moving watermark touches
@@ -65,10 +72,12 @@ class Handoffs:
                 handoffs._hold(key[len(HELD) :], value[0], int(value[1]))
             elif key.startswith(AWAITED):
                 # Written as 1 before the merge's time was kept: unknown, so time stands.
-                at = value[0] if isinstance(value, list) else None
-                handoffs.awaiting[key[len(AWAITED) :]] = at
+                name = key[len(AWAITED) :]
+                handoffs.awaiting[name] = value[0] if isinstance(value, list) else None
+                if isinstance(value, list) and len(value) > 1 and value[1] > 1:
+                    handoffs.awaited_again[name] = value[1] - 1
             else:
-                handoffs.early.add(key[len(EARLY) :])
+                handoffs.early[key[len(EARLY) :]] = int(value)  # 1 before it counted
         return handoffs
 
     def target(self, person: str) -> str | None:
@@ -110,10 +119,13 @@ class Handoffs:
         short of it for its state (unless it came first: the handoff topic can be faster
         than `identity-merges`)."""
         if old in self.early:
-            self.early.discard(old)
+            _take_one(self.early, old)
             self.touched.add(EARLY + old)
         else:
+            if old in self.awaiting:
+                self.awaited_again[old] = self.awaited_again.get(old, 0) + 1
             known = self.awaiting.get(old, merged_ms)
+            # Several awaited: time waits short of the earliest until the last has come.
             earlier = None if known is None or merged_ms is None else min(known, merged_ms)
             self.awaiting[old] = earlier
             self.touched.add(AWAITED + old)
@@ -132,11 +144,14 @@ class Handoffs:
         return None if earliest is None else earliest - 1
 
     def arrived(self, old: str) -> None:
-        if old in self.awaiting:
+        if old in self.awaited_again:
+            _take_one(self.awaited_again, old)
+            self.touched.add(AWAITED + old)
+        elif old in self.awaiting:
             del self.awaiting[old]
             self.touched.add(AWAITED + old)
         else:
-            self.early.add(old)
+            self.early[old] = self.early.get(old, 0) + 1
             self.touched.add(EARLY + old)
 
     def forward_to(self, old: str, new: str, until: int) -> None:
@@ -166,7 +181,7 @@ class Handoffs:
     def names(self) -> set[str]:
         """Every person id an entry names."""
         return {*self.forward, *(new for new, _ in self.forward.values())} | (
-            {*self.awaiting} | self.early | {*self.held, *(new for new, _ in self.held.values())}
+            {*self.awaiting, *self.early} | {*self.held, *(new for new, _ in self.held.values())}
         )
 
     def forget(self, persons: set[str]) -> None:
@@ -179,9 +194,10 @@ class Handoffs:
                 self.touched.add(FORWARD + old)
         for name in persons.intersection(self.awaiting):
             del self.awaiting[name]
+            self.awaited_again.pop(name, None)
             self.touched.add(AWAITED + name)
-        for name in self.early & persons:
-            self.early.discard(name)
+        for name in persons.intersection(self.early):
+            del self.early[name]
             self.touched.add(EARLY + name)
         for old, (new, _) in list(self.held.items()):
             if old in persons or new in persons:
@@ -203,8 +219,11 @@ class Handoffs:
             return None if merge is None else list(merge)
         name = key[len(AWAITED) :]  # AWAITED and EARLY have the same length
         if key.startswith(AWAITED):
-            return [self.awaiting[name]] if name in self.awaiting else None
-        return 1 if name in self.early else None
+            if name not in self.awaiting:
+                return None
+            again = self.awaited_again.get(name)
+            return [self.awaiting[name]] if again is None else [self.awaiting[name], again + 1]
+        return self.early.get(name)
 
     def _set_forward(self, old: str, new: str, until: int) -> None:
         previous = self.forward.get(old)
@@ -215,6 +234,13 @@ class Handoffs:
         if previous is None or previous[1] != until:
             heapq.heappush(self._expiry, (until, old))
         self.touched.add(FORWARD + old)
+
+
+def _take_one(counts: dict[str, int], name: str) -> None:
+    if counts[name] > 1:
+        counts[name] -= 1
+    else:
+        del counts[name]
 
 
 @dataclass(slots=True)

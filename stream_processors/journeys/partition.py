@@ -91,13 +91,7 @@ class PartitionJourneys:
     def waits_on_handoffs(self) -> bool:
         """Whether merged persons on their way here are what holds this partition's time,
         rather than its inputs."""
-        if not self.handoffs.awaiting:
-            return False
-        read, everyone = self.time_read(), self.reads.low
-        if read is None or everyone is None:
-            return False
-        before = self.handoffs.awaited_before()
-        return before is None or before < min(read, everyone)
+        return self._time_bound()[1]
 
     def time_to(self) -> int | None:
         """Where event time may move: as far as every partition of the stage has read (any
@@ -106,13 +100,17 @@ class PartitionJourneys:
         to just short of its merge. (Standing still instead kept a partition's time from
         moving at all while merges came faster than the handoffs' round trip: at full speed
         every partition awaited one, and the events ahead of its time piled up.)"""
+        return self._time_bound()[0]
+
+    def _time_bound(self) -> tuple[int | None, bool]:
+        """`time_to`, and whether an awaited merge rather than the reads sets it."""
         read, everyone = self.time_read(), self.reads.low
         if read is None or everyone is None:
-            return None
+            return None, False
         to = min(read, everyone)
-        if self.handoffs.awaiting:
-            before = self.handoffs.awaited_before()
-            if before is None:
-                return None
-            to = min(to, before)
-        return to
+        if not self.handoffs.awaiting:
+            return to, False
+        before = self.handoffs.awaited_before()
+        if before is None:
+            return None, True
+        return min(to, before), before < to

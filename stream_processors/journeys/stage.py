@@ -76,8 +76,8 @@ class JourneyStage:
     definitions: list[DefinitionSpec]
     _parts: dict[int, PartitionJourneys] = field(default_factory=dict)
     _told: dict[int, int] = field(default_factory=dict)  # the read last announced, by partition
-    # Stops (True) or resumes (False) reading a partition of `stitched`: the faust
-    # consumer's, wired by `build`.
+    # Stops (True) or resumes (False) reading a partition of `stitched`, in the Kafka client
+    # (`stream_processors/runtime/flow.py`), wired by `build`.
     hold_back: Callable[[int, bool], None] = field(default=lambda _partition, _paused: None)
     _held_back: set[int] = field(default_factory=set)
 

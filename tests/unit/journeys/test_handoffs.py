@@ -64,7 +64,7 @@ def test_state_may_arrive_before_or_after_its_merge_record() -> None:
     h.arrived("a")
     assert not h.awaiting and not h.early
     h.arrived("b")  # the state first: remember it, so the record does not wait
-    assert h.early == {"b"}
+    assert h.early == {"b": 1}
     h.expect("b", 100)
     assert not h.awaiting and not h.early
 
@@ -80,7 +80,7 @@ def test_restore_gives_back_what_was_written() -> None:
     assert AWAITED + "x" in data and EARLY + "y" in data
     again = Handoffs.restore(data)
     assert data == {"person-1": {"snapshot": 1}}  # entries taken out, persons left
-    assert again.forward == h.forward and again.early == {"y"}
+    assert again.forward == h.forward and again.early == {"y": 1}
     assert again.awaiting == {"x": 300, "z": None} and again.awaited_before() is None
     again.forward_to("c", "d", until=300)  # chains and expiry work after a restore
     assert again.target("a") == "d"
@@ -95,6 +95,8 @@ def test_time_stops_just_short_of_the_earliest_merge_awaited() -> None:
     h.expect("b", 300)
     assert h.awaited_before() == 299
     h.expect("b", 400)  # merged in again, later: the earlier merge still bounds
+    assert h.awaited_before() == 299
+    h.arrived("b")  # one of its two states: the other is still on its way
     assert h.awaited_before() == 299
     h.arrived("b")
     assert h.awaited_before() == 499
@@ -111,6 +113,42 @@ def test_awaited_persons_written_before_merge_times_were_kept_restore_as_unknown
     assert again.awaiting == {"x": None} and again.awaited_before() is None
     again.arrived("x")
     assert again.awaiting == {}
+
+
+def test_a_person_merged_in_twice_is_awaited_until_both_its_states_came() -> None:
+    """Each merge record sends the old person's state once, and records and states race:
+    two states ahead of their two records must leave nothing awaited (a set remembered one,
+    and the second record then waited for ever, freezing the partition's time)."""
+    h = Handoffs()
+    h.arrived("a")
+    h.arrived("a")
+    h.expect("a", 100)
+    h.expect("a", 200)
+    assert not h.awaiting and not h.early and h.awaited_before() is None
+
+    h.expect("b", 300)
+    h.expect("b", 100)
+    data = written(h, {})
+    assert data == {AWAITED + "b": [100, 2]}
+    again = Handoffs.restore(data)
+    again.arrived("b")
+    assert again.awaited_before() == 99 and written(again, data) == {AWAITED + "b": [100]}
+    again.arrived("b")
+    assert not again.awaiting and written(again, data) == {}
+
+    c = Handoffs()
+    c.arrived("c")
+    c.arrived("c")
+    assert written(c, {}) == {EARLY + "c": 2}
+    c.expect("c", 100)
+    assert c.early == {"c": 1} and not c.awaiting
+
+
+def test_states_ahead_of_their_merge_written_before_they_counted_restore_as_one() -> None:
+    again = Handoffs.restore({EARLY + "x": 1})
+    assert again.early == {"x": 1}
+    again.expect("x", 100)
+    assert not again.early and not again.awaiting
 
 
 def test_outbox_sends_rows_to_the_new_persons_partition() -> None:
