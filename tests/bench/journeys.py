@@ -180,6 +180,28 @@ def memory_per_open_journey(persons: int = 100_000) -> float:
     return held / core.open_journeys()
 
 
+def memory_per_open_journey_restored(persons: int = 100_000) -> float:
+    """Bytes per open journey the core holds restored from the snapshots it wrote, as after a
+    restart (each person from its changelog value); compare `memory_per_open_journey`."""
+    core = _core()
+    _feed(core, warmup(persons))
+    core.advance_watermark(START_MS)
+    saved = [(pid, orjson.dumps(core.snapshot_person(pid))) for pid in core.persons()]
+    opened, watermark = core.open_journeys(), core.watermark_ms
+    del core
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    again = _core()
+    for pid, value in saved:
+        again.restore_person(pid, orjson.loads(value))
+    again.restore_watermark(watermark)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert again.open_journeys() == opened
+    return held / opened
+
+
 def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[Result]:
     """Events/s through the journey core with a million open journeys, beside decoding; as
     the journeys stage runs it: the worker's GC thresholds, each envelope
@@ -209,6 +231,7 @@ def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[R
         gc.unfreeze()
     finally:
         gc.set_threshold(*thresholds)
+    live_memory = memory_per_open_journey()
     return [
         Result("decode only (orjson, 500-event envelopes)", decode_rate, "events/s", None),
         Result(
@@ -225,7 +248,13 @@ def bench_journey_core(count: int = 200_000, persons: int = 1_020_000) -> list[R
             decode_rate,
             ">= 150,000 events/s",
         ),
-        Result("journey core: memory per open journey", memory_per_open_journey(), "bytes", None),
+        Result("journey core: memory per open journey", live_memory, "bytes", None),
+        Result(
+            "journey core: memory per open journey, restored from its snapshots",
+            memory_per_open_journey_restored(),
+            "bytes",
+            live_memory,
+        ),
     ]
 
 

@@ -387,7 +387,7 @@ class JourneyCore:
     ) -> list[Output]:
         """Merge exported state (another partition's person) into person `pid`; `at_ms` as
         for `move_person`."""
-        source, skipped = load_person(pid, data, self._by_key)
+        source, skipped = load_person(pid, data, self._by_key, self._share_name)
         self.counters["orphaned"] += skipped
         self._dirty.add(pid)
         return self._absorb_into(pid, source, at_ms)
@@ -397,6 +397,13 @@ class JourneyCore:
         gone = self._people.pop(pid, None)
         if gone is not None:
             gone.gone = True
+            # Its wheel entries stay until they are due (and then wake nothing): they must
+            # not keep its hits, journeys and buffered events in memory until then.
+            for track in gone.tracks:
+                track.hits = ()
+                track.instances = ()
+                track.ghosts = None
+            gone.pending = None
         self._dirty.add(pid)
         if moved_to is not None and moved_to != pid:
             self._aliases.add(pid, moved_to, self.watermark_ms)
@@ -462,7 +469,7 @@ class JourneyCore:
         if "moved_to" in data:
             self._aliases.restore(pid, data)
             return
-        person, skipped = load_person(pid, data, self._by_key)
+        person, skipped = load_person(pid, data, self._by_key, self._share_name)
         self.counters["orphaned"] += skipped
         replaced = self._people.get(pid)
         if replaced is not None:
@@ -476,6 +483,10 @@ class JourneyCore:
                 self._sessions.queue(session)
         if person.pending:
             self._release.schedule(person, min(p[0] for p in person.buffered()))
+
+    def _share_name(self, name: str) -> str:
+        """The name object the core's persons share (a restored person's are new ones)."""
+        return self._names.get(name) or self._meaning.name(name)
 
     def restore_watermark(self, watermark_ms: int) -> None:
         """Set the watermark a restored partition had reached (no deadlines fire now)."""

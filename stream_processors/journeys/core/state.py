@@ -9,7 +9,7 @@ person's state into JSON-ready lists and dicts and back (one changelog value per
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from stream_processors.core.uuids import namespace, uuid5
@@ -43,6 +43,23 @@ def journey_id(definition: Definition, start_event: str) -> str:
 def session_id(channel: str, first_event: str) -> str:
     """Deterministic session id: its channel and first event (stable across merges)."""
     return uuid5(_NAMESPACE, f"session\x1f{channel}\x1f{first_event}")
+
+
+# Distinct lists of channels a journey went through are few (the demo has six): restored
+# journeys share one tuple per list (a tuple each is ~125 bytes per journey at a million).
+# Live ones build their own, off the per-event path. Bounded: channel names come from events.
+_CHANNEL_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_CHANNEL_LISTS_LIMIT: Final = 4096
+
+
+def shared_channels(channels: tuple[str, ...]) -> tuple[str, ...]:
+    """The one tuple of these channels restored journeys hold."""
+    shared = _CHANNEL_LISTS.get(channels)
+    if shared is None:
+        if len(_CHANNEL_LISTS) >= _CHANNEL_LISTS_LIMIT:
+            return channels
+        shared = _CHANNEL_LISTS[channels] = channels
+    return shared
 
 
 # Memory and the garbage collector set the shapes below: a million open journeys are a few
@@ -277,21 +294,38 @@ def _dump_instance(i: Instance) -> list[Any]:
     ]
 
 
+def _same(name: str) -> str:
+    return name
+
+
+# What a loaded person's channel and touchpoint names become: the core passes its own shared
+# name objects (`EventPlans.name`), as the events it takes live get.
+ShareName = Callable[[str], str]
+
+
 def load_person(
-    pid: str, data: Mapping[str, Any], definitions: Mapping[str, Definition]
+    pid: str,
+    data: Mapping[str, Any],
+    definitions: Mapping[str, Definition],
+    share: ShareName = _same,
 ) -> tuple[Person, int]:
     """A person from `dump_person` output, and how many tracks were left out because their
-    definition (id and version) is not loaded."""
+    definition (id and version) is not loaded.
+
+    What the live person shared, the loaded one shares again: names (`share`) and each hit
+    between the track and the instances it advanced; and channel lists. Decoded JSON has a new
+    object for each, and a person restored after a restart took more than twice the memory
+    of the same person built from its events."""
     if data.get("v") != SNAPSHOT_VERSION:
         raise ValueError(f"unsupported journey snapshot version {data.get('v')!r}")
     person = Person(pid)
     tracks = [(definitions.get(raw["d"]), raw) for raw in data["tracks"]]
-    person.tracks = tuple(_load_track(pid, raw, d) for d, raw in tracks if d is not None)
+    person.tracks = tuple(_load_track(pid, raw, d, share) for d, raw in tracks if d is not None)
     sessions = []
     for row in data["sessions"]:
-        session = Session(pid, row[0], row[2], row[1], row[7])
+        session = Session(pid, share(row[0]), row[2], row[1], _name(share, row[7]))
         session.last_ms, session.events, session.friction, session.task = row[3:7]
-        session.last_touchpoint = row[8]
+        session.last_touchpoint = _name(share, row[8])
         if len(row) > 9:  # snapshots written before open sessions were reported lack these
             session.version, session.queued = row[9], row[10]
         sessions.append(session)
@@ -300,29 +334,46 @@ def load_person(
     return person, len(tracks) - len(person.tracks)
 
 
-def _load_track(pid: str, raw: Mapping[str, Any], definition: Definition) -> Track:
+def _name(share: ShareName, name: str | None) -> str | None:
+    return None if name is None else share(name)
+
+
+def _load_track(
+    pid: str, raw: Mapping[str, Any], definition: Definition, share: ShareName
+) -> Track:
     track = Track(definition, raw["h"], pid)
     track.floor_ms = raw["f"]
-    track.hits = tuple(_hit(h) for h in raw["hits"])
-    track.instances = tuple(_load_instance(row) for row in raw["i"])
+    track.hits = tuple(_hit(h, share) for h in raw["hits"])
+    # A track holds one hit per event: the instances' hits still among it are those objects.
+    hits = {hit[1]: hit for hit in track.hits}
+    track.instances = tuple(_load_instance(row, share, hits) for row in raw["i"])
     if raw["g"]:
-        track.ghosts = {row[0]: _load_instance(row) for row in raw["g"]}
+        track.ghosts = {row[0]: _load_instance(row, share, hits) for row in raw["g"]}
     return track
 
 
-def _hit(row: list[Any]) -> Hit:
-    return (row[0], row[1], row[2], row[3], row[4])
+def _hit(row: list[Any], share: ShareName) -> Hit:
+    return (row[0], row[1], row[2], share(row[3]), _name(share, row[4]))
 
 
-def _load_instance(row: list[Any]) -> Instance:
-    reached = tuple(_hit(h) for h in row[16])
+def _kept(row: list[Any], share: ShareName, hits: Mapping[str, Hit]) -> Hit:
+    hit = _hit(row, share)
+    kept = hits.get(hit[1])
+    return kept if kept == hit else hit
+
+
+def _load_instance(row: list[Any], share: ShareName, hits: Mapping[str, Hit]) -> Instance:
+    reached = tuple(_kept(h, share, hits) for h in row[16])
     inst = Instance(row[0], reached[0])
-    inst.start_ms, inst.start_event, inst.stage, inst.stage_ms = row[1:5]
+    inst.start_ms, inst.stage, inst.stage_ms = row[1], row[3], row[4]
+    # The instance started with its first hit: the same event id object, when it is.
+    inst.start_event = reached[0][1] if reached[0][1] == row[2] else row[2]
     inst.status, inst.ended_ms, inst.failure, inst.reopened_ms, inst.version = row[5:10]
     inst.touches, inst.friction = row[10], row[11]
     inst.deadline_ms = row[18]
-    inst.channels = tuple(row[12])
-    inst.last_channel, inst.last_touchpoint, inst.last_ms = row[13:16]
+    inst.channels = shared_channels(tuple(share(c) for c in row[12]))
+    inst.last_channel, inst.last_touchpoint = share(row[13]), _name(share, row[14])
+    inst.last_ms = row[15]
     inst.reached = reached
     inst.merged_into = row[17]
     if len(row) > 19 and row[19]:  # snapshots written before journeys kept signals have none

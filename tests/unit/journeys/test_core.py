@@ -595,9 +595,14 @@ def test_export_and_import_carry_a_person_between_partitions() -> None:
     two.send("cust", two.event(5, "help_view"))
     one.at(6)
     two.at(6)
+    tracks = one.core._people["anon"].tracks
+    assert tracks and all(t.hits and t.instances for t in tracks)
     data = orjson.loads(orjson.dumps(one.core.export_person("anon")))
     one.core.drop_person("anon", moved_to="cust")
     two.out += two.core.import_person("cust", data)
+    # The deadline wheel still files its tracks, which must not keep their journeys alive
+    # until due (a million merged persons' worth), nor wake anything then.
+    assert all(not t.hits and not t.instances for t in tracks)
     assert one.core.persons() == [] and one.core.snapshot_person("anon") == {
         "v": 1,
         "moved_to": "cust",
@@ -607,6 +612,7 @@ def test_export_and_import_carry_a_person_between_partitions() -> None:
         ("purchase", "cust"),
         ("support", "cust"),
     ]
+    assert one.at(80 * 60) == []
 
 
 def test_an_import_fires_the_deadlines_this_partition_has_already_passed() -> None:
@@ -674,6 +680,55 @@ def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
     scenario(restored, True)
     assert restored.out == original.out
     assert any(isinstance(o, DropOff) for o in restored.out)
+
+
+def _sharing(core: JourneyCore) -> dict[str, int]:
+    """How the persons of a core share objects: the objects their names and channel lists
+    are, against the distinct values; the hits their instances reached, against those that
+    are the track's own hit objects."""
+    names: dict[int, str] = {}
+    channel_lists: dict[int, tuple[str, ...]] = {}
+    reached = shared = 0
+    for pid in core.persons():
+        for track in core._people[pid].tracks:
+            own = {id(h) for h in track.hits}
+            for hit in track.hits:
+                names[id(hit[3])] = hit[3]
+            for inst in track.instances:
+                channel_lists[id(inst.channels)] = inst.channels
+                names[id(inst.last_channel)] = inst.last_channel
+                assert inst.start_event is inst.reached[0][1]
+                for hit in inst.reached:
+                    reached += 1
+                    shared += id(hit) in own
+    return {
+        "name objects": len(names),
+        "names": len(set(names.values())),
+        "channel list objects": len(channel_lists),
+        "channel lists": len(set(channel_lists.values())),
+        "hits reached": reached,
+        "of them the track's": shared,
+    }
+
+
+def test_a_restored_person_shares_names_hits_and_channel_lists_as_the_original_did() -> None:
+    """A person restored after a restart took more than twice the memory of the same person
+    built from its events: decoded JSON has a new string per name and a new tuple per hit."""
+    events, truth = simulate(3)
+    arrivals = late_arrivals(events, 3)
+    half = arrivals[: len(arrivals) // 2]  # persons mid-journey, others ended, kept
+    original = replay(half, person_of(truth), half[-1][0] - 2 * HOUR, MIN)
+    restored = Run()
+    for pid in original.core.persons():
+        data = orjson.loads(orjson.dumps(original.core.snapshot_person(pid)))
+        restored.core.restore_person(pid, data)
+    live, again = _sharing(original.core), _sharing(restored.core)
+    assert live["hits reached"] > 10 * live["channel lists"] > 10
+    assert live["name objects"] == live["names"]
+    assert live["of them the track's"] == live["hits reached"]
+    # Restored journeys share one tuple per list of channels (live ones build their own).
+    assert again["channel list objects"] == again["channel lists"] == live["channel lists"]
+    assert {**again, "channel list objects": live["channel list objects"]} == live
 
 
 def calls_before_a_late_merge(run: Run, first_half: bool, merge_at: float) -> None:
