@@ -56,7 +56,8 @@ class Handoffs:
     touched: set[str] = field(default_factory=set)  # keys to write in the next transaction
     # Who forwards to whom, and forwards by expiry: a merge or a moving watermark touches
     # only the entries concerned, not every alias of the partition.
-    _by_target: dict[str, set[str]] = field(default_factory=dict)
+    # Most persons have one forwarded to them: a set each was ~200 bytes per merge.
+    _by_target: dict[str, str | set[str]] = field(default_factory=dict)
     _expiry: list[tuple[int, str]] = field(default_factory=list)
     _held_order: list[tuple[int, str, str]] = field(default_factory=list)  # a heap of `held`
 
@@ -158,7 +159,7 @@ class Handoffs:
         """Events of `old` go to `new` until event time `until`; so do those of persons that
         had merged into `old` before (each keeps its own expiry)."""
         self._set_forward(old, new, until)
-        for stale in self._by_target.pop(old, set()):
+        for stale in _members(self._by_target.pop(old, None)):
             _, expiry = self.forward[stale]
             self._set_forward(stale, new, expiry)
 
@@ -171,11 +172,7 @@ class Handoffs:
             if entry is None or entry[1] != until:
                 continue  # set again since, with another expiry
             del self.forward[old]
-            targets = self._by_target.get(entry[0])
-            if targets is not None:
-                targets.discard(old)
-                if not targets:
-                    del self._by_target[entry[0]]
+            self._unlink(entry[0], old)
             self.touched.add(FORWARD + old)
 
     def names(self) -> set[str]:
@@ -190,7 +187,7 @@ class Handoffs:
         for old, (new, _) in list(self.forward.items()):
             if old in persons or new in persons:
                 del self.forward[old]
-                self._by_target.get(new, set()).discard(old)
+                self._unlink(new, old)
                 self.touched.add(FORWARD + old)
         for name in persons.intersection(self.awaiting):
             del self.awaiting[name]
@@ -228,12 +225,32 @@ class Handoffs:
     def _set_forward(self, old: str, new: str, until: int) -> None:
         previous = self.forward.get(old)
         if previous is not None and previous[0] != new:
-            self._by_target.get(previous[0], set()).discard(old)
+            self._unlink(previous[0], old)
         self.forward[old] = (new, until)
-        self._by_target.setdefault(new, set()).add(old)
+        self._link(new, old)
         if previous is None or previous[1] != until:
             heapq.heappush(self._expiry, (until, old))
         self.touched.add(FORWARD + old)
+
+    def _link(self, new: str, old: str) -> None:
+        found = self._by_target.get(new)
+        if found is None:
+            self._by_target[new] = old
+        elif isinstance(found, set):
+            found.add(old)
+        elif found != old:
+            self._by_target[new] = {found, old}
+
+    def _unlink(self, new: str, old: str) -> None:
+        found = self._by_target.get(new)
+        if found is None:
+            return
+        if isinstance(found, set):
+            found.discard(old)
+            if len(found) == 1:
+                self._by_target[new] = next(iter(found))
+        elif found == old:
+            del self._by_target[new]
 
 
 def _take_one(counts: dict[str, int], name: str) -> None:
@@ -241,6 +258,12 @@ def _take_one(counts: dict[str, int], name: str) -> None:
         counts[name] -= 1
     else:
         del counts[name]
+
+
+def _members(found: str | set[str] | None) -> tuple[str, ...] | set[str]:
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, str) else found
 
 
 @dataclass(slots=True)

@@ -1,0 +1,74 @@
+"""Invariants of the journeys stage's forwards between partitions (`Handoffs`): whatever the
+order of merges, expiries and erasures, every person forwards exactly where a plain model
+says, and the index of who forwards to whom (`_by_target`) agrees with the forwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_processors.journeys.handoffs import Handoffs
+
+PERSONS = ("a", "b", "c", "d", "e", "f")
+
+Op = tuple[Any, ...]
+ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("merge"),
+            st.sampled_from(PERSONS),
+            st.sampled_from(PERSONS),
+            st.integers(0, 50),
+        ),
+        st.tuples(st.just("expire"), st.integers(0, 50)),
+        st.tuples(st.just("forget"), st.frozensets(st.sampled_from(PERSONS), max_size=2)),
+        st.tuples(st.just("restore")),
+    ),
+    max_size=40,
+)
+
+
+def _model_merge(model: dict[str, tuple[str, int]], old: str, new: str, until: int) -> None:
+    model[old] = (new, until)
+    for other, (target, expiry) in list(model.items()):
+        if target == old:
+            model[other] = (new, expiry)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_forwards_follow_every_merge_expiry_and_erasure(steps: list[Op]) -> None:
+    handoffs = Handoffs()
+    model: dict[str, tuple[str, int]] = {}
+    written: dict[str, Any] = {}
+    for step in steps:
+        if step[0] == "merge":
+            _, old, new, until = step
+            if old == new or handoffs.target(new) is not None:
+                continue  # the stage merges only into a person that stays on
+            handoffs.forward_to(old, new, until)
+            _model_merge(model, old, new, until)
+        elif step[0] == "expire":
+            handoffs.expire(step[1])
+            model = {k: v for k, v in model.items() if v[1] > step[1]}
+        elif step[0] == "forget":
+            handoffs.forget(set(step[1]))
+            model = {k: v for k, v in model.items() if k not in step[1] and v[0] not in step[1]}
+        else:  # a restart: from what was written
+            for key, value in handoffs.take_entries():
+                if value is None:
+                    written.pop(key, None)
+                else:
+                    written[key] = value
+            handoffs = Handoffs.restore(dict(written))
+        assert handoffs.forward == model
+        index: dict[str, set[str]] = {}
+        for target, found in handoffs._by_target.items():
+            index[target] = {found} if isinstance(found, str) else set(found)
+            assert index[target], "no empty entry is kept"
+        expected: dict[str, set[str]] = {}
+        for old, (new, _) in model.items():
+            expected.setdefault(new, set()).add(old)
+        assert {k: v for k, v in index.items() if v} == expected
