@@ -89,7 +89,13 @@ class Handoffs:
         return None if entry is None else entry[0]
 
     def hold(self, old: str, new: str, merged_ms: int) -> None:
-        """Keep `old` a person of its own here until time reaches its merge into `new`."""
+        """Keep `old` a person of its own here until time reaches its merge into `new`. Held
+        already for a merge into `new` (merged in twice, both ahead of time): the earlier
+        merge stands; the later one moved it on to wait for the second, and the old
+        person's hits from before it then never joined `new`'s journeys."""
+        found = self.held.get(old)
+        if found is not None and found[0] == new and found[1] <= merged_ms:
+            return
         self._hold(old, new, merged_ms)
         self.touched.add(HELD + old)
 

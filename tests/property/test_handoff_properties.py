@@ -1,6 +1,9 @@
-"""Invariants of the journeys stage's forwards between partitions (`Handoffs`): whatever the
-order of merges, expiries and erasures, every person forwards exactly where a plain model
-says, and the index of who forwards to whom (`_by_target`) agrees with the forwards."""
+"""Invariants of the journeys stage's bookkeeping of persons between partitions (`Handoffs`):
+whatever the order of merges, expiries and erasures, every person forwards exactly where a
+plain model says, and the index of who forwards to whom (`_by_target`) agrees with the
+forwards; whatever the order of merge records and the states they send, and restarts
+between them, a person is awaited exactly as many times as its records outnumber its states,
+and time waits short of the earliest merge still awaited."""
 
 from __future__ import annotations
 
@@ -72,3 +75,55 @@ def test_forwards_follow_every_merge_expiry_and_erasure(steps: list[Op]) -> None
         for old, (new, _) in model.items():
             expected.setdefault(new, set()).add(old)
         assert {k: v for k, v in index.items() if v} == expected
+
+
+counting = st.lists(
+    st.tuples(
+        st.sampled_from(("expect", "arrived", "restore")),
+        st.sampled_from(PERSONS[:3]),
+        st.one_of(st.none(), st.integers(0, 50)),
+    ),
+    max_size=40,
+)
+
+
+def _written(handoffs: Handoffs, into: dict[str, Any]) -> dict[str, Any]:
+    for key, value in handoffs.take_entries():
+        if value is None:
+            into.pop(key, None)
+        else:
+            into[key] = value
+    return into
+
+
+@settings(max_examples=300, deadline=None)
+@given(counting)
+def test_records_and_states_in_any_order_are_awaited_exactly_until_both_are_in(
+    steps: list[tuple[str, str, int | None]],
+) -> None:
+    handoffs = Handoffs()
+    written: dict[str, Any] = {}
+    balance: dict[str, int] = {}  # records less states, per person
+    since: dict[str, int | None] = {}  # the earliest merge while awaited (None: unknown)
+    for kind, person, at in steps:
+        n = balance.get(person, 0)
+        if kind == "expect":
+            handoffs.expect(person, at)
+            if n == 0:
+                since[person] = at
+            elif n > 0:
+                known = since[person]
+                since[person] = None if known is None or at is None else min(known, at)
+            balance[person] = n + 1
+        elif kind == "arrived":
+            handoffs.arrived(person)
+            balance[person] = n - 1
+        else:
+            handoffs = Handoffs.restore(dict(_written(handoffs, written)))
+        awaited = {p: b for p, b in balance.items() if b > 0}
+        assert handoffs.early == {p: -b for p, b in balance.items() if b < 0}
+        assert {p: 1 + handoffs.awaited_again.get(p, 0) for p in handoffs.awaiting} == awaited
+        assert handoffs.awaiting == {p: since[p] for p in awaited}
+        times = [t for t in (since[p] for p in awaited) if t is not None]
+        expected = min(times) - 1 if times and len(times) == len(awaited) else None
+        assert handoffs.awaited_before() == expected

@@ -597,8 +597,9 @@ def test_export_and_import_carry_a_person_between_partitions() -> None:
     two.at(6)
     tracks = one.core._people["anon"].tracks
     assert tracks and all(t.hits and t.instances for t in tracks)
-    data = orjson.loads(orjson.dumps(one.core.export_person("anon")))
+    snapshot = one.core.export_person("anon")
     one.core.drop_person("anon", moved_to="cust")
+    data = orjson.loads(orjson.dumps(snapshot))  # the stage sends it after the drop
     two.out += two.core.import_person("cust", data)
     # The deadline wheel still files its tracks, which must not keep their journeys alive
     # until due (a million merged persons' worth), nor wake anything then.
@@ -690,13 +691,22 @@ def _sharing(core: JourneyCore) -> dict[str, int]:
     channel_lists: dict[int, tuple[str, ...]] = {}
     reached = shared = 0
     for pid in core.persons():
-        for track in core._people[pid].tracks:
+        person = core._people[pid]
+        for session in person.sessions or ():
+            for name in (session.channel, session.first_touchpoint, session.last_touchpoint):
+                if name is not None:
+                    names[id(name)] = name
+        for track in person.tracks:
             own = {id(h) for h in track.hits}
             for hit in track.hits:
-                names[id(hit[3])] = hit[3]
-            for inst in track.instances:
+                for name in hit[3:5]:
+                    if name is not None:
+                        names[id(name)] = name
+            for inst in (*track.instances, *(track.ghosts or {}).values()):
                 channel_lists[id(inst.channels)] = inst.channels
-                names[id(inst.last_channel)] = inst.last_channel
+                for name in (inst.last_channel, inst.last_touchpoint):
+                    if name is not None:
+                        names[id(name)] = name
                 assert inst.start_event is inst.reached[0][1]
                 for hit in inst.reached:
                     reached += 1

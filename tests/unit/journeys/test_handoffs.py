@@ -144,6 +144,19 @@ def test_a_person_merged_in_twice_is_awaited_until_both_its_states_came() -> Non
     assert c.early == {"c": 1} and not c.awaiting
 
 
+def test_a_person_held_for_two_merges_into_the_same_person_joins_it_at_the_first() -> None:
+    for first, second in ((100, 200), (200, 100)):
+        h = Handoffs()
+        h.hold("a", "n", first)
+        h.hold("a", "n", second)
+        assert h.held == {"a": ("n", 100)}
+        assert h.due(150) == [(100, "a", "n")] and not h.held
+    h = Handoffs()
+    h.hold("a", "n", 100)
+    h.hold("a", "m", 200)  # held again for a merge into another person: that one stands
+    assert h.due(150) == [] and h.due(200) == [(200, "a", "m")]
+
+
 def test_states_ahead_of_their_merge_written_before_they_counted_restore_as_one() -> None:
     again = Handoffs.restore({EARLY + "x": 1})
     assert again.early == {"x": 1}
