@@ -385,7 +385,15 @@ class JourneyStage:
         core = part.core
         onward = part.handoffs.target(new)
         if onward is None:
-            out.add(core.move_person(old, new, merged_ms))
+            # Held here, `new` lives here. `old`'s events are read on `old`'s partition,
+            # which forwards them stamped `new`: an alias here is only needed when that is
+            # this partition too. (Kept for every merge from elsewhere, the aliases were
+            # about a tenth of this stage's memory, and redundant.)
+            partitions = self.partitions
+            here = partition_for(old.encode(), partitions) == partition_for(
+                new.encode(), partitions
+            )
+            out.add(core.move_person(old, new, merged_ms, alias=here))
             journeys_metrics.JOURNEY_HANDOFFS.labels("local").inc()
             return
         snapshot = core.export_person(old)

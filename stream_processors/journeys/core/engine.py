@@ -361,15 +361,20 @@ class JourneyCore:
 
     # -- identity merges ------------------------------------------------------------------
 
-    def move_person(self, old: str, new: str, at_ms: int | None = None) -> list[Output]:
+    def move_person(
+        self, old: str, new: str, at_ms: int | None = None, *, alias: bool = True
+    ) -> list[Output]:
         """Identity merge: person `old` is now `new`. Its journeys, sessions and buffered
         events join `new`'s; journeys of one definition are folded together (the instance
         whose start came first keeps its id, the other is reported `merged` into it). Events
-        still arriving for `old` go to `new` for `alias_ttl_ms` of event time. `at_ms`: the
-        merge's own event time (the link's), which bounds the hits it takes (`absorb`)."""
+        still arriving for `old` go to `new` for `alias_ttl_ms` of event time, unless
+        `alias` is false: the caller knows none will come here (they are read elsewhere and
+        sent on already stamped `new`). `at_ms`: the merge's own event time (the link's),
+        which bounds the hits it takes (`absorb`)."""
         if old == new:
             return []
-        self._aliases.add(old, new, self.watermark_ms)
+        if alias:
+            self._aliases.add(old, new, self.watermark_ms)
         source = self._people.pop(old, None)
         self._dirty.update((old, new))
         if source is None:

@@ -515,3 +515,39 @@ def test_a_person_handed_over_ahead_of_its_merge_stays_apart_until_time_reaches_
     again.time(T0_MS + 2 * HOUR)
     assert again.stage.part(1).handoffs.held == {}
     assert again.stage.part(1).core.persons() == [CUST]
+
+
+@pytest.mark.parametrize("old", [ANON, person_on(1, "anon")], ids=["across", "same-partition"])
+def test_a_held_merge_aliases_the_old_id_only_on_the_partition_that_reads_its_events(
+    old: str,
+) -> None:
+    """When time reaches a held merge, the new person's partition keeps an alias of the old
+    id only if the old id's events are read there; from another partition they come
+    forwarded, stamped with the new id. Either way the old id's later events join the new
+    person's journey."""
+    h = Harness()
+    home = partition_for(old.encode(), PARTITIONS)
+    h.stitched(1, [{**event(CUST, 1, 0, "help_view"), "channel": "app"}])
+    h.stitched(home, [{**event(old, 1, 10, "contact_queued"), "channel": "call_center"}])
+    h.merges(1, [merge(old, CUST, minutes=60)])
+    h.merges(0, [merge(old, CUST, minutes=60)])
+    h.deliver_handoffs()
+    assert h.stage.part(1).handoffs.held == {old: (CUST, T0_MS + HOUR)}
+    h.time(T0_MS + 2 * HOUR)
+    h.deliver_handoffs()
+    h.time(T0_MS + 2 * HOUR)
+    assert h.stage.part(1).handoffs.held == {}
+    held = h.stage.part(1).core.held_persons()
+    assert (old in held) == (home == 1)
+    assert CUST in held
+    h.sender.commit()
+    if home != 1:  # the old person held apart had a key of its own: now a tombstone
+        assert h.sender.changelog[(1, old.encode())] is None
+    # An event still stamped with the old id, read on its own partition.
+    ended = event(old, 2, 150, "contact_ended", disposition="resolved")
+    h.stitched(home, [{**ended, "channel": "call_center"}])
+    h.deliver_handoffs()
+    h.time(T0_MS + 3 * HOUR)
+    assert [
+        (j["person_id"], j["status"], [s[0] for s in j["stages"]]) for j in h.journeys().values()
+    ] == [(CUST, "converted", ["issue", "contact", "resolved"])]
