@@ -6,6 +6,10 @@ from prometheus_client import Counter, Gauge
 
 JOURNEYS_OPEN = Gauge("journeys_open", "Journey instances open in this worker's partitions")
 JOURNEYS_PERSONS = Gauge("journeys_persons", "Persons held in this worker's partitions")
+JOURNEYS_FROZEN = Gauge(
+    "journeys_persons_frozen",
+    "Persons held as their snapshot: no open journey, session or buffered event",
+)
 JOURNEYS_BUFFERED = Gauge(
     "journeys_events_buffered",
     "Events held in this worker's partitions until the watermark passes them",

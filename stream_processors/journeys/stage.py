@@ -156,9 +156,10 @@ class JourneyStage:
             written = part.written = []
             core = part.core
             for pid in core.take_dirty():
-                snapshot = core.snapshot_person(pid)
+                snapshot = core.checkpoint(pid)
                 if snapshot is not None:
-                    data[pid] = snapshot
+                    # A frozen person's snapshot is JSON already: the table embeds it as is.
+                    data[pid] = orjson.Fragment(snapshot) if type(snapshot) is bytes else snapshot
                     written.append(pid)
                 dirty.add(pid)  # a key without data becomes a tombstone
             for key, value in part.take_bookkeeping():
@@ -497,7 +498,7 @@ class JourneyStage:
         return (
             Census(*(sum(column) for column in zip(*counts, strict=True)))
             if counts
-            else Census(0, 0, 0)
+            else Census(0, 0, 0, 0)
         )
 
     def held_still(self) -> tuple[int, int]:
@@ -553,6 +554,7 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
         journeys_metrics.JOURNEYS_OPEN.set(census.open_journeys)
         journeys_metrics.JOURNEYS_PERSONS.set(census.persons)
         journeys_metrics.JOURNEYS_BUFFERED.set(census.buffered_events)
+        journeys_metrics.JOURNEYS_FROZEN.set(census.frozen_persons)
         held, awaited = stage.held_still()
         journeys_metrics.JOURNEYS_PARTITIONS_AWAITING.set(held)
         journeys_metrics.JOURNEYS_HANDOFFS_AWAITED.set(awaited)

@@ -133,6 +133,7 @@ GAUGES = (
     "journeys_events_buffered",
     "journeys_partitions_awaiting_handoffs",
     "journeys_partitions_paused",
+    "journeys_persons_frozen",
 )
 
 
@@ -142,10 +143,11 @@ class Sample(NamedTuple):
     buffered: int
     awaiting: int  # partitions awaiting merged persons' state (time stops short of the merge)
     paused: int  # partitions not reading `stitched`: their input too far ahead of their time
+    frozen: int  # persons kept as their snapshot (no open journey, session or buffered event)
     rss_mb: float
 
 
-def census(port: int) -> tuple[int, int, int, int, int] | None:
+def census(port: int) -> tuple[int, int, int, int, int, int] | None:
     """The stage's census gauges, or None while its metrics do not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
@@ -159,8 +161,11 @@ def census(port: int) -> tuple[int, int, int, int, int] | None:
             found[name] = int(float(value))
     if len(found) < len(GAUGES):
         return None
-    opened, persons, buffered, awaiting, paused = (found[name] for name in GAUGES)
-    return opened, persons, buffered, awaiting, paused
+    opened, persons, buffered, awaiting, paused, frozen = (found[name] for name in GAUGES)
+    return opened, persons, buffered, awaiting, paused, frozen
+
+
+_NONE = Sample(0, 0, 0, 0, 0, 0, 0.0)
 
 
 @dataclass
@@ -185,10 +190,11 @@ class Samples:
                 continue
             self.taken.append(Sample(*counts, rss))
             if len(self.taken) % 12 == 0:
-                o, p, b, a, z, r = self.taken[-1]
+                o, p, b, a, z, f, r = self.taken[-1]
                 print(
                     f"scale: {time.monotonic() - started:.0f} s: journeys stage holds {p:,} "
-                    f"persons, {o:,} open journeys, {b:,} buffered events, {r:,.0f} MB; "
+                    f"persons ({f:,} frozen), {o:,} open journeys, {b:,} buffered events, "
+                    f"{r:,.0f} MB; "
                     f"{a} partitions await handoffs, {z} paused",
                     flush=True,
                 )
@@ -196,10 +202,10 @@ class Samples:
     def at_most_open(self) -> Sample:
         """The first sample with the most open journeys: the gauges are set every 30 s, so
         its memory is read up to one sample after the census it pairs with."""
-        return max(self.taken, key=lambda s: s.open_journeys, default=Sample(0, 0, 0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.open_journeys, default=_NONE)
 
     def at_most_buffered(self) -> Sample:
-        return max(self.taken, key=lambda s: s.buffered, default=Sample(0, 0, 0, 0, 0, 0.0))
+        return max(self.taken, key=lambda s: s.buffered, default=_NONE)
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -314,6 +320,7 @@ def bench_scale(work: Path, customers: int = CUSTOMERS) -> tuple[list[Result], l
         ),
         Result("journeys stage: most open journeys sampled", most.open_journeys, "journeys", None),
         Result("journeys stage: persons held then", most.persons, "persons", None),
+        Result("journeys stage: of them frozen", most.frozen, "persons", None),
         Result("journeys stage: events buffered then", most.buffered, "events", None),
         Result("journeys stage: resident memory then", most.rss_mb, "MB", r.baseline_mb),
         Result(

@@ -47,7 +47,15 @@ from stream_processors.journeys.core.settings import (
     friction_by_properties,
 )
 from stream_processors.journeys.core.signals import Labels, SignalsOf, stated_signals
-from stream_processors.journeys.core.state import OPEN, Person, Track, dump_person, load_person
+from stream_processors.journeys.core.state import (
+    OPEN,
+    Freezer,
+    Person,
+    Track,
+    dump_person,
+    is_cold,
+    load_person,
+)
 from stream_processors.journeys.core.tally import tally
 
 _TIME_ID = itemgetter(0, 1)
@@ -59,6 +67,7 @@ class Census(NamedTuple):
     persons: int
     open_journeys: int
     buffered_events: int  # waiting for the watermark to pass them
+    frozen_persons: int = 0  # cold: kept as their snapshot until needed
 
 
 class JourneyCore:
@@ -103,9 +112,16 @@ class JourneyCore:
         )
         self._live = LiveEffects()
         self._dirty: set[str] = set()
+        self._freezer = Freezer()
         ttl = s.alias_ttl_ms if s.alias_ttl_ms is not None else s.late_tolerance_ms
         self._aliases = Aliases(ttl)
-        self.counters = {"rejected": 0, "refolds": 0, "ignored_hits": 0, "orphaned": 0}
+        self.counters = {
+            "rejected": 0,
+            "refolds": 0,
+            "ignored_hits": 0,
+            "orphaned": 0,
+            "thawed": 0,
+        }
 
     # -- events and time ------------------------------------------------------------------
 
@@ -219,6 +235,8 @@ class JourneyCore:
         self, person: Person, t: int, event_id: str, event: dict[str, Any], out: list[Output]
     ) -> None:
         """One event in event-time order (or a late one): sessions, counts, stage hits."""
+        if person.frozen is not None:
+            self._thaw(person)
         event_type, raw_channel = event["event_type"], event["channel"]
         by_channel = self._plans.get(event_type)
         plan = by_channel.get(raw_channel) if by_channel is not None else None
@@ -340,6 +358,11 @@ class JourneyCore:
         person = self._people.get(track.person)
         if person is None or track not in person.tracks:  # by identity: Track has no __eq__
             return  # merged or restored over since it was filed
+        if person.frozen is not None:
+            if person.thaw_ms > watermark:  # an early entry (its due moved later since)
+                self._tracks.schedule(track, person.thaw_ms)
+                return
+            self._thaw(person)  # a sealing time passed
         instances = track.instances
         live = self._live
         if instances and instances[-1].status == OPEN:
@@ -379,13 +402,15 @@ class JourneyCore:
         self._dirty.update((old, new))
         if source is None:
             return []
+        if source.frozen is not None:
+            self._thaw(source)
         source.gone = True
         return self._absorb_into(new, source, at_ms)
 
     def export_person(self, pid: str) -> dict[str, Any] | None:
         """A person's state to carry to another partition (`import_person` there), or None."""
         person = self._people.get(pid)
-        return dump_person(person) if person is not None else None
+        return self._dump(person) if person is not None else None
 
     def import_person(
         self, pid: str, data: Mapping[str, Any], at_ms: int | None = None
@@ -409,6 +434,7 @@ class JourneyCore:
                 track.instances = ()
                 track.ghosts = None
             gone.pending = None
+            gone.frozen = None
         self._dirty.add(pid)
         if moved_to is not None and moved_to != pid:
             self._aliases.add(pid, moved_to, self.watermark_ms)
@@ -427,6 +453,8 @@ class JourneyCore:
         target = self._people.get(pid)
         if target is None:
             target = self._people[pid] = Person(pid)
+        elif target.frozen is not None:
+            self._thaw(target)
         out: list[Output] = []
         changed = absorb(
             target,
@@ -466,8 +494,35 @@ class JourneyCore:
         """One person's state as JSON-ready data; None if the core holds nothing for them."""
         person = self._people.get(pid)
         if person is not None:
-            return dump_person(person)
+            return self._dump(person)
         return self._aliases.snapshot(pid)
+
+    def checkpoint(self, pid: str) -> dict[str, Any] | bytes | None:
+        """`snapshot_person` for the changelog, which the stage writes once per transaction.
+        A person left cold (no open journey, session or buffered event) is frozen as that
+        snapshot from now on (`Freezer.freeze`) and thawed when anything needs it: its
+        value is then that snapshot, encoded already (JSON bytes)."""
+        person = self._people.get(pid)
+        if person is None:
+            return self._aliases.snapshot(pid)
+        if person.frozen is None and is_cold(person):
+            return self._freeze(person)
+        if person.frozen is not None and person.pending is None:
+            return self._freezer.json(person)
+        return self._dump(person)
+
+    def _dump(self, person: Person) -> dict[str, Any]:
+        return self._freezer.data(person) if person.frozen is not None else dump_person(person)
+
+    def _freeze(self, person: Person) -> bytes:
+        due = min(track_due(t, self._tolerance) for t in person.tracks)
+        snapshot = self._freezer.freeze(person)
+        person.thaw_ms = due
+        return snapshot
+
+    def _thaw(self, person: Person) -> None:
+        self._freezer.thaw(person, self._by_key, self._share_name)
+        self.counters["thawed"] += 1
 
     def restore_person(self, pid: str, data: Mapping[str, Any]) -> None:
         """Put back a person from `snapshot_person` output (after a restart)."""
@@ -488,6 +543,8 @@ class JourneyCore:
                 self._sessions.queue(session)
         if person.pending:
             self._release.schedule(person, min(p[0] for p in person.buffered()))
+        elif is_cold(person):
+            self._freeze(person)
 
     def _share_name(self, name: str) -> str:
         """The name object the core's persons share (a restored person's are new ones)."""
@@ -510,8 +567,10 @@ class JourneyCore:
         """What the core holds, counted in one scan (for the stage's gauges): memory at scale
         is persons, their open journeys and the events buffered until time passes them."""
         persons = len(self._people)
-        opened = buffered = 0
+        opened = buffered = frozen = 0
         for person in self._people.values():
+            if person.frozen is not None:
+                frozen += 1
             for track in person.tracks:
                 for inst in track.instances:
                     if inst.status == OPEN:
@@ -519,13 +578,15 @@ class JourneyCore:
             pending = person.pending
             if pending is not None:
                 buffered += len(pending) if isinstance(pending, list) else 1
-        return Census(persons, opened, buffered)
+        return Census(persons, opened, buffered, frozen)
 
     def journeys_of(self, pid: str) -> list[JourneyUpdate]:
         """The current state of a person's kept journeys (for tests and debugging)."""
         person = self._people.get(pid)
         if person is None:
             return []
+        if person.frozen is not None:
+            self._thaw(person)
         return [journey_update(t, i) for t in person.tracks for i in t.instances]
 
 

@@ -36,7 +36,7 @@ from stream_processors.journeys.core.outputs import (
     StageTransition,
 )
 from stream_processors.journeys.core.settings import EventTimes
-from stream_processors.journeys.core.state import journey_id, session_id
+from stream_processors.journeys.core.state import Person, journey_id, session_id
 
 SHIPPED = sorted((Path(__file__).resolve().parents[3] / "deploy" / "definitions").glob("*.toml"))
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -683,6 +683,15 @@ def test_a_restored_core_goes_on_exactly_like_the_original() -> None:
     assert any(isinstance(o, DropOff) for o in restored.out)
 
 
+def _thawed(core: JourneyCore) -> list[Person]:
+    """The core's persons, the frozen ones thawed (cold: kept as their snapshot)."""
+    people = [core._people[pid] for pid in core.persons()]
+    for person in people:
+        if person.frozen is not None:
+            core._thaw(person)
+    return people
+
+
 def _sharing(core: JourneyCore) -> dict[str, int]:
     """How the persons of a core share objects: the objects their names and channel lists
     are, against the distinct values; the hits their instances reached, against those that
@@ -690,8 +699,7 @@ def _sharing(core: JourneyCore) -> dict[str, int]:
     names: dict[int, str] = {}
     channel_lists: dict[int, tuple[str, ...]] = {}
     reached = shared = 0
-    for pid in core.persons():
-        person = core._people[pid]
+    for person in _thawed(core):
         for session in person.sessions or ():
             for name in (session.channel, session.first_touchpoint, session.last_touchpoint):
                 if name is not None:
@@ -793,6 +801,83 @@ def test_a_merge_takes_only_hits_within_the_tolerance_whether_or_not_restored(
         ["issue"],
     )
     assert original.of(Retraction) == []
+
+
+# -- cold persons -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_freezing_cold_persons_changes_no_output(seed: int) -> None:
+    """Persons with no open journey, session or buffered event are kept as their snapshot
+    from the checkpoint that finds them so, and thawed by a late event, a new journey or a
+    sealing time: every output is the same as a core that keeps them all as objects."""
+    events, truth = simulate(seed)
+    arrivals = late_arrivals(events, seed)
+    closes = arrivals[-1][0] + 80 * HOUR
+    plain = replay(arrivals, person_of(truth), closes, MIN)
+    freezing = replay(arrivals, person_of(truth), closes, MIN, checkpoint_every=50)
+    assert freezing.out == plain.out
+    assert freezing.core.counters["thawed"] > 50
+    assert outcomes(freezing) == outcomes(plain)
+
+
+def test_a_frozen_persons_checkpoint_is_its_snapshot_and_restores() -> None:
+    """A frozen person's checkpoint is its snapshot, encoded already; with an event buffered
+    since it froze, the snapshot with that event; both restore to a core that goes on exactly
+    like the original."""
+    events, truth = simulate(3)
+    arrivals = late_arrivals(events, 3)
+    half = arrivals[: len(arrivals) // 2]
+    original = replay(half, person_of(truth), half[-1][0] - 2 * HOUR, MIN)
+    written = checkpoint(original.core)
+    cold = [pid for pid, v in written.items() if isinstance(v, bytes)]
+    assert len(cold) == frozen(original.core) > 10
+    for pid in cold:
+        assert orjson.loads(written[pid]) == orjson.loads(
+            orjson.dumps(original.core.snapshot_person(pid))
+        )
+    # An event of a frozen person, ahead of time: buffered, and the person stays frozen.
+    pid = cold[0]
+    ahead = {**original.event(0, "page_view"), "occurred_at": "2100-01-01T00:00:00+00:00"}
+    original.core.observe(ahead, pid)
+    (again,) = checkpoint(original.core).values()
+    assert isinstance(again, dict) and again["pending"][0][1] == ahead["event_id"]
+    assert original.core._people[pid].frozen is not None
+    restored = Run()
+    for p in original.core.persons():
+        data = orjson.loads(orjson.dumps(original.core.snapshot_person(p)))
+        restored.core.restore_person(p, data)
+    restored.core.restore_watermark(original.core.watermark_ms)
+    assert frozen(restored.core) == frozen(original.core) - 1  # the one with an event buffered
+    rest = arrivals[len(arrivals) // 2 :]
+    original.out.clear()
+    for run in (original, restored):
+        for _arrival, event in rest:
+            person = person_of(truth)[next(f"{k}:{v}" for k, v in event["identity"].items())]
+            run.send(person, event)
+            run.out += run.core.advance_watermark(event_ms(event["occurred_at"]) - MIN)
+    assert restored.out == original.out
+
+
+@pytest.mark.parametrize("merge_at", [23, 45])
+def test_a_merge_of_frozen_persons_gives_what_it_gives_live(merge_at: float) -> None:
+    """The calls' person is cold (its calls started no journey) when the link comes: it is
+    thawed into the customer, as kept live."""
+
+    def core() -> JourneyCore:
+        return JourneyCore(load_definitions(SHIPPED), JourneySettings(late_tolerance_ms=24 * HOUR))
+
+    live, freezing = Run(core()), Run(core())
+    for run in (live, freezing):
+        calls_before_a_late_merge(run, True, merge_at)
+        run.at(22 * 60, late_minutes=22 * 60)  # the calls' session closes
+    checkpoint(freezing.core)
+    assert freezing.core._people["phone"].frozen is not None
+    for run in (live, freezing):
+        run.out.clear()
+        calls_before_a_late_merge(run, False, merge_at)
+    assert freezing.out == live.out
+    assert freezing.core.counters["thawed"] >= 1
 
 
 def test_a_person_whose_hits_start_no_journey_is_forgotten_after_the_tolerance() -> None:
@@ -1009,12 +1094,12 @@ def test_the_census_counts_persons_open_journeys_and_buffered_events() -> None:
     run.send("p1", run.event(0, "home_view"))
     run.send("p2", run.event(0, "home_view"))
     run.at(1)
-    assert run.core.census() == (2, 2, 0)  # each person's purchase journey, nothing buffered
+    assert run.core.census() == (2, 2, 0, 0)  # each person's purchase journey, nothing buffered
     run.send("p1", *(run.event(2 + i, "product_view") for i in range(3)))
     run.send("p3", run.event(2, "home_view"))
-    assert run.core.census() == (3, 2, 4)  # a list of three for p1, a single event for p3
+    assert run.core.census() == (3, 2, 4, 0)  # a list of three for p1, a single event for p3
     run.at(10)
-    assert run.core.census() == (3, 3, 0)
+    assert run.core.census() == (3, 3, 0, 0)
     assert run.core.open_journeys() == 3
 
 
@@ -1066,18 +1151,33 @@ def replay(
     owner: dict[str, str],
     closes_ms: int,
     lateness_ms: int,
+    checkpoint_every: int = 0,
 ) -> Run:
-    """Feed events in arrival order; the watermark follows the timely channels."""
+    """Feed events in arrival order; the watermark follows the timely channels. With
+    `checkpoint_every`, the changed persons are checkpointed as a stage's transaction does,
+    after every that many events (cold ones are frozen)."""
     run = Run()
     high = -NEVER
-    for _arrival, event in events:
+    for n, (_arrival, event) in enumerate(events, 1):
         person = owner[next(f"{k}:{v}" for k, v in event["identity"].items())]
         run.send(person, event)
         if event["channel"] not in LATE:
             high = max(high, event_ms(event["occurred_at"]))
             run.out += run.core.advance_watermark(high - lateness_ms)
+        if checkpoint_every and n % checkpoint_every == 0:
+            checkpoint(run.core)
     run.out += run.core.advance_watermark(closes_ms, closes_ms)
     return run
+
+
+def checkpoint(core: JourneyCore) -> dict[str, Any]:
+    """What a stage's transaction writes of the persons changed since the last: checkpoints,
+    which freeze the cold ones."""
+    return {pid: core.checkpoint(pid) for pid in core.take_dirty()}
+
+
+def frozen(core: JourneyCore) -> int:
+    return core.census().frozen_persons
 
 
 def outcomes(run: Run) -> Counter[tuple[str, str, tuple[str, ...], str]]:
