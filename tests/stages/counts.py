@@ -17,6 +17,7 @@ from schemas.topics import Topics
 from schemas.touchpoint import IDENTIFIER_FIELDS
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.state import PartitionState
+from tests.stages import run_test_stage
 
 STAGE = "counts"
 
@@ -64,17 +65,5 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     return app, runtime
 
 
-def main() -> None:
-    from deploy import logs
-    from deploy.kafka_admin import ensure_topics
-    from schemas.settings import load_settings
-    from stream_processors.runtime.worker import run
-
-    settings = load_settings()
-    logs.configure(settings.log_level, settings.log_format)
-    ensure_topics(settings, stateful={STAGE: ("per_key",)})
-    run(settings, STAGE, build)
-
-
 if __name__ == "__main__":
-    main()
+    run_test_stage(STAGE, "per_key", build)

@@ -19,6 +19,7 @@ from schemas.settings import Settings
 from schemas.topics import Topics
 from stream_processors.runtime.app import StageRuntime, stage_runtime
 from stream_processors.runtime.flow import PartitionFlow
+from tests.stages import run_test_stage
 
 STAGE = "paced"
 PAUSED = 0
@@ -70,17 +71,5 @@ def build(settings: Settings) -> tuple[Any, StageRuntime]:
     return runtime.app, runtime
 
 
-def main() -> None:
-    from deploy import logs
-    from deploy.kafka_admin import ensure_topics
-    from schemas.settings import load_settings
-    from stream_processors.runtime.worker import run
-
-    settings = load_settings()
-    logs.configure(settings.log_level, settings.log_format)
-    ensure_topics(settings, stateful={STAGE: ("seen",)})
-    run(settings, STAGE, build)
-
-
 if __name__ == "__main__":
-    main()
+    run_test_stage(STAGE, "seen", build)
