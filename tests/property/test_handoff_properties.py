@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_processors.journeys.handoffs import Handoffs
+from tests.unit.journeys.tables import written
 
 PERSONS = ("a", "b", "c", "d", "e", "f")
 
@@ -45,7 +46,7 @@ def _model_merge(model: dict[str, tuple[str, int]], old: str, new: str, until: i
 def test_forwards_follow_every_merge_expiry_and_erasure(steps: list[Op]) -> None:
     handoffs = Handoffs()
     model: dict[str, tuple[str, int]] = {}
-    written: dict[str, Any] = {}
+    table: dict[str, Any] = {}
     for step in steps:
         if step[0] == "merge":
             _, old, new, until = step
@@ -60,12 +61,7 @@ def test_forwards_follow_every_merge_expiry_and_erasure(steps: list[Op]) -> None
             handoffs.forget(set(step[1]))
             model = {k: v for k, v in model.items() if k not in step[1] and v[0] not in step[1]}
         else:  # a restart: from what was written
-            for key, value in handoffs.take_entries():
-                if value is None:
-                    written.pop(key, None)
-                else:
-                    written[key] = value
-            handoffs = Handoffs.restore(dict(written))
+            handoffs = Handoffs.restore(dict(written(handoffs, table)))
         assert handoffs.forward == model
         index: dict[str, set[str]] = {}
         for target, found in handoffs._by_target.items():
@@ -87,22 +83,13 @@ counting = st.lists(
 )
 
 
-def _written(handoffs: Handoffs, into: dict[str, Any]) -> dict[str, Any]:
-    for key, value in handoffs.take_entries():
-        if value is None:
-            into.pop(key, None)
-        else:
-            into[key] = value
-    return into
-
-
 @settings(max_examples=300, deadline=None)
 @given(counting)
 def test_records_and_states_in_any_order_are_awaited_exactly_until_both_are_in(
     steps: list[tuple[str, str, int | None]],
 ) -> None:
     handoffs = Handoffs()
-    written: dict[str, Any] = {}
+    table: dict[str, Any] = {}
     balance: dict[str, int] = {}  # records less states, per person
     since: dict[str, int | None] = {}  # the earliest merge while awaited (None: unknown)
     for kind, person, at in steps:
@@ -119,7 +106,7 @@ def test_records_and_states_in_any_order_are_awaited_exactly_until_both_are_in(
             handoffs.arrived(person)
             balance[person] = n - 1
         else:
-            handoffs = Handoffs.restore(dict(_written(handoffs, written)))
+            handoffs = Handoffs.restore(dict(written(handoffs, table)))
         awaited = {p: b for p, b in balance.items() if b > 0}
         assert handoffs.early == {p: -b for p, b in balance.items() if b < 0}
         assert {p: 1 + handoffs.awaited_again.get(p, 0) for p in handoffs.awaiting} == awaited

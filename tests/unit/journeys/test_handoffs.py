@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from schemas.partitioning import partition_for
 from stream_processors.journeys.handoffs import AWAITED, EARLY, FORWARD, Handoffs, Outbox
-
-
-def written(h: Handoffs, into: dict[str, Any]) -> dict[str, Any]:
-    """Apply the touched entries to a table's data, as the stage does per transaction."""
-    for key, value in h.take_entries():
-        if value is None:
-            into.pop(key, None)
-        else:
-            into[key] = value
-    return into
+from tests.unit.journeys.tables import written
 
 
 def test_a_chain_of_merges_forwards_everyone_to_the_last_person() -> None:
