@@ -40,6 +40,7 @@ from deploy.query.reader import ask
 from schemas.settings import ClickHouseHttpSettings
 from sinks.clickhouse import migrate, reader_dsn, session
 from sinks.http.server import HttpInterface
+from tests.process_memory import memory_mb
 
 from .analyst_data import Scale, channel_shares, generate, table_rows
 from .report import Result, render
@@ -76,14 +77,6 @@ class Timings:
         return statistics.median(runs)
 
 
-def _rss_mb(field_name: str) -> float:
-    """VmRSS (now) or VmHWM (peak since the last reset) of this process, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def peak_rss() -> Callable[[], tuple[float, float]]:
     """Resets this process's peak RSS (Linux: `/proc/self/clear_refs`); the function returned
     gives (peak MB since then, how far above the RSS at the reset)."""
@@ -91,8 +84,8 @@ def peak_rss() -> Callable[[], tuple[float, float]]:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return lambda: (0.0, 0.0)
-    start = _rss_mb("VmRSS")
-    return lambda: (_rss_mb("VmHWM"), max(0.0, _rss_mb("VmHWM") - start))
+    start = memory_mb()
+    return lambda: (memory_mb(None, "VmHWM"), max(0.0, memory_mb(None, "VmHWM") - start))
 
 
 def _timed(client: Client, query: Query, engine: Client) -> tuple[float, tuple[float, float]]:

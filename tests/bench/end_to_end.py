@@ -42,6 +42,7 @@ from schemas import envelope
 from schemas.settings import Settings
 from schemas.topics import Topics
 from sinks.runner import pipeline_routes
+from tests.process_memory import memory_mb
 
 from .report import Result, render, save
 
@@ -84,13 +85,6 @@ def feed_file(customers: int, seed: int = 7) -> Feed:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def broker_pid(instance: str) -> int | None:
@@ -246,7 +240,7 @@ def run_together(work: Path, feed: Feed, broker: int | None) -> tuple[Together, 
             print(f"e2e: {name} drained at {end - t0:.1f} s", flush=True)
         cpu = {n: cpu_seconds(p.children[n].pid) - startup[n] for n in names}
         cpu["feeder"] = fed
-        peak = {n: peak_rss_mb(p.children[n].pid) for n in names}
+        peak = {n: memory_mb(p.children[n].pid, "VmHWM") for n in names}
         broker_cpu = cpu_seconds(broker) - broker_before if broker and broker_before else None
         return Together(end - t0, cpu, startup, peak, broker_cpu), p
     finally:

@@ -47,13 +47,13 @@ from producers.pii import PiiHasher
 from producers.simulator.engine import Simulation
 from schemas.settings import Settings
 from sinks.clickhouse import connect
+from tests.process_memory import memory_mb
 
 from .end_to_end import (
     STAGES,
     Feed,
     Pipeline,
     cpu_seconds,
-    peak_rss_mb,
     wait_until,
 )
 from .report import Result, render, save
@@ -120,13 +120,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 GAUGES = (
     "journeys_open",
     "journeys_persons",
@@ -183,8 +176,8 @@ class Samples:
         while not self.stop.wait(SAMPLE_EVERY):
             counts = census(self.port)
             try:
-                rss = rss_mb(self.pid)
-            except OSError:
+                rss = memory_mb(self.pid)
+            except (OSError, LookupError):
                 return  # it exited: the bench reports that
             if counts is None:
                 continue
@@ -239,7 +232,7 @@ def run(work: Path, feed: Feed) -> Run:
         stage = p.children["journeys"].pid
         samples = Samples(stage, port)
         sampler = threading.Thread(target=samples.run, daemon=True)
-        baseline = rss_mb(stage)
+        baseline = memory_mb(stage)
         startup = {n: cpu_seconds(p.children[n].pid) for n in names}
         t0 = time.monotonic()
         sampler.start()
@@ -252,7 +245,7 @@ def run(work: Path, feed: Feed) -> Run:
         for name in names:
             end = wait_until(partial(p.drained, name), f"{name} committing everything", 3 * 3600)
             print(f"scale: {name} drained at {end - t0:.1f} s", flush=True)
-        peak = {n: peak_rss_mb(p.children[n].pid) for n in names}
+        peak = {n: memory_mb(p.children[n].pid, "VmHWM") for n in names}
         cpu = {n: cpu_seconds(p.children[n].pid) - startup[n] for n in names}
     finally:
         if samples is not None:

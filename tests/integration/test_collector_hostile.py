@@ -30,6 +30,7 @@ from tests.integration.helpers import (
     terminate,
     wait_for,
 )
+from tests.process_memory import memory_mb
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +59,14 @@ def test_the_collector_holds_against_hostile_clients(settings: Settings, tmp_pat
     )
     try:
         _send_valid(port, 20)  # warm: the memory measured next is the collector at work
-        before = _rss_mb(proc.pid)
+        before = memory_mb(proc.pid)
         _oversized_header_gets_431(port)
         _trickled_headers_are_closed(port)
         _trickled_body_gets_408(port)
         _idle_connections_leave_the_admin_port_answering(port, admin)
         _send_valid(port, 20)  # and the port serves again once they are gone
         # The peak (VmHWM), not the end: memory freed once the connections are gone counts.
-        grown = _rss_mb(proc.pid, "VmHWM") - before
+        grown = memory_mb(proc.pid, "VmHWM") - before
         assert grown <= 50, f"the collector grew by {grown:.0f} MB at its peak"
         _metrics_count_what_kafka_acknowledged(admin, events=40 * 10)
         assert terminate(proc, 60) == 0, log.read_text()[-3000:]
@@ -212,14 +213,6 @@ def _status(sock: socket.socket) -> int | None:
         data += chunk
     match = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     return int(match.group(1)) if match else None
-
-
-def _rss_mb(pid: int, field: str = "VmRSS") -> float:
-    """The process's resident memory now (VmRSS) or at its peak so far (VmHWM), in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no {field} for {pid}")
 
 
 def _raise_open_files(needed: int) -> None:
