@@ -359,10 +359,10 @@ class JourneyCore:
         if person is None or track not in person.tracks:  # by identity: Track has no __eq__
             return  # merged or restored over since it was filed
         if person.frozen is not None:
-            if person.thaw_ms > watermark:  # an early entry (its due moved later since)
-                self._tracks.schedule(track, person.thaw_ms)
-                return
-            self._thaw(person)  # a sealing time passed
+            # Thawed even when the entry is an early one (the track's due moved later since):
+            # the seal below trims what the live person's would, and a merge of the person
+            # later takes the same hits.
+            self._thaw(person)
         instances = track.instances
         live = self._live
         if instances and instances[-1].status == OPEN:
@@ -406,6 +406,10 @@ class JourneyCore:
             self._thaw(source)
         source.gone = True
         return self._absorb_into(new, source, at_ms)
+
+    def resolve(self, pid: str) -> str:
+        """The person `pid` is now here, following the merges this core made (aliases)."""
+        return self._aliases.resolve(pid) if self._aliases else pid
 
     def export_person(self, pid: str) -> dict[str, Any] | None:
         """A person's state to carry to another partition (`import_person` there), or None."""
@@ -506,19 +510,13 @@ class JourneyCore:
         if person is None:
             return self._aliases.snapshot(pid)
         if person.frozen is None and is_cold(person):
-            return self._freeze(person)
+            return self._freezer.freeze(person)
         if person.frozen is not None and person.pending is None:
             return self._freezer.json(person)
         return self._dump(person)
 
     def _dump(self, person: Person) -> dict[str, Any]:
         return self._freezer.data(person) if person.frozen is not None else dump_person(person)
-
-    def _freeze(self, person: Person) -> bytes:
-        due = min(track_due(t, self._tolerance) for t in person.tracks)
-        snapshot = self._freezer.freeze(person)
-        person.thaw_ms = due
-        return snapshot
 
     def _thaw(self, person: Person) -> None:
         self._freezer.thaw(person, self._by_key, self._share_name)
@@ -544,7 +542,7 @@ class JourneyCore:
         if person.pending:
             self._release.schedule(person, min(p[0] for p in person.buffered()))
         elif is_cold(person):
-            self._freeze(person)
+            self._freezer.freeze(person)
 
     def _share_name(self, name: str) -> str:
         """The name object the core's persons share (a restored person's are new ones)."""

@@ -192,7 +192,7 @@ Pending = tuple[int, str, dict[str, Any]]
 class Person(Timed):
     """Everything the core holds for one person."""
 
-    __slots__ = ("frozen", "gone", "id", "pending", "sessions", "thaw_ms", "tracks")
+    __slots__ = ("frozen", "gone", "id", "pending", "sessions", "tracks")
 
     def __init__(self, pid: str) -> None:
         self.id = pid
@@ -207,7 +207,6 @@ class Person(Timed):
         self.wake_ms = NEVER  # when its earliest buffered event is due for release
         # A cold person's tracks as its snapshot (`Freezer.freeze`); None while it is live.
         self.frozen: bytes | None = None
-        self.thaw_ms = NEVER  # while frozen: when its first track is due (to seal it)
 
     def is_empty(self) -> bool:
         return not (self.tracks or self.sessions or self.pending)
@@ -462,4 +461,3 @@ class Freezer:
             track.hits, track.instances, track.ghosts = got.hits, got.instances, got.ghosts
             track.floor_ms = got.floor_ms
         person.frozen = None
-        person.thaw_ms = NEVER
