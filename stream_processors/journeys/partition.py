@@ -71,6 +71,17 @@ class PartitionJourneys:
             self.reads_changed = False
         yield from self.handoffs.take_entries()
 
+    def forward_of(self, pid: str) -> tuple[str, str] | None:
+        """Where events stamped `pid` go now when another partition has the person: (the
+        person there, the person here they were for), or None: they stay. Through the merges
+        made here first: a person merged into one that later left for another partition
+        follows it (its events made a stray copy of the one that left)."""
+        if not self.handoffs.forward:
+            return None
+        here = self.core.resolve(pid)
+        new = self.handoffs.target(here)
+        return None if new is None else (new, here)
+
     def time_known(self) -> int | None:
         """The partition's event time, once it has one."""
         return self.core.watermark_ms if self.core.watermark_ms > -NEVER else None

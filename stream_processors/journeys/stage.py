@@ -177,7 +177,7 @@ class JourneyStage:
         decoded = self._decode(payload, partition, offset, self.topics.stitched)
         part = self.part(partition)
         if decoded is not None:
-            core, target = part.core, part.handoffs.target
+            core, forward_of = part.core, part.forward_of
             pairs: list[tuple[dict[str, Any], str]] = []
             moved = Outbox(self.partitions)
             anonymous = 0
@@ -188,8 +188,8 @@ class JourneyStage:
                 pid = event.get("person_id")
                 if not pid:
                     anonymous += 1  # no usable identifier: no person, no journey
-                elif (new := target(pid)) is not None:
-                    moved.event(new, event, pid)
+                elif (forward := forward_of(pid)) is not None:
+                    moved.event(forward[0], event, forward[1])
                 else:
                     pairs.append((event, pid))
             out = Outputs()
@@ -271,11 +271,12 @@ class JourneyStage:
                     continue
                 if row["kind"] == "event":
                     pid, old = row["person_id"], row.get("from")
-                    new = handoffs.target(pid)  # not None: merged on again meanwhile
+                    forward = part.forward_of(pid)  # not None: merged on again meanwhile
                     if old is not None and handoffs.holding(old):
                         pairs.append((row["event"], old))  # its merge is still ahead
-                    elif new is not None:
-                        moved.event(new, row["event"], old or pid)
+                    elif forward is not None:
+                        new, here = forward
+                        moved.event(new, row["event"], here if here != pid else old or pid)
                     else:
                         pairs.append((row["event"], pid))
                     continue

@@ -551,3 +551,28 @@ def test_a_held_merge_aliases_the_old_id_only_on_the_partition_that_reads_its_ev
     assert [
         (j["person_id"], j["status"], [s[0] for s in j["stages"]]) for j in h.journeys().values()
     ] == [(CUST, "converted", ["issue", "contact", "resolved"])]
+
+
+def test_events_of_a_person_merged_into_one_that_left_follow_it() -> None:
+    """Y merges into A here, then A into B on the other partition: an event still stamped Y
+    goes to B (it made a stray copy of A here, and B's journey missed it)."""
+    y, a, b = person_on(0, "y"), person_on(0, "a"), person_on(1, "b")
+    h = Harness()
+    h.stitched(0, [{**event(y, 1, 0, "help_view"), "channel": "app"}])
+    h.stitched(0, [event(a, 1, 1, "home_view")])
+    h.time(T0_MS + 10 * MIN)
+    h.merges(0, [merge(y, a, minutes=5)])  # both here, behind time: the core moves it now
+    h.time(T0_MS + 20 * MIN)
+    h.merges(0, [merge(a, b, minutes=15)])
+    h.merges(1, [merge(a, b, minutes=15)])
+    h.deliver_handoffs()
+    h.time(T0_MS + 30 * MIN)
+    h.deliver_handoffs()
+    h.time(T0_MS + 30 * MIN)
+    h.stitched(0, [{**event(y, 2, 25, "contact_queued"), "channel": "call_center"}])
+    h.deliver_handoffs()
+    h.time(T0_MS + 40 * MIN)
+    assert h.stage.part(0).core.persons() == []
+    stages = {j["definition_id"]: [s[0] for s in j["stages"]] for j in h.journeys().values()}
+    assert {j["person_id"] for j in h.journeys().values()} == {b}
+    assert stages["support"] == ["issue", "contact"]
