@@ -299,13 +299,14 @@ class JourneyStage:
         handoffs = part.handoffs
         if not row.get("relay"):
             handoffs.arrived(old)
-        new = handoffs.target(pid)  # not None: merged on again meanwhile
+        forward = part.forward_of(pid)  # not None: merged on again meanwhile
         at = row.get("at")  # rows from before `at` was sent have none
-        if new is not None:
+        if forward is not None:
             if state is not None:
-                moved.person(new, old, state, relay=True, merged_ms=at)
+                moved.person(forward[0], old, state, relay=True, merged_ms=at)
                 journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
             return
+        pid = part.core.resolve(pid)  # merged here into another person meanwhile
         if _ahead(at, part):
             # A person of its own until time reaches the merge, as if it had been read there.
             handoffs.hold(old, pid, at)
@@ -385,8 +386,9 @@ class JourneyStage:
         """A held merge whose time has come: `old` joins `new`, here or, when `new` left this
         partition since (merged on), where `new` went."""
         core = part.core
-        onward = part.handoffs.target(new)
-        if onward is None:
+        forward = part.forward_of(new)
+        if forward is None:
+            new_here = core.resolve(new)  # merged here into another person meanwhile
             # Held here, `new` lives here. `old`'s events are read on `old`'s partition,
             # which forwards them stamped `new`: an alias here is only needed when that is
             # this partition too. (Kept for every merge from elsewhere, the aliases were
@@ -395,13 +397,13 @@ class JourneyStage:
             here = partition_for(old.encode(), partitions) == partition_for(
                 new.encode(), partitions
             )
-            out.add(core.move_person(old, new, merged_ms, alias=here))
+            out.add(core.move_person(old, new_here, merged_ms, alias=here))
             journeys_metrics.JOURNEY_HANDOFFS.labels("local").inc()
             return
         snapshot = core.export_person(old)
         core.drop_person(old)
         if snapshot is not None:
-            moved.person(onward, old, snapshot, relay=True, merged_ms=merged_ms)
+            moved.person(forward[0], old, snapshot, relay=True, merged_ms=merged_ms)
             journeys_metrics.JOURNEY_HANDOFFS.labels("out").inc()
 
     def _merge(

@@ -576,3 +576,30 @@ def test_events_of_a_person_merged_into_one_that_left_follow_it() -> None:
     stages = {j["definition_id"]: [s[0] for s in j["stages"]] for j in h.journeys().values()}
     assert {j["person_id"] for j in h.journeys().values()} == {b}
     assert stages["support"] == ["issue", "contact"]
+
+
+@pytest.mark.parametrize("linked", [5, 15], ids=["behind-time", "ahead-of-time"])
+def test_a_person_handed_over_to_one_merged_here_meanwhile_joins_where_it_went(
+    linked: int,
+) -> None:
+    """X's state is on its way to P when P merges into Q here: it joins Q (it made a stray
+    copy of P, with X's journeys, that nothing would ever join again)."""
+    x, p, q = person_on(0, "x"), person_on(1, "p"), person_on(1, "q")
+    h = Harness()
+    h.stitched(0, [{**event(x, 1, 0, "help_view"), "channel": "app"}])
+    h.stitched(1, [event(p, 1, 1, "home_view"), event(q, 1, 2, "home_view")])
+    h.time(T0_MS + 10 * MIN)
+    h.merges(1, [merge(x, p, minutes=linked)])  # P's partition awaits X's state
+    h.merges(1, [merge(p, q, minutes=6)])  # both here, behind time: the core moves it now
+    h.merges(0, [merge(x, p, minutes=linked)])  # X's partition sends it, for P
+    h.deliver_handoffs()
+    h.time(T0_MS + 20 * MIN)
+    h.deliver_handoffs()
+    h.time(T0_MS + 20 * MIN)
+    assert h.stage.part(1).core.persons() == [q]
+    journeys = h.journeys().values()
+    assert {j["person_id"] for j in journeys} == {q}
+    assert sorted(j["definition_id"] for j in journeys if j["status"] == "open") == [
+        "purchase",
+        "support",
+    ]
